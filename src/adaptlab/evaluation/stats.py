@@ -1,0 +1,199 @@
+"""Confidence intervals and paired significance tests for classification runs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from adaptlab.evaluation.metrics import (
+    FloatArray,
+    IntArray,
+    _check_codes,
+    _macro_f1_from_counts,
+    accuracy_codes,
+    macro_f1_codes,
+)
+
+METRICS = ("accuracy", "macro_f1")
+
+# Cap on resamples x examples held in memory at once (int64 index matrix plus gathers).
+_MAX_CELLS = 2_000_000
+
+# Below this many discordant pairs the chi-square approximation is poor, so use the exact test.
+_EXACT_BELOW = 25
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Point estimate with a confidence interval."""
+
+    estimate: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """Result of comparing two systems on the same examples; diff = accuracy_a - accuracy_b."""
+
+    name: str
+    statistic: float
+    p_value: float
+    a_only: int
+    b_only: int
+    diff: float
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+
+
+def _point(g: IntArray, p: IntArray, n_labels: int, metric: str) -> float:
+    if metric == "accuracy":
+        return accuracy_codes(g, p)
+    return macro_f1_codes(g, p, n_labels)
+
+
+def _index_blocks(n: int, resamples: int, seed: int) -> Iterator[IntArray]:
+    """Yield bootstrap index matrices (rows = resamples) in memory-bounded blocks."""
+    rng = np.random.default_rng(seed)
+    block = max(1, _MAX_CELLS // n)
+    for start in range(0, resamples, block):
+        rows = min(block, resamples - start)
+        yield rng.integers(0, n, size=(rows, n), dtype=np.int64)
+
+
+def _per_row(gs: IntArray, ps: IntArray, n_labels: int, metric: str) -> FloatArray:
+    """Metric for each row of resampled code matrices, without a loop over rows."""
+    if metric == "accuracy":
+        acc: FloatArray = np.mean(gs == ps, axis=1, dtype=np.float64)
+        return acc
+    rows = gs.shape[0]
+    # Offsetting each row's codes by row * n_labels lets one bincount count all rows at once.
+    offset = (np.arange(rows, dtype=np.int64) * n_labels)[:, None]
+    size = rows * n_labels
+
+    def count(codes: IntArray) -> FloatArray:
+        return np.bincount(codes, minlength=size).reshape(rows, n_labels).astype(np.float64)
+
+    hit = gs == ps
+    parsed = ps >= 0
+    tp = count((gs + offset)[hit])
+    n_pred = count((ps + offset)[parsed])
+    support = count((gs + offset).ravel())
+    return _macro_f1_from_counts(tp, n_pred, support)
+
+
+def _check_resampling(resamples: int) -> None:
+    if resamples < 1:
+        raise ValueError("resamples must be at least 1")
+
+
+def bootstrap_ci(
+    gold_codes: IntArray,
+    pred_codes: IntArray,
+    n_labels: int,
+    *,
+    metric: str = "accuracy",
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """Percentile bootstrap interval for accuracy or macro F1, resampling examples."""
+    _check_metric(metric)
+    _check_codes(gold_codes, pred_codes, n_labels)
+    _check_resampling(resamples)
+    if not 0.0 < confidence < 1.0:
+        raise ValueError("confidence must lie strictly between 0 and 1")
+    estimate = _point(gold_codes, pred_codes, n_labels, metric)
+    stats = np.concatenate(
+        [
+            _per_row(gold_codes[idx], pred_codes[idx], n_labels, metric)
+            for idx in _index_blocks(gold_codes.size, resamples, seed)
+        ]
+    )
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(stats, [tail, 100.0 - tail])
+    return Interval(estimate=estimate, low=float(low), high=float(high))
+
+
+def _binom_half_cdf(k: int, n: int) -> float:
+    """P(X <= k) for X ~ Bin(n, 0.5)."""
+    # Exact integer sum; int / int true division rounds correctly without overflowing for any n.
+    return sum(math.comb(n, i) for i in range(k + 1)) / (1 << n)
+
+
+BoolArray = npt.NDArray[np.bool_]
+
+
+def _discordant(correct_a: BoolArray, correct_b: BoolArray) -> tuple[int, int, int]:
+    a = np.asarray(correct_a, dtype=bool)
+    b = np.asarray(correct_b, dtype=bool)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ValueError("correct_a and correct_b must be 1-D arrays of equal length")
+    if a.size == 0:
+        raise ValueError("cannot compare empty sets of predictions")
+    return int(np.count_nonzero(a & ~b)), int(np.count_nonzero(~a & b)), int(a.size)
+
+
+def mcnemar(correct_a: BoolArray, correct_b: BoolArray) -> PairedTest:
+    """McNemar's test on per-example correctness; exact binomial when discordant pairs are few."""
+    b, c, n = _discordant(correct_a, correct_b)
+    diff = (b - c) / n
+    m = b + c
+    if m < _EXACT_BELOW:
+        if m == 0:
+            return PairedTest("mcnemar-exact", 0.0, 1.0, b, c, diff)
+        k = min(b, c)
+        p = min(1.0, 2.0 * _binom_half_cdf(k, m))
+        return PairedTest("mcnemar-exact", float(k), p, b, c, diff)
+    stat = (abs(b - c) - 1) ** 2 / m
+    # Survival function of chi-square with one degree of freedom.
+    p = math.erfc(math.sqrt(stat / 2.0))
+    return PairedTest("mcnemar-chi2", stat, p, b, c, diff)
+
+
+def paired_bootstrap(
+    gold_codes: IntArray,
+    pred_a: IntArray,
+    pred_b: IntArray,
+    n_labels: int,
+    *,
+    metric: str = "macro_f1",
+    resamples: int = 1000,
+    seed: int = 0,
+) -> PairedTest:
+    """Two-sided paired bootstrap test of metric(a) - metric(b); statistic is the observed gap."""
+    _check_metric(metric)
+    _check_codes(gold_codes, pred_a, n_labels)
+    _check_codes(gold_codes, pred_b, n_labels)
+    _check_resampling(resamples)
+    observed = _point(gold_codes, pred_a, n_labels, metric) - _point(
+        gold_codes, pred_b, n_labels, metric
+    )
+    diffs = np.concatenate(
+        [
+            _per_row(gold_codes[idx], pred_a[idx], n_labels, metric)
+            - _per_row(gold_codes[idx], pred_b[idx], n_labels, metric)
+            for idx in _index_blocks(gold_codes.size, resamples, seed)
+        ]
+    )
+    share_le = float(np.mean(diffs <= 0.0))
+    share_ge = float(np.mean(diffs >= 0.0))
+    p = min(1.0, 2.0 * min(share_le, share_ge))
+    b, c, n = _discordant(gold_codes == pred_a, gold_codes == pred_b)
+    return PairedTest("paired-bootstrap", observed, p, b, c, (b - c) / n)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """q-th percentile (0-100) with numpy's default linear interpolation; nan when empty."""
+    if not 0.0 <= q <= 100.0:
+        raise ValueError("q must lie in [0, 100]")
+    if len(values) == 0:
+        return math.nan
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q))

@@ -1,0 +1,71 @@
+"""A project folder: ``adaptlab.yaml``, the data, and what runs leave behind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from adaptlab.config import CONFIG_FILE, ProjectConfig, load_config
+from adaptlab.data import DataReport, Example, Split, check_examples, load_examples
+from adaptlab.data.split import stratified_split
+
+
+@dataclass
+class Project:
+    root: Path
+    config: ProjectConfig
+
+    @classmethod
+    def load(cls, root: str | Path = ".") -> Project:
+        root = Path(root).resolve()
+        return cls(root=root, config=load_config(root / CONFIG_FILE))
+
+    # where things live ------------------------------------------------
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".adaptlab"
+
+    @property
+    def store_path(self) -> Path:
+        return self.state_dir / "runs.db"
+
+    @property
+    def splits_dir(self) -> Path:
+        return self.state_dir / "splits"
+
+    def checkpoint_dir(self, key: str) -> Path:
+        return self.state_dir / "checkpoints" / key
+
+    @property
+    def report_path(self) -> Path:
+        return self.root / "reports" / "report.html"
+
+    # data ---------------------------------------------------------------
+    def _load(self, rel: str) -> list[Example]:
+        d = self.config.data
+        return load_examples(
+            self.root / rel,
+            input_field=d.input_field,
+            label_field=d.label_field,
+            fmt=d.format,
+            encoding=d.encoding,
+        )
+
+    def load_data(self) -> tuple[list[Example], list[Example] | None]:
+        """The examples and, when ``data.test_path`` is set, the user's own holdout."""
+        examples = self._load(self.config.data.path)
+        test = self._load(self.config.data.test_path) if self.config.data.test_path else None
+        return examples, test
+
+    def check_data(self) -> DataReport:
+        examples, test = self.load_data()
+        return check_examples(examples, list(self.config.labels), test=test or ())
+
+    def split(self) -> Split:
+        """Validate, then split; raises DataError before anything is written."""
+        examples, test = self.load_data()
+        check_examples(examples, list(self.config.labels), test=test or ()).raise_on_errors()
+        d = self.config.data
+        return stratified_split(
+            examples, test_size=d.test_size, val_size=d.val_size, seed=self.config.seed, test=test
+        )

@@ -1,0 +1,304 @@
+"""The run store: one SQLite file in the project folder, with numbered migrations.
+
+Every prediction is a row, so a report is rebuilt from the store without running
+anything again. A candidate's result is keyed by a hash of everything that
+determines it (its options, the model, the labels, the data split, the seed), so
+an unchanged candidate is never recomputed, and a result is written in one
+transaction: a killed run leaves either the whole candidate or nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "initial schema",
+        """
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            project TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL,
+            config_json TEXT NOT NULL,
+            data_fingerprint TEXT NOT NULL,
+            seed INTEGER NOT NULL,
+            model_json TEXT NOT NULL,
+            split_json TEXT NOT NULL
+        );
+        CREATE TABLE results (
+            key TEXT PRIMARY KEY,
+            candidate TEXT NOT NULL,
+            strategy TEXT NOT NULL,
+            params_json TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            fit_seconds REAL NOT NULL,
+            fit_cpu_seconds REAL NOT NULL,
+            predict_seconds REAL NOT NULL,
+            predict_cpu_seconds REAL NOT NULL,
+            n_predictions INTEGER NOT NULL,
+            trains_weights INTEGER NOT NULL,
+            info_json TEXT NOT NULL
+        );
+        CREATE TABLE run_candidates (
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            position INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            result_key TEXT NOT NULL,
+            reused INTEGER NOT NULL,
+            PRIMARY KEY (run_id, name)
+        );
+        CREATE TABLE predictions (
+            result_key TEXT NOT NULL REFERENCES results(key),
+            idx INTEGER NOT NULL,
+            example_id TEXT NOT NULL,
+            input TEXT NOT NULL,
+            gold TEXT NOT NULL,
+            predicted TEXT,
+            score REAL,
+            latency_ms REAL,
+            PRIMARY KEY (result_key, idx)
+        );
+        CREATE TABLE curves (
+            result_key TEXT NOT NULL REFERENCES results(key),
+            step INTEGER NOT NULL,
+            epoch REAL NOT NULL,
+            split TEXT NOT NULL,
+            metric TEXT NOT NULL,
+            value REAL NOT NULL
+        );
+        CREATE INDEX curves_key ON curves(result_key);
+        """,
+    ),
+]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class PredictionRow:
+    example_id: str
+    input: str
+    gold: str
+    predicted: str | None
+    score: float | None
+    latency_ms: float | None
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    key: str
+    candidate: str
+    strategy: str
+    params: dict[str, Any]
+    fit_seconds: float
+    fit_cpu_seconds: float
+    predict_seconds: float
+    predict_cpu_seconds: float
+    n_predictions: int
+    trains_weights: bool
+    info: dict[str, Any]
+
+
+class RunStore:
+    """Access to ``runs.db``; migrates on open."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.migrate()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- schema
+
+    def migrate(self) -> None:
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        done = {r[0] for r in self.conn.execute("SELECT version FROM schema_migrations")}
+        for version, (name, sql) in enumerate(MIGRATIONS, start=1):
+            if version in done:
+                continue
+            with self.transaction():
+                for statement in sql.split(";"):
+                    if statement.strip():
+                        self.conn.execute(statement)
+                self.conn.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, name, _now())
+                )
+
+    @property
+    def schema_version(self) -> int:
+        row = self.conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+        return int(row[0] or 0)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        # An explicit BEGIN: sqlite3's implicit transactions do not cover DDL.
+        self.conn.execute("BEGIN")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # ---------------------------------------------------------------- runs
+
+    def start_run(
+        self,
+        run_id: str,
+        *,
+        project: str,
+        config: dict[str, Any],
+        data_fingerprint: str,
+        seed: int,
+        model: dict[str, Any],
+        split: dict[str, int],
+    ) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO runs (id, project, created_at, status, config_json, "
+                "data_fingerprint, seed, model_json, split_json) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    run_id,
+                    project,
+                    _now(),
+                    "running",
+                    json.dumps(config),
+                    data_fingerprint,
+                    seed,
+                    json.dumps(model),
+                    json.dumps(split),
+                ),
+            )
+
+    def finish_run(self, run_id: str, status: str = "finished") -> None:
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?", (status, _now(), run_id)
+            )
+
+    def latest_run(self, *, finished_only: bool = True) -> sqlite3.Row | None:
+        where = "WHERE status = 'finished'" if finished_only else ""
+        return self.conn.execute(
+            f"SELECT * FROM runs {where} ORDER BY created_at DESC, rowid DESC LIMIT 1"
+        ).fetchone()
+
+    def run(self, run_id: str) -> sqlite3.Row | None:
+        return self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+
+    def run_candidates(self, run_id: str) -> list[sqlite3.Row]:
+        return list(
+            self.conn.execute(
+                "SELECT * FROM run_candidates WHERE run_id = ? ORDER BY position", (run_id,)
+            )
+        )
+
+    def link(self, run_id: str, position: int, name: str, key: str, reused: bool) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO run_candidates VALUES (?,?,?,?,?)",
+                (run_id, position, name, key, int(reused)),
+            )
+
+    # ---------------------------------------------------------------- results
+
+    def has_result(self, key: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM results WHERE key = ?", (key,)).fetchone() is not None
+
+    def save_result(
+        self,
+        result: ResultRow,
+        predictions: Sequence[PredictionRow],
+        curves: Sequence[tuple[int, float, str, str, float]],
+    ) -> None:
+        """Write a candidate's result, predictions and curves in one transaction."""
+        with self.transaction() as c:
+            c.execute("DELETE FROM curves WHERE result_key = ?", (result.key,))
+            c.execute("DELETE FROM predictions WHERE result_key = ?", (result.key,))
+            c.execute("DELETE FROM results WHERE key = ?", (result.key,))
+            c.execute(
+                "INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    result.key,
+                    result.candidate,
+                    result.strategy,
+                    json.dumps(result.params),
+                    _now(),
+                    result.fit_seconds,
+                    result.fit_cpu_seconds,
+                    result.predict_seconds,
+                    result.predict_cpu_seconds,
+                    result.n_predictions,
+                    int(result.trains_weights),
+                    json.dumps(result.info, default=str),
+                ),
+            )
+            c.executemany(
+                "INSERT INTO predictions VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (result.key, i, p.example_id, p.input, p.gold, p.predicted, p.score, p.latency_ms)
+                    for i, p in enumerate(predictions)
+                ],
+            )
+            c.executemany(
+                "INSERT INTO curves VALUES (?,?,?,?,?,?)", [(result.key, *pt) for pt in curves]
+            )
+
+    def result(self, key: str) -> ResultRow:
+        r = self.conn.execute("SELECT * FROM results WHERE key = ?", (key,)).fetchone()
+        if r is None:
+            raise KeyError(key)
+        return ResultRow(
+            key=r["key"],
+            candidate=r["candidate"],
+            strategy=r["strategy"],
+            params=json.loads(r["params_json"]),
+            fit_seconds=r["fit_seconds"],
+            fit_cpu_seconds=r["fit_cpu_seconds"],
+            predict_seconds=r["predict_seconds"],
+            predict_cpu_seconds=r["predict_cpu_seconds"],
+            n_predictions=r["n_predictions"],
+            trains_weights=bool(r["trains_weights"]),
+            info=json.loads(r["info_json"]),
+        )
+
+    def predictions(self, key: str) -> list[PredictionRow]:
+        rows = self.conn.execute(
+            "SELECT example_id, input, gold, predicted, score, latency_ms FROM predictions "
+            "WHERE result_key = ? ORDER BY idx",
+            (key,),
+        )
+        return [PredictionRow(*r) for r in rows]
+
+    def curves(self, key: str) -> list[tuple[int, float, str, str, float]]:
+        rows = self.conn.execute(
+            "SELECT step, epoch, split, metric, value FROM curves WHERE result_key = ? "
+            "ORDER BY step, split, metric",
+            (key,),
+        )
+        return [tuple(r) for r in rows]  # type: ignore[misc]

@@ -1,0 +1,112 @@
+"""The strategy contract: ``fit(train, val)`` then ``predict(texts)``.
+
+A strategy is one folder under ``strategies/`` with ``config.py`` (its pydantic
+options, light to import) beside ``strategy.py`` (the implementation), and one
+entry point in the ``adaptlab.strategies`` group.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from adaptlab.backends.base import EncoderBackend
+    from adaptlab.data import Example
+
+
+class StrategyOptions(BaseModel):
+    """Base of every strategy's options; unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A predicted label (None when no label could be read) and its confidence."""
+
+    label: str | None
+    score: float
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One point of a training curve: ``split`` is 'train' or 'val'."""
+
+    step: int
+    epoch: float
+    split: str
+    metric: str
+    value: float
+
+
+Advance = Callable[[int], None]
+
+
+class ProgressSink:
+    """Where long work reports progress; the CLI plugs in rich, tests a silent one."""
+
+    @contextmanager
+    def task(self, description: str, total: int | None) -> Iterator[Advance]:
+        yield lambda n: None
+
+
+@dataclass
+class StrategyContext:
+    """What a strategy gets from the runner: the model, labels, seed and a folder."""
+
+    backend: EncoderBackend
+    labels: dict[str, str]
+    seed: int
+    workdir: Path
+    progress: ProgressSink = field(default_factory=ProgressSink)
+    _cache: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def embed(self, texts: Sequence[str], *, description: str = "embedding") -> np.ndarray:
+        """Frozen-model embeddings, memoised across the candidates of a run.
+
+        For fitting only: prediction must call the backend itself, so latency and
+        CPU time measure real work.
+        """
+        import numpy as np
+
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            with self.progress.task(description, len(missing)) as advance:
+                vectors = self.backend.embed(missing, on_batch=advance)
+            self._cache.update(zip(missing, vectors, strict=True))
+        return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 0))
+
+
+class Strategy(ABC):
+    """Base of every adaptation strategy."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[StrategyOptions]] = StrategyOptions
+    trains_weights: ClassVar[bool] = False
+
+    def __init__(self, options: StrategyOptions, ctx: StrategyContext) -> None:
+        self.options = options
+        self.ctx = ctx
+        self.curves: list[CurvePoint] = []
+        self.info: dict[str, object] = {}
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.ctx.labels)
+
+    @abstractmethod
+    def fit(self, train: Sequence[Example], val: Sequence[Example]) -> None:
+        """Prepare from the training split; ``val`` is for early stopping only."""
+
+    @abstractmethod
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        """One prediction per text, in order; never fewer."""

@@ -1,0 +1,52 @@
+"""Few-shot: k examples per class, a light classifier on frozen embeddings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from adaptlab.strategies.base import Prediction, Strategy
+from adaptlab.strategies.few_shot.config import FewShotOptions
+from adaptlab.strategies.few_shot.selectors import SELECTORS
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from adaptlab.data import Example
+
+
+def fit_classifier(x: np.ndarray, y: Sequence[str], kind: str, seed: int, max_iter: int) -> Any:
+    """Logistic regression (MTEB's few-shot protocol) or a nearest-centroid model."""
+    if kind == "centroid":
+        from sklearn.neighbors import NearestCentroid
+
+        return NearestCentroid().fit(x, list(y))
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(max_iter=max_iter, random_state=seed).fit(x, list(y))
+
+
+def predict_classifier(model: Any, x: np.ndarray) -> list[Prediction]:
+    if hasattr(model, "predict_proba"):
+        proba = model.predict_proba(x)
+        best = proba.argmax(axis=1)
+        return [Prediction(str(model.classes_[i]), float(proba[r, i])) for r, i in enumerate(best)]
+    return [Prediction(str(label), 1.0) for label in model.predict(x)]
+
+
+class FewShot(Strategy):
+    name: ClassVar[str] = "few-shot"
+    Options = FewShotOptions
+
+    def fit(self, train: Sequence[Example], val: Sequence[Example]) -> None:
+        opts = self.options
+        assert isinstance(opts, FewShotOptions)
+        shots = SELECTORS[opts.selector](train, opts.k, self.ctx.seed)
+        self.info["shots"] = [ex.id for ex in shots]
+        x = self.ctx.embed([ex.text for ex in shots], description="embedding shots")
+        self._model = fit_classifier(
+            x, [ex.label for ex in shots], opts.classifier, self.ctx.seed, opts.max_iter
+        )
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        return predict_classifier(self._model, self.ctx.backend.embed(texts))

@@ -1,0 +1,4 @@
+from adaptlab.strategies.finetune.config import FinetuneOptions
+from adaptlab.strategies.finetune.strategy import Finetune
+
+__all__ = ["Finetune", "FinetuneOptions"]

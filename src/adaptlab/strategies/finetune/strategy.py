@@ -1,0 +1,400 @@
+"""Fine-tune the encoder on the train split, early-stopping on val accuracy.
+
+Two methods, both measured by ``bench/finetune_methods.py``:
+
+* ``head`` — the encoder and a softmax head trained end to end with cross-entropy.
+  The head starts from the class centroids of the frozen embeddings, so step 0 is
+  already a nearest-centroid classifier and training only has to improve on it.
+* ``setfit`` — SetFit-style: contrastive pairs (same label -> cosine 1, different ->
+  0) tune the encoder, then a logistic regression is fit on its embeddings.
+
+Every epoch writes ``last.pt`` (weights, optimiser, scheduler, RNG, curves), so a
+killed run resumes at the next epoch instead of starting again.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from adaptlab.strategies.base import CurvePoint, Prediction, Strategy
+from adaptlab.strategies.finetune.config import FinetuneOptions
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from adaptlab.backends.sentence_transformers import SentenceTransformerBackend
+    from adaptlab.data import Example
+
+
+class Finetune(Strategy):
+    name: ClassVar[str] = "finetune"
+    Options = FinetuneOptions
+    trains_weights: ClassVar[bool] = True
+
+    # ---------------------------------------------------------------- helpers
+
+    @property
+    def opts(self) -> FinetuneOptions:
+        assert isinstance(self.options, FinetuneOptions)
+        return self.options
+
+    def _encode(self, model: Any, texts: Sequence[str]) -> torch.Tensor:
+        """Differentiable sentence embeddings (the model ends in Normalize)."""
+        # sentence-transformers >= 5 names it preprocess() and adds non-tensor keys
+        prepare = getattr(model, "preprocess", None) or model.tokenize
+        features = prepare(list(texts))
+        device = next(model.parameters()).device
+        features = {k: v.to(device) if hasattr(v, "to") else v for k, v in features.items()}
+        return model(features)["sentence_embedding"]
+
+    def _batches(self, n: int, generator: torch.Generator) -> list[list[int]]:
+        import torch
+
+        order = torch.randperm(n, generator=generator).tolist()
+        bs = self.opts.batch_size
+        return [order[i : i + bs] for i in range(0, n, bs)]
+
+    # ---------------------------------------------------------------- fit
+
+    def fit(self, train: Sequence[Example], val: Sequence[Example]) -> None:
+        import torch
+
+        backend = self.ctx.backend
+        assert hasattr(backend, "clone_model"), "finetune needs a trainable encoder backend"
+        self._backend: SentenceTransformerBackend = backend  # type: ignore[assignment]
+        torch.manual_seed(self.ctx.seed)
+        random.seed(self.ctx.seed)
+        names = self.label_names
+        y_train = [names.index(ex.label) for ex in train]
+        y_val = [names.index(ex.label) for ex in val]
+        x_train = [ex.text for ex in train]
+        x_val = [ex.text for ex in val]
+
+        model = backend.clone_model()
+        model.train()
+        if self.opts.method == "head":
+            self._fit_head(model, x_train, y_train, x_val, y_val)
+        else:
+            self._fit_setfit(model, x_train, y_train, x_val, y_val)
+        model.eval()
+        self._tuned = self._backend.with_model(model)
+        if self.opts.save_model:
+            self._save(model)
+
+    def _fit_head(
+        self,
+        model: Any,
+        x_train: list[str],
+        y_train: list[int],
+        x_val: list[str],
+        y_val: list[int],
+    ) -> None:
+        import numpy as np
+        import torch
+
+        n_labels = len(self.label_names)
+        # Centroid init: the head is a nearest-centroid classifier before step one.
+        frozen = self.ctx.embed(x_train, description="embedding train split")
+        centroids = np.stack(
+            [frozen[np.array(y_train) == c].mean(axis=0) for c in range(n_labels)]
+        )
+        centroids /= np.linalg.norm(centroids, axis=1, keepdims=True) + 1e-12
+        head = torch.nn.Linear(centroids.shape[1], n_labels)
+        with torch.no_grad():
+            # Normalised embeddings have cosine logits in [-1, 1]; a scale of 20 gives
+            # the softmax enough range to be confident, as in SetFit/CosFace heads.
+            head.weight.copy_(torch.from_numpy(centroids) * 20.0)
+            head.bias.zero_()
+        self._head_module = head
+
+        def val_fn() -> tuple[float, float]:
+            return self._evaluate_head(model, head, x_val, y_val)
+
+        loss_fn = torch.nn.CrossEntropyLoss()
+        labels_t = torch.tensor(y_train)
+
+        def step_fn(batch: list[int]) -> torch.Tensor:
+            logits = head(self._encode(model, [x_train[i] for i in batch]))
+            return loss_fn(logits.float(), labels_t[batch])
+
+        self._train_loop(model, [head], len(x_train), step_fn, val_fn)
+
+    def _fit_setfit(
+        self,
+        model: Any,
+        x_train: list[str],
+        y_train: list[int],
+        x_val: list[str],
+        y_val: list[int],
+    ) -> None:
+        import torch
+
+        pairs = _contrastive_pairs(y_train, self.opts.pair_iterations, self.ctx.seed)
+        left = [x_train[a] for a, _, _ in pairs]
+        right = [x_train[b] for _, b, _ in pairs]
+        target = torch.tensor([t for _, _, t in pairs], dtype=torch.float32)
+
+        def step_fn(batch: list[int]) -> torch.Tensor:
+            u = self._encode(model, [left[i] for i in batch])
+            v = self._encode(model, [right[i] for i in batch])
+            cos = torch.nn.functional.cosine_similarity(u.float(), v.float())
+            return torch.nn.functional.mse_loss(cos, target[batch])
+
+        def val_fn() -> tuple[float, float]:
+            self._fit_logreg(model, x_train, y_train)
+            return self._evaluate_logreg(model, x_val, y_val)
+
+        self._train_loop(model, [], len(pairs), step_fn, val_fn)
+        self._fit_logreg(model, x_train, y_train)
+
+    # ---------------------------------------------------------------- loop
+
+    def _train_loop(
+        self,
+        model: Any,
+        heads: list[torch.nn.Module],
+        n_items: int,
+        step_fn: Any,
+        val_fn: Any,
+    ) -> None:
+        import torch
+
+        opts = self.opts
+        params = [
+            {"params": list(model.parameters()), "lr": opts.learning_rate},
+            *({"params": list(h.parameters()), "lr": opts.head_learning_rate} for h in heads),
+        ]
+        optimizer = torch.optim.AdamW(params, weight_decay=opts.weight_decay)
+        steps_per_epoch = -(-n_items // opts.batch_size)
+        total = steps_per_epoch * opts.epochs
+        warmup = int(total * opts.warmup_ratio)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda s: (s + 1) / max(1, warmup)
+            if s < warmup
+            else max(0.0, (total - s) / max(1, total - warmup)),
+        )
+        generator = torch.Generator().manual_seed(self.ctx.seed)
+        state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "bad_epochs": 0}
+        best_state: dict[str, Any] | None = None
+        resumed = self._load_last(model, heads, optimizer, scheduler, generator, state)
+        if resumed:
+            best_state = torch.load(self.ctx.workdir / "best.pt", weights_only=False)
+            self.info["resumed_from_epoch"] = state["epoch"]
+
+        step = state["epoch"] * steps_per_epoch
+        with self.ctx.progress.task(f"fine-tuning ({opts.method})", total) as advance:
+            advance(step)
+            while state["epoch"] < opts.epochs and state["bad_epochs"] < opts.patience:
+                epoch = state["epoch"]
+                model.train()
+                window: list[float] = []
+                every = max(1, steps_per_epoch // 4)  # four train-loss points per epoch
+                for i, batch in enumerate(self._batches(n_items, generator), start=1):
+                    with self._backend.autocast():
+                        loss = step_fn(batch)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                    optimizer.step()
+                    scheduler.step()
+                    step += 1
+                    window.append(float(loss.detach()))
+                    advance(1)
+                    if i % every == 0 or i == steps_per_epoch:
+                        mean = sum(window) / len(window)
+                        self.curves.append(
+                            CurvePoint(step, epoch + i / steps_per_epoch, "train", "loss", mean)
+                        )
+                        window.clear()
+                model.eval()
+                val_loss, val_acc = val_fn()
+                state["epoch"] = epoch + 1
+                self.curves.append(CurvePoint(step, epoch + 1, "val", "loss", val_loss))
+                self.curves.append(CurvePoint(step, epoch + 1, "val", "accuracy", val_acc))
+                if val_acc > state["best"]:
+                    state.update(best=val_acc, best_epoch=epoch + 1, bad_epochs=0)
+                    best_state = self._snapshot(model, heads)
+                    torch.save(best_state, self.ctx.workdir / "best.pt")
+                else:
+                    state["bad_epochs"] += 1
+                self._save_last(model, heads, optimizer, scheduler, generator, state)
+        if best_state is not None:
+            model.load_state_dict(best_state["model"])
+            for h, sd in zip(heads, best_state["heads"], strict=True):
+                h.load_state_dict(sd)
+        self.info.update(
+            best_epoch=state["best_epoch"],
+            best_val_accuracy=state["best"],
+            epochs_run=state["epoch"],
+            stopped_early=state["epoch"] < opts.epochs,
+            steps_per_epoch=steps_per_epoch,
+        )
+
+    # ---------------------------------------------------------------- checkpoints
+
+    @staticmethod
+    def _snapshot(model: Any, heads: list[torch.nn.Module]) -> dict[str, Any]:
+        import copy
+
+        return {
+            "model": copy.deepcopy(model.state_dict()),
+            "heads": [copy.deepcopy(h.state_dict()) for h in heads],
+        }
+
+    def _save_last(
+        self,
+        model: Any,
+        heads: list[torch.nn.Module],
+        optimizer: Any,
+        scheduler: Any,
+        generator: torch.Generator,
+        state: dict[str, Any],
+    ) -> None:
+        import os
+
+        import torch
+
+        path = self.ctx.workdir / "last.pt"
+        tmp = path.with_suffix(".tmp")
+        torch.save(
+            {
+                **self._snapshot(model, heads),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "generator": generator.get_state(),
+                "state": state,
+                "curves": [p.__dict__ for p in self.curves],
+            },
+            tmp,
+        )
+        os.replace(tmp, path)  # a kill mid-write leaves the previous epoch intact
+
+    def _load_last(
+        self,
+        model: Any,
+        heads: list[torch.nn.Module],
+        optimizer: Any,
+        scheduler: Any,
+        generator: torch.Generator,
+        state: dict[str, Any],
+    ) -> bool:
+        import torch
+
+        path = self.ctx.workdir / "last.pt"
+        if not (path.exists() and (self.ctx.workdir / "best.pt").exists()):
+            return False
+        ckpt = torch.load(path, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        for h, sd in zip(heads, ckpt["heads"], strict=True):
+            h.load_state_dict(sd)
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        generator.set_state(ckpt["generator"])
+        state.update(ckpt["state"])
+        self.curves = [CurvePoint(**p) for p in ckpt["curves"]]
+        return True
+
+    def _save(self, model: Any) -> None:
+        import numpy as np
+
+        out = self.ctx.workdir / "model"
+        model.save(str(out))
+        if self.opts.method == "head":
+            head = self._head_module
+            np.savez(
+                out / "adaptlab_head.npz",
+                weight=head.weight.detach().numpy(),
+                bias=head.bias.detach().numpy(),
+            )
+        (out / "adaptlab_labels.json").write_text(json.dumps(self.label_names))
+        self.info["checkpoint"] = str(Path(out))
+
+    # ---------------------------------------------------------------- heads
+
+    def _evaluate_head(
+        self, model: Any, head: torch.nn.Module, texts: list[str], y: list[int]
+    ) -> tuple[float, float]:
+        import torch
+
+        if not texts:
+            return 0.0, 0.0
+        with torch.no_grad(), self._backend.autocast():
+            logits = torch.cat(
+                [head(self._encode(model, texts[i : i + 64])).float() for i in range(0, len(texts), 64)]
+            )
+        target = torch.tensor(y)
+        loss = float(torch.nn.functional.cross_entropy(logits, target))
+        acc = float((logits.argmax(dim=1) == target).float().mean())
+        return loss, acc
+
+    def _embed_with(self, model: Any, texts: Sequence[str]) -> np.ndarray:
+        return self._backend.with_model(model).embed(texts)
+
+    def _fit_logreg(self, model: Any, texts: list[str], y: list[int]) -> None:
+        from sklearn.linear_model import LogisticRegression
+
+        model.eval()
+        x = self._embed_with(model, texts)
+        self._logreg = LogisticRegression(max_iter=200, random_state=self.ctx.seed).fit(x, y)
+
+    def _evaluate_logreg(self, model: Any, texts: list[str], y: list[int]) -> tuple[float, float]:
+        import numpy as np
+
+        if not texts:
+            return 0.0, 0.0
+        proba = self._logreg.predict_proba(self._embed_with(model, texts))
+        cols = {c: i for i, c in enumerate(self._logreg.classes_)}
+        p_true = np.array([proba[r, cols[t]] if t in cols else 1e-12 for r, t in enumerate(y)])
+        loss = float(-np.log(np.clip(p_true, 1e-12, 1)).mean())
+        acc = float((self._logreg.classes_[proba.argmax(axis=1)] == np.array(y)).mean())
+        return loss, acc
+
+    # ---------------------------------------------------------------- predict
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        import numpy as np
+
+        names = self.label_names
+        x = self._tuned.embed(texts)
+        if self.opts.method == "head":
+            w = self._head_module.weight.detach().numpy()
+            b = self._head_module.bias.detach().numpy()
+            logits = x @ w.T + b
+            logits -= logits.max(axis=1, keepdims=True)
+            proba = np.exp(logits)
+            proba /= proba.sum(axis=1, keepdims=True)
+            classes = np.arange(len(names))
+        else:
+            proba = self._logreg.predict_proba(x)
+            classes = self._logreg.classes_
+        best = proba.argmax(axis=1)
+        return [Prediction(names[int(classes[i])], float(proba[r, i])) for r, i in enumerate(best)]
+
+
+def _contrastive_pairs(y: list[int], iterations: int, seed: int) -> list[tuple[int, int, float]]:
+    """SetFit's sampling: per example and iteration, one positive and one negative pair."""
+    rng = random.Random(seed)
+    by_label: dict[int, list[int]] = {}
+    for i, label in enumerate(y):
+        by_label.setdefault(label, []).append(i)
+    pairs: list[tuple[int, int, float]] = []
+    for _ in range(iterations):
+        for i, label in enumerate(y):
+            same = by_label[label]
+            if len(same) > 1:
+                j = rng.choice(same)
+                while j == i:
+                    j = rng.choice(same)
+                pairs.append((i, j, 1.0))
+            j = rng.randrange(len(y))
+            while y[j] == label:
+                j = rng.randrange(len(y))
+            pairs.append((i, j, 0.0))
+    rng.shuffle(pairs)
+    return pairs

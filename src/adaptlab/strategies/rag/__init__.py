@@ -1,0 +1,4 @@
+from adaptlab.strategies.rag.config import RagOptions
+from adaptlab.strategies.rag.strategy import Rag
+
+__all__ = ["Rag", "RagOptions"]

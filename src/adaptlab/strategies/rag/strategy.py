@@ -1,0 +1,46 @@
+"""RAG for classification: retrieve the nearest labelled examples and let them vote."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+from adaptlab.strategies.base import Prediction, Strategy
+from adaptlab.strategies.rag.config import RagOptions
+
+if TYPE_CHECKING:
+    from adaptlab.data import Example
+
+
+class Rag(Strategy):
+    name: ClassVar[str] = "rag"
+    Options = RagOptions
+
+    def fit(self, train: Sequence[Example], val: Sequence[Example]) -> None:
+        import numpy as np
+
+        opts = self.options
+        assert isinstance(opts, RagOptions)
+        indexed = [*train, *val] if opts.include_val else list(train)
+        self._index = self.ctx.embed([ex.text for ex in indexed], description="indexing")
+        names = self.label_names
+        self._labels = np.array([names.index(ex.label) for ex in indexed])
+        self.info["indexed"] = len(indexed)
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        import numpy as np
+
+        opts = self.options
+        assert isinstance(opts, RagOptions)
+        sims = self.ctx.backend.embed(texts) @ self._index.T
+        k = min(opts.top_k, sims.shape[1])
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        names = self.label_names
+        out = []
+        for row, idx in enumerate(top):
+            weights = sims[row, idx] if opts.weighting == "similarity" else np.ones(k)
+            votes = np.bincount(self._labels[idx], weights=np.clip(weights, 0, None) + 1e-9,
+                                minlength=len(names))
+            best = int(votes.argmax())
+            out.append(Prediction(names[best], float(votes[best] / votes.sum())))
+        return out

@@ -1,0 +1,33 @@
+"""Zero-shot: pick the label whose description is most similar to the input."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+from adaptlab.strategies.base import Prediction, Strategy
+from adaptlab.strategies.zero_shot.config import ZeroShotOptions
+
+if TYPE_CHECKING:
+    from adaptlab.data import Example
+
+
+class ZeroShot(Strategy):
+    name: ClassVar[str] = "zero-shot"
+    Options = ZeroShotOptions
+
+    def fit(self, train: Sequence[Example], val: Sequence[Example]) -> None:
+        opts = self.options
+        assert isinstance(opts, ZeroShotOptions)
+        prompts = [
+            opts.label_template.format(label=label, description=desc)
+            for label, desc in self.ctx.labels.items()
+        ]
+        self.info["label_prompts"] = prompts
+        self._label_vectors = self.ctx.embed(prompts, description="embedding label prompts")
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        sims = self.ctx.backend.embed(texts) @ self._label_vectors.T
+        best = sims.argmax(axis=1)
+        names = self.label_names
+        return [Prediction(names[i], float(sims[row, i])) for row, i in enumerate(best)]
