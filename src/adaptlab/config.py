@@ -97,6 +97,9 @@ class CostConfig(_Strict):
     monthly_requests: int = Field(
         default=50_000, ge=0, description="Forecast of requests per month, for break-even."
     )
+    horizon_months: int = Field(
+        default=12, ge=1, description="Months over which setup (training) cost is paid back."
+    )
 
 
 class ProjectConfig(_Strict):
