@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from adaptlab.errors import ConfigError
 
@@ -108,17 +108,22 @@ class ProjectConfig(_Strict):
         default="classification", description="Task type."
     )
     seed: int = Field(default=42, description="Seed for splits, sampling and training.")
-    data: DataConfig
+    data: DataConfig = Field(description="Where the labelled examples are and how to split them.")
     labels: dict[str, str] = Field(
         description=(
             "Every label with a one-line description; the descriptions are the 'prompt' "
             "that zero-shot classifies against."
         )
     )
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    candidates: list[CandidateConfig] = Field(min_length=1)
-    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
-    cost: CostConfig = Field(default_factory=CostConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The model to adapt.")
+    candidates: list[CandidateConfig] = Field(
+        min_length=1,
+        description="The candidates to compare: each a unique name, a strategy and its params.",
+    )
+    evaluation: EvaluationConfig = Field(
+        default_factory=EvaluationConfig, description="Statistics of the comparison."
+    )
+    cost: CostConfig = Field(default_factory=CostConfig, description="Prices and volume.")
 
     @field_validator("labels")
     @classmethod
@@ -130,14 +135,15 @@ class ProjectConfig(_Strict):
                 raise ValueError(f"label '{label}' has an empty description")
         return v
 
-    @model_validator(mode="after")
-    def _unique_candidates(self) -> ProjectConfig:
+    @field_validator("candidates")
+    @classmethod
+    def _unique_candidates(cls, v: list[CandidateConfig]) -> list[CandidateConfig]:
         seen: set[str] = set()
-        for cand in self.candidates:
+        for cand in v:
             if cand.name in seen:
                 raise ValueError(f"candidate name '{cand.name}' appears twice; names must be unique")
             seen.add(cand.name)
-        return self
+        return v
 
 
 # ---------------------------------------------------------------- loading
@@ -188,7 +194,9 @@ def format_validation_error(
     prefix: tuple[str | int, ...] = (),
 ) -> ConfigError:
     """Turn the first pydantic error into a ConfigError naming key, value, line and fix."""
-    first = err.errors()[0]
+    # An unknown key usually explains a "missing" one (a typo), so report it first.
+    errors = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    first = errors[0]
     loc = prefix + tuple(first["loc"])
     key = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
     line = _node_line(root, loc)
@@ -251,7 +259,9 @@ def load_config(path: str | Path) -> ProjectConfig:
         ) from None
     data, root = parse_yaml(text, file)
     if data is None:
-        raise ConfigError("the file is empty", file=file, fix="run 'adaptlab init' for a template")
+        raise ConfigError(
+            "the file is empty", file=file, line=1, fix="run 'adaptlab init' for a template"
+        )
     if not isinstance(data, dict):
         raise ConfigError(
             f"expected a mapping of keys at the top level, got {type(data).__name__}",
@@ -289,6 +299,14 @@ def load_config(path: str | Path) -> ProjectConfig:
                 prefix=("candidates", i, "params"),
             ) from None
     return config
+
+
+def key_line(file: Path, *loc: str | int) -> int | None:
+    """Line of a key in a config file that already parsed (for errors found later)."""
+    try:
+        return _node_line(yaml.compose(file.read_text(encoding="utf-8")), loc)
+    except (OSError, yaml.YAMLError):
+        return None
 
 
 def dump_config(config: ProjectConfig) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from adaptlab.config import CONFIG_FILE, ProjectConfig, load_config
+from adaptlab.config import CONFIG_FILE, ProjectConfig, key_line, load_config
+from adaptlab.errors import ConfigError
 from adaptlab.data import DataReport, Example, Split, check_examples, load_examples
 from adaptlab.data.split import stratified_split
 
@@ -41,8 +42,16 @@ class Project:
         return self.root / "reports" / "report.html"
 
     # data ---------------------------------------------------------------
-    def _load(self, rel: str) -> list[Example]:
+    def _load(self, rel: str, key: str) -> list[Example]:
         d = self.config.data
+        if not (self.root / rel).exists():
+            cfg = self.root / CONFIG_FILE
+            raise ConfigError(
+                f"data.{key} points to '{rel}', which does not exist",
+                file=cfg,
+                line=key_line(cfg, "data", key),
+                fix="give a path relative to the project folder, e.g. data/examples.jsonl",
+            )
         return load_examples(
             self.root / rel,
             input_field=d.input_field,
@@ -53,8 +62,9 @@ class Project:
 
     def load_data(self) -> tuple[list[Example], list[Example] | None]:
         """The examples and, when ``data.test_path`` is set, the user's own holdout."""
-        examples = self._load(self.config.data.path)
-        test = self._load(self.config.data.test_path) if self.config.data.test_path else None
+        examples = self._load(self.config.data.path, "path")
+        test_path = self.config.data.test_path
+        test = self._load(test_path, "test_path") if test_path else None
         return examples, test
 
     def check_data(self) -> DataReport:

@@ -110,7 +110,8 @@ def _records_jsonl(text: str, path: Path) -> list[tuple[int, Any]]:
 
 
 def _records_csv(text: str, path: Path) -> list[tuple[int, Any]]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # strict: an unclosed quote is an error instead of silently eating the file
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader)
     except StopIteration:
@@ -119,26 +120,26 @@ def _records_csv(text: str, path: Path) -> list[tuple[int, Any]]:
         raise DataError(f"unreadable CSV header: {exc}", file=path, line=1) from None
     header = [h.strip() for h in header]
     records: list[tuple[int, Any]] = []
+    start = reader.line_num + 1  # a quoted field may span lines; errors name the row's first
     try:
         for row in reader:
-            lineno = reader.line_num
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                raise DataError(
-                    f"row has {len(row)} columns, the header has {len(header)}",
-                    file=path,
-                    line=lineno,
-                    fix="quote fields that contain commas with double quotes",
-                    code="bad-csv",
-                )
-            records.append((lineno, dict(zip(header, row, strict=True))))
+            if any(cell.strip() for cell in row):
+                if len(row) != len(header):
+                    raise DataError(
+                        f"row has {len(row)} columns, the header has {len(header)}",
+                        file=path,
+                        line=start,
+                        fix="quote fields that contain commas with double quotes",
+                        code="bad-csv",
+                    )
+                records.append((start, dict(zip(header, row, strict=True))))
+            start = reader.line_num + 1
     except csv.Error as exc:
         raise DataError(
-            f"malformed CSV: {exc}",
+            f"malformed CSV ({exc}): a double quote opened here is never closed",
             file=path,
-            line=reader.line_num,
-            fix="close every opened double quote",
+            line=start,
+            fix="close the quote, or double it (\"\") inside a quoted field",
             code="bad-csv",
         ) from None
     return records

@@ -119,6 +119,9 @@ def check_examples(
             )
 
     counts = Counter(ex.label for ex in examples)
+    first_line = {}
+    for ex in reversed(examples):
+        first_line[ex.label] = ex.line
     path = examples[0].file if examples else None
     for label in labels:
         n = counts.get(label, 0)
@@ -128,6 +131,7 @@ def check_examples(
                     f"label '{label}' has {n} example(s); at least {MIN_PER_CLASS} are needed "
                     "to put one in train and one in test",
                     file=path,
+                    line=first_line.get(label),
                     fix=f"add examples of '{label}', or remove it from 'labels:'",
                     code="too-few-per-class",
                 )

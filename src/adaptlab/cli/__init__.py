@@ -1,0 +1,42 @@
+"""The ``adaptlab`` command line; one module per command group.
+
+Modules here import only click and rich at the top: ``adaptlab --help`` must not
+pay for torch. Each command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from adaptlab import __version__
+from adaptlab.cli.common import handle_errors
+from adaptlab.cli.data import data
+from adaptlab.cli.info import strategies
+from adaptlab.cli.project import demo, init
+from adaptlab.cli.report import report
+from adaptlab.cli.run import run
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="adaptlab")
+def cli() -> None:
+    """Prompt, RAG or fine-tune? Measure all of them on your task and decide with numbers.
+
+    \b
+    adaptlab init my-task --example support-tickets
+    adaptlab data check -p my-task
+    adaptlab run -p my-task
+    adaptlab report -p my-task --open
+    """
+
+
+for command in (init, demo, data, run, report, strategies):
+    cli.add_command(command)
+
+
+def main() -> None:
+    with handle_errors():
+        cli.main(standalone_mode=False)
+    sys.exit(0)

@@ -1,0 +1,42 @@
+"""``adaptlab data check``: validate, count and split before spending compute."""
+
+from __future__ import annotations
+
+import click
+
+from adaptlab.cli.common import console, project_option
+
+
+@click.group()
+def data() -> None:
+    """Inspect and validate the project's data."""
+
+
+@data.command("check")
+@project_option
+def check(project_dir: str) -> None:
+    """Validate the data: fields, labels, duplicates, conflicts, balance, split, leakage."""
+    from rich.table import Table
+
+    from adaptlab.errors import DataError
+    from adaptlab.project import Project
+
+    project = Project.load(project_dir)
+    report = project.check_data()
+    table = Table(title=f"{report.n_examples} examples, mean {report.mean_words:.1f} words")
+    table.add_column("label")
+    table.add_column("examples", justify="right")
+    table.add_column("description")
+    for label, n in report.label_counts.items():
+        table.add_row(label, str(n), project.config.labels[label])
+    console.print(table)
+    for issue in report.warnings:
+        console.print(f"[yellow]warning:[/] {issue}", soft_wrap=True)
+    if report.errors:
+        raise DataError(f"{len(report.errors)} data error(s)", issues=report.errors)
+    split = project.split()
+    counts = split.counts()
+    console.print(
+        f"[green]ok[/]: split train {counts['train']} / val {counts['val']} / test "
+        f"{counts['test']} (fingerprint {split.fingerprint}); no test input appears in train"
+    )

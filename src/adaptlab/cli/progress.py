@@ -1,0 +1,47 @@
+"""A rich-backed progress sink for strategies and the runner."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from adaptlab.strategies.base import Advance, ProgressSink
+
+
+class RichProgress(ProgressSink):
+    def __init__(self, console: Console, prefix: str = "") -> None:
+        self.prefix = prefix
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+
+    def __enter__(self) -> RichProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    @contextmanager
+    def task(self, description: str, total: int | None) -> Iterator[Advance]:
+        task_id = self.progress.add_task(f"{self.prefix}{description}", total=total)
+        try:
+            yield lambda n: self.progress.advance(task_id, n)
+        finally:
+            self.progress.update(task_id, completed=total) if total else None

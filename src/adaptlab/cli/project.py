@@ -1,0 +1,45 @@
+"""``adaptlab init`` and ``adaptlab demo``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from adaptlab.cli.common import console
+
+
+@click.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--example", default=None, help="Start from a bundled example: support-tickets.")
+@click.option("--data", "data_file", default=None, type=click.Path(dir_okay=False),
+              help="Start from your own labelled JSONL/CSV file.")
+@click.option("--input-field", default="text", show_default=True)
+@click.option("--label-field", default="label", show_default=True)
+def init(directory: str, example: str | None, data_file: str | None, input_field: str,
+         label_field: str) -> None:
+    """Create a project folder with adaptlab.yaml and its data."""
+    from adaptlab.scaffold import init_project
+
+    path = init_project(directory, example=example, data=data_file, input_field=input_field,
+                        label_field=label_field)
+    console.print(f"[green]created[/] {path}\n  next: adaptlab data check -p {directory}")
+
+
+@click.command()
+@click.argument("directory", default="adaptlab-demo", type=click.Path(file_okay=False))
+def demo(directory: str) -> None:
+    """Init the support-tickets example, run every candidate, write the report. Offline."""
+    from adaptlab.cli.report import build_report
+    from adaptlab.cli.run import run_and_summarize
+    from adaptlab.config import CONFIG_FILE
+    from adaptlab.scaffold import init_project
+
+    if not (Path(directory) / CONFIG_FILE).exists():
+        init_project(directory, example="support-tickets")
+        console.print(f"[green]created[/] {directory} from the support-tickets example")
+    else:
+        console.print(f"reusing {directory} (stored results are not recomputed)")
+    run_and_summarize(directory)
+    path = build_report(directory, show=False)
+    console.print(f"[bold]report:[/] {path.resolve()} (open it in a browser)")

@@ -1,0 +1,45 @@
+"""``adaptlab report``: one self-contained HTML file from the run store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from adaptlab.cli.common import console, print_summary, project_option
+
+
+def build_report(
+    project_dir: str | Path,
+    run_id: str | None = None,
+    output: str | None = None,
+    *,
+    show: bool = True,
+) -> Path:
+    from adaptlab.evaluation.summary import summarize
+    from adaptlab.project import Project
+    from adaptlab.report import write_report
+    from adaptlab.store import RunStore
+
+    project = Project.load(project_dir)
+    with RunStore(project.store_path) as store:
+        summary = summarize(store, run_id)
+    path = write_report(summary, Path(output) if output else project.report_path)
+    if show:
+        print_summary(summary)
+        console.print(f"report: {path}")
+    return path
+
+
+@click.command()
+@project_option
+@click.option("--run-id", default=None, help="Report on this run (default: the latest).")
+@click.option("-o", "--output", default=None, help="HTML file to write.")
+@click.option("--open", "open_", is_flag=True, help="Open the report in a browser.")
+def report(project_dir: str, run_id: str | None, output: str | None, open_: bool) -> None:
+    """Write the HTML report (table, plots, recommendation) from stored predictions."""
+    path = build_report(project_dir, run_id, output)
+    if open_:
+        import webbrowser
+
+        webbrowser.open(path.resolve().as_uri())

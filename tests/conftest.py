@@ -1,0 +1,81 @@
+"""Shared fixtures: an isolated environment, one model load per session, small projects."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from adaptlab.scaffold import init_project
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(autouse=True)
+def env_setup(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test reads the developer's home, keys or a model hub."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "HF_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture(scope="session")
+def backend():  # type: ignore[no-untyped-def]
+    """The bundled encoder, loaded once; strategies never mutate it."""
+    from adaptlab.backends.sentence_transformers import (
+        SentenceTransformerBackend,
+        SentenceTransformerOptions,
+    )
+
+    return SentenceTransformerBackend(SentenceTransformerOptions())
+
+
+@pytest.fixture(scope="session")
+def example_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pristine copy of the bundled example; copy it again before writing to it."""
+    return init_project(tmp_path_factory.mktemp("ex") / "support", example="support-tickets")
+
+
+def small_project(
+    target: Path, example_project: Path, per_label: int, candidates: list[dict[str, object]]
+) -> Path:
+    """A fast project: ``per_label`` tickets of each label and the given candidates."""
+    import yaml
+
+    shutil.copytree(example_project, target)
+    rows = [json.loads(line) for line in (target / "data/tickets.jsonl").open()]
+    random.Random(0).shuffle(rows)
+    kept: dict[str, int] = {}
+    with (target / "data/tickets.jsonl").open("w") as fh:
+        for row in rows:
+            if kept.get(row["label"], 0) < per_label:
+                kept[row["label"]] = kept.get(row["label"], 0) + 1
+                fh.write(json.dumps(row) + "\n")
+    cfg = yaml.safe_load((target / "adaptlab.yaml").read_text())
+    cfg["candidates"] = candidates
+    cfg["evaluation"]["latency_samples"] = 5
+    cfg["evaluation"]["bootstrap_resamples"] = 200
+    (target / "adaptlab.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return target
+
+
+@pytest.fixture
+def tiny_project(tmp_path: Path, example_project: Path) -> Iterator[Path]:
+    yield small_project(
+        tmp_path / "tiny",
+        example_project,
+        per_label=20,
+        candidates=[
+            {"name": "zero-shot", "strategy": "zero-shot"},
+            {"name": "few-shot", "strategy": "few-shot", "params": {"k": 4}},
+            {"name": "rag", "strategy": "rag", "params": {"top_k": 5}},
+        ],
+    )
