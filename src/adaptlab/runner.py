@@ -7,6 +7,7 @@ the store is not recomputed; this is what makes a killed ``adaptlab run`` resume
 from __future__ import annotations
 
 import hashlib
+import shutil
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -104,11 +105,14 @@ def run_candidate(
     store: RunStore,
     progress: ProgressSink,
     cache: dict[str, Any],
+    force: bool = False,
 ) -> float:
     cfg = project.config
     cls = get_strategy(cand.strategy)
     options = cls.Options.model_validate(cand.params)
     workdir = project.checkpoint_dir(key)
+    if force and workdir.exists():
+        shutil.rmtree(workdir)  # --force means from scratch, not from the last checkpoint
     workdir.mkdir(parents=True, exist_ok=True)
     ctx = StrategyContext(
         backend=backend,
@@ -145,6 +149,9 @@ def run_candidate(
     )
     curves = [(p.step, p.epoch, p.split, p.metric, p.value) for p in strategy.curves]
     store.save_result(result, rows, curves)
+    # The result is stored; resume checkpoints are no longer needed (the model stays).
+    for name in ("last.pt", "best.pt"):
+        (workdir / name).unlink(missing_ok=True)
     return fit_wall + pred_wall
 
 
@@ -200,7 +207,9 @@ def run_project(
             if backend is None:
                 backend = _load_backend(project)
             events.on_start(cand.name)
-            seconds = run_candidate(project, cand, split, key, backend, store, progress, cache)
+            seconds = run_candidate(
+                project, cand, split, key, backend, store, progress, cache, force
+            )
             store.link(run_id, pos, cand.name, key, reused=False)
             outcome.computed.append(cand.name)
             events.on_done(cand.name, seconds)

@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adaptlab.config import ProjectConfig
+from adaptlab.evaluation.summary import RunSummary, summarize
+from adaptlab.report import render_report, write_report
+from adaptlab.store import PredictionRow, ResultRow, RunStore
+
+RUN = "run-1"
+LABELS = ["a", "b", "c"]
+CONFIG: dict[str, Any] = {
+    "name": "demo",
+    "data": {"path": "data.jsonl"},
+    "labels": {"a": "first", "b": "second", "c": "third"},
+    "candidates": [
+        {"name": "zero", "strategy": "zero-shot"},
+        {"name": "rag <k=2>", "strategy": "rag"},  # a name that needs escaping
+        {"name": "tuned", "strategy": "finetune"},
+    ],
+    "evaluation": {"bootstrap_resamples": 200},
+}
+N = 30
+GOLD = [LABELS[i % 3] for i in range(N)]
+
+
+def _wrong(label: str) -> str:
+    return LABELS[(LABELS.index(label) + 1) % 3]
+
+
+def _predictions(n_correct: int, unparsed: int = 0) -> list[str | None]:
+    """The first n_correct rows right, then `unparsed` None, the rest a wrong label."""
+    out: list[str | None] = list(GOLD[:n_correct])
+    out += [None] * unparsed
+    out += [_wrong(g) for g in GOLD[len(out) :]]
+    return out
+
+
+# Correct rows are nested (zero ⊂ rag ⊂ tuned), so McNemar's discordant pairs are one-sided:
+# tuned vs rag is 3-0 (p = 0.25, a tie) and tuned vs zero 9-0 (p < 0.01).
+PREDICTIONS = {
+    "zero": _predictions(18),
+    "rag <k=2>": _predictions(24),
+    "tuned": _predictions(27, unparsed=1),
+}
+CURVES = [
+    (1, 1.0, "train", "loss", 0.9), (1, 1.0, "val", "loss", 1.0), (1, 1.0, "val", "accuracy", 0.6),
+    (2, 2.0, "train", "loss", 0.4), (2, 2.0, "val", "loss", 0.7), (2, 2.0, "val", "accuracy", 0.8),
+    (3, 3.0, "train", "loss", 0.1), (3, 3.0, "val", "loss", 0.9), (3, 3.0, "val", "accuracy", 0.7),
+]
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Iterator[RunStore]:
+    ProjectConfig.model_validate(CONFIG)  # the fixture itself must be a valid project
+    s = RunStore(tmp_path / "runs.db")
+    s.start_run(RUN, project="demo", config=CONFIG, data_fingerprint="x", seed=42,
+                model={"backend": "sentence-transformers", "name": "tiny"},
+                split={"train": 60, "val": 10, "test": N})
+    for pos, (name, preds) in enumerate(PREDICTIONS.items()):
+        trains = name == "tuned"
+        result = ResultRow(
+            key=f"k{pos}", candidate=name, strategy=CONFIG["candidates"][pos]["strategy"],
+            params={}, fit_seconds=30.0 if trains else 0.1, fit_cpu_seconds=60.0 if trains else 0.1,
+            predict_seconds=1.0, predict_cpu_seconds=1.0 + pos, n_predictions=N,
+            trains_weights=trains, info={"best_epoch": 2, "epochs_run": 3} if trains else {},
+        )
+        rows = [PredictionRow(f"e{i}", f"text {i}", g, p, None, 10.0 + i)
+                for i, (g, p) in enumerate(zip(GOLD, preds, strict=True))]
+        s.save_result(result, rows, CURVES if trains else [])
+        s.link(RUN, pos, name, result.key, reused=name == "zero")
+    s.finish_run(RUN)
+    yield s
+    s.close()
+
+
+def _shown_accuracy(page: str, name: str) -> str:
+    row = re.search(rf'<tr data-candidate="{re.escape(html.escape(name))}".*?</tr>', page, re.S)
+    assert row is not None, name
+    acc = re.search(r'<span class="acc">([^<]*)</span>', row.group(0))
+    assert acc is not None
+    return acc.group(1)
+
+
+def _expected_accuracy(store: RunStore, key: str) -> str:
+    rows = store.predictions(key)
+    return f"{100 * sum(r.predicted == r.gold for r in rows) / len(rows):.1f}%"
+
+
+def _render(store: RunStore) -> tuple[RunSummary, str]:
+    summary = summarize(store)
+    return summary, render_report(summary)
+
+
+def test_report_shows_the_stored_numbers(store: RunStore) -> None:
+    summary, page = _render(store)
+    for pos, name in enumerate(PREDICTIONS):
+        assert _shown_accuracy(page, name) == _expected_accuracy(store, f"k{pos}")
+    assert _shown_accuracy(page, "zero") == "60.0%"
+
+    winner = summary.recommendation.winner
+    assert winner == "rag <k=2>"  # tied with the best and cheaper to set up
+    box = re.search(r'<section class="rec".*?</section>', page, re.S)
+    assert box is not None
+    assert f'<p class="winner">{html.escape(winner)} ' in box.group(0)
+    assert "cheapest within noise" in box.group(0)
+    assert "<k=2>" not in page  # user text is escaped, in the HTML and in the SVGs
+    assert "could not be parsed" not in page  # only "tuned" has an unparsed row; it did not win
+    assert "reused" in page
+
+
+def test_report_is_self_contained(store: RunStore) -> None:
+    _, page = _render(store)
+    assert page.count("<svg") >= 4
+    for banned in ("<script", "<link", "@import", "url(", "src=", "<iframe", "<img"):
+        assert banned not in page, banned
+    namespaces = {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
+    for m in re.finditer(r"https?://", page):
+        attr = re.match(r'xmlns(?::\w+)?="([^"]*)"', page[page.rfind(" ", 0, m.start()) + 1 :])
+        assert attr is not None and attr.group(1) in namespaces, page[m.start() - 40 : m.end() + 40]
+
+
+def test_changing_a_stored_prediction_changes_the_report(store: RunStore) -> None:
+    _, before = _render(store)
+    assert _shown_accuracy(before, "zero") == "60.0%"
+    # Row 20 of zero is wrong; make it right directly in the table, bypassing every API.
+    with store.transaction() as c:
+        c.execute("UPDATE predictions SET predicted = gold WHERE result_key = 'k0' AND idx = 20")
+    _, after = _render(store)
+    assert _shown_accuracy(after, "zero") == _expected_accuracy(store, "k0") == "63.3%"
+
+
+def test_write_report_is_atomic_and_creates_folders(store: RunStore, tmp_path: Path) -> None:
+    target = tmp_path / "deep" / "er" / "report.html"
+    out = write_report(summarize(store), target)
+    assert out == target
+    assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert [p.name for p in target.parent.iterdir()] == ["report.html"]  # no temp file left
