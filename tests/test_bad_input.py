@@ -16,7 +16,9 @@ from adaptlab.cli import main
 
 GOOD = [
     {"text": f"ticket {i} about {label} things number {i}", "label": label}
-    for i, label in enumerate(["billing", "technical", "shipping", "account", "refund", "general"] * 4)
+    for i, label in enumerate(
+        ["billing", "technical", "shipping", "account", "refund", "general"] * 4
+    )
 ]
 
 
@@ -45,7 +47,13 @@ DATA_CASES = [
     ("empty-text", "d.jsonl", with_line(4, b'{"text": "   ", "label": "billing"}'), 4, "is empty"),
     ("not-an-object", "d.jsonl", with_line(6, b'["a", "billing"]'), 6, "expected a JSON object"),
     ("wrong-type", "d.jsonl", with_line(7, b'{"text": "x y", "label": ["billing"]}'), 7, "must be"),
-    ("latin1-bytes", "d.jsonl", with_line(8, '{"text": "Rücksendung", "label": "refund"}'.encode("latin-1")), 8, "not valid utf-8"),
+    (
+        "latin1-bytes",
+        "d.jsonl",
+        with_line(8, '{"text": "Rücksendung", "label": "refund"}'.encode("latin-1")),
+        8,
+        "not valid utf-8",
+    ),
     (
         "conflicting-duplicate",
         "d.jsonl",
@@ -53,7 +61,13 @@ DATA_CASES = [
         1,
         "conflicting labels",
     ),
-    ("unknown-label", "d.jsonl", with_line(10, b'{"text": "hello there", "label": "sales"}'), 10, "unknown label 'sales'"),
+    (
+        "unknown-label",
+        "d.jsonl",
+        with_line(10, b'{"text": "hello there", "label": "sales"}'),
+        10,
+        "unknown label 'sales'",
+    ),
     (
         "csv-wrong-columns",
         "d.csv",
@@ -101,7 +115,9 @@ def _cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *a
     return " ".join((out.err + out.out).split())  # rich wraps long lines
 
 
-@pytest.mark.parametrize(("name", "fname", "data", "line", "needle"), DATA_CASES, ids=[c[0] for c in DATA_CASES])
+@pytest.mark.parametrize(
+    ("name", "fname", "data", "line", "needle"), DATA_CASES, ids=[c[0] for c in DATA_CASES]
+)
 def test_broken_data_run(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -121,7 +137,9 @@ def test_broken_data_run(
     assert sorted(p.name for p in project.rglob("*")) == before, "run left files behind"
 
 
-@pytest.mark.parametrize(("name", "fname", "data", "line", "needle"), DATA_CASES, ids=[c[0] for c in DATA_CASES])
+@pytest.mark.parametrize(
+    ("name", "fname", "data", "line", "needle"), DATA_CASES, ids=[c[0] for c in DATA_CASES]
+)
 def test_broken_data_init(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -179,23 +197,55 @@ candidates:
 
 # name, yaml text, expected line, substring
 CONFIG_CASES = [
-    ("yaml-syntax", BASE_YAML.replace("  path: data/d.jsonl", "  path: [data/d.jsonl"), 4, "YAML syntax"),
+    (
+        "yaml-syntax",
+        BASE_YAML.replace("  path: data/d.jsonl", "  path: [data/d.jsonl"),
+        4,
+        "YAML syntax",
+    ),
     ("tab-indent", BASE_YAML.replace("  billing:", "\tbilling:"), 5, "YAML syntax"),
-    ("unknown-key", BASE_YAML.replace("candidates:", "candidatse:"), 11, "did you mean 'candidates'"),
+    (
+        "unknown-key",
+        BASE_YAML.replace("candidates:", "candidatse:"),
+        11,
+        "did you mean 'candidates'",
+    ),
     ("typo-param", BASE_YAML.replace("top_k: 5", "top_kk: 5"), 17, "did you mean 'top_k'"),
     ("wrong-type", BASE_YAML + "seed: lots\n", 18, "seed"),
-    ("out-of-range", BASE_YAML.replace("  path: data/d.jsonl", "  path: data/d.jsonl\n  test_size: 1.5"), 4, "test_size"),
+    (
+        "out-of-range",
+        BASE_YAML.replace("  path: data/d.jsonl", "  path: data/d.jsonl\n  test_size: 1.5"),
+        4,
+        "test_size",
+    ),
     ("bad-param-value", BASE_YAML.replace("top_k: 5", "top_k: -3"), 17, "top_k"),
-    ("unknown-strategy", BASE_YAML.replace("strategy: rag", "strategy: ragg"), 15, "unknown strategy 'ragg'"),
+    (
+        "unknown-strategy",
+        BASE_YAML.replace("strategy: rag", "strategy: ragg"),
+        15,
+        "unknown strategy 'ragg'",
+    ),
     ("duplicate-candidate", BASE_YAML.replace("name: rag", "name: zs"), 11, "appears twice"),
-    ("one-label", BASE_YAML.split("  technical")[0] + "candidates:\n  - {name: zs, strategy: zero-shot}\n", 4, "two labels"),
+    (
+        "one-label",
+        BASE_YAML.split("  technical")[0] + "candidates:\n  - {name: zs, strategy: zero-shot}\n",
+        4,
+        "two labels",
+    ),
     ("empty-config", "", 1, "empty"),
     ("top-level-list", "- name: broken\n", 1, "mapping"),
-    ("missing-data-file", BASE_YAML.replace("data/d.jsonl", "data/nope.jsonl"), 3, "does not exist"),
+    (
+        "missing-data-file",
+        BASE_YAML.replace("data/d.jsonl", "data/nope.jsonl"),
+        3,
+        "does not exist",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("name", "text", "line", "needle"), CONFIG_CASES, ids=[c[0] for c in CONFIG_CASES])
+@pytest.mark.parametrize(
+    ("name", "text", "line", "needle"), CONFIG_CASES, ids=[c[0] for c in CONFIG_CASES]
+)
 def test_broken_config(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

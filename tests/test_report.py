@@ -50,9 +50,15 @@ PREDICTIONS = {
     "tuned": _predictions(27, unparsed=1),
 }
 CURVES = [
-    (1, 1.0, "train", "loss", 0.9), (1, 1.0, "val", "loss", 1.0), (1, 1.0, "val", "accuracy", 0.6),
-    (2, 2.0, "train", "loss", 0.4), (2, 2.0, "val", "loss", 0.7), (2, 2.0, "val", "accuracy", 0.8),
-    (3, 3.0, "train", "loss", 0.1), (3, 3.0, "val", "loss", 0.9), (3, 3.0, "val", "accuracy", 0.7),
+    (1, 1.0, "train", "loss", 0.9),
+    (1, 1.0, "val", "loss", 1.0),
+    (1, 1.0, "val", "accuracy", 0.6),
+    (2, 2.0, "train", "loss", 0.4),
+    (2, 2.0, "val", "loss", 0.7),
+    (2, 2.0, "val", "accuracy", 0.8),
+    (3, 3.0, "train", "loss", 0.1),
+    (3, 3.0, "val", "loss", 0.9),
+    (3, 3.0, "val", "accuracy", 0.7),
 ]
 
 
@@ -60,19 +66,34 @@ CURVES = [
 def store(tmp_path: Path) -> Iterator[RunStore]:
     ProjectConfig.model_validate(CONFIG)  # the fixture itself must be a valid project
     s = RunStore(tmp_path / "runs.db")
-    s.start_run(RUN, project="demo", config=CONFIG, data_fingerprint="x", seed=42,
-                model={"backend": "sentence-transformers", "name": "tiny"},
-                split={"train": 60, "val": 10, "test": N})
+    s.start_run(
+        RUN,
+        project="demo",
+        config=CONFIG,
+        data_fingerprint="x",
+        seed=42,
+        model={"backend": "sentence-transformers", "name": "tiny"},
+        split={"train": 60, "val": 10, "test": N},
+    )
     for pos, (name, preds) in enumerate(PREDICTIONS.items()):
         trains = name == "tuned"
         result = ResultRow(
-            key=f"k{pos}", candidate=name, strategy=CONFIG["candidates"][pos]["strategy"],
-            params={}, fit_seconds=30.0 if trains else 0.1, fit_cpu_seconds=60.0 if trains else 0.1,
-            predict_seconds=1.0, predict_cpu_seconds=1.0 + pos, n_predictions=N,
-            trains_weights=trains, info={"best_epoch": 2, "epochs_run": 3} if trains else {},
+            key=f"k{pos}",
+            candidate=name,
+            strategy=CONFIG["candidates"][pos]["strategy"],
+            params={},
+            fit_seconds=30.0 if trains else 0.1,
+            fit_cpu_seconds=60.0 if trains else 0.1,
+            predict_seconds=1.0,
+            predict_cpu_seconds=1.0 + pos,
+            n_predictions=N,
+            trains_weights=trains,
+            info={"best_epoch": 2, "epochs_run": 3} if trains else {},
         )
-        rows = [PredictionRow(f"e{i}", f"text {i}", g, p, None, 10.0 + i)
-                for i, (g, p) in enumerate(zip(GOLD, preds, strict=True))]
+        rows = [
+            PredictionRow(f"e{i}", f"text {i}", g, p, None, 10.0 + i)
+            for i, (g, p) in enumerate(zip(GOLD, preds, strict=True))
+        ]
         s.save_result(result, rows, CURVES if trains else [])
         s.link(RUN, pos, name, result.key, reused=name == "zero")
     s.finish_run(RUN)

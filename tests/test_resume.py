@@ -75,7 +75,9 @@ def test_kill_and_rerun_resumes(tmp_path: Path, example_project: Path) -> None:
     assert "finetune" in second
     assert out.count("reusing stored predictions") == 2
     with sqlite3.connect(db) as conn:
-        info = conn.execute("SELECT info_json FROM results WHERE candidate='finetune'").fetchone()[0]
+        info = conn.execute("SELECT info_json FROM results WHERE candidate='finetune'").fetchone()[
+            0
+        ]
     assert '"resumed_from_epoch"' in info, "fine-tuning restarted instead of resuming"
     assert not checkpoint.exists(), "resume checkpoint should be removed once the result is stored"
 

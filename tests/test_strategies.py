@@ -111,7 +111,9 @@ def test_finetune_trains_every_parameter_and_improves(
     after_shared = backend.model.state_dict()
     assert all(torch.equal(before[k], after_shared[k]) for k in before)
     tuned = strategy._tuned.model.state_dict()  # type: ignore[attr-defined]
-    changed = [k for k in before if before[k].is_floating_point() and not torch.equal(before[k], tuned[k])]
+    changed = [
+        k for k in before if before[k].is_floating_point() and not torch.equal(before[k], tuned[k])
+    ]
     trainable = [k for k, p in backend.model.named_parameters()]
     assert len(changed) >= len(trainable) - 2  # pooler weights get no gradient through mean pooling
     assert _accuracy(strategy, test) >= 0.7

@@ -25,7 +25,9 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    path: str = Field(description="Labelled examples, JSONL or CSV, relative to the project folder.")
+    path: str = Field(
+        description="Labelled examples, JSONL or CSV, relative to the project folder."
+    )
     test_path: str | None = Field(
         default=None,
         description="An optional holdout file of your own; when set, no test split is carved out.",
@@ -45,6 +47,16 @@ class DataConfig(_Strict):
         description="Share of the training split carved out for validation (early stopping).",
     )
     encoding: str = Field(default="utf-8", description="Text encoding of the data files.")
+    conflicts: Literal["error", "warn"] = Field(
+        default="error",
+        description="Same input with different labels: stop ('error'), or keep both and "
+        "report them ('warn', for published datasets you must not edit).",
+    )
+    leakage: Literal["error", "warn"] = Field(
+        default="error",
+        description="A test_path input that also appears in train: stop ('error'), or keep "
+        "it and report the count ('warn', to reproduce published numbers).",
+    )
 
 
 class ModelConfig(_Strict):
@@ -104,9 +116,7 @@ class CostConfig(_Strict):
 
 class ProjectConfig(_Strict):
     name: str = Field(description="Project name, shown in reports.")
-    task: Literal["classification"] = Field(
-        default="classification", description="Task type."
-    )
+    task: Literal["classification"] = Field(default="classification", description="Task type.")
     seed: int = Field(default=42, description="Seed for splits, sampling and training.")
     data: DataConfig = Field(description="Where the labelled examples are and how to split them.")
     labels: dict[str, str] = Field(
@@ -141,7 +151,9 @@ class ProjectConfig(_Strict):
         seen: set[str] = set()
         for cand in v:
             if cand.name in seen:
-                raise ValueError(f"candidate name '{cand.name}' appears twice; names must be unique")
+                raise ValueError(
+                    f"candidate name '{cand.name}' appears twice; names must be unique"
+                )
             seen.add(cand.name)
         return v
 
@@ -217,9 +229,8 @@ def format_validation_error(
         )
     value = first.get("input")
     shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
-    fix = help_text or None
     return ConfigError(
-        f"bad value {shown} for '{key}': {first['msg']}", file=file, line=line, fix=fix
+        f"bad value {shown} for '{key}': {first['msg']}", file=file, line=line, fix=help_text
     )
 
 

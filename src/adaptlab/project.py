@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adaptlab.config import CONFIG_FILE, ProjectConfig, key_line, load_config
-from adaptlab.errors import ConfigError
 from adaptlab.data import DataReport, Example, Split, check_examples, load_examples
 from adaptlab.data.split import stratified_split
+from adaptlab.errors import ConfigError
 
 
 @dataclass
@@ -69,13 +69,24 @@ class Project:
 
     def check_data(self) -> DataReport:
         examples, test = self.load_data()
-        return check_examples(examples, list(self.config.labels), test=test or ())
+        return check_examples(
+            examples,
+            list(self.config.labels),
+            test=test or (),
+            conflicts=self.config.data.conflicts,
+        )
 
     def split(self) -> Split:
         """Validate, then split; raises DataError before anything is written."""
         examples, test = self.load_data()
-        check_examples(examples, list(self.config.labels), test=test or ()).raise_on_errors()
         d = self.config.data
+        labels = list(self.config.labels)
+        check_examples(examples, labels, test=test or (), conflicts=d.conflicts).raise_on_errors()
         return stratified_split(
-            examples, test_size=d.test_size, val_size=d.val_size, seed=self.config.seed, test=test
+            examples,
+            test_size=d.test_size,
+            val_size=d.val_size,
+            seed=self.config.seed,
+            test=test,
+            allow_leakage=d.leakage == "warn",
         )

@@ -7,8 +7,8 @@ the store is not recomputed; this is what makes a killed ``adaptlab run`` resume
 from __future__ import annotations
 
 import hashlib
-import shutil
 import json
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +22,7 @@ from adaptlab.strategies import ProgressSink, Strategy, StrategyContext, get_str
 if TYPE_CHECKING:
     from adaptlab.backends.base import EncoderBackend
     from adaptlab.config import CandidateConfig
-    from adaptlab.data import Example, Split
+    from adaptlab.data import Split
 
 
 def _hash(obj: Any) -> str:

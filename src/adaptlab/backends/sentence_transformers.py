@@ -119,8 +119,8 @@ class SentenceTransformerBackend(EncoderBackend):
         self.model_id = options.name
         self.device = resolve_device(options.device)
         self.batch_size = options.batch_size
-        self.model = model if model is not None else load_sentence_transformer(
-            options.name, self.device
+        self.model = (
+            model if model is not None else load_sentence_transformer(options.name, self.device)
         )
         self.model.max_seq_length = options.max_seq_length
         self.use_bf16 = options.precision == "bf16" or (
@@ -150,7 +150,8 @@ class SentenceTransformerBackend(EncoderBackend):
                 convert_to_tensor=True,
                 show_progress_bar=False,
             )
-        return vectors.float().cpu().numpy()
+        out: np.ndarray = vectors.float().cpu().numpy()
+        return out
 
     def clone_model(self) -> Any:
         """A trainable fp32 copy of the model, leaving the shared one untouched."""

@@ -36,7 +36,12 @@ def check(project_dir: str) -> None:
         raise DataError(f"{len(report.errors)} data error(s)", issues=report.errors)
     split = project.split()
     counts = split.counts()
+    leak = (
+        f"[yellow]{split.leaked} test inputs also appear in train (kept: data.leakage: warn)[/]"
+        if split.leaked
+        else "no test input appears in train"
+    )
     console.print(
         f"[green]ok[/]: split train {counts['train']} / val {counts['val']} / test "
-        f"{counts['test']} (fingerprint {split.fingerprint}); no test input appears in train"
+        f"{counts['test']} (fingerprint {split.fingerprint}); {leak}"
     )

@@ -12,17 +12,24 @@ from adaptlab.cli.common import console
 @click.command()
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--example", default=None, help="Start from a bundled example: support-tickets.")
-@click.option("--data", "data_file", default=None, type=click.Path(dir_okay=False),
-              help="Start from your own labelled JSONL/CSV file.")
+@click.option(
+    "--data",
+    "data_file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Start from your own labelled JSONL/CSV file.",
+)
 @click.option("--input-field", default="text", show_default=True)
 @click.option("--label-field", default="label", show_default=True)
-def init(directory: str, example: str | None, data_file: str | None, input_field: str,
-         label_field: str) -> None:
+def init(
+    directory: str, example: str | None, data_file: str | None, input_field: str, label_field: str
+) -> None:
     """Create a project folder with adaptlab.yaml and its data."""
     from adaptlab.scaffold import init_project
 
-    path = init_project(directory, example=example, data=data_file, input_field=input_field,
-                        label_field=label_field)
+    path = init_project(
+        directory, example=example, data=data_file, input_field=input_field, label_field=label_field
+    )
     console.print(f"[green]created[/] {path}\n  next: adaptlab data check -p {directory}")
 
 

@@ -33,8 +33,9 @@ def run_and_summarize(
             on_start=start,
             on_done=lambda n, s: progress.progress.console.print(f"[green]✓ {n}[/] ({s:.1f} s)"),
         )
-        outcome = run_project(project, only=only or None, force=force, progress=progress,
-                              events=events)
+        outcome = run_project(
+            project, only=only or None, force=force, progress=progress, events=events
+        )
     with RunStore(project.store_path) as store:
         summary = summarize(store, outcome.run_id)
     print_summary(summary)

@@ -102,8 +102,7 @@ def _records_jsonl(text: str, path: Path) -> list[tuple[int, Any]]:
                 f"invalid JSON at column {exc.colno}: {exc.msg}",
                 file=path,
                 line=lineno,
-                fix="each line must be one complete JSON object, e.g. "
-                '{"text": "…", "label": "…"}',
+                fix='each line must be one complete JSON object, e.g. {"text": "…", "label": "…"}',
                 code="bad-json",
             ) from None
     return records
@@ -139,7 +138,7 @@ def _records_csv(text: str, path: Path) -> list[tuple[int, Any]]:
             f"malformed CSV ({exc}): a double quote opened here is never closed",
             file=path,
             line=start,
-            fix="close the quote, or double it (\"\") inside a quoted field",
+            fix='close the quote, or double it ("") inside a quoted field',
             code="bad-csv",
         ) from None
     return records

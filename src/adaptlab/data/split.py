@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adaptlab.data.load import Example
-from adaptlab.data.validate import assert_no_leakage, normalise
+from adaptlab.data.validate import assert_no_leakage, find_leakage, normalise
 
 SPLITS = ("train", "val", "test")
 
@@ -27,6 +27,7 @@ class Split:
     val: list[Example]
     test: list[Example]
     fingerprint: str
+    leaked: int = 0  # test inputs also in train, kept on request (data.leakage: warn)
 
     def counts(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
@@ -54,6 +55,7 @@ def stratified_split(
     val_size: float,
     seed: int,
     test: Sequence[Example] | None = None,
+    allow_leakage: bool = False,
 ) -> Split:
     """Split by label, group-aware, seeded. With ``test`` given, only val is carved out."""
     rng = random.Random(seed)
@@ -79,12 +81,16 @@ def stratified_split(
     # file order, not label order, so a reader of the split files sees the source order
     for name in SPLITS:
         out[name].sort(key=lambda e: (e.file, e.line))
-    assert_no_leakage(out["train"] + out["val"], out["test"])
+    leaked = 0
+    if test is not None and allow_leakage:
+        leaked = len(find_leakage(out["train"] + out["val"], out["test"]))
+    else:
+        assert_no_leakage(out["train"] + out["val"], out["test"])
     fp = fingerprint(
         [*examples, *(test or [])],
         extra={"test_size": test_size, "val_size": val_size, "seed": seed, "own_test": bool(test)},
     )
-    return Split(out["train"], out["val"], out["test"], fp)
+    return Split(out["train"], out["val"], out["test"], fp, leaked)
 
 
 def save_split(split: Split, folder: Path) -> None:
@@ -92,7 +98,9 @@ def save_split(split: Split, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name in SPLITS:
         rows = getattr(split, name)
-        _atomic_write(folder / f"{name}.jsonl", "".join(json.dumps(e.to_json()) + "\n" for e in rows))
+        _atomic_write(
+            folder / f"{name}.jsonl", "".join(json.dumps(e.to_json()) + "\n" for e in rows)
+        )
     manifest = {"fingerprint": split.fingerprint, "counts": split.counts()}
     _atomic_write(folder / "manifest.json", json.dumps(manifest, indent=2) + "\n")
 

@@ -66,6 +66,7 @@ def check_examples(
     labels: Sequence[str],
     *,
     test: Sequence[Example] = (),
+    conflicts: str = "error",
 ) -> DataReport:
     """Validate ``examples`` (and an optional user-provided ``test`` set) against ``labels``."""
     known = set(labels)
@@ -99,7 +100,9 @@ def check_examples(
                     f"the same input has conflicting labels {found} on lines {_lines(members)}",
                     file=first.file,
                     line=first.line,
-                    fix="decide on one label for this input and correct the others",
+                    fix="decide on one label for this input and correct the others "
+                    "(or set data.conflicts: warn to keep both)",
+                    severity=conflicts,
                     code="conflicting-duplicate",
                 )
             )
@@ -182,20 +185,26 @@ def check_examples(
     )
 
 
-def assert_no_leakage(train: Sequence[Example], test: Sequence[Example]) -> None:
-    """Fail if any test input (normalised) also appears in train."""
+def find_leakage(train: Sequence[Example], test: Sequence[Example]) -> list[Issue]:
+    """One issue per test input (normalised) that also appears in train."""
     seen = {normalise(e.text): e for e in train}
-    leaks = [
+    leaks: list[Issue] = [
         Issue(
             f"test input also appears in train ({Path(seen[normalise(t.text)].file).name}:"
             f"{seen[normalise(t.text)].line})",
             file=t.file,
             line=t.line,
-            fix="remove it from one of the two files",
+            fix="remove it from one of the two files (or set data.leakage: warn)",
             code="leakage",
         )
         for t in test
         if normalise(t.text) in seen
     ]
+    return leaks
+
+
+def assert_no_leakage(train: Sequence[Example], test: Sequence[Example]) -> None:
+    """Fail if any test input (normalised) also appears in train."""
+    leaks = find_leakage(train, test)
     if leaks:
         raise DataError(f"{len(leaks)} test input(s) leak from train", issues=leaks)

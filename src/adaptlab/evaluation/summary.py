@@ -109,8 +109,13 @@ def _candidate(
     ev = cfg.evaluation
     ci = {
         m: bootstrap_ci(
-            g, p, len(labels), metric=m, resamples=ev.bootstrap_resamples,
-            confidence=ev.confidence, seed=cfg.seed,
+            g,
+            p,
+            len(labels),
+            metric=m,
+            resamples=ev.bootstrap_resamples,
+            confidence=ev.confidence,
+            seed=cfg.seed,
         )
         for m in ("accuracy", "macro_f1")
     }
@@ -158,8 +163,9 @@ def break_even(
             out.append(BreakEven(c.name, baseline.name, None, None, horizon_months))
             continue
         requests = (c.setup_cost_usd - baseline.setup_cost_usd) / saving
-        out.append(BreakEven(c.name, baseline.name, requests, requests / horizon_months,
-                             horizon_months))
+        out.append(
+            BreakEven(c.name, baseline.name, requests, requests / horizon_months, horizon_months)
+        )
     return out
 
 

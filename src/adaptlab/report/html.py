@@ -125,8 +125,12 @@ def _break_even_row(b: BreakEven, forecast: int) -> dict[str, str]:
             if months <= b.horizon_months
             else f"does not pay back within {b.horizon_months} months"
         )
-    return {"candidate": b.candidate, "baseline": b.baseline, "text": text,
-            "at_forecast": at_forecast}
+    return {
+        "candidate": b.candidate,
+        "baseline": b.baseline,
+        "text": text,
+        "at_forecast": at_forecast,
+    }
 
 
 def _context(s: RunSummary) -> dict[str, Any]:
@@ -160,8 +164,13 @@ def _context(s: RunSummary) -> dict[str, Any]:
         "cfg": cfg,
         "winner": winner,
         "per_class": [
-            {"label": label, "precision": pct(m.precision), "recall": pct(m.recall),
-             "f1": pct(m.f1), "support": m.support}
+            {
+                "label": label,
+                "precision": pct(m.precision),
+                "recall": pct(m.recall),
+                "f1": pct(m.f1),
+                "support": m.support,
+            }
             for label, m in winner.metrics.per_class.items()
         ],
         "quality_svg": svg("quality", plots.quality_vs_cost(s.candidates, winner.name)),
@@ -169,9 +178,10 @@ def _context(s: RunSummary) -> dict[str, Any]:
         "f1_svg": svg("f1", plots.per_class_f1(s.candidates, s.labels, winner.name)),
         "curves": curves,
         "break_even": [_break_even_row(b, forecast) for b in s.break_even],
-        "cost_svg": svg("cost", plots.cumulative_cost(
-            s.candidates, s.break_even, forecast, horizon, winner.name
-        )),
+        "cost_svg": svg(
+            "cost",
+            plots.cumulative_cost(s.candidates, s.break_even, forecast, horizon, winner.name),
+        ),
         "forecast": f"{forecast:,}",
         "horizon": horizon,
         "n_rows": f"{sum(c.metrics.n for c in s.candidates):,}",

@@ -25,8 +25,16 @@ if TYPE_CHECKING:
 
 # Observable's categorical palette: distinguishable, and readable in greyscale print.
 PALETTE = [
-    "#4269d0", "#efb118", "#ff725c", "#6cc5b0", "#3ca951",
-    "#ff8ab7", "#a463f2", "#97bbf5", "#9c6b4e", "#9498a0",
+    "#4269d0",
+    "#efb118",
+    "#ff725c",
+    "#6cc5b0",
+    "#3ca951",
+    "#ff8ab7",
+    "#a463f2",
+    "#97bbf5",
+    "#9c6b4e",
+    "#9498a0",
 ]
 INK = "#1f2328"
 MUTED = "#6e7781"
@@ -111,12 +119,18 @@ def scope_ids(svg: str, prefix: str) -> str:
     return re.sub(r'href="#', f'href="#{prefix}', svg)
 
 
-def _label_points(ax: Axes, xs: Sequence[float], ys: Sequence[float],
-                  names: Sequence[str], winner: str) -> None:
+def _label_points(
+    ax: Axes, xs: Sequence[float], ys: Sequence[float], names: Sequence[str], winner: str
+) -> None:
     for x, y, name in zip(xs, ys, names, strict=True):
         ax.annotate(
-            name, (x, y), xytext=(6, 5), textcoords="offset points",
-            fontsize=8.5, color=INK, fontweight="bold" if name == winner else "normal",
+            name,
+            (x, y),
+            xytext=(6, 5),
+            textcoords="offset points",
+            fontsize=8.5,
+            color=INK,
+            fontweight="bold" if name == winner else "normal",
         )
 
 
@@ -127,10 +141,15 @@ def quality_vs_cost(cands: Sequence[CandidateSummary], winner: str) -> str:
     """Accuracy (95% CI bars) against cost per 1,000 requests, and against latency p50."""
     names = [c.name for c in cands]
     acc = [100 * c.accuracy for c in cands]
-    err = np.array(
-        [[max(0.0, c.accuracy - c.accuracy_ci.low) for c in cands],
-         [max(0.0, c.accuracy_ci.high - c.accuracy) for c in cands]]
-    ) * 100
+    err = (
+        np.array(
+            [
+                [max(0.0, c.accuracy - c.accuracy_ci.low) for c in cands],
+                [max(0.0, c.accuracy_ci.high - c.accuracy) for c in cands],
+            ]
+        )
+        * 100
+    )
     panels = [
         ([c.cost_per_1k_usd for c in cands], "cost per 1,000 requests (USD)"),
         ([c.latency_p50_ms for c in cands], "latency p50 (ms, one request at a time)"),
@@ -142,9 +161,17 @@ def quality_vs_cost(cands: Sequence[CandidateSummary], winner: str) -> str:
             for i, c in enumerate(cands):
                 win = c.name == winner
                 ax.errorbar(
-                    xs[i], acc[i], yerr=err[:, i : i + 1], fmt="o", color=color(i),
-                    ecolor=color(i), elinewidth=1.4, capsize=3, markersize=9 if win else 6,
-                    markeredgecolor=INK if win else color(i), markeredgewidth=1.6 if win else 0,
+                    xs[i],
+                    acc[i],
+                    yerr=err[:, i : i + 1],
+                    fmt="o",
+                    color=color(i),
+                    ecolor=color(i),
+                    elinewidth=1.4,
+                    capsize=3,
+                    markersize=9 if win else 6,
+                    markeredgecolor=INK if win else color(i),
+                    markeredgewidth=1.6 if win else 0,
                     zorder=3,
                 )
             _label_points(ax, xs, acc, names, winner)
@@ -164,8 +191,9 @@ def confusion_matrix(c: CandidateSummary) -> str:
     side = min(7.0, 2.2 + 0.55 * k)
     with _figure(side + 0.8, side) as (fig, (ax,)):
         # pcolormesh stays vector (imshow would embed a bitmap).
-        mesh = ax.pcolormesh(m, cmap="Blues", vmin=0, vmax=max(1.0, float(m.max())),
-                             edgecolors="white", linewidth=1)
+        mesh = ax.pcolormesh(
+            m, cmap="Blues", vmin=0, vmax=max(1.0, float(m.max())), edgecolors="white", linewidth=1
+        )
         ax.grid(False)
         ax.set_xlim(0, k)
         ax.set_ylim(k, 0)
@@ -180,8 +208,15 @@ def confusion_matrix(c: CandidateSummary) -> str:
         dark = 0.55 * m.max()
         for (i, j), v in np.ndenumerate(m):
             if v:
-                ax.text(j + 0.5, i + 0.5, f"{int(v)}", ha="center", va="center", fontsize=9,
-                        color="white" if v > dark else INK)
+                ax.text(
+                    j + 0.5,
+                    i + 0.5,
+                    f"{int(v)}",
+                    ha="center",
+                    va="center",
+                    fontsize=9,
+                    color="white" if v > dark else INK,
+                )
         fig.colorbar(mesh, ax=ax, shrink=0.8, label="examples")
         return _svg(fig)
 
@@ -194,9 +229,16 @@ def per_class_f1(cands: Sequence[CandidateSummary], labels: Sequence[str], winne
     with _figure(max(6.0, 1.1 * len(labels) + 2.5), 3.4) as (fig, (ax,)):
         for i, c in enumerate(cands):
             f1 = [100 * c.metrics.per_class[label].f1 for label in labels]
-            ax.bar(x + (i - (n - 1) / 2) * width, f1, width, color=color(i),
-                   label=c.name + (" (winner)" if c.name == winner else ""),
-                   edgecolor=INK if c.name == winner else "none", linewidth=0.8, zorder=2)
+            ax.bar(
+                x + (i - (n - 1) / 2) * width,
+                f1,
+                width,
+                color=color(i),
+                label=c.name + (" (winner)" if c.name == winner else ""),
+                edgecolor=INK if c.name == winner else "none",
+                linewidth=0.8,
+                zorder=2,
+            )
         ax.set_xticks(x, list(labels))
         ax.set_ylabel("F1 (%)")
         ax.set_ylim(0, 105)
@@ -219,20 +261,27 @@ def training_curves(c: CandidateSummary) -> str:
             ax = loss_ax if metric == "loss" else metric_ax
             xs, ys = zip(*pts, strict=True)
             scale = 100.0 if metric == "accuracy" else 1.0
-            ax.plot(xs, [scale * y for y in ys], marker="o" if split != "train" else None,
-                    markersize=4, color=split_color.get(split, MUTED),
-                    label=f"{split} {metric}")
+            ax.plot(
+                xs,
+                [scale * y for y in ys],
+                marker="o" if split != "train" else None,
+                markersize=4,
+                color=split_color.get(split, MUTED),
+                label=f"{split} {metric}",
+            )
         for ax in (loss_ax, metric_ax):
             if isinstance(best, int | float) and best > 0:
-                ax.axvline(best, color=MUTED, linestyle="--", linewidth=1,
-                           label=f"best epoch ({best:g})")
+                ax.axvline(
+                    best, color=MUTED, linestyle="--", linewidth=1, label=f"best epoch ({best:g})"
+                )
             ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.margins(y=0.08)
             ax.legend(loc="best", fontsize=8)
         loss_ax.set_ylabel("loss")
-        metric_ax.set_ylabel("validation accuracy (%)" if ("val", "accuracy") in series
-                             else "validation metric")
+        metric_ax.set_ylabel(
+            "validation accuracy (%)" if ("val", "accuracy") in series else "validation metric"
+        )
         return _svg(fig)
 
 
@@ -264,18 +313,32 @@ def cumulative_cost(
         for ax, right in zip(axes, ranges, strict=True):
             volume = np.linspace(0.0, right, 200)
             for i, c in enumerate(cands):
-                ax.plot(volume, total(c, volume), color=color(i),
-                        linewidth=2.4 if c.name == winner else 1.5,
-                        label=c.name + (" (winner)" if c.name == winner else ""))
+                ax.plot(
+                    volume,
+                    total(c, volume),
+                    color=color(i),
+                    linewidth=2.4 if c.name == winner else 1.5,
+                    label=c.name + (" (winner)" if c.name == winner else ""),
+                )
             for b in break_even:
                 if b.monthly_volume is not None:
                     y = total(by_name[b.candidate], b.monthly_volume)
                     ax.plot([b.monthly_volume], [y], "o", color=INK, markersize=5, zorder=4)
-                    ax.annotate(f"{b.candidate} pays back", (b.monthly_volume, y),
-                                xytext=(8, -12), textcoords="offset points", fontsize=8)
+                    ax.annotate(
+                        f"{b.candidate} pays back",
+                        (b.monthly_volume, y),
+                        xytext=(8, -12),
+                        textcoords="offset points",
+                        fontsize=8,
+                    )
             if forecast <= right:
-                ax.axvline(forecast, color=MUTED, linestyle=":", linewidth=1.2,
-                           label=f"forecast ({forecast:,}/month)")
+                ax.axvline(
+                    forecast,
+                    color=MUTED,
+                    linestyle=":",
+                    linewidth=1.2,
+                    label=f"forecast ({forecast:,}/month)",
+                )
             ax.set_xlim(0, right)
             ax.set_xlabel("requests per month")
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))

@@ -204,12 +204,16 @@ class RunStore:
 
     def latest_run(self, *, finished_only: bool = True) -> sqlite3.Row | None:
         where = "WHERE status = 'finished'" if finished_only else ""
-        return self.conn.execute(
+        row: sqlite3.Row | None = self.conn.execute(
             f"SELECT * FROM runs {where} ORDER BY created_at DESC, rowid DESC LIMIT 1"
         ).fetchone()
+        return row
 
     def run(self, run_id: str) -> sqlite3.Row | None:
-        return self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        row: sqlite3.Row | None = self.conn.execute(
+            "SELECT * FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
+        return row
 
     def run_candidates(self, run_id: str) -> list[sqlite3.Row]:
         return list(
@@ -228,7 +232,9 @@ class RunStore:
     # ---------------------------------------------------------------- results
 
     def has_result(self, key: str) -> bool:
-        return self.conn.execute("SELECT 1 FROM results WHERE key = ?", (key,)).fetchone() is not None
+        return (
+            self.conn.execute("SELECT 1 FROM results WHERE key = ?", (key,)).fetchone() is not None
+        )
 
     def save_result(
         self,
@@ -261,7 +267,16 @@ class RunStore:
             c.executemany(
                 "INSERT INTO predictions VALUES (?,?,?,?,?,?,?,?)",
                 [
-                    (result.key, i, p.example_id, p.input, p.gold, p.predicted, p.score, p.latency_ms)
+                    (
+                        result.key,
+                        i,
+                        p.example_id,
+                        p.input,
+                        p.gold,
+                        p.predicted,
+                        p.score,
+                        p.latency_ms,
+                    )
                     for i, p in enumerate(predictions)
                 ],
             )

@@ -50,7 +50,8 @@ class Finetune(Strategy):
         features = prepare(list(texts))
         device = next(model.parameters()).device
         features = {k: v.to(device) if hasattr(v, "to") else v for k, v in features.items()}
-        return model(features)["sentence_embedding"]
+        out: torch.Tensor = model(features)["sentence_embedding"]
+        return out
 
     def _batches(self, n: int, generator: torch.Generator) -> list[list[int]]:
         import torch
@@ -100,9 +101,7 @@ class Finetune(Strategy):
         n_labels = len(self.label_names)
         # Centroid init: the head is a nearest-centroid classifier before step one.
         frozen = self.ctx.embed(x_train, description="embedding train split")
-        centroids = np.stack(
-            [frozen[np.array(y_train) == c].mean(axis=0) for c in range(n_labels)]
-        )
+        centroids = np.stack([frozen[np.array(y_train) == c].mean(axis=0) for c in range(n_labels)])
         centroids /= np.linalg.norm(centroids, axis=1, keepdims=True) + 1e-12
         head = torch.nn.Linear(centroids.shape[1], n_labels)
         with torch.no_grad():
@@ -120,7 +119,8 @@ class Finetune(Strategy):
 
         def step_fn(batch: list[int]) -> torch.Tensor:
             logits = head(self._encode(model, [x_train[i] for i in batch]))
-            return loss_fn(logits.float(), labels_t[batch])
+            loss: torch.Tensor = loss_fn(logits.float(), labels_t[batch])
+            return loss
 
         self._train_loop(model, [head], len(x_train), step_fn, val_fn)
 
@@ -175,12 +175,14 @@ class Finetune(Strategy):
         warmup = int(total * opts.warmup_ratio)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
-            lambda s: (s + 1) / max(1, warmup)
-            if s < warmup
-            else max(0.0, (total - s) / max(1, total - warmup)),
+            lambda s: (
+                (s + 1) / max(1, warmup)
+                if s < warmup
+                else max(0.0, (total - s) / max(1, total - warmup))
+            ),
         )
         generator = torch.Generator().manual_seed(self.ctx.seed)
-        state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "bad_epochs": 0}
+        state: dict[str, Any] = {"epoch": 0, "best": -1.0, "best_epoch": 0, "bad_epochs": 0}
         best_state: dict[str, Any] | None = None
         resumed = self._load_last(model, heads, optimizer, scheduler, generator, state)
         if resumed:
@@ -326,7 +328,10 @@ class Finetune(Strategy):
             return 0.0, 0.0
         with torch.no_grad(), self._backend.autocast():
             logits = torch.cat(
-                [head(self._encode(model, texts[i : i + 64])).float() for i in range(0, len(texts), 64)]
+                [
+                    head(self._encode(model, texts[i : i + 64])).float()
+                    for i in range(0, len(texts), 64)
+                ]
             )
         target = torch.tensor(y)
         loss = float(torch.nn.functional.cross_entropy(logits, target))

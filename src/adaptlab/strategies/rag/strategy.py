@@ -39,8 +39,9 @@ class Rag(Strategy):
         out = []
         for row, idx in enumerate(top):
             weights = sims[row, idx] if opts.weighting == "similarity" else np.ones(k)
-            votes = np.bincount(self._labels[idx], weights=np.clip(weights, 0, None) + 1e-9,
-                                minlength=len(names))
+            votes = np.bincount(
+                self._labels[idx], weights=np.clip(weights, 0, None) + 1e-9, minlength=len(names)
+            )
             best = int(votes.argmax())
             out.append(Prediction(names[best], float(votes[best] / votes.sum())))
         return out
