@@ -70,7 +70,7 @@ class ModelConfig(_Strict):
     device: str = Field(default="cpu", description="'cpu', 'cuda', 'cuda:1', … or 'auto'.")
     precision: Literal["auto", "bf16", "fp32"] = Field(
         default="auto",
-        description="'auto' uses bf16 autocast where the hardware supports it, else fp32.",
+        description="'auto' uses bf16 autocast only where the hardware has native bf16, else fp32.",
     )
     batch_size: int = Field(default=64, ge=1, description="Texts per forward pass.")
     max_seq_length: int = Field(default=128, ge=8, description="Tokens kept per input.")

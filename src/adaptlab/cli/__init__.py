@@ -13,7 +13,7 @@ import click
 from adaptlab import __version__
 from adaptlab.cli.common import handle_errors
 from adaptlab.cli.data import data
-from adaptlab.cli.info import strategies
+from adaptlab.cli.info import schema, strategies
 from adaptlab.cli.project import demo, init
 from adaptlab.cli.report import report
 from adaptlab.cli.run import run
@@ -32,7 +32,7 @@ def cli() -> None:
     """
 
 
-for command in (init, demo, data, run, report, strategies):
+for command in (init, demo, data, run, report, strategies, schema):
     cli.add_command(command)
 
 
