@@ -176,6 +176,8 @@ def _context(s: RunSummary) -> dict[str, Any]:
         "quality_svg": svg("quality", plots.quality_vs_cost(s.candidates, winner.name)),
         "confusion_svg": svg("confusion", plots.confusion_matrix(winner)),
         "f1_svg": svg("f1", plots.per_class_f1(s.candidates, s.labels, winner.name)),
+        "labels": s.labels,
+        "many_labels": plots.MANY_LABELS,
         "curves": curves,
         "break_even": [_break_even_row(b, forecast) for b in s.break_even],
         "cost_svg": svg(

@@ -65,6 +65,9 @@ _RC: dict[RcKeyType, Any] = {
 # ---------------------------------------------------------------- formatting
 
 
+MANY_LABELS = 20
+
+
 def pct(x: float) -> str:
     """Percent with one decimal, as the recommendation's reasons print it."""
     return f"{100 * x:.1f}%"
@@ -188,7 +191,8 @@ def confusion_matrix(c: CandidateSummary) -> str:
     labels = c.metrics.labels
     m = np.array(c.metrics.confusion, dtype=float)
     k = len(labels)
-    side = min(7.0, 2.2 + 0.55 * k)
+    many = k > MANY_LABELS  # past this, counts in cells and full-size ticks are unreadable
+    side = min(7.0, 2.2 + 0.55 * k) if not many else min(16.0, 0.16 * k + 2.0)
     with _figure(side + 0.8, side) as (fig, (ax,)):
         # pcolormesh stays vector (imshow would embed a bitmap).
         mesh = ax.pcolormesh(
@@ -198,8 +202,16 @@ def confusion_matrix(c: CandidateSummary) -> str:
         ax.set_xlim(0, k)
         ax.set_ylim(k, 0)
         ticks = np.arange(k) + 0.5
-        ax.set_xticks(ticks, labels, rotation=35, ha="right", rotation_mode="anchor")
-        ax.set_yticks(ticks, labels)
+        size = 9 if not many else 5
+        ax.set_xticks(
+            ticks,
+            labels,
+            rotation=35 if not many else 90,
+            ha="right",
+            rotation_mode="anchor",
+            fontsize=size,
+        )
+        ax.set_yticks(ticks, labels, fontsize=size)
         ax.tick_params(length=0)
         ax.set_xlabel("predicted label")
         ax.set_ylabel("gold label")
@@ -207,7 +219,7 @@ def confusion_matrix(c: CandidateSummary) -> str:
             s.set_visible(False)
         dark = 0.55 * m.max()
         for (i, j), v in np.ndenumerate(m):
-            if v:
+            if v and not many:
                 ax.text(
                     j + 0.5,
                     i + 0.5,
@@ -222,7 +234,14 @@ def confusion_matrix(c: CandidateSummary) -> str:
 
 
 def per_class_f1(cands: Sequence[CandidateSummary], labels: Sequence[str], winner: str) -> str:
-    """F1 per class, one bar per candidate in each class group."""
+    """F1 per class, one bar per candidate in each class group.
+
+    With many labels only the hardest ones for the winner are drawn, so the figure
+    stays readable; the report's per-class table still lists every class.
+    """
+    if len(labels) > MANY_LABELS:
+        best = next((c for c in cands if c.name == winner), cands[0])
+        labels = sorted(labels, key=lambda lb: best.metrics.per_class[lb].f1)[:MANY_LABELS]
     n = len(cands)
     width = 0.8 / n
     x = np.arange(len(labels))
