@@ -109,6 +109,12 @@ class CostConfig(_Strict):
     monthly_requests: int = Field(
         default=50_000, ge=0, description="Forecast of requests per month, for break-even."
     )
+    tie_tolerance: float = Field(
+        default=0.25,
+        ge=0,
+        description="Costs within this share of the cheapest count as equal (CPU timings "
+        "are noisy); among candidates tied on quality and cost the more accurate wins.",
+    )
     horizon_months: int = Field(
         default=12, ge=1, description="Months over which setup (training) cost is paid back."
     )

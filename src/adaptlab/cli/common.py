@@ -54,32 +54,40 @@ def fmt_pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
+def fmt_p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def results_table(summary: RunSummary) -> Any:
-    """The rich table `run`, `demo` and `report` print."""
+    """The rich table `run`, `demo` and `report` print; fits an 80-column terminal."""
+    from rich import box
     from rich.table import Table
 
     rec = summary.recommendation
-    table = Table(title=f"{summary.project} — test split of {summary.split.get('test', 0)}")
-    for col, just in (
-        ("candidate", "left"),
-        ("accuracy % (95% CI)", "right"),
-        ("macro-F1 %", "right"),
-        ("p vs best", "right"),
-        ("p50 / p95 ms", "right"),
-        ("fit s", "right"),
-        ("USD / 1k req", "right"),
-        ("setup USD", "right"),
+    table = Table(
+        title=f"{summary.project}: {summary.split.get('test', 0)} test examples",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    table.add_column("candidate", no_wrap=True)
+    for col in (
+        "acc. %\n95% CI",
+        "macro\nF1 %",
+        "p vs\nbest",
+        "ms p50\np95",
+        "fit s",
+        "USD per\n1k req",
+        "setup\nUSD",
     ):
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
+        table.add_column(col, justify="right", no_wrap=True)
     for c in summary.candidates:
-        name = c.name + (" ★" if c.name == rec.winner else "") + (" (cached)" if c.reused else "")
-        p = "best" if c.vs_best is None else f"{c.vs_best.p_value:.3g}"
+        tags = [t for t, on in (("★ winner", c.name == rec.winner), ("cached", c.reused)) if on]
         table.add_row(
-            name,
-            f"{fmt_pct(c.accuracy)} ({fmt_pct(c.accuracy_ci.low)}–{fmt_pct(c.accuracy_ci.high)})",
+            c.name + ("\n" + ", ".join(tags) if tags else ""),
+            f"{fmt_pct(c.accuracy)}\n{fmt_pct(c.accuracy_ci.low)}–{fmt_pct(c.accuracy_ci.high)}",
             fmt_pct(c.metrics.macro_f1),
-            p,
-            f"{c.latency_p50_ms:.1f} / {c.latency_p95_ms:.1f}",
+            "best" if c.vs_best is None else fmt_p(c.vs_best.p_value),
+            f"{c.latency_p50_ms:.1f}\n{c.latency_p95_ms:.1f}",
             f"{c.fit_seconds:.1f}",
             f"{c.cost_per_1k_usd:.5f}",
             f"{c.setup_cost_usd:.4f}",

@@ -1,0 +1,96 @@
+"""The decision rule: a winner only with a significant lead, else the cheapest within noise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from adaptlab.evaluation.summary import RunSummary, summarize
+from adaptlab.store import PredictionRow, ResultRow, RunStore
+
+LABELS = ["a", "b"]
+N = 200
+GOLD = [LABELS[i % 2] for i in range(N)]
+
+
+def _store(tmp_path: Path, spec: dict[str, tuple[int, float, float]], **cost: Any) -> RunSummary:
+    """spec: name -> (correct rows, predict CPU seconds for N rows, fit CPU seconds)."""
+    config = {
+        "name": "t",
+        "data": {"path": "d.jsonl"},
+        "labels": {"a": "first", "b": "second"},
+        "candidates": [{"name": n, "strategy": "zero-shot"} for n in spec],
+        "evaluation": {"bootstrap_resamples": 200},
+        "cost": {"cpu_hour_usd": 36.0, "monthly_requests": 100_000, **cost},
+    }
+    with RunStore(tmp_path / "runs.db") as store:
+        store.start_run(
+            "r",
+            project="t",
+            config=config,
+            data_fingerprint="f",
+            seed=0,
+            model={},
+            split={"train": 1000, "val": 100, "test": N},
+        )
+        for pos, (name, (correct, pred_cpu, fit_cpu)) in enumerate(spec.items()):
+            rows = [
+                PredictionRow(
+                    f"x:{i}", f"t{i}", g, g if i < correct else LABELS[1 - i % 2], 1.0, 5.0
+                )
+                for i, g in enumerate(GOLD)
+            ]
+            result = ResultRow(
+                name,
+                name,
+                "zero-shot",
+                {},
+                fit_cpu,
+                fit_cpu,
+                pred_cpu,
+                pred_cpu,
+                N,
+                fit_cpu > 0,
+                {},
+            )
+            store.save_result(result, rows, [])
+            store.link("r", pos, name, name, reused=False)
+        store.finish_run("r")
+        return summarize(store)
+
+
+def test_significant_lead_wins_even_if_dearer(tmp_path: Path) -> None:
+    s = _store(tmp_path, {"cheap": (120, 1.0, 0.0), "good": (190, 4.0, 100.0)})
+    assert s.recommendation.winner == "good"
+    assert s.recommendation.kind == "significant"
+    assert "McNemar p" in s.recommendation.reasons[0]
+    assert "95.0%" in s.recommendation.reasons[0]
+
+
+def test_tie_goes_to_the_clearly_cheaper(tmp_path: Path) -> None:
+    # 186 vs 190 correct: not significant; 'good' costs 4x per request
+    s = _store(tmp_path, {"cheap": (186, 1.0, 0.0), "good": (190, 4.0, 0.0)})
+    assert s.candidate("cheap").vs_best is not None
+    assert s.candidate("cheap").vs_best.p_value > 0.05  # type: ignore[union-attr]
+    assert s.recommendation.winner == "cheap"
+    assert s.recommendation.kind == "cheapest-within-noise"
+    assert "cheapest of them" in s.recommendation.reasons[0]
+
+
+def test_costs_within_tolerance_count_as_equal(tmp_path: Path) -> None:
+    # 'good' costs 10% more: inside the default 25% tolerance, so accuracy decides
+    spec = {"cheap": (186, 1.0, 0.0), "good": (190, 1.1, 0.0)}
+    s = _store(tmp_path / "a", spec)
+    assert s.recommendation.winner == "good"
+    assert "within 25%" in s.recommendation.reasons[0]
+    # with no tolerance the cheaper one is picked
+    assert _store(tmp_path / "b", spec, tie_tolerance=0.0).recommendation.winner == "cheap"
+
+
+def test_cost_arithmetic(tmp_path: Path) -> None:
+    s = _store(tmp_path, {"x": (150, 2.0, 72.0)})
+    c = s.candidate("x")
+    # 2 CPU-s for 200 requests = 0.01 s each; at 36 USD/h = 0.01 USD/s -> 1e-4 USD/request
+    assert abs(c.cost_per_1k_usd - 0.1) < 1e-12
+    assert abs(c.setup_cost_usd - 0.72) < 1e-12
+    assert abs(c.monthly_cost_usd - 10.0) < 1e-9
