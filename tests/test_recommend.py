@@ -94,3 +94,9 @@ def test_cost_arithmetic(tmp_path: Path) -> None:
     assert abs(c.cost_per_1k_usd - 0.1) < 1e-12
     assert abs(c.setup_cost_usd - 0.72) < 1e-12
     assert abs(c.monthly_cost_usd - 10.0) < 1e-9
+
+
+def test_a_single_candidate_is_no_recommendation(tmp_path: Path) -> None:
+    s = _store(tmp_path, {"alone": (150, 1.0, 0.0)})
+    assert s.recommendation.kind == "only-candidate"
+    assert "nothing was compared" in s.recommendation.reasons[0]

@@ -151,3 +151,12 @@ def test_strategy_options_refuse_unknown_keys() -> None:
 
     with pytest.raises(ValidationError):
         get_strategy("rag").Options.model_validate({"topk": 3})
+
+
+def test_finetune_without_val_trains_every_epoch(backend: Any, splits: Any, tmp_path: Path) -> None:
+    train, _, test = splits
+    strategy = _make("finetune", backend, tmp_path, epochs=2, patience=1, save_model=False)
+    strategy.fit(train, [])
+    assert strategy.info["epochs_run"] == 2
+    assert strategy.info["best_epoch"] == 2  # nothing to stop on, so the last epoch is kept
+    assert _accuracy(strategy, test) >= 0.7

@@ -98,7 +98,9 @@ def results_table(summary: RunSummary) -> Any:
 def print_summary(summary: RunSummary) -> None:
     rec = summary.recommendation
     console.print(results_table(summary))
-    kind = "significant lead" if rec.kind == "significant" else "cheapest within noise"
+    from adaptlab.report.html import KINDS
+
+    kind = KINDS.get(rec.kind, (rec.kind, ""))[0]
     console.print(f"[bold green]recommendation:[/] {rec.winner} ({kind})")
     for reason in rec.reasons:
         console.print(f"  {reason}", soft_wrap=True)

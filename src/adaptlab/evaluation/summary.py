@@ -66,7 +66,7 @@ class BreakEven:
 @dataclass
 class Recommendation:
     winner: str
-    kind: str  # "significant" or "cheapest-within-noise"
+    kind: str  # "significant", "cheapest-within-noise" or "only-candidate"
     reasons: list[str]
     rules: list[str] = field(default_factory=list)
 
@@ -207,6 +207,18 @@ def recommend(
     alpha = cfg.evaluation.alpha
     others = [c for c in candidates if c is not best]
     rules = [_data_rule(n_train), _volume_rule(cfg.cost.monthly_requests)]
+    priors = f"Measured against the priors: {rules[0]}; {rules[1]}."
+    if not others:
+        return Recommendation(
+            best.name,
+            "only-candidate",
+            [
+                f"{best.name} is the only candidate in this run ({_pct(best.accuracy)}); "
+                "nothing was compared, so this is no recommendation (run all candidates).",
+                priors,
+            ],
+            rules,
+        )
     if all(c.vs_best is not None and c.vs_best.p_value < alpha for c in others):
         runner_up = max(others, key=lambda c: c.accuracy) if others else None
         reason = (
@@ -218,7 +230,7 @@ def recommend(
                 f", significantly above the runner-up {runner_up.name} at "
                 f"{_pct(runner_up.accuracy)} (McNemar p = {runner_up.vs_best.p_value:.3g})"
             )
-        reasons = [reason + ".", f"Measured against the priors: {rules[0]}; {rules[1]}."]
+        reasons = [reason + ".", priors]
         return Recommendation(best.name, "significant", reasons, rules)
 
     tied = [best] + [c for c in others if c.vs_best is None or c.vs_best.p_value >= alpha]
@@ -256,7 +268,7 @@ def recommend(
     reasons = [
         f"No candidate is significantly better than all others: {pick.name} "
         f"({_pct(pick.accuracy)}) is within noise of {tied_names}{p_text}, and {cost_reason}.",
-        f"Measured against the priors: {rules[0]}; {rules[1]}.",
+        priors,
     ]
     return Recommendation(pick.name, "cheapest-within-noise", reasons, rules)
 

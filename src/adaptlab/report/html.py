@@ -32,6 +32,10 @@ KINDS = {
         "No candidate is significantly more accurate than all the others, so the cheapest "
         "one that is statistically tied with the best wins.",
     ),
+    "only-candidate": (
+        "only candidate",
+        "The run holds a single candidate, so nothing was compared.",
+    ),
 }
 
 

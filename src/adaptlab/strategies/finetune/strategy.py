@@ -122,7 +122,7 @@ class Finetune(Strategy):
             loss: torch.Tensor = loss_fn(logits.float(), labels_t[batch])
             return loss
 
-        self._train_loop(model, [head], len(x_train), step_fn, val_fn)
+        self._train_loop(model, [head], len(x_train), step_fn, val_fn, early_stopping=bool(x_val))
 
     def _fit_setfit(
         self,
@@ -149,7 +149,7 @@ class Finetune(Strategy):
             self._fit_logreg(model, x_train, y_train)
             return self._evaluate_logreg(model, x_val, y_val)
 
-        self._train_loop(model, [], len(pairs), step_fn, val_fn)
+        self._train_loop(model, [], len(pairs), step_fn, val_fn, early_stopping=bool(x_val))
         self._fit_logreg(model, x_train, y_train)
 
     # ---------------------------------------------------------------- loop
@@ -161,6 +161,7 @@ class Finetune(Strategy):
         n_items: int,
         step_fn: Any,
         val_fn: Any,
+        early_stopping: bool = True,
     ) -> None:
         import torch
 
@@ -219,10 +220,11 @@ class Finetune(Strategy):
                 state["epoch"] = epoch + 1
                 self.curves.append(CurvePoint(step, epoch + 1, "val", "loss", val_loss))
                 self.curves.append(CurvePoint(step, epoch + 1, "val", "accuracy", val_acc))
-                if val_acc > state["best"]:
+                # Without a val split there is nothing to stop on: every epoch is "best".
+                if val_acc > state["best"] or not early_stopping:
                     state.update(best=val_acc, best_epoch=epoch + 1, bad_epochs=0)
                     best_state = self._snapshot(model, heads)
-                    torch.save(best_state, self.ctx.workdir / "best.pt")
+                    _atomic_save(best_state, self.ctx.workdir / "best.pt")
                 else:
                     state["bad_epochs"] += 1
                 self._save_last(model, heads, optimizer, scheduler, generator, state)
@@ -258,13 +260,7 @@ class Finetune(Strategy):
         generator: torch.Generator,
         state: dict[str, Any],
     ) -> None:
-        import os
-
-        import torch
-
-        path = self.ctx.workdir / "last.pt"
-        tmp = path.with_suffix(".tmp")
-        torch.save(
+        _atomic_save(
             {
                 **self._snapshot(model, heads),
                 "optimizer": optimizer.state_dict(),
@@ -273,9 +269,8 @@ class Finetune(Strategy):
                 "state": state,
                 "curves": [p.__dict__ for p in self.curves],
             },
-            tmp,
+            self.ctx.workdir / "last.pt",
         )
-        os.replace(tmp, path)  # a kill mid-write leaves the previous epoch intact
 
     def _load_last(
         self,
@@ -380,6 +375,17 @@ class Finetune(Strategy):
             classes = self._logreg.classes_
         best = proba.argmax(axis=1)
         return [Prediction(names[int(classes[i])], float(proba[r, i])) for r, i in enumerate(best)]
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    """A kill mid-write leaves the previous file intact, never a truncated one."""
+    import os
+
+    import torch
+
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
 
 
 def _contrastive_pairs(y: list[int], iterations: int, seed: int) -> list[tuple[int, int, float]]:
