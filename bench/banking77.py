@@ -47,7 +47,7 @@ def few_shot(project_dir: Path, draws: int) -> list[float]:
         ctx = StrategyContext(backend, dict(project.config.labels), seed, project_dir, _cache=cache)
         strategy = cls(cls.Options(k=8, selector="stratified"), ctx)
         strategy.fit(split.train + split.val, [])
-        preds = predict_classifier(strategy._model, x_test)  # type: ignore[attr-defined]
+        preds = predict_classifier(strategy._model, x_test)
         acc = sum(p.label == e.label for p, e in zip(preds, split.test, strict=True)) / len(texts)
         scores.append(100 * acc)
         print(f"  draw {seed}: {100 * acc:.2f}")
@@ -76,14 +76,14 @@ def main() -> int:
         from adaptlab.cli.run import run_and_summarize
 
         t0 = time.perf_counter()
-        summary = run_and_summarize(project_dir)
-        for cand in summary.candidates:  # type: ignore[attr-defined]
+        _, summary = run_and_summarize(project_dir)
+        for cand in summary.candidates:
             print(
                 f"{cand.name}: accuracy {100 * cand.accuracy:.2f} "
                 f"(CI {100 * cand.accuracy_ci.low:.2f}–{100 * cand.accuracy_ci.high:.2f}), "
                 f"fit {cand.fit_seconds:.0f} s"
             )
-        ft = summary.candidate("finetune")  # type: ignore[attr-defined]
+        ft = summary.candidate("finetune")
         print(
             f"finetune on the full train set: {100 * ft.accuracy:.2f} (target >= "
             f"{FINETUNE_TARGET}; wall {time.perf_counter() - t0:.0f} s)"

@@ -35,8 +35,8 @@ def main() -> None:
         },
     ]
     (args.dir / "adaptlab.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    summary = run_and_summarize(args.dir)
-    head, setfit = summary.candidate("head"), summary.candidate("setfit")  # type: ignore[attr-defined]
+    _, summary = run_and_summarize(args.dir)
+    head, setfit = summary.candidate("head"), summary.candidate("setfit")
     for c in (head, setfit):
         print(
             f"{c.name}: accuracy {100 * c.accuracy:.1f}% macro-F1 {100 * c.metrics.macro_f1:.1f}% "

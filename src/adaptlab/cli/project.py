@@ -37,9 +37,9 @@ def init(
 @click.argument("directory", default="adaptlab-demo", type=click.Path(file_okay=False))
 def demo(directory: str) -> None:
     """Init the support-tickets example, run every candidate, write the report. Offline."""
-    from adaptlab.cli.report import build_report
     from adaptlab.cli.run import run_and_summarize
     from adaptlab.config import CONFIG_FILE
+    from adaptlab.report import write_report
     from adaptlab.scaffold import init_project
 
     if not (Path(directory) / CONFIG_FILE).exists():
@@ -47,6 +47,6 @@ def demo(directory: str) -> None:
         console.print(f"[green]created[/] {directory} from the support-tickets example")
     else:
         console.print(f"reusing {directory} (stored results are not recomputed)")
-    run_and_summarize(directory)
-    path = build_report(directory, show=False)
-    console.print(f"[bold]report:[/] {path.resolve()} (open it in a browser)")
+    project, summary = run_and_summarize(directory)
+    path = write_report(summary, project.report_path)
+    console.print(f"[bold]report:[/] {path} (open it in a browser)")

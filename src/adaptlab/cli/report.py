@@ -13,21 +13,16 @@ def build_report(
     project_dir: str | Path,
     run_id: str | None = None,
     output: str | None = None,
-    *,
-    show: bool = True,
 ) -> Path:
-    from adaptlab.evaluation.summary import summarize
+    from adaptlab import summarize_project
     from adaptlab.project import Project
     from adaptlab.report import write_report
-    from adaptlab.store import RunStore
 
     project = Project.load(project_dir)
-    with RunStore(project.store_path) as store:
-        summary = summarize(store, run_id)
+    summary = summarize_project(project, run_id)
     path = write_report(summary, Path(output) if output else project.report_path)
-    if show:
-        print_summary(summary)
-        console.print(f"report: {path}")
+    print_summary(summary)
+    console.print(f"report: {path}")
     return path
 
 

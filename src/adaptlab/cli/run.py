@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from adaptlab.cli.common import console, print_summary, project_option
 
+if TYPE_CHECKING:
+    from adaptlab.evaluation.summary import RunSummary
+    from adaptlab.project import Project
+
 
 def run_and_summarize(
     project_dir: str | Path, only: tuple[str, ...] = (), force: bool = False
-) -> object:
-    """Run the project with rich progress and print the results; returns the summary."""
+) -> tuple[Project, RunSummary]:
+    """Run the project with rich progress and print the results."""
+    from adaptlab import summarize_project
     from adaptlab.cli.progress import RichProgress
-    from adaptlab.evaluation.summary import summarize
     from adaptlab.project import Project
     from adaptlab.runner import RunEvents, run_project
-    from adaptlab.store import RunStore
 
     project = Project.load(project_dir)
     with RichProgress(console) as progress:
@@ -36,11 +40,10 @@ def run_and_summarize(
         outcome = run_project(
             project, only=only or None, force=force, progress=progress, events=events
         )
-    with RunStore(project.store_path) as store:
-        summary = summarize(store, outcome.run_id)
+    summary = summarize_project(project, outcome.run_id)
     print_summary(summary)
     console.print(f"run {outcome.run_id} stored in {project.store_path}")
-    return summary
+    return project, summary
 
 
 @click.command()
