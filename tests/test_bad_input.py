@@ -115,19 +115,18 @@ def _cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *a
     return " ".join((out.err + out.out).split())  # rich wraps long lines
 
 
-@pytest.mark.parametrize(
-    ("name", "fname", "data", "line", "needle"), DATA_CASES, ids=[c[0] for c in DATA_CASES]
-)
+DataCase = tuple[str, str, bytes, int, str]
+data_cases = pytest.mark.parametrize("case", DATA_CASES, ids=[c[0] for c in DATA_CASES])
+
+
+@data_cases
 def test_broken_data_run(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-    name: str,
-    fname: str,
-    data: bytes,
-    line: int,
-    needle: str,
+    case: DataCase,
 ) -> None:
+    _, fname, data, line, needle = case
     project = _write_project(tmp_path / "p", fname, data)
     before = sorted(p.name for p in project.rglob("*"))
     msg = _cli(monkeypatch, capsys, "run", "-p", str(project))
@@ -137,19 +136,14 @@ def test_broken_data_run(
     assert sorted(p.name for p in project.rglob("*")) == before, "run left files behind"
 
 
-@pytest.mark.parametrize(
-    ("name", "fname", "data", "line", "needle"), DATA_CASES, ids=[c[0] for c in DATA_CASES]
-)
+@data_cases
 def test_broken_data_init(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-    name: str,
-    fname: str,
-    data: bytes,
-    line: int,
-    needle: str,
+    case: DataCase,
 ) -> None:
+    name, fname, data, line, _ = case
     if name == "unknown-label":
         pytest.skip("init takes its labels from the data, so no label is unknown")
     src = tmp_path / fname
