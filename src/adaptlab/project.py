@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from adaptlab.config import CONFIG_FILE, ProjectConfig, key_line, load_config
@@ -15,6 +15,10 @@ from adaptlab.errors import ConfigError
 class Project:
     root: Path
     config: ProjectConfig
+    # read once per command: `data check` validates and then splits the same files
+    _data: tuple[list[Example], list[Example] | None] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @classmethod
     def load(cls, root: str | Path = ".") -> Project:
@@ -62,10 +66,12 @@ class Project:
 
     def load_data(self) -> tuple[list[Example], list[Example] | None]:
         """The examples and, when ``data.test_path`` is set, the user's own holdout."""
-        examples = self._load(self.config.data.path, "path")
-        test_path = self.config.data.test_path
-        test = self._load(test_path, "test_path") if test_path else None
-        return examples, test
+        if self._data is None:
+            examples = self._load(self.config.data.path, "path")
+            test_path = self.config.data.test_path
+            test = self._load(test_path, "test_path") if test_path else None
+            self._data = (examples, test)
+        return self._data
 
     def check_data(self) -> DataReport:
         examples, test = self.load_data()
@@ -78,10 +84,9 @@ class Project:
 
     def split(self) -> Split:
         """Validate, then split; raises DataError before anything is written."""
+        self.check_data().raise_on_errors()
         examples, test = self.load_data()
         d = self.config.data
-        labels = list(self.config.labels)
-        check_examples(examples, labels, test=test or (), conflicts=d.conflicts).raise_on_errors()
         return stratified_split(
             examples,
             test_size=d.test_size,
