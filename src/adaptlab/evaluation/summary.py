@@ -89,7 +89,8 @@ class RunSummary:
         return next(c for c in self.candidates if c.name == name)
 
 
-def _pct(x: float) -> str:
+def pct(x: float) -> str:
+    """Percent with one decimal: the one format of reasons, report and plots."""
     return f"{100 * x:.1f}%"
 
 
@@ -213,7 +214,7 @@ def recommend(
             best.name,
             "only-candidate",
             [
-                f"{best.name} is the only candidate in this run ({_pct(best.accuracy)}); "
+                f"{best.name} is the only candidate in this run ({pct(best.accuracy)}); "
                 "nothing was compared, so this is no recommendation (run all candidates).",
                 priors,
             ],
@@ -222,13 +223,13 @@ def recommend(
     if all(c.vs_best is not None and c.vs_best.p_value < alpha for c in others):
         runner_up = max(others, key=lambda c: c.accuracy) if others else None
         reason = (
-            f"{best.name} has the highest accuracy, {_pct(best.accuracy)} "
-            f"(95% CI {_pct(best.accuracy_ci.low)}–{_pct(best.accuracy_ci.high)})"
+            f"{best.name} has the highest accuracy, {pct(best.accuracy)} "
+            f"(95% CI {pct(best.accuracy_ci.low)}–{pct(best.accuracy_ci.high)})"
         )
         if runner_up is not None and runner_up.vs_best is not None:
             reason += (
                 f", significantly above the runner-up {runner_up.name} at "
-                f"{_pct(runner_up.accuracy)} (McNemar p = {runner_up.vs_best.p_value:.3g})"
+                f"{pct(runner_up.accuracy)} (McNemar p = {runner_up.vs_best.p_value:.3g})"
             )
         reasons = [reason + ".", priors]
         return Recommendation(best.name, "significant", reasons, rules)
@@ -267,7 +268,7 @@ def recommend(
         cost_reason = f"it is the cheapest of them: {cost_text}"
     reasons = [
         f"No candidate is significantly better than all others: {pick.name} "
-        f"({_pct(pick.accuracy)}) is within noise of {tied_names}{p_text}, and {cost_reason}.",
+        f"({pct(pick.accuracy)}) is within noise of {tied_names}{p_text}, and {cost_reason}.",
         priors,
     ]
     return Recommendation(pick.name, "cheapest-within-noise", reasons, rules)

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from adaptlab.config import ProjectConfig
-from adaptlab.evaluation.summary import BreakEven, CandidateSummary, RunSummary
+from adaptlab.evaluation.summary import BreakEven, CandidateSummary, RunSummary, pct
 from adaptlab.report import plots
-from adaptlab.report.plots import pct, usd
+from adaptlab.report.plots import usd
 
 TEMPLATE = "report.html.j2"
 

@@ -68,11 +68,6 @@ _RC: dict[RcKeyType, Any] = {
 MANY_LABELS = 20
 
 
-def pct(x: float) -> str:
-    """Percent with one decimal, as the recommendation's reasons print it."""
-    return f"{100 * x:.1f}%"
-
-
 def usd(x: float) -> str:
     """Dollars; sub-cent amounts keep three significant digits instead of rounding to 0."""
     if not math.isfinite(x):
