@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -65,17 +64,3 @@ def small_project(
     cfg["evaluation"]["bootstrap_resamples"] = 200
     (target / "adaptlab.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     return target
-
-
-@pytest.fixture
-def tiny_project(tmp_path: Path, example_project: Path) -> Iterator[Path]:
-    yield small_project(
-        tmp_path / "tiny",
-        example_project,
-        per_label=20,
-        candidates=[
-            {"name": "zero-shot", "strategy": "zero-shot"},
-            {"name": "few-shot", "strategy": "few-shot", "params": {"k": 4}},
-            {"name": "rag", "strategy": "rag", "params": {"top_k": 5}},
-        ],
-    )
