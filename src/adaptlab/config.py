@@ -76,9 +76,61 @@ class ModelConfig(_Strict):
     max_seq_length: int = Field(default=128, ge=8, description="Tokens kept per input.")
 
 
+class PriceConfig(_Strict):
+    """USD per 1M tokens; overrides the shipped price table for one model."""
+
+    input: float = Field(ge=0, description="USD per 1M input tokens.")
+    output: float = Field(ge=0, description="USD per 1M output tokens.")
+    cached_input: float | None = Field(
+        default=None, ge=0, description="USD per 1M cached input tokens (default: input price)."
+    )
+
+
+class LLMConfig(_Strict):
+    backend: str = Field(description="'openai' (any OpenAI-compatible server), 'anthropic' or 'hf'.")
+    name: str = Field(description="Model id at the provider, or a local folder for 'hf'.")
+    base_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible endpoint: vLLM, Ollama (http://localhost:11434/v1), "
+        "llama.cpp server, LM Studio, Azure; default is the provider's own.",
+    )
+    api_key_env: str | None = Field(
+        default=None,
+        description="Environment variable (or keys-file entry) holding the key; default "
+        "OPENAI_API_KEY / ANTHROPIC_API_KEY. Keys are never written anywhere.",
+    )
+    max_concurrency: int = Field(default=16, ge=1, description="Requests in flight at once.")
+    requests_per_minute: int | None = Field(
+        default=None, ge=1, description="Client-side limit of requests per minute."
+    )
+    tokens_per_minute: int | None = Field(
+        default=None, ge=1, description="Client-side limit of (estimated) tokens per minute."
+    )
+    timeout_s: float = Field(default=60.0, gt=0, description="Seconds before a call is abandoned.")
+    max_retries: int = Field(
+        default=6, ge=0, description="Retries of a failed call (429, 5xx, timeouts, broken bodies)."
+    )
+    stream: bool = Field(default=False, description="Stream responses (server-sent events).")
+    adapter: str | None = Field(
+        default=None, description="'hf' only: folder of a PEFT (LoRA) adapter to load on top."
+    )
+    device: str = Field(default="cpu", description="'hf' only: 'cpu', 'cuda' or 'auto'.")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        default="auto", description="'hf' only: bf16 where the hardware has it natively."
+    )
+    batch_size: int = Field(default=8, ge=1, description="'hf' only: prompts per generate().")
+    prices: PriceConfig | None = Field(
+        default=None, description="Override the shipped price table for this model."
+    )
+
+
 class CandidateConfig(_Strict):
     name: str = Field(description="Unique name of this candidate in reports.")
     strategy: str = Field(description="Adaptation strategy: zero-shot, few-shot, rag, finetune, …")
+    llm: str | None = Field(
+        default=None,
+        description="Generative strategies: the name of an entry under 'llms:' to prompt.",
+    )
     params: dict[str, Any] = Field(
         default_factory=dict, description="Options of the strategy (see `adaptlab strategies`)."
     )
@@ -131,7 +183,15 @@ class ProjectConfig(_Strict):
             "that zero-shot classifies against."
         )
     )
-    model: ModelConfig = Field(default_factory=ModelConfig, description="The model to adapt.")
+    model: ModelConfig = Field(
+        default_factory=ModelConfig,
+        description="The encoder: embeddings for the classifier strategies, example selection "
+        "and retrieval.",
+    )
+    llms: dict[str, LLMConfig] = Field(
+        default_factory=dict,
+        description="Generative models by name; a candidate names one with 'llm:'.",
+    )
     candidates: list[CandidateConfig] = Field(
         min_length=1,
         description="The candidates to compare: each a unique name, a strategy and its params.",

@@ -4,8 +4,9 @@ A backend says what it can do with class attributes (as simonw/llm's ``Model``
 does) and takes its options as a pydantic class that refuses unknown keys.
 
 * :class:`EncoderBackend` — ``embed_batch(texts) -> array``; the offline default.
-* Generative backends (OpenAI-compatible, Anthropic, local HF) implement
-  ``execute(prompt, stream)`` yielding text chunks; they join the same registry.
+* :class:`GenerativeBackend` — ``execute(request) -> response`` for remote APIs
+  (one attempt; the runner owns concurrency, rate limits, retries and the cache),
+  or ``generate_batch(requests)`` for local models that batch on this machine.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from adaptlab.config import LLMConfig
+    from adaptlab.llm.types import ChatRequest, ChatResponse
 
 
 class BackendOptions(BaseModel):
@@ -73,3 +77,43 @@ class EncoderBackend(Backend):
         if not chunks:
             return np.zeros((0, 0), dtype=np.float32)
         return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+class GenerativeBackend(Backend):
+    """A chat model. Built from a project's ``llms:`` entry and the key (if any).
+
+    Remote backends implement :meth:`execute`: one attempt, raising
+    :class:`~adaptlab.llm.types.TransientError` for what a retry may fix and
+    :class:`~adaptlab.llm.types.PermanentError` for what it cannot. Local backends
+    set ``local = True`` and implement :meth:`generate_batch`; the runner calls it
+    in a worker thread with up to ``config.batch_size`` requests.
+    """
+
+    family: ClassVar[str] = "generative"
+    local: ClassVar[bool] = False
+
+    def __init__(self, config: LLMConfig, api_key: str | None = None) -> None:
+        self.config = config
+        self.model_id = config.name
+        self._api_key = api_key
+
+    async def execute(self, request: ChatRequest) -> ChatResponse:
+        """Send one request; return the answer with the usage the provider reported."""
+        raise NotImplementedError(f"backend '{self.name}' does not implement execute()")
+
+    def generate_batch(self, requests: Sequence[ChatRequest]) -> list[ChatResponse]:
+        """Answer several requests at once (local backends)."""
+        raise NotImplementedError(f"backend '{self.name}' does not implement generate_batch()")
+
+    def count_tokens(self, request: ChatRequest) -> tuple[int, bool]:
+        """Input tokens of a request and whether the count is exact (else an estimate)."""
+        from adaptlab.llm.tokens import estimate_tokens
+
+        return estimate_tokens(request.prompt_text()), False
+
+    def identity(self) -> dict[str, Any]:
+        """What determines an answer besides the request: part of the cache key."""
+        return {"backend": self.name, "model": self.model_id, "base_url": self.config.base_url}
+
+    async def aclose(self) -> None:
+        """Release connections; called once when a run is over."""

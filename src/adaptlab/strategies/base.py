@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from adaptlab.backends.base import EncoderBackend
     from adaptlab.data import Example
+    from adaptlab.llm.runner import LLMRunner
 
 
 class StrategyOptions(BaseModel):
@@ -31,10 +32,21 @@ class StrategyOptions(BaseModel):
 
 @dataclass(frozen=True)
 class Prediction:
-    """A predicted label (None when no label could be read) and its confidence."""
+    """A predicted label (None when no label could be read) and its confidence.
+
+    Generative strategies also keep the model's raw answer, how it was parsed
+    (``status``: exact, normalised, fuzzy, json, unparsed, invalid) and the call's
+    exact token usage and latency.
+    """
 
     label: str | None
     score: float
+    raw: str | None = None
+    status: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_tokens: int | None = None
+    latency_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -61,14 +73,28 @@ class ProgressSink:
 
 @dataclass
 class StrategyContext:
-    """What a strategy gets from the runner: the model, labels, seed and a folder."""
+    """What a strategy gets from the runner: the models, labels, seed and a folder.
 
-    backend: EncoderBackend
+    ``backend`` is the encoder (None for a strategy that needs none); ``llm`` is the
+    runner of the candidate's generative model, for generative strategies.
+    """
+
+    backend: EncoderBackend | None
     labels: dict[str, str]
     seed: int
     workdir: Path
     progress: ProgressSink = field(default_factory=ProgressSink)
     _cache: dict[str, np.ndarray] = field(default_factory=dict)
+    llm: LLMRunner | None = None
+    task: str = "classification"
+    root: Path = field(default_factory=Path.cwd)  # the project folder, for template paths
+    task_options: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def encoder(self) -> EncoderBackend:
+        if self.backend is None:
+            raise RuntimeError("this strategy was set up without an encoder")
+        return self.backend
 
     def embed(self, texts: Sequence[str], *, description: str = "embedding") -> np.ndarray:
         """Frozen-model embeddings, memoised across the candidates of a run.
@@ -81,7 +107,7 @@ class StrategyContext:
         missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
         if missing:
             with self.progress.task(description, len(missing)) as advance:
-                vectors = self.backend.embed(missing, on_batch=advance)
+                vectors = self.encoder.embed(missing, on_batch=advance)
             self._cache.update(zip(missing, vectors, strict=True))
         return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 0))
 
@@ -92,6 +118,13 @@ class Strategy(ABC):
     name: ClassVar[str]
     Options: ClassVar[type[StrategyOptions]] = StrategyOptions
     trains_weights: ClassVar[bool] = False
+    generative: ClassVar[bool] = False  # prompts a model from the project's llms:
+    tasks: ClassVar[tuple[str, ...]] = ("classification",)
+
+    @classmethod
+    def needs_encoder(cls, options: StrategyOptions) -> bool:
+        """Whether this candidate needs the encoder (the classifier strategies do)."""
+        return True
 
     def __init__(self, options: StrategyOptions, ctx: StrategyContext) -> None:
         self.options = options
@@ -110,3 +143,7 @@ class Strategy(ABC):
     @abstractmethod
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         """One prediction per text, in order; never fewer."""
+
+    def predict_samples(self, texts: Sequence[str], n: int) -> list[list[Prediction]]:
+        """``n`` independent predictions per text (consistency); ``[sample][text]``."""
+        return [self.predict(texts) for _ in range(n)]

@@ -49,4 +49,4 @@ class FewShot(Strategy):
         )
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        return predict_classifier(self._model, self.ctx.backend.embed(texts))
+        return predict_classifier(self._model, self.ctx.encoder.embed(texts))

@@ -65,7 +65,7 @@ class Finetune(Strategy):
     def fit(self, train: Sequence[Example], val: Sequence[Example]) -> None:
         import torch
 
-        backend = self.ctx.backend
+        backend = self.ctx.encoder
         assert hasattr(backend, "clone_model"), "finetune needs a trainable encoder backend"
         self._backend: SentenceTransformerBackend = backend  # type: ignore[assignment]
         torch.manual_seed(self.ctx.seed)

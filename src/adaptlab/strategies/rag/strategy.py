@@ -32,7 +32,7 @@ class Rag(Strategy):
 
         opts = self.options
         assert isinstance(opts, RagOptions)
-        sims = self.ctx.backend.embed(texts) @ self._index.T
+        sims = self.ctx.encoder.embed(texts) @ self._index.T
         k = min(opts.top_k, sims.shape[1])
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         names = self.label_names

@@ -27,7 +27,7 @@ class ZeroShot(Strategy):
         self._label_vectors = self.ctx.embed(prompts, description="embedding label prompts")
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        sims = self.ctx.backend.embed(texts) @ self._label_vectors.T
+        sims = self.ctx.encoder.embed(texts) @ self._label_vectors.T
         best = sims.argmax(axis=1)
         names = self.label_names
         return [Prediction(names[i], float(sims[row, i])) for row, i in enumerate(best)]

@@ -1,0 +1,201 @@
+"""OpenAI and every OpenAI-compatible server (vLLM, Ollama, llama.cpp, LM Studio, Azure).
+
+Talks through the official ``openai`` client with its own retries switched off:
+the runner retries (so it can count retries, honour Retry-After across all
+workers and never pay twice). One :meth:`execute` is one HTTP attempt.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from adaptlab.backends.base import GenerativeBackend
+from adaptlab.errors import MissingDependencyError
+from adaptlab.llm.keys import redact
+from adaptlab.llm.types import (
+    ChatRequest,
+    ChatResponse,
+    LLMCallError,
+    PermanentError,
+    TransientError,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from adaptlab.config import LLMConfig
+
+_TRANSIENT_STATUS = {408, 409, 429}
+# Models that take max_completion_tokens and refuse max_tokens (reasoning models).
+_COMPLETION_TOKENS_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` / ``retry-after`` (seconds or HTTP date)."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class OpenAIBackend(GenerativeBackend):
+    name: ClassVar[str] = "openai"
+    needs_key: ClassVar[bool] = True
+    key_env_var: ClassVar[str | None] = "OPENAI_API_KEY"
+
+    def __init__(self, config: LLMConfig, api_key: str | None = None) -> None:
+        super().__init__(config, api_key)
+        try:
+            import openai
+        except ImportError:
+            raise MissingDependencyError("openai") from None
+        self._openai = openai
+        self._client: Any = None
+
+    def _get_client(self) -> Any:
+        # Created lazily inside the running event loop (httpx binds to it).
+        if self._client is None:
+            self._client = self._openai.AsyncOpenAI(
+                api_key=self._api_key or "not-needed",
+                base_url=self.config.base_url,
+                max_retries=0,
+                timeout=self.config.timeout_s,
+            )
+        return self._client
+
+    def _payload(self, request: ChatRequest) -> dict[str, Any]:
+        p = request.params
+        body: dict[str, Any] = {
+            "model": self.config.name,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "temperature": p.temperature,
+        }
+        if self.config.name.startswith(_COMPLETION_TOKENS_PREFIXES):
+            body["max_completion_tokens"] = p.max_tokens
+        else:
+            body["max_tokens"] = p.max_tokens
+        if p.top_p is not None:
+            body["top_p"] = p.top_p
+        if p.seed is not None:
+            body["seed"] = p.seed
+        if p.stop:
+            body["stop"] = list(p.stop)
+        if p.json_schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": p.json_schema},
+            }
+        return body
+
+    def count_tokens(self, request: ChatRequest) -> tuple[int, bool]:
+        from adaptlab.llm.tokens import openai_token_count
+
+        return openai_token_count(
+            self.config.name, [(m.role, m.content) for m in request.messages]
+        )
+
+    async def execute(self, request: ChatRequest) -> ChatResponse:
+        client = self._get_client()
+        body = self._payload(request)
+        t0 = time.perf_counter()
+        try:
+            if self.config.stream:
+                text, usage, finish = await self._stream(client, body)
+            else:
+                resp = await client.chat.completions.create(**body)
+                text, usage, finish = _read_completion(resp, body)
+        except LLMCallError:
+            raise
+        except Exception as exc:  # mapped below; anything unknown is re-raised
+            raise self._map_error(exc) from None
+        return ChatResponse(
+            text=text,
+            usage=usage,
+            latency_ms=(time.perf_counter() - t0) * 1000,
+            finish_reason=finish,
+        )
+
+    async def _stream(self, client: Any, body: dict[str, Any]) -> tuple[str, Usage, str | None]:
+        stream = await client.chat.completions.create(
+            **body, stream=True, stream_options={"include_usage": True}
+        )
+        parts: list[str] = []
+        finish: str | None = None
+        usage: Usage | None = None
+        async for chunk in stream:
+            if chunk.usage is not None:
+                usage = _usage(chunk.usage)
+            for choice in chunk.choices or []:
+                if choice.delta is not None and choice.delta.content:
+                    parts.append(choice.delta.content)
+                if choice.finish_reason:
+                    finish = choice.finish_reason
+        if finish is None:
+            # The stream ended before its last chunk: the answer may be cut off.
+            raise TransientError("the stream ended without a finish_reason", kind="truncated")
+        text = "".join(parts)
+        return text, usage or _estimated_usage(body, text), finish
+
+    def _map_error(self, exc: Exception) -> LLMCallError | Exception:
+        oa = self._openai
+        msg = redact(f"{exc.__class__.__name__}: {exc}")
+        if isinstance(exc, oa.APITimeoutError):
+            return TransientError(msg, kind="timeout")
+        if isinstance(exc, oa.APIConnectionError):
+            return TransientError(msg, kind="connection")
+        if isinstance(exc, oa.APIStatusError):
+            status = exc.status_code
+            retry_after = parse_retry_after(exc.response.headers)
+            if status == 429:
+                return TransientError(msg, kind="rate_limit", retry_after=retry_after)
+            if status in _TRANSIENT_STATUS or status >= 500:
+                return TransientError(msg, kind="server", retry_after=retry_after)
+            return PermanentError(f"HTTP {status} from {self.config.name}: {msg}", kind="refused")
+        if isinstance(exc, oa.APIResponseValidationError | ValueError):
+            # A body that is not the JSON it claims to be (JSONDecodeError is a ValueError).
+            return TransientError(msg, kind="malformed")
+        import httpx
+
+        if isinstance(exc, httpx.TransportError):
+            return TransientError(msg, kind="truncated")
+        return exc
+
+
+def _usage(u: Any) -> Usage:
+    details = getattr(u, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) or 0
+    return Usage(int(u.prompt_tokens or 0), int(u.completion_tokens or 0), int(cached))
+
+
+def _estimated_usage(body: dict[str, Any], text: str) -> Usage:
+    """For servers that report no usage; the run marks such token counts as estimates."""
+    from adaptlab.llm.tokens import estimate_tokens
+
+    prompt = "\n".join(m["content"] for m in body["messages"])
+    return Usage(estimate_tokens(prompt), estimate_tokens(text), exact=False)
+
+
+def _read_completion(resp: Any, body: dict[str, Any]) -> tuple[str, Usage, str | None]:
+    if isinstance(resp, str) or not getattr(resp, "choices", None):
+        raise TransientError("the response has no choices", kind="malformed")
+    choice = resp.choices[0]
+    text = (choice.message.content if choice.message is not None else None) or ""
+    usage = _usage(resp.usage) if resp.usage is not None else _estimated_usage(body, text)
+    return text, usage, choice.finish_reason

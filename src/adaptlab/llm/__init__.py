@@ -1,0 +1,1 @@
+"""Generative models: request types, the concurrent cached runner, prices, tokens."""

@@ -1,0 +1,278 @@
+"""Send many chat requests fast, within limits, without paying twice.
+
+* bounded concurrency (``max_concurrency`` requests in flight);
+* client-side requests- and tokens-per-minute buckets;
+* retries with exponential backoff and full jitter; a Retry-After from the
+  server wins, and pauses *every* worker, not only the one that was told;
+* a timeout per call; and the :class:`ResponseCache`, consulted before and
+  written after each call, so a rerun or a crash never repeats a paid request.
+
+Local backends (``hf``) take the same path but in batches, in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from adaptlab.llm.types import ChatRequest, ChatResponse, LLMCallError, TransientError
+
+if TYPE_CHECKING:
+    from adaptlab.backends.base import GenerativeBackend
+    from adaptlab.llm.cache import ResponseCache
+    from adaptlab.strategies.base import ProgressSink
+
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 30.0
+RETRY_AFTER_CAP_S = 300.0
+
+
+class LLMRunError(Exception):
+    """A request failed for good; every answer received before it is cached."""
+
+    def __init__(self, message: str, *, kind: str, attempts: int) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.attempts = attempts
+
+
+@dataclass
+class RunnerStats:
+    requests: int = 0  # requests asked of the runner
+    cache_hits: int = 0
+    sent: int = 0  # HTTP attempts (or local generations) made
+    retries: int = 0
+    retries_by_kind: Counter[str] = field(default_factory=Counter)
+    wall_seconds: float = 0.0
+
+
+class _Bucket:
+    """A token bucket refilled continuously at ``per_minute / 60`` per second."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.capacity = float(per_minute)
+        self.level = float(per_minute)
+        self.rate = per_minute / 60.0
+        self.stamp = time.monotonic()
+
+    def wait_time(self, amount: float) -> float:
+        now = time.monotonic()
+        self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
+        self.stamp = now
+        amount = min(amount, self.capacity)  # a request larger than a minute still goes
+        if self.level >= amount:
+            self.level -= amount
+            return 0.0
+        return (amount - self.level) / self.rate
+
+
+class RateLimiter:
+    def __init__(self, requests_per_minute: int | None, tokens_per_minute: int | None) -> None:
+        self._requests = _Bucket(requests_per_minute) if requests_per_minute else None
+        self._tokens = _Bucket(tokens_per_minute) if tokens_per_minute else None
+        self._lock = asyncio.Lock()
+        self.pause_until = 0.0  # set from a Retry-After; every worker honours it
+
+    async def acquire(self, tokens: int) -> None:
+        async with self._lock:  # first come, first served
+            while True:
+                pause = self.pause_until - time.monotonic()
+                if pause > 0:
+                    await asyncio.sleep(pause)
+                    continue
+                wait = 0.0
+                if self._requests is not None:
+                    wait = self._requests.wait_time(1)
+                    if wait:
+                        await asyncio.sleep(wait)
+                        continue
+                if self._tokens is not None:
+                    wait = self._tokens.wait_time(tokens)
+                    if wait:
+                        # The request slot is taken already; give it back before waiting.
+                        if self._requests is not None:
+                            self._requests.level += 1
+                        await asyncio.sleep(wait)
+                        continue
+                return
+
+
+def backoff_delay(attempt: int, retry_after: float | None, base: float = BACKOFF_BASE_S) -> float:
+    """Seconds before retry ``attempt`` (1-based): Retry-After if given, else full jitter."""
+    if retry_after is not None:
+        return min(retry_after, RETRY_AFTER_CAP_S)
+    return random.uniform(0, min(BACKOFF_CAP_S, base * 2 ** (attempt - 1)))
+
+
+class LLMRunner:
+    """Answers requests through one backend with the project's limits and cache."""
+
+    def __init__(
+        self,
+        backend: GenerativeBackend,
+        *,
+        cache: ResponseCache | None = None,
+        progress: ProgressSink | None = None,
+        backoff_base: float = BACKOFF_BASE_S,
+    ) -> None:
+        from adaptlab.strategies.base import ProgressSink
+
+        self.backend = backend
+        self.config = backend.config
+        self.cache = cache
+        self.progress = progress or ProgressSink()
+        self.backoff_base = backoff_base
+        self.stats = RunnerStats()
+        self.identity = backend.identity()
+
+    def run_sync(
+        self, requests: Sequence[ChatRequest], *, description: str = "generating"
+    ) -> list[ChatResponse]:
+        return asyncio.run(self._run_and_close(requests, description))
+
+    async def _run_and_close(
+        self, requests: Sequence[ChatRequest], description: str
+    ) -> list[ChatResponse]:
+        try:
+            return await self.run(requests, description=description)
+        finally:
+            await self.backend.aclose()
+
+    async def run(
+        self, requests: Sequence[ChatRequest], *, description: str = "generating"
+    ) -> list[ChatResponse]:
+        """One response per request, in order. Raises :class:`LLMRunError` on a failure
+        that retries could not fix, after the requests in flight have finished."""
+        t0 = time.perf_counter()
+        self.stats.requests += len(requests)
+        out: list[ChatResponse | None] = [None] * len(requests)
+        keys = [r.cache_key(self.identity) for r in requests]
+        todo: list[int] = []
+        for i, key in enumerate(keys):
+            hit = self.cache.get(key) if self.cache is not None else None
+            if hit is not None:
+                out[i] = hit
+                self.stats.cache_hits += 1
+            else:
+                todo.append(i)
+        # Identical requests in one call are sent once.
+        first: dict[str, int] = {}
+        unique = [i for i in todo if first.setdefault(keys[i], i) == i]
+        with self.progress.task(description, len(requests)) as advance:
+            advance(len(requests) - len(todo))
+            if self.backend.local:
+                await self._run_local(requests, keys, unique, out, advance)
+            else:
+                await self._run_remote(requests, keys, unique, out, advance)
+            for i in todo:
+                if out[i] is None:
+                    out[i] = out[first[keys[i]]]
+                    advance(1)
+        self.stats.wall_seconds += time.perf_counter() - t0
+        return [r for r in out if r is not None]
+
+    def _store(self, key: str, request: ChatRequest, response: ChatResponse) -> None:
+        if self.cache is not None:
+            self.cache.put(key, self.identity, request, response)
+
+    async def _run_remote(
+        self,
+        requests: Sequence[ChatRequest],
+        keys: list[str],
+        indices: list[int],
+        out: list[ChatResponse | None],
+        advance: object,
+    ) -> None:
+        limiter = RateLimiter(self.config.requests_per_minute, self.config.tokens_per_minute)
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in indices:
+            queue.put_nowait(i)
+        failure: list[LLMRunError] = []
+
+        async def worker() -> None:
+            while not failure:
+                try:
+                    i = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                try:
+                    resp = await self._call(requests[i], limiter)
+                except LLMRunError as exc:
+                    failure.append(exc)
+                    return
+                self._store(keys[i], requests[i], resp)
+                out[i] = resp
+                advance(1)  # type: ignore[operator]
+
+        n = min(self.config.max_concurrency, len(indices))
+        await asyncio.gather(*(worker() for _ in range(n)))
+        if failure:
+            raise failure[0]
+
+    async def _call(self, request: ChatRequest, limiter: RateLimiter) -> ChatResponse:
+        attempt = 0
+        need = self.backend.count_tokens(request)[0] + request.params.max_tokens
+        while True:
+            attempt += 1
+            await limiter.acquire(need)
+            self.stats.sent += 1
+            try:
+                resp = await asyncio.wait_for(
+                    self.backend.execute(request), timeout=self.config.timeout_s + 5
+                )
+                return ChatResponse(
+                    text=resp.text,
+                    usage=resp.usage,
+                    latency_ms=resp.latency_ms,
+                    finish_reason=resp.finish_reason,
+                    attempts=attempt,
+                )
+            except asyncio.TimeoutError:
+                error: LLMCallError = TransientError("no answer in time", kind="timeout")
+            except LLMCallError as exc:
+                error = exc
+            if not error.transient or attempt > self.config.max_retries:
+                what = "gave up after" if error.transient else "refused on"
+                raise LLMRunError(
+                    f"{self.backend.name} model '{self.config.name}' {what} attempt "
+                    f"{attempt}: {error}",
+                    kind=error.kind,
+                    attempts=attempt,
+                ) from None
+            self.stats.retries += 1
+            self.stats.retries_by_kind[error.kind] += 1
+            delay = backoff_delay(attempt, error.retry_after, self.backoff_base)
+            if error.retry_after is not None:
+                limiter.pause_until = max(limiter.pause_until, time.monotonic() + delay)
+            await asyncio.sleep(delay)
+
+    async def _run_local(
+        self,
+        requests: Sequence[ChatRequest],
+        keys: list[str],
+        indices: list[int],
+        out: list[ChatResponse | None],
+        advance: object,
+    ) -> None:
+        size = self.config.batch_size
+        for start in range(0, len(indices), size):
+            chunk = indices[start : start + size]
+            batch = [requests[i] for i in chunk]
+            self.stats.sent += len(batch)
+            try:
+                answers = await asyncio.to_thread(self.backend.generate_batch, batch)
+            except LLMCallError as exc:
+                raise LLMRunError(
+                    f"{self.backend.name} model '{self.config.name}': {exc}",
+                    kind=exc.kind,
+                    attempts=1,
+                ) from None
+            for i, resp in zip(chunk, answers, strict=True):
+                self._store(keys[i], requests[i], resp)
+                out[i] = resp
+            advance(len(chunk))  # type: ignore[operator]

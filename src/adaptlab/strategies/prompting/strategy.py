@@ -1,0 +1,249 @@
+"""Prompting a generative model: zero-shot, few-shot (four selectors), chain-of-thought,
+system-prompt variants and structured output, for all three task types.
+
+The prompt comes from a :class:`~adaptlab.prompts.PromptTemplate`; the requests go
+through the project's :class:`~adaptlab.llm.runner.LLMRunner` (concurrency, rate
+limits, retries, cache); every answer is parsed, and one that cannot be read is
+kept with status ``unparsed`` (or ``invalid`` against the schema) and scored wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from adaptlab.llm.parse import extract_answer, parse_label
+from adaptlab.llm.types import ChatRequest, ChatResponse, GenerationParams
+from adaptlab.prompts import PromptTemplate
+from adaptlab.strategies.base import Prediction, Strategy, StrategyContext, StrategyOptions
+from adaptlab.strategies.prompting.config import (
+    CoTPromptOptions,
+    FewShotPromptOptions,
+    PromptOptions,
+    ZeroShotPromptOptions,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from adaptlab.data import Example
+    from adaptlab.llm.runner import LLMRunner
+
+_TEMPLATES = {"classification": "classify", "extraction": "extract", "generation": "generate"}
+
+
+def label_schema(labels: Sequence[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {"label": {"type": "string", "enum": list(labels)}},
+        "required": ["label"],
+        "additionalProperties": False,
+    }
+
+
+def mmr(
+    query: np.ndarray, pool: np.ndarray, k: int, lam: float, candidates: int = 50
+) -> list[int]:
+    """Maximal marginal relevance: ``k`` pool rows near ``query`` and unlike each other."""
+    import numpy as np
+
+    sims = pool @ query
+    shortlist = list(np.argsort(-sims, kind="stable")[: max(candidates, k)])
+    chosen: list[int] = []
+    while shortlist and len(chosen) < k:
+        if chosen:
+            redundancy = (pool[shortlist] @ pool[chosen].T).max(axis=1)
+        else:
+            redundancy = np.zeros(len(shortlist))
+        scores = lam * sims[shortlist] - (1 - lam) * redundancy
+        best = int(np.argmax(scores))
+        chosen.append(int(shortlist.pop(best)))
+    return chosen
+
+
+class PromptStrategy(Strategy):
+    """Prompt the candidate's ``llm`` with a template; every option in one place."""
+
+    name: ClassVar[str] = "prompt"
+    Options: ClassVar[type[StrategyOptions]] = PromptOptions
+    generative: ClassVar[bool] = True
+    tasks: ClassVar[tuple[str, ...]] = ("classification", "extraction", "generation")
+
+    def __init__(self, options: StrategyOptions, ctx: StrategyContext) -> None:
+        super().__init__(options, ctx)
+        assert isinstance(options, PromptOptions)
+        self.opts: PromptOptions = options
+        name = _TEMPLATES[ctx.task] if options.template == "auto" else options.template
+        self.template = PromptTemplate(name, ctx.root)
+        self.info.update(template=name, template_version=self.template.version)
+        self._pool: list[Example] = []
+        self._fixed: list[Example] = []
+        self._pool_vectors: np.ndarray | None = None
+
+    @classmethod
+    def needs_encoder(cls, options: StrategyOptions) -> bool:
+        assert isinstance(options, PromptOptions)
+        return options.shots > 0 and options.selector in ("similar", "mmr")
+
+    # ------------------------------------------------------------ examples
+
+    def fit(self, train: Sequence[Example], val: Sequence[Example]) -> None:
+        self._pool = list(train)
+        k = min(self.opts.shots, len(self._pool))
+        if not k:
+            return
+        rng = random.Random(self.ctx.seed)
+        if self.opts.selector == "random" or self.ctx.task != "classification":
+            if self.opts.selector in ("similar", "mmr"):
+                self._pool_vectors = self.ctx.embed([ex.text for ex in self._pool])
+            else:
+                self._fixed = rng.sample(self._pool, k)
+        elif self.opts.selector == "stratified":
+            by_label: dict[str, list[Example]] = {}
+            for ex in self._pool:
+                by_label.setdefault(ex.label, []).append(ex)
+            for group in by_label.values():
+                rng.shuffle(group)
+            order = [lab for lab in self.label_names if lab in by_label]
+            picked: list[Example] = []
+            while len(picked) < k:
+                for lab in order:
+                    if by_label[lab] and len(picked) < k:
+                        picked.append(by_label[lab].pop())
+            rng.shuffle(picked)  # no label-order pattern for the model to copy
+            self._fixed = picked
+        else:
+            self._pool_vectors = self.ctx.embed([ex.text for ex in self._pool])
+        self.info["examples"] = len(self._fixed) or k
+
+    def examples_for(self, texts: Sequence[str]) -> list[list[Example]]:
+        if self._pool_vectors is None:
+            return [self._fixed for _ in texts]
+        import numpy as np
+
+        k = min(self.opts.shots, len(self._pool))
+        queries = self.ctx.embed(list(texts), description="embedding inputs")
+        out = []
+        for q in queries:
+            if self.opts.selector == "mmr":
+                idx = mmr(q, self._pool_vectors, k, self.opts.mmr_lambda)
+            else:
+                idx = list(np.argsort(-(self._pool_vectors @ q), kind="stable")[:k])
+            # Most similar last, nearest the input.
+            out.append([self._pool[int(i)] for i in reversed(idx)])
+        return out
+
+    # ------------------------------------------------------------ requests
+
+    @property
+    def schema(self) -> dict[str, Any] | None:
+        if self.ctx.task == "extraction":
+            schema = self.ctx.task_options.get("schema")
+            return schema if isinstance(schema, dict) else None
+        if self.opts.output == "json":
+            return label_schema(self.label_names)
+        return None
+
+    def params(self) -> GenerationParams:
+        provider_schema = self.schema if self.opts.output == "json" else None
+        return GenerationParams(
+            temperature=self.opts.temperature,
+            max_tokens=self.opts.answer_tokens(self.ctx.task),
+            seed=self.ctx.seed,
+            json_schema=provider_schema,
+        )
+
+    def variables(self, text: str, examples: Sequence[Example]) -> dict[str, Any]:
+        schema = self.schema
+        return {
+            "input": text,
+            "labels": self.ctx.labels,
+            "examples": [{"input": ex.text, "output": ex.label} for ex in examples],
+            "context": "",
+            "output": self.opts.output,
+            "reasoning": self.opts.reasoning,
+            "schema_json": json.dumps(schema, indent=2) if schema else "",
+            "instruction": self.ctx.task_options.get("instruction") or "",
+        }
+
+    def requests(self, texts: Sequence[str], sample: int = 0) -> list[ChatRequest]:
+        params = self.params()
+        out = []
+        for text, examples in zip(texts, self.examples_for(texts), strict=True):
+            rendered = self.template.render(self.variables(text, examples), system=self.opts.system)
+            out.append(ChatRequest(rendered.messages, params, sample))
+        return out
+
+    # ------------------------------------------------------------ answers
+
+    def parse(self, raw: str) -> tuple[str | None, str]:
+        """(prediction, status) for one answer; see :mod:`adaptlab.llm.parse`."""
+        answer: str | None = raw
+        if self.opts.reasoning:
+            answer = extract_answer(raw)
+            if answer is None:
+                return None, "unparsed"
+        task = self.ctx.task
+        if task == "generation":
+            return answer.strip(), "ok"
+        schema = self.schema
+        if task == "classification" and schema is None:
+            return parse_label(answer, self.label_names, self.opts.parse)
+        from adaptlab.evaluation.text_metrics import validate_json
+
+        obj, errors = validate_json(answer, schema or {})
+        if obj is None:
+            return None, "unparsed"
+        if task == "classification":
+            label = obj.get("label") if isinstance(obj, dict) else None
+            if errors or not isinstance(label, str):
+                return None, "invalid"
+            return label, "json"
+        return json.dumps(obj, sort_keys=True, ensure_ascii=False), "invalid" if errors else "json"
+
+    def _prediction(self, resp: ChatResponse) -> Prediction:
+        value, status = self.parse(resp.text)
+        return Prediction(
+            label=value,
+            score=1.0 if value is not None and status not in ("unparsed", "invalid") else 0.0,
+            raw=resp.text,
+            status=status,
+            input_tokens=resp.usage.input_tokens,
+            output_tokens=resp.usage.output_tokens,
+            cached_tokens=resp.usage.cached_input_tokens,
+            latency_ms=resp.latency_ms,
+        )
+
+    @property
+    def runner(self) -> LLMRunner:
+        if self.ctx.llm is None:
+            raise RuntimeError(f"strategy '{self.name}' needs an llm; set 'llm:' on the candidate")
+        return self.ctx.llm
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        responses = self.runner.run_sync(self.requests(texts))
+        return [self._prediction(r) for r in responses]
+
+    def predict_samples(self, texts: Sequence[str], n: int) -> list[list[Prediction]]:
+        # All samples in one batch of requests, so they run concurrently.
+        requests = [r for s in range(n) for r in self.requests(texts, sample=s)]
+        responses = self.runner.run_sync(requests, description="consistency samples")
+        preds = [self._prediction(r) for r in responses]
+        return [preds[s * len(texts) : (s + 1) * len(texts)] for s in range(n)]
+
+
+class LLMZeroShot(PromptStrategy):
+    name: ClassVar[str] = "llm-zero-shot"
+    Options: ClassVar[type[StrategyOptions]] = ZeroShotPromptOptions
+
+
+class LLMFewShot(PromptStrategy):
+    name: ClassVar[str] = "llm-few-shot"
+    Options: ClassVar[type[StrategyOptions]] = FewShotPromptOptions
+
+
+class LLMChainOfThought(PromptStrategy):
+    name: ClassVar[str] = "llm-cot"
+    Options: ClassVar[type[StrategyOptions]] = CoTPromptOptions

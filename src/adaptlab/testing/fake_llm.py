@@ -1,0 +1,524 @@
+"""A real HTTP server that speaks the OpenAI and Anthropic chat protocols, with faults.
+
+Tests start it in a thread and point the official clients at it; the benchmark
+starts it as a process::
+
+    python -m adaptlab.testing.fake_llm --port 0 --latency-ms 200
+
+which prints its OpenAI base URL (``http://127.0.0.1:PORT/v1``) on the first line
+of stdout and serves until killed. Faking the network rather than the SDK means
+the clients' own parsing, streaming and error classes are what the tests see.
+
+Endpoints: ``POST /v1/chat/completions`` (OpenAI, streaming included),
+``POST /v1/messages`` (Anthropic, streaming included) and ``GET /v1/models``.
+Anthropic clients take the root URL (:attr:`FakeLLMServer.root_url`).
+
+Token counts are deterministic so tests can predict them:
+
+* a message costs ``len(content.split()) + 3`` tokens; the prompt is the sum over
+  all messages, an Anthropic ``system`` parameter counting as one message;
+* the answer costs ``len(answer.split())`` tokens;
+* ``cached_tokens`` (default 0) of the prompt are reported as cached: OpenAI's
+  ``prompt_tokens`` includes them (``prompt_tokens_details.cached_tokens``),
+  Anthropic's ``input_tokens`` excludes them (``cache_read_input_tokens``), as the
+  real APIs do.
+
+Answers obey ``max_tokens`` (cut to that many words, ``finish_reason: "length"`` /
+``stop_reason: "max_tokens"``) and stop sequences (cut before the first one).
+
+Faults are strings that ``faults(call)`` returns for a request:
+
+``"429"`` / ``"429:0.2"``
+    that status with ``Retry-After`` seconds (default 0.05 for 429, none for
+    others). Any status works the same way: ``"500"``, ``"503"``, ``"529"``
+    (Anthropic's "overloaded"), ``"401"``, ``"400"``, ``"404"``, ``"408"`` …; the
+    body is the provider's error JSON.
+``"timeout"`` / ``"timeout:5"``
+    hold the request that many seconds (default 30; :meth:`FakeLLMServer.stop`
+    cuts it short), then drop the connection without an answer.
+``"drop"``
+    close the connection without any answer.
+``"malformed"``
+    200 with ``Content-Type: application/json`` and a body that is not JSON (a
+    streaming request gets one event whose data is not JSON).
+``"truncated"``
+    a streaming request gets some events, then the connection closes mid-body
+    (no final chunk, no ``[DONE]``, no terminating HTTP chunk); a non-streaming
+    one gets a ``Content-Length`` larger than the body it sends before closing.
+``"incomplete"``
+    a stream that ends cleanly at the HTTP level but without its finish chunk,
+    usage or ``[DONE]`` (Anthropic: without ``message_delta``/``message_stop``).
+``"stream-error"``
+    Anthropic streams only: an ``event: error`` (``overloaded_error``) after the
+    first text delta, as the real API sends when it is overloaded mid-answer.
+
+:class:`FaultPlan` picks faults by arrival index and :func:`fail_first` gives the
+first *n* requests of every distinct prompt a fault, so a retrying client makes
+exactly ``n + 1`` requests per prompt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+__all__ = [
+    "ChatCall",
+    "FakeLLMServer",
+    "FaultPlan",
+    "Responder",
+    "default_responder",
+    "fail_first",
+    "prompt_tokens",
+]
+
+# Headers whose values are secrets: recorded as present or absent, never kept.
+_SECRET_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "cookie", "proxy-authorization"})
+_DEFAULT_RETRY_AFTER = {429: "0.05"}
+_REASONS = {
+    400: ("invalid_request_error", "Bad request (injected fault)."),
+    401: ("authentication_error", "Incorrect API key provided (injected fault)."),
+    403: ("permission_error", "Permission denied (injected fault)."),
+    404: ("not_found_error", "The model does not exist (injected fault)."),
+    408: ("timeout_error", "Request timed out (injected fault)."),
+    409: ("conflict_error", "Conflict (injected fault)."),
+    429: ("rate_limit_error", "Rate limit reached (injected fault)."),
+    500: ("api_error", "Internal server error (injected fault)."),
+    503: ("api_error", "Service unavailable (injected fault)."),
+    529: ("overloaded_error", "Overloaded (injected fault)."),
+}
+
+
+@dataclass(frozen=True)
+class ChatCall:
+    """One request the server received (faulted ones included)."""
+
+    index: int  # 0-based arrival order
+    api: str  # "openai" or "anthropic"
+    path: str
+    body: dict[str, Any]
+    model: str
+    messages: list[dict[str, Any]]
+    stream: bool
+    prompt_key: str  # sha256 of the request minus its streaming flags
+    user_text: str  # content of the last user message
+    system: str | None  # Anthropic's system parameter, or OpenAI's system messages
+    key_present: bool  # an Authorization: Bearer / x-api-key header was sent
+    headers: dict[str, str] = field(default_factory=dict)  # lower-cased, secrets removed
+    fault: str | None = None
+
+
+Responder = Callable[[ChatCall], str]
+FaultPicker = Callable[[ChatCall], "str | None"]
+
+
+def default_responder(call: ChatCall) -> str:
+    """``"ok: "`` and the first five words of the last user message."""
+    return " ".join(["ok:", *call.user_text.split()[:5]])
+
+
+def _text_of(content: Any) -> str:
+    """A message content as text: a string, or the text parts of a list of blocks."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(part.get("text", "")) for part in content if isinstance(part, dict)
+        )
+    return ""
+
+
+def _message_contents(call: ChatCall) -> list[str]:
+    contents = [_text_of(m.get("content")) for m in call.messages]
+    if call.api == "anthropic" and call.system is not None:
+        contents.insert(0, call.system)
+    return contents
+
+
+def prompt_tokens(call: ChatCall) -> int:
+    """The prompt tokens the server reports: words + 3 per message (system included)."""
+    return sum(len(text.split()) + 3 for text in _message_contents(call))
+
+
+class FaultPlan:
+    """Faults by arrival index: ``FaultPlan({0: "429:0.1", 3: "500"})``."""
+
+    def __init__(self, plan: Mapping[int, str]) -> None:
+        self.plan = dict(plan)
+
+    def __call__(self, call: ChatCall) -> str | None:
+        return self.plan.get(call.index)
+
+
+class _FailFirst:
+    def __init__(self, n: int, fault: str) -> None:
+        self.n = n
+        self.fault = fault
+        self._seen: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, call: ChatCall) -> str | None:
+        with self._lock:
+            seen = self._seen.get(call.prompt_key, 0)
+            self._seen[call.prompt_key] = seen + 1
+        return self.fault if seen < self.n else None
+
+
+def fail_first(n: int, fault: str) -> FaultPicker:
+    """The first ``n`` requests of each distinct prompt get ``fault``; later ones succeed."""
+    return _FailFirst(n, fault)
+
+
+def _prompt_key(body: Mapping[str, Any]) -> str:
+    # Streaming or not, the same prompt is the same prompt.
+    kept = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+    blob = json.dumps(kept, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _parse_fault(fault: str) -> tuple[str, str | None]:
+    name, _, arg = fault.partition(":")
+    return name.strip().lower(), (arg.strip() or None)
+
+
+def _cut(text: str, call: ChatCall) -> tuple[str, str]:
+    """Apply stop sequences and max_tokens; return the answer and why it ended."""
+    stops = call.body.get("stop_sequences") if call.api == "anthropic" else call.body.get("stop")
+    if isinstance(stops, str):
+        stops = [stops]
+    reason = "stop"
+    for stop in stops or []:
+        if stop and stop in text:
+            text = text[: text.index(stop)]
+            reason = "stop_sequence"
+    limit = call.body.get("max_tokens") or call.body.get("max_completion_tokens")
+    if isinstance(limit, int) and len(text.split()) > limit:
+        text = " ".join(text.split()[:limit])
+        reason = "length"
+    return text, reason
+
+
+def _pieces(text: str, words_per_piece: int = 2) -> list[str]:
+    """The answer split into several stream deltas that join back to it exactly."""
+    tokens = re.findall(r"\S+\s*|\s+", text)
+    return [
+        "".join(tokens[i : i + words_per_piece]) for i in range(0, len(tokens), words_per_piece)
+    ]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; without TCP_NODELAY, Nagle's
+    # algorithm and the client's delayed ACK add ~40 ms to every response.
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        """Silent: logging every request would cost more than serving it."""
+
+    # ------------------------------------------------------------ plumbing
+
+    def _send_json(
+        self, status: int, payload: Any, headers: Mapping[str, str] | None = None
+    ) -> None:
+        data = json.dumps(payload).encode()
+        self._send_bytes(status, data, "application/json", headers)
+
+    def _send_bytes(
+        self,
+        status: int,
+        data: bytes,
+        content_type: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        content_length: int | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data) if content_length is None else content_length))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _start_stream(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        delay = self.server.owner.chunk_delay_s
+        if delay:
+            time.sleep(delay)
+
+    def _end_stream(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _drop(self) -> None:
+        """Close the connection now, whatever has been sent."""
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    # ------------------------------------------------------------ routing
+
+    def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if not path.endswith("/models"):
+            self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+            return
+        if "anthropic-version" in self.headers:
+            model = {"type": "model", "id": "fake-model", "display_name": "Fake", "created_at": "2025-01-01T00:00:00Z"}
+            self._send_json(200, {"data": [model], "has_more": False, "first_id": "fake-model", "last_id": "fake-model"})
+        else:
+            model = {"id": "fake-model", "object": "model", "created": 0, "owned_by": "adaptlab"}
+            self._send_json(200, {"object": "list", "data": [model]})
+
+    def do_POST(self) -> None:  # noqa: N802
+        path = self.path.split("?", 1)[0].rstrip("/")
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if path.endswith("/chat/completions"):
+            api = "openai"
+        elif path.endswith("/messages"):
+            api = "anthropic"
+        else:
+            self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+            return
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            self._error(api, 400, "the request body is not a JSON object")
+            return
+        call = self.server.owner._record(api, path, body, self.headers)
+        owner = self.server.owner
+        if owner.require_key and not call.key_present:
+            self._error(api, 401, "no API key was sent")
+            return
+        if owner.latency_s:
+            time.sleep(owner.latency_s)
+        if call.fault is not None:
+            self._fault(call, call.fault)
+            return
+        text, reason = _cut(owner.responder(call), call)
+        if api == "openai":
+            self._openai(call, text, reason)
+        else:
+            self._anthropic(call, text, reason)
+
+    def _error(self, api: str, status: int, message: str | None = None, retry_after: str | None = None) -> None:
+        kind, default = _REASONS.get(status, ("api_error", f"HTTP {status} (injected fault)."))
+        text = message or default
+        if api == "openai":
+            payload: dict[str, Any] = {
+                "error": {"message": text, "type": kind, "param": None, "code": kind}
+            }
+        else:
+            payload = {"type": "error", "error": {"type": kind, "message": text}}
+        headers = {"Retry-After": retry_after} if retry_after is not None else {}
+        self._send_json(status, payload, headers)
+
+    def _fault(self, call: ChatCall, fault: str) -> None:
+        name, arg = _parse_fault(fault)
+        if name.isdigit():
+            status = int(name)
+            self._error(call.api, status, None, arg or _DEFAULT_RETRY_AFTER.get(status))
+        elif name == "timeout":
+            self.server.owner._stopping.wait(float(arg or 30))
+            self._drop()
+        elif name == "drop":
+            self._drop()
+        elif name == "malformed":
+            if call.stream:
+                self._start_stream()
+                self._chunk(b'data: {"id": "broken", "choices": [\n\n')
+                self._end_stream()
+            else:
+                self._send_bytes(200, b'{"id": "broken", "choices": [{"index": 0, ', "application/json")
+        elif name in ("truncated", "incomplete", "stream-error"):
+            text, reason = _cut(self.server.owner.responder(call), call)
+            if not call.stream:
+                if name == "truncated":
+                    data = json.dumps(self._openai_body(call, text, reason) if call.api == "openai" else self._anthropic_body(call, text, reason)).encode()
+                    self._send_bytes(200, data[: len(data) // 2], "application/json", content_length=len(data))
+                    self._drop()
+                else:
+                    self._error(call.api, 400, f"fault '{name}' needs a streaming request")
+                return
+            if call.api == "openai":
+                self._openai_stream(call, text, reason, fault=name)
+            else:
+                self._anthropic_stream(call, text, reason, fault=name)
+        else:
+            self._error(call.api, 500, f"unknown fault '{fault}'")
+
+    # ------------------------------------------------------------ OpenAI
+
+    def _openai_usage(self, call: ChatCall, text: str) -> dict[str, Any]:
+        prompt = prompt_tokens(call)
+        completion = len(text.split())
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": self.server.owner._cached(call, prompt)},
+        }
+
+    def _openai_body(self, call: ChatCall, text: str, reason: str) -> dict[str, Any]:
+        return {
+            "id": f"chatcmpl-fake-{call.index}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": call.model,
+            "system_fingerprint": None,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": "length" if reason == "length" else "stop",
+                }
+            ],
+            "usage": self._openai_usage(call, text),
+        }
+
+    def _openai(self, call: ChatCall, text: str, reason: str) -> None:
+        if call.stream:
+            self._openai_stream(call, text, reason, fault=None)
+        else:
+            self._send_json(200, self._openai_body(call, text, reason))
+
+    def _openai_stream(self, call: ChatCall, text: str, reason: str, *, fault: str | None) -> None:
+        base = {
+            "id": f"chatcmpl-fake-{call.index}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": call.model,
+            "system_fingerprint": None,
+        }
+        options = call.body.get("stream_options") or {}
+        include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+
+        def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            chunk: dict[str, Any] = {
+                **base,
+                "choices": [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                ],
+            }
+            if include_usage:
+                chunk["usage"] = None
+            return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+        pieces = _pieces(text)
+        if fault == "truncated":
+            pieces = pieces[: max(1, len(pieces) // 2)]
+        self._start_stream()
+        self._chunk(event({"role": "assistant", "content": "", "refusal": None}))
+        for piece in pieces:
+            self._chunk(event({"content": piece}))
+        if fault == "truncated":
+            self._drop()
+            return
+        if fault != "incomplete":
+            self._chunk(event({}, "length" if reason == "length" else "stop"))
+            if include_usage:
+                usage = {**base, "choices": [], "usage": self._openai_usage(call, text)}
+                self._chunk(b"data: " + json.dumps(usage).encode() + b"\n\n")
+            self._chunk(b"data: [DONE]\n\n")
+        self._end_stream()
+
+    # ------------------------------------------------------------ Anthropic
+
+    def _anthropic_usage(self, call: ChatCall, text: str) -> dict[str, Any]:
+        prompt = prompt_tokens(call)
+        cached = self.server.owner._cached(call, prompt)
+        return {
+            "input_tokens": prompt - cached,
+            "output_tokens": len(text.split()),
+            "cache_read_input_tokens": cached,
+            "cache_creation_input_tokens": 0,
+        }
+
+    def _anthropic_body(self, call: ChatCall, text: str, reason: str) -> dict[str, Any]:
+        stop_reason = {"length": "max_tokens", "stop_sequence": "stop_sequence"}.get(
+            reason, "end_turn"
+        )
+        stop_sequence = None
+        if reason == "stop_sequence":
+            stop_sequence = next(
+                s for s in call.body.get("stop_sequences") or [] if s and s in call.user_text or True
+            )
+        return {
+            "id": f"msg_fake_{call.index}",
+            "type": "message",
+            "role": "assistant",
+            "model": call.model,
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": stop_reason,
+            "stop_sequence": stop_sequence,
+            "usage": self._anthropic_usage(call, text),
+        }
+
+    def _anthropic(self, call: ChatCall, text: str, reason: str) -> None:
+        if call.stream:
+            self._anthropic_stream(call, text, reason, fault=None)
+        else:
+            self._send_json(200, self._anthropic_body(call, text, reason))
+
+    def _anthropic_stream(self, call: ChatCall, text: str, reason: str, *, fault: str | None) -> None:
+        final = self._anthropic_body(call, text, reason)
+        usage = final["usage"]
+        start = {
+            **final,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {**usage, "output_tokens": 1},
+        }
+
+        def event(name: str, data: dict[str, Any]) -> bytes:
+            return b"event: %s\ndata: %s\n\n" % (name.encode(), json.dumps({"type": name, **data}).encode())
+
+        pieces = _pieces(text)
+        if fault in ("truncated", "stream-error"):
+            pieces = pieces[: max(1, len(pieces) // 2)]
+        self._start_stream()
+        self._chunk(event("message_start", {"message": start}))
+        self._chunk(event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}))
+        self._chunk(event("ping", {}))
+        for piece in pieces:
+            delta = {"index": 0, "delta": {"type": "text_delta", "text": piece}}
+            self._chunk(event("content_block_delta", delta))
+        if fault == "truncated":
+            self._drop()
+            return
+        if fault == "stream-error":
+            error = {"error": {"type": "overloaded_error", "message": "Overloaded (injected fault)."}}
+            self._chunk(event("error", error))
+        elif fault != "incomplete":
+            self._chunk(event("content_block_stop", {"index": 0}))
+            delta = {
+                "delta": {"stop_reason": final["stop_reason"], "stop_sequence": final["stop_sequence"]},
+                "usage": {"output_tokens": usage["output_tokens"]},
+            }
+            self._chunk(event("message_delta", delta))
+            self._chunk(event("message_stop", {}))
+        self._end_stream()
