@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from adaptlab.errors import ConfigError
 
@@ -87,7 +87,9 @@ class PriceConfig(_Strict):
 
 
 class LLMConfig(_Strict):
-    backend: str = Field(description="'openai' (any OpenAI-compatible server), 'anthropic' or 'hf'.")
+    backend: str = Field(
+        description="'openai' (any OpenAI-compatible server), 'anthropic' or 'hf'."
+    )
     name: str = Field(description="Model id at the provider, or a local folder for 'hf'.")
     base_url: str | None = Field(
         default=None,
@@ -149,6 +151,28 @@ class EvaluationConfig(_Strict):
         ge=0,
         description="Test inputs sent one at a time to measure per-request latency.",
     )
+    consistency_samples: int = Field(
+        default=0,
+        ge=0,
+        le=20,
+        description="Send each of the first consistency_inputs test inputs this many times "
+        "(2 or more) and report how often the answers agree; 0 turns it off.",
+    )
+    consistency_inputs: int = Field(
+        default=20, ge=1, description="Test inputs used for the consistency measurement."
+    )
+    generation_metric: Literal["token_f1", "exact_match", "similarity", "judge"] = Field(
+        default="token_f1",
+        description="Generation tasks: the primary score (SQuAD token F1, exact match, "
+        "embedding cosine, or an LLM judge with a rubric).",
+    )
+    judge_llm: str | None = Field(
+        default=None, description="Entry under 'llms:' that grades answers for the 'judge' metric."
+    )
+    judge_rubric: str = Field(
+        default="Score 1 if the answer says the same as the reference, else 0.",
+        description="What the judge is told to score (from 0 to 1).",
+    )
 
 
 class CostConfig(_Strict):
@@ -173,15 +197,32 @@ class CostConfig(_Strict):
 
 
 class ProjectConfig(_Strict):
+    model_config = ConfigDict(
+        extra="forbid", validate_default=True, validate_by_name=True, serialize_by_alias=True
+    )
+
     name: str = Field(description="Project name, shown in reports.")
-    task: Literal["classification"] = Field(default="classification", description="Task type.")
+    task: Literal["classification", "extraction", "generation"] = Field(
+        default="classification",
+        description="'classification' (a label per input), 'extraction' (a JSON object per "
+        "input, following 'schema') or 'generation' (free text scored against a reference).",
+    )
     seed: int = Field(default=42, description="Seed for splits, sampling and training.")
     data: DataConfig = Field(description="Where the labelled examples are and how to split them.")
     labels: dict[str, str] = Field(
+        default_factory=dict,
         description=(
-            "Every label with a one-line description; the descriptions are the 'prompt' "
-            "that zero-shot classifies against."
-        )
+            "Classification: every label with a one-line description; the descriptions are "
+            "the 'prompt' that zero-shot classifies against."
+        ),
+    )
+    schema_: dict[str, Any] | str | None = Field(
+        default=None,
+        alias="schema",
+        description="Extraction: the JSON schema of the target object, inline or a .json file.",
+    )
+    instruction: str | None = Field(
+        default=None, description="Generation: what the model is asked to do with each input."
     )
     model: ModelConfig = Field(
         default_factory=ModelConfig,
@@ -203,13 +244,19 @@ class ProjectConfig(_Strict):
 
     @field_validator("labels")
     @classmethod
-    def _two_labels(cls, v: dict[str, str]) -> dict[str, str]:
-        if len(v) < 2:
-            raise ValueError("a classification task needs at least two labels")
+    def _label_descriptions(cls, v: dict[str, str]) -> dict[str, str]:
         for label, desc in v.items():
             if not str(desc).strip():
                 raise ValueError(f"label '{label}' has an empty description")
         return v
+
+    @model_validator(mode="after")
+    def _task_needs(self) -> ProjectConfig:
+        if self.task == "classification" and len(self.labels) < 2:
+            raise ValueError("a classification task needs at least two labels under 'labels:'")
+        if self.task == "extraction" and self.schema_ is None:
+            raise ValueError("an extraction task needs 'schema:' (the JSON schema of the target)")
+        return self
 
     @field_validator("candidates")
     @classmethod
@@ -375,7 +422,121 @@ def load_config(path: str | Path) -> ProjectConfig:
                 model=strategy.Options,
                 prefix=("candidates", i, "params"),
             ) from None
+        _check_candidate_model(config, i, strategy, file, root)
+    _check_llms(config, file, root)
+    if config.task == "extraction":
+        config.schema_ = _load_schema(config.schema_, file, root)
     return config
+
+
+def _check_candidate_model(
+    config: ProjectConfig, i: int, strategy: Any, file: Path, root: yaml.Node | None
+) -> None:
+    cand = config.candidates[i]
+    if config.task not in strategy.tasks:
+        raise ConfigError(
+            f"strategy '{cand.strategy}' of candidate '{cand.name}' cannot do a {config.task} task",
+            file=file,
+            line=_node_line(root, ("candidates", i, "strategy")),
+            fix=f"for {config.task} use a generative strategy: llm-zero-shot, llm-few-shot, "
+            "llm-cot or prompt",
+        )
+    if strategy.generative and cand.llm is None:
+        raise ConfigError(
+            f"candidate '{cand.name}' prompts a generative model but names none",
+            file=file,
+            line=_node_line(root, ("candidates", i)),
+            fix="add 'llm: NAME' naming an entry under 'llms:'"
+            + (f" ({', '.join(config.llms)})" if config.llms else ""),
+        )
+    if cand.llm is not None and not strategy.generative:
+        raise ConfigError(
+            f"strategy '{cand.strategy}' uses the encoder under 'model:', not an llm",
+            file=file,
+            line=_node_line(root, ("candidates", i, "llm")),
+            fix="remove 'llm:' from this candidate",
+        )
+    if cand.llm is not None and cand.llm not in config.llms:
+        close = difflib.get_close_matches(cand.llm, list(config.llms), n=1)
+        raise ConfigError(
+            f"candidate '{cand.name}' names llm '{cand.llm}', which is not under 'llms:'",
+            file=file,
+            line=_node_line(root, ("candidates", i, "llm")),
+            fix=(f"did you mean '{close[0]}'? " if close else "")
+            + "define it under 'llms:' (backend and name), e.g. 'llms: {chat: {backend: openai, "
+            "name: gpt-4o-mini}}'",
+        )
+
+
+def _check_llms(config: ProjectConfig, file: Path, root: yaml.Node | None) -> None:
+    from adaptlab.backends import BACKENDS, GenerativeBackend
+
+    for name, llm in config.llms.items():
+        try:
+            cls = BACKENDS.get(llm.backend)
+        except KeyError as exc:
+            raise ConfigError(
+                str(exc.args[0]),
+                file=file,
+                line=_node_line(root, ("llms", name, "backend")),
+                fix="use 'openai' (also for vLLM, Ollama, llama.cpp, LM Studio), "
+                "'anthropic' or 'hf'",
+            ) from None
+        if not issubclass(cls, GenerativeBackend):
+            raise ConfigError(
+                f"backend '{llm.backend}' of llm '{name}' is an encoder, not a generative model",
+                file=file,
+                line=_node_line(root, ("llms", name, "backend")),
+                fix="use 'openai', 'anthropic' or 'hf'",
+            )
+        if llm.adapter is not None and not cls.local:
+            raise ConfigError(
+                f"llm '{name}': 'adapter' only applies to local models (backend 'hf')",
+                file=file,
+                line=_node_line(root, ("llms", name, "adapter")),
+                fix="remove 'adapter:', or use backend 'hf' with a local checkpoint",
+            )
+
+
+def _load_schema(value: Any, file: Path, root: yaml.Node | None) -> dict[str, Any]:
+    """The extraction schema, inline or from a .json file; checked to be a JSON schema."""
+    import json
+
+    import jsonschema
+
+    where = file
+    if isinstance(value, str):
+        where = (file.parent / value).expanduser()
+        try:
+            value = json.loads(where.read_text(encoding="utf-8"))
+        except OSError:
+            raise ConfigError(
+                f"schema file '{where}' cannot be read",
+                file=file,
+                line=_node_line(root, ("schema",)),
+                fix="give a path relative to adaptlab.yaml, or the schema inline",
+            ) from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"the schema is not valid JSON: {exc.msg}",
+                file=where,
+                line=exc.lineno,
+                fix="fix the JSON syntax at that line",
+            ) from None
+    if not isinstance(value, dict):
+        raise ConfigError(
+            "the schema must be a JSON object", file=where, fix="see https://json-schema.org"
+        )
+    try:
+        jsonschema.Draft202012Validator.check_schema(value)
+    except jsonschema.SchemaError as exc:
+        raise ConfigError(
+            f"not a valid JSON schema: {exc.message}",
+            file=where,
+            line=_node_line(root, ("schema",)) if where == file else None,
+            fix="check the schema against https://json-schema.org (draft 2020-12)",
+        ) from None
+    return value
 
 
 def key_line(file: Path, *loc: str | int) -> int | None:

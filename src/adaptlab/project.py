@@ -35,6 +35,10 @@ class Project:
         return self.state_dir / "runs.db"
 
     @property
+    def llm_cache_path(self) -> Path:
+        return self.state_dir / "llm_cache.db"
+
+    @property
     def splits_dir(self) -> Path:
         return self.state_dir / "splits"
 

@@ -6,6 +6,7 @@ the store is not recomputed; this is what makes a killed ``adaptlab run`` resume
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -21,8 +22,10 @@ from adaptlab.strategies import ProgressSink, Strategy, StrategyContext, get_str
 
 if TYPE_CHECKING:
     from adaptlab.backends.base import EncoderBackend
-    from adaptlab.config import CandidateConfig
+    from adaptlab.config import CandidateConfig, LLMConfig
     from adaptlab.data import Split
+    from adaptlab.llm.cache import ResponseCache
+    from adaptlab.llm.runner import LLMRunner
 
 
 def _hash(obj: Any) -> str:
@@ -34,6 +37,7 @@ class RunEvents:
     """Hooks the CLI uses to print what happens; all optional."""
 
     on_skip: Callable[[str], None] = lambda name: None
+    on_unavailable: Callable[[str, str], None] = lambda name, reason: None
     on_start: Callable[[str], None] = lambda name: None
     on_done: Callable[[str, float], None] = lambda name, seconds: None
 
@@ -44,22 +48,56 @@ class RunOutcome:
     split: Split
     computed: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)  # name -> why it did not run
 
 
 def result_key(project: Project, cand: CandidateConfig, split: Split) -> str:
     cfg = project.config
-    options = get_strategy(cand.strategy).Options.model_validate(cand.params)
-    return _hash(
-        {
-            "strategy": cand.strategy,
-            "options": options.model_dump(mode="json"),
-            "model": cfg.model.model_dump(mode="json"),
-            "labels": cfg.labels,
-            "split": split.fingerprint,
-            "seed": cfg.seed,
-            "latency_samples": cfg.evaluation.latency_samples,
-        }
-    )
+    cls = get_strategy(cand.strategy)
+    options = cls.Options.model_validate(cand.params)
+    ev = cfg.evaluation
+    payload: dict[str, Any] = {
+        "strategy": cand.strategy,
+        "options": options.model_dump(mode="json"),
+        "model": cfg.model.model_dump(mode="json"),
+        "labels": cfg.labels,
+        "split": split.fingerprint,
+        "seed": cfg.seed,
+        "latency_samples": ev.latency_samples,
+        "consistency": [ev.consistency_samples, ev.consistency_inputs],
+    }
+    if cfg.task != "classification":
+        payload["task"] = [cfg.task, cfg.schema_, cfg.instruction]
+    if cand.llm is not None:
+        llm = cfg.llms[cand.llm]
+        # Limits and retries change how answers are fetched, not what they are.
+        payload["llm"] = llm.model_dump(
+            mode="json",
+            include={"backend", "name", "base_url", "adapter", "precision", "stream"},
+        )
+        payload["prompt"] = cls.key_extra(options, project.root, cfg.task)
+    return _hash(payload)
+
+
+def llm_unavailable(llm: LLMConfig) -> str | None:
+    """Why this model cannot run here (no key, no local folder), or None when it can."""
+    from pathlib import Path
+
+    from adaptlab.backends import BACKENDS, llm_key_var
+    from adaptlab.llm.keys import find_key
+
+    cls = BACKENDS.get(llm.backend)
+    if getattr(cls, "local", False):
+        if not Path(llm.name).expanduser().is_dir():
+            return f"local model folder '{llm.name}' not found"
+        return None
+    var = llm_key_var(llm)
+    if var and llm.base_url is None and not find_key(var):
+        return (
+            f"{llm.backend} model '{llm.name}' has no key: set {var}, or base_url for a "
+            "local OpenAI-compatible server"
+        )
+    return None
 
 
 def _predict_timed(
@@ -96,44 +134,98 @@ def _latencies(
     return out
 
 
+def make_context(
+    project: Project,
+    cand: CandidateConfig,
+    workdir: Any,
+    models: _Models,
+    progress: ProgressSink,
+    *,
+    with_llm: bool = True,
+) -> tuple[Strategy, StrategyContext]:
+    """Build a candidate's strategy with what it needs (encoder and/or llm runner)."""
+    cfg = project.config
+    cls = get_strategy(cand.strategy)
+    options = cls.Options.model_validate(cand.params)
+    ctx = StrategyContext(
+        backend=models.encoder() if cls.needs_encoder(options) else None,
+        labels=dict(cfg.labels),
+        seed=cfg.seed,
+        workdir=workdir,
+        progress=progress,
+        _cache=models.embeddings,
+        llm=models.llm(cand.llm, progress) if cand.llm is not None and with_llm else None,
+        task=cfg.task,
+        root=project.root,
+        task_options={"schema": cfg.schema_, "instruction": cfg.instruction},
+    )
+    return cls(options, ctx), ctx
+
+
 def run_candidate(
     project: Project,
     cand: CandidateConfig,
     split: Split,
     key: str,
-    backend: EncoderBackend,
+    models: _Models,
     store: RunStore,
     progress: ProgressSink,
-    cache: dict[str, Any],
     force: bool = False,
 ) -> float:
     cfg = project.config
-    cls = get_strategy(cand.strategy)
-    options = cls.Options.model_validate(cand.params)
     workdir = project.checkpoint_dir(key)
     if force and workdir.exists():
         shutil.rmtree(workdir)  # --force means from scratch, not from the last checkpoint
     workdir.mkdir(parents=True, exist_ok=True)
-    ctx = StrategyContext(
-        backend=backend,
-        labels=dict(cfg.labels),
-        seed=cfg.seed,
-        workdir=workdir,
-        progress=progress,
-        _cache=cache,
-    )
-    strategy = cls(options, ctx)
+    strategy, ctx = make_context(project, cand, workdir, models, progress)
+    cls, options = type(strategy), strategy.options
+    if ctx.llm is not None:
+        from adaptlab.llm.runner import RunnerStats
+
+        ctx.llm.stats = RunnerStats()  # per candidate, though the model's runner is shared
     wall, cpu = time.perf_counter(), time.process_time()
     strategy.fit(split.train, split.val)
     fit_wall, fit_cpu = time.perf_counter() - wall, time.process_time() - cpu
 
     texts = [ex.text for ex in split.test]
-    preds, pred_wall, pred_cpu = _predict_timed(strategy, texts, backend.batch_size, progress)
-    lat = _latencies(strategy, texts, cfg.evaluation.latency_samples, progress)
+    if cls.generative:
+        # One call for the whole test set: the runner sends it concurrently, and
+        # every answer carries the latency of its own request.
+        wall, cpu = time.perf_counter(), time.process_time()
+        preds = strategy.predict(texts)
+        pred_wall, pred_cpu = time.perf_counter() - wall, time.process_time() - cpu
+        lat = [p.latency_ms for p in preds]
+    else:
+        batch = ctx.encoder.batch_size if ctx.backend is not None else 64
+        preds, pred_wall, pred_cpu = _predict_timed(strategy, texts, batch, progress)
+        lat = _latencies(strategy, texts, cfg.evaluation.latency_samples, progress)
     rows = [
-        PredictionRow(ex.id, ex.text, ex.label, p.label, p.score, ms)
+        PredictionRow(
+            ex.id,
+            ex.text,
+            ex.label,
+            p.label,
+            p.score,
+            ms,
+            p.raw,
+            p.status,
+            p.input_tokens,
+            p.output_tokens,
+            p.cached_tokens,
+        )
         for ex, p, ms in zip(split.test, preds, lat, strict=True)
     ]
+    consistency = _consistency(strategy, texts, cfg.evaluation)
+    if ctx.llm is not None:
+        stats = ctx.llm.stats
+        strategy.info["llm"] = {
+            "requests": stats.requests,
+            "sent": stats.sent,
+            "cache_hits": stats.cache_hits,
+            "retries": stats.retries,
+            "retries_by_kind": dict(stats.retries_by_kind),
+            "usage_exact": all(p.status is None or p.input_tokens is not None for p in preds),
+        }
     result = ResultRow(
         key=key,
         candidate=cand.name,
@@ -148,11 +240,55 @@ def run_candidate(
         info=strategy.info,
     )
     curves = [(p.step, p.epoch, p.split, p.metric, p.value) for p in strategy.curves]
-    store.save_result(result, rows, curves)
+    store.save_result(result, rows, curves, consistency)
     # The result is stored; resume checkpoints are no longer needed (the model stays).
     for name in ("last.pt", "best.pt"):
         (workdir / name).unlink(missing_ok=True)
     return fit_wall + pred_wall
+
+
+def _consistency(strategy: Strategy, texts: Sequence[str], ev: Any) -> list[Any]:
+    """The first inputs answered ``consistency_samples`` times: (idx, sample, pred, status)."""
+    n = ev.consistency_samples
+    if n < 2:
+        return []
+    subset = texts[: ev.consistency_inputs]
+    samples = strategy.predict_samples(subset, n)
+    return [
+        (i, s, p.label, p.status) for s, preds in enumerate(samples) for i, p in enumerate(preds)
+    ]
+
+
+class _Models:
+    """The models of a run, each loaded at most once and only when a candidate needs it."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.embeddings: dict[str, Any] = {}
+        self._encoder: EncoderBackend | None = None
+        self._runners: dict[str, LLMRunner] = {}
+        self._cache: ResponseCache | None = None
+
+    def encoder(self) -> EncoderBackend:
+        if self._encoder is None:
+            self._encoder = _load_backend(self.project)
+        return self._encoder
+
+    def llm(self, name: str, progress: ProgressSink) -> LLMRunner:
+        if name not in self._runners:
+            from adaptlab.backends import load_llm
+            from adaptlab.llm.cache import ResponseCache
+            from adaptlab.llm.runner import LLMRunner
+
+            if self._cache is None:
+                self._cache = ResponseCache(self.project.llm_cache_path)
+            backend = load_llm(self.project.config.llms[name])
+            self._runners[name] = LLMRunner(backend, cache=self._cache, progress=progress)
+        return self._runners[name]
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
 
 
 def run_project(
@@ -180,14 +316,30 @@ def run_project(
                 fix="choose from: " + ", ".join(c.name for c in cfg.candidates),
             )
 
+    unavailable: dict[str, str] = {}
+    for cand in candidates:
+        reason = llm_unavailable(cfg.llms[cand.llm]) if cand.llm is not None else None
+        if reason is not None:
+            if only:  # asked for by name: an error, not a skip
+                from adaptlab.errors import ConfigError
+
+                raise ConfigError(
+                    f"candidate '{cand.name}' cannot run: {reason}",
+                    file=project.root / "adaptlab.yaml",
+                    fix="configure its llm, or leave it out",
+                )
+            unavailable[cand.name] = reason
+    candidates = [c for c in candidates if c.name not in unavailable]
+
     save_split(split, project.splits_dir)
     keys = {c.name: result_key(project, c, split) for c in candidates}
     config_json = cfg.model_dump(mode="json")
     run_id = _hash({"config": config_json, "split": split.fingerprint, "t": time.time_ns()})
-    outcome = RunOutcome(run_id=run_id, split=split)
-    backend: EncoderBackend | None = None
-    cache: dict[str, Any] = {}
-    with RunStore(project.store_path) as store:
+    outcome = RunOutcome(run_id=run_id, split=split, unavailable=unavailable)
+    for name, reason in unavailable.items():
+        events.on_unavailable(name, reason)
+    models = _Models(project)
+    with RunStore(project.store_path) as store, contextlib.closing(models):
         store.start_run(
             run_id,
             project=cfg.name,
@@ -204,12 +356,8 @@ def run_project(
                 store.link(run_id, pos, cand.name, key, reused=True)
                 outcome.reused.append(cand.name)
                 continue
-            if backend is None:
-                backend = _load_backend(project)
             events.on_start(cand.name)
-            seconds = run_candidate(
-                project, cand, split, key, backend, store, progress, cache, force
-            )
+            seconds = run_candidate(project, cand, split, key, models, store, progress, force)
             store.link(run_id, pos, cand.name, key, reused=False)
             outcome.computed.append(cand.name)
             events.on_done(cand.name, seconds)

@@ -38,11 +38,16 @@ class _Loaded:
     model: Any
     tokenizer: Any
     fingerprint: str
-    eos_ids: frozenset[int]
-    pad_id: int
-    # Tokenizing after the tokenizer's padding state is set is not thread-safe, and
-    # two generate() calls on one model only compete for the same cores.
+    eos_ids: frozenset[int] = field(init=False)
+    pad_id: int = field(init=False)
+    # Two generate() calls on one model would only compete for the same cores.
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.eos_ids = _eos_ids(self.model, self.tokenizer)
+        pad_id = self.tokenizer.pad_token_id
+        # Any id will do for padding, since the attention mask hides it.
+        self.pad_id = pad_id if pad_id is not None else min(self.eos_ids, default=0)
 
 
 _LOADED: dict[tuple[str, str | None, str, str, str], _Loaded] = {}
@@ -58,7 +63,8 @@ def _import(module: str) -> Any:
         raise MissingDependencyError(module, "local") from None
 
 
-def _folder(path: str, what: str) -> Path:
+def _folder(path: str, what: str, marker: str) -> Path:
+    """The resolved folder; a ConfigError unless it exists and holds ``marker``."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise ConfigError(
@@ -66,7 +72,17 @@ def _folder(path: str, what: str) -> Path:
             fix="point it at a local folder saved with save_pretrained() (the 'hf' backend "
             "never downloads from the hub)",
         )
-    return folder.resolve()
+    if (folder / marker).is_file():
+        return folder.resolve()
+    if what == "model" and (folder / "adapter_config.json").is_file():
+        raise ConfigError(
+            f"'{path}' holds a PEFT adapter, not a model",
+            fix="set name: to the base model's folder and adapter: to this one",
+        )
+    raise ConfigError(
+        f"{what} folder '{path}' has no {marker}",
+        fix=f"point it at a folder written by save_pretrained() of a {what}",
+    )
 
 
 def fingerprint(*folders: Path) -> str:
@@ -101,8 +117,8 @@ def load_causal_lm(
     """Load (once per process) the model, adapter and tokenizer; return them and the dtype name."""
     from adaptlab.backends.sentence_transformers import bf16_supported
 
-    model_dir = _folder(name, "model")
-    adapter_dir = _folder(adapter, "adapter") if adapter is not None else None
+    model_dir = _folder(name, "model", "config.json")
+    adapter_dir = _folder(adapter, "adapter", "adapter_config.json") if adapter else None
     torch = _import("torch")
     transformers = _import("transformers")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -113,10 +129,12 @@ def load_causal_lm(
     use_bf16 = precision == "bf16" or (precision == "auto" and bf16_supported(device))
     dtype_name = "bf16" if use_bf16 else "fp32"
     folders = [model_dir] if adapter_dir is None else [model_dir, adapter_dir]
-    key = (str(model_dir), str(adapter_dir), device, dtype_name, fingerprint(*folders))
+    stamp = fingerprint(*folders)
+    key = (str(model_dir), str(adapter_dir) if adapter_dir else None, device, dtype_name, stamp)
     with _LOAD_LOCK:
         if key not in _LOADED:
-            _LOADED[key] = _load(transformers, torch, model_dir, adapter_dir, device, use_bf16, key)
+            model, tokenizer = _load(transformers, torch, model_dir, adapter_dir, device, use_bf16)
+            _LOADED[key] = _Loaded(model, tokenizer, stamp)
     return _LOADED[key], dtype_name
 
 
@@ -127,8 +145,7 @@ def _load(
     adapter_dir: Path | None,
     device: str,
     use_bf16: bool,
-    key: tuple[str, str | None, str, str, str],
-) -> _Loaded:
+) -> tuple[Any, Any]:
     from packaging.version import Version
 
     dtype = torch.bfloat16 if use_bf16 else torch.float32
@@ -159,11 +176,7 @@ def _load(
             ) from None
     model.to(device)
     model.eval()
-    eos_ids = _eos_ids(model, tokenizer)
-    pad_id = tokenizer.pad_token_id
-    if pad_id is None:
-        pad_id = min(eos_ids) if eos_ids else 0
-    return _Loaded(model, tokenizer, key[-1], eos_ids, pad_id)
+    return model, tokenizer
 
 
 class _RowSampler:
@@ -317,7 +330,9 @@ class HFBackend(GenerativeBackend):
         latency_ms = (time.perf_counter() - start) * 1000
         responses = []
         for i, prompt in enumerate(prompts):
-            length = stops.lengths[i] if stops.lengths[i] is not None else len(new[i])
+            length = stops.lengths[i]
+            if length is None:  # ended by a criterion of the model's own generation config
+                length = len(new[i])
             ids = new[i][:length]
             reason = stops.reasons[i]
             # The eos token counts as output but is no part of the text.
@@ -350,7 +365,7 @@ class HFBackend(GenerativeBackend):
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
         stops = _RowStops(requests, width, lm.eos_ids, lm.tokenizer)
         sampler = [_RowSampler(requests)] if any(r.params.temperature for r in requests) else []
-        config = GenerationConfig(
+        config = GenerationConfig(  # type: ignore[no-untyped-call]
             max_new_tokens=max(r.params.max_tokens for r in requests),
             do_sample=False,  # _RowSampler draws the sampled rows
             num_beams=1,
@@ -366,7 +381,7 @@ class HFBackend(GenerativeBackend):
                     logits_processor=LogitsProcessorList(sampler),
                     stopping_criteria=StoppingCriteriaList([stops]),
                 )
-        except torch.OutOfMemoryError as exc:
+        except torch.cuda.OutOfMemoryError as exc:
             raise PermanentError(
                 f"'{self.model_id}' ran out of memory on {self.device} generating "
                 f"{len(requests)} answers: {exc}; lower batch_size or max_tokens, or set "

@@ -65,7 +65,7 @@ class OpenAIBackend(GenerativeBackend):
         try:
             import openai
         except ImportError:
-            raise MissingDependencyError("openai") from None
+            raise MissingDependencyError("openai", "local") from None
         self._openai = openai
         self._client: Any = None
 
@@ -79,6 +79,12 @@ class OpenAIBackend(GenerativeBackend):
                 timeout=self.config.timeout_s,
             )
         return self._client
+
+    async def aclose(self) -> None:
+        # The client's connections belong to the event loop that made them.
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
 
     def _payload(self, request: ChatRequest) -> dict[str, Any]:
         p = request.params
@@ -107,9 +113,10 @@ class OpenAIBackend(GenerativeBackend):
     def count_tokens(self, request: ChatRequest) -> tuple[int, bool]:
         from adaptlab.llm.tokens import openai_token_count
 
-        return openai_token_count(
+        n, exact = openai_token_count(
             self.config.name, [(m.role, m.content) for m in request.messages]
         )
+        return int(n), bool(exact)
 
     async def execute(self, request: ChatRequest) -> ChatResponse:
         client = self._get_client()
@@ -171,9 +178,9 @@ class OpenAIBackend(GenerativeBackend):
         if isinstance(exc, oa.APIResponseValidationError | ValueError):
             # A body that is not the JSON it claims to be (JSONDecodeError is a ValueError).
             return TransientError(msg, kind="malformed")
-        import httpx
-
-        if isinstance(exc, httpx.TransportError):
+        # The HTTP layer's own errors (a connection cut mid-stream) surface unwrapped
+        # while a stream is read; the client's HTTP package is httpx (or its fork).
+        if type(exc).__module__.split(".")[0].startswith("httpx"):
             return TransientError(msg, kind="truncated")
         return exc
 

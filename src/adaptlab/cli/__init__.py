@@ -15,6 +15,7 @@ from adaptlab.cli.common import handle_errors
 from adaptlab.cli.data import data
 from adaptlab.cli.info import schema, strategies
 from adaptlab.cli.project import demo, init
+from adaptlab.cli.prompt import prompt
 from adaptlab.cli.report import report
 from adaptlab.cli.run import run
 
@@ -32,7 +33,7 @@ def cli() -> None:
     """
 
 
-for command in (init, demo, data, run, report, strategies, schema):
+for command in (init, demo, data, run, prompt, report, strategies, schema):
     cli.add_command(command)
 
 

@@ -95,9 +95,47 @@ def results_table(summary: RunSummary) -> Any:
     return table
 
 
+def llm_table(summary: RunSummary) -> Any:
+    """Tokens, parsing and consistency of the generative candidates (None if there are none)."""
+    from rich import box
+    from rich.table import Table
+
+    rows = [c for c in summary.candidates if c.llm is not None or c.agreement is not None]
+    if not rows:
+        return None
+    table = Table(title="generative answers", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("candidate", no_wrap=True)
+    for col in ("tokens\nin/out", "unparsed", "agree %\nvalid %", "retries", "cache\nhits"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for c in rows:
+        llm = c.info.get("llm", {}) if isinstance(c.info.get("llm"), dict) else {}
+        tokens = (
+            f"{c.input_tokens_per_request:.0f}/{c.output_tokens_per_request:.0f}"
+            if c.input_tokens_per_request is not None and c.output_tokens_per_request is not None
+            else "–"
+        )
+        agree = (
+            f"{fmt_pct(c.agreement)}\n{fmt_pct(c.format_validity or 0)}"
+            if c.agreement is not None
+            else "–"
+        )
+        table.add_row(
+            c.name + (f"\n{c.llm}" if c.llm else ""),
+            tokens,
+            str(c.unparsed),
+            agree,
+            str(llm.get("retries", "–")),
+            str(llm.get("cache_hits", "–")),
+        )
+    return table
+
+
 def print_summary(summary: RunSummary) -> None:
     rec = summary.recommendation
     console.print(results_table(summary))
+    extra = llm_table(summary)
+    if extra is not None:
+        console.print(extra)
     from adaptlab.report.html import KINDS
 
     kind = KINDS.get(rec.kind, (rec.kind, ""))[0]

@@ -34,6 +34,9 @@ def run_and_summarize(
             on_skip=lambda n: progress.progress.console.print(
                 f"[dim]✓ {n}: unchanged since the last run, reusing stored predictions[/]"
             ),
+            on_unavailable=lambda n, why: progress.progress.console.print(
+                f"[yellow]– {n}: skipped, {why}[/]"
+            ),
             on_start=start,
             on_done=lambda n, s: progress.progress.console.print(f"[green]✓ {n}[/] ({s:.1f} s)"),
         )
@@ -50,10 +53,56 @@ def run_and_summarize(
 @project_option
 @click.option("-c", "--candidate", "only", multiple=True, help="Run only this candidate (repeat).")
 @click.option("--force", is_flag=True, help="Recompute candidates even if their result is stored.")
-def run(project_dir: str, only: tuple[str, ...], force: bool) -> None:
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the requests, tokens and cost each candidate would need; call nothing.",
+)
+def run(project_dir: str, only: tuple[str, ...], force: bool, dry_run: bool) -> None:
     """Run every candidate on the same holdout and store each prediction.
 
     Candidates whose options, model, labels and data are unchanged since a stored
-    result are not recomputed, so an interrupted run resumes where it stopped.
+    result are not recomputed, so an interrupted run resumes where it stopped;
+    answers of generative models are cached, so no request is ever paid twice.
     """
+    if dry_run:
+        print_plan(project_dir)
+        return
     run_and_summarize(project_dir, only, force)
+
+
+def print_plan(project_dir: str | Path) -> None:
+    from rich.table import Table
+
+    from adaptlab.planning import plan_project
+    from adaptlab.project import Project
+
+    plans = plan_project(Project.load(project_dir))
+    table = Table(title="dry run: nothing was sent", title_justify="left")
+    for col in ("candidate", "model", "requests", "cached", "input tok", "output tok", "cost USD"):
+        table.add_column(col, justify="left" if col in ("candidate", "model") else "right")
+    table.add_column("note")
+    total = 0.0
+    for p in plans:
+        if p.model == "local encoder":
+            table.add_row(p.name, p.model, str(p.requests), "–", "–", "–", "–", p.note)
+            continue
+        cost = p.cost_usd
+        total += cost or 0.0
+        table.add_row(
+            p.name,
+            p.model,
+            str(p.requests),
+            str(p.cached),
+            f"{p.input_tokens:,}" + ("" if p.tokens_exact else "~"),
+            ("≤" if p.output_is_bound else "") + f"{p.output_tokens:,}",
+            "?" if cost is None else f"{cost:.4f}",
+            p.note,
+        )
+    console.print(table)
+    if any(not p.tokens_exact for p in plans if p.model != "local encoder"):
+        console.print(
+            "~ estimated input tokens: no tokenizer for that model offline (about 4 characters "
+            "a token); ≤ counts answers at max_tokens"
+        )
+    console.print(f"projected API cost of this run: {total:.4f} USD")

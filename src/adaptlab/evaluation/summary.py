@@ -46,6 +46,18 @@ class CandidateSummary:
     info: dict[str, Any]
     correct: np.ndarray
     vs_best: PairedTest | None = None
+    # Generative candidates: measured tokens, API cost and how answers parsed.
+    llm: str | None = None  # "openai:gpt-4o-mini"
+    input_tokens_per_request: float | None = None
+    output_tokens_per_request: float | None = None
+    api_cost_per_1k_usd: float | None = None  # None: no price (self-hosted or unknown)
+    price_kind: str | None = None
+    unparsed: int = 0  # answers no label (or valid object) could be read from
+    statuses: dict[str, int] = field(default_factory=dict)
+    # Consistency: the same input answered n times.
+    consistency_samples: int = 0
+    agreement: float | None = None  # mean share of samples that agree with the majority
+    format_validity: float | None = None  # share of samples that parsed / validated
 
     @property
     def accuracy(self) -> float:
@@ -130,7 +142,11 @@ def _candidate(
     price = cfg.cost.cpu_hour_usd / 3600
     per_1k = cpu_per_req * 1000 * price
     setup = res.fit_cpu_seconds * price
-    monthly = cfg.cost.monthly_requests * cpu_per_req * price
+    extra = _generative(cfg, link["name"], rows, store.consistency(key))
+    if extra.get("api_cost_per_1k_usd") is not None:
+        # A hosted model: the bill is the tokens; the client's CPU is noise beside it.
+        per_1k = extra["api_cost_per_1k_usd"]
+    monthly = cfg.cost.monthly_requests * per_1k / 1000
     return CandidateSummary(
         name=link["name"],
         strategy=res.strategy,
@@ -153,7 +169,51 @@ def _candidate(
         curves=store.curves(key),
         info=res.info,
         correct=(g == p),
+        **extra,
     )
+
+
+def _generative(
+    cfg: ProjectConfig, name: str, rows: list[PredictionRow], consistency: list[Any]
+) -> dict[str, Any]:
+    """Token, cost, parse and consistency figures of a candidate (empty for encoders)."""
+    from collections import Counter
+
+    out: dict[str, Any] = {}
+    cand = next((c for c in cfg.candidates if c.name == name), None)
+    statuses = Counter(r.status for r in rows if r.status is not None)
+    if statuses:
+        out["statuses"] = dict(statuses)
+        out["unparsed"] = statuses.get("unparsed", 0) + statuses.get("invalid", 0)
+    if consistency:
+        by_input: dict[int, list[Any]] = {}
+        for idx, _sample, pred, _status in consistency:
+            by_input.setdefault(idx, []).append(pred)
+        agree = [Counter(v).most_common(1)[0][1] / len(v) for v in by_input.values()]
+        valid = [st not in ("unparsed", "invalid") for *_, st in consistency]
+        out["consistency_samples"] = max(len(v) for v in by_input.values())
+        out["agreement"] = float(np.mean(agree))
+        out["format_validity"] = float(np.mean(valid))
+    if cand is None or cand.llm is None or cand.llm not in cfg.llms:
+        return out
+    from adaptlab.llm.prices import cost_usd, price_for, price_kind
+    from adaptlab.llm.types import Usage
+
+    llm = cfg.llms[cand.llm]
+    out["llm"] = f"{llm.backend}:{llm.name}"
+    used = [r for r in rows if r.input_tokens is not None]
+    if used:
+        out["input_tokens_per_request"] = float(np.mean([r.input_tokens for r in used]))
+        out["output_tokens_per_request"] = float(np.mean([r.output_tokens or 0 for r in used]))
+    out["price_kind"] = price_kind(llm)
+    price = price_for(llm)
+    if price is not None and used:
+        total = sum(
+            cost_usd(Usage(r.input_tokens or 0, r.output_tokens or 0, r.cached_tokens or 0), price)
+            for r in used
+        )
+        out["api_cost_per_1k_usd"] = total / len(used) * 1000
+    return out
 
 
 def break_even(

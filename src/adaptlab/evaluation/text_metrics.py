@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import string
@@ -16,10 +17,13 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
 
 FloatArray = npt.NDArray[np.float64]
 Scalar: TypeAlias = str | int | float | bool | None
@@ -350,31 +354,40 @@ def _error_path(path: Sequence[str | int]) -> str:
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _validator(schema_json: str) -> Draft202012Validator:
+    # Checking a schema against the meta-schema costs about a millisecond; a run
+    # validates every answer against the same schema, so each is checked once.
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads(schema_json)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
 def validate_json(text_or_obj: object, schema: Mapping[str, Any]) -> tuple[Any, list[str]]:
     """Parse (see :func:`extract_json`) and validate an answer against a JSON schema.
 
-        Returns ``(obj, errors)``. ``obj`` is None only when no JSON was found (errors then
-        says so); a schema-invalid object is returned with its errors, so a caller can score
-        its fields and count schema violations separately. Errors read ``"$.path[0]: message"``
-        (``$`` is the root), sorted by path. A ``str`` is always read as answer text; any
-    other value is taken as already-parsed JSON and validated as is.
-        Validation uses the Draft 2020-12 validator; an invalid schema raises
-        :class:`jsonschema.exceptions.SchemaError` (a configuration error, not the model's).
+    Returns ``(obj, errors)``. ``obj`` is None only when no JSON was found (errors then
+    says so); a schema-invalid object is returned with its errors, so a caller can score
+    its fields and count schema violations separately. Errors read ``"$.path[0]: message"``
+    (``$`` is the root), sorted by path. A ``str`` is always read as answer text; any
+    other value is taken as already-parsed JSON and validated as is. Validation uses the
+    Draft 2020-12 validator; an invalid schema raises
+    :class:`jsonschema.exceptions.SchemaError` (a configuration error, not the model's).
     """
-    from jsonschema import Draft202012Validator
-
-    Draft202012Validator.check_schema(schema)
+    validator = _validator(json.dumps(schema, sort_keys=True))
     if isinstance(text_or_obj, str):
         found, obj = extract_json(text_or_obj)
         if not found:
             return None, ["$: no JSON found in the answer"]
     else:
         obj = text_or_obj
-    validator = Draft202012Validator(schema)
+    # Sorting on (path, message) puts the root's errors first, then fields in path order.
     errors = sorted(
-        f"{_error_path(list(e.absolute_path))}: {e.message}" for e in validator.iter_errors(obj)
+        (_error_path(list(e.absolute_path)), e.message) for e in validator.iter_errors(obj)
     )
-    return obj, errors
+    return obj, [f"{path}: {message}" for path, message in errors]
 
 
 # ------------------------------------------------------------------ free text

@@ -55,6 +55,8 @@ def parse_label(text: str, labels: Sequence[str], level: str = "fuzzy") -> tuple
             if len(inside) == 1:
                 return inside[0], "fuzzy"
             close = difflib.get_close_matches(norm, list(by_norm), n=2, cutoff=0.8)
-            if len(close) == 1 or (close and difflib.SequenceMatcher(None, norm, close[0]).ratio() == 1):
+            if len(close) == 1 or (
+                close and difflib.SequenceMatcher(None, norm, close[0]).ratio() == 1
+            ):
                 return by_norm[close[0]], "fuzzy"
     return None, "unparsed"

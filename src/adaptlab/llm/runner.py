@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from adaptlab.errors import AdaptlabError
+from adaptlab.llm.keys import redact
 from adaptlab.llm.types import ChatRequest, ChatResponse, LLMCallError, TransientError
 
 if TYPE_CHECKING:
@@ -32,11 +34,15 @@ BACKOFF_CAP_S = 30.0
 RETRY_AFTER_CAP_S = 300.0
 
 
-class LLMRunError(Exception):
+class LLMRunError(AdaptlabError):
     """A request failed for good; every answer received before it is cached."""
 
     def __init__(self, message: str, *, kind: str, attempts: int) -> None:
-        super().__init__(message)
+        fix = {
+            "refused": "check the key, the model name and base_url; answers so far are cached",
+            "rate_limit": "lower max_concurrency or requests_per_minute; rerun to resume",
+        }.get(kind, "rerun to resume: every answer received so far is cached")
+        super().__init__(redact(message), fix=fix, code=f"llm-{kind}")
         self.kind = kind
         self.attempts = attempts
 

@@ -43,7 +43,7 @@ class PromptTemplate:
     def __init__(self, name: str, root: Path | None = None) -> None:
         self.name = name
         root = root or Path.cwd()
-        if name in BUILTIN or name.removesuffix(".j2") in BUILTIN and "/" not in name:
+        if name in BUILTIN or (name.removesuffix(".j2") in BUILTIN and "/" not in name):
             self.file = _BUILTIN_DIR / f"{name.removesuffix('.j2')}.j2"
         else:
             self.file = (root / name).expanduser()

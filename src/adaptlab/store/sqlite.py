@@ -78,7 +78,32 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX curves_key ON curves(result_key);
         """,
     ),
+    (
+        "generative answers: raw text, parse status, tokens; consistency samples",
+        """
+        ALTER TABLE predictions ADD COLUMN raw TEXT;
+        ALTER TABLE predictions ADD COLUMN status TEXT;
+        ALTER TABLE predictions ADD COLUMN input_tokens INTEGER;
+        ALTER TABLE predictions ADD COLUMN output_tokens INTEGER;
+        ALTER TABLE predictions ADD COLUMN cached_tokens INTEGER;
+        CREATE TABLE consistency (
+            result_key TEXT NOT NULL REFERENCES results(key),
+            idx INTEGER NOT NULL,
+            sample INTEGER NOT NULL,
+            predicted TEXT,
+            status TEXT,
+            PRIMARY KEY (result_key, idx, sample)
+        );
+        """,
+    ),
 ]
+
+
+_PRED_COLUMNS = (
+    "result_key, idx, example_id, input, gold, predicted, score, latency_ms, raw, status, "
+    "input_tokens, output_tokens, cached_tokens"
+)
+_PRED_MARKS = ", ".join("?" * len(_PRED_COLUMNS.split(", ")))
 
 
 def _now() -> str:
@@ -93,6 +118,14 @@ class PredictionRow:
     predicted: str | None
     score: float | None
     latency_ms: float | None
+    raw: str | None = None
+    status: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_tokens: int | None = None
+
+
+ConsistencyRow = tuple[int, int, str | None, str | None]  # (idx, sample, predicted, status)
 
 
 @dataclass(frozen=True)
@@ -241,9 +274,11 @@ class RunStore:
         result: ResultRow,
         predictions: Sequence[PredictionRow],
         curves: Sequence[tuple[int, float, str, str, float]],
+        consistency: Sequence[ConsistencyRow] = (),
     ) -> None:
         """Write a candidate's result, predictions and curves in one transaction."""
         with self.transaction() as c:
+            c.execute("DELETE FROM consistency WHERE result_key = ?", (result.key,))
             c.execute("DELETE FROM curves WHERE result_key = ?", (result.key,))
             c.execute("DELETE FROM predictions WHERE result_key = ?", (result.key,))
             c.execute("DELETE FROM results WHERE key = ?", (result.key,))
@@ -265,7 +300,7 @@ class RunStore:
                 ),
             )
             c.executemany(
-                "INSERT INTO predictions VALUES (?,?,?,?,?,?,?,?)",
+                f"INSERT INTO predictions ({_PRED_COLUMNS}) VALUES ({_PRED_MARKS})",
                 [
                     (
                         result.key,
@@ -276,12 +311,21 @@ class RunStore:
                         p.predicted,
                         p.score,
                         p.latency_ms,
+                        p.raw,
+                        p.status,
+                        p.input_tokens,
+                        p.output_tokens,
+                        p.cached_tokens,
                     )
                     for i, p in enumerate(predictions)
                 ],
             )
             c.executemany(
                 "INSERT INTO curves VALUES (?,?,?,?,?,?)", [(result.key, *pt) for pt in curves]
+            )
+            c.executemany(
+                "INSERT INTO consistency VALUES (?,?,?,?,?)",
+                [(result.key, *row) for row in consistency],
             )
 
     def result(self, key: str) -> ResultRow:
@@ -303,12 +347,19 @@ class RunStore:
         )
 
     def predictions(self, key: str) -> list[PredictionRow]:
+        columns = _PRED_COLUMNS.split(", ", 2)[2]
         rows = self.conn.execute(
-            "SELECT example_id, input, gold, predicted, score, latency_ms FROM predictions "
-            "WHERE result_key = ? ORDER BY idx",
-            (key,),
+            f"SELECT {columns} FROM predictions WHERE result_key = ? ORDER BY idx", (key,)
         )
         return [PredictionRow(*r) for r in rows]
+
+    def consistency(self, key: str) -> list[ConsistencyRow]:
+        rows = self.conn.execute(
+            "SELECT idx, sample, predicted, status FROM consistency WHERE result_key = ? "
+            "ORDER BY idx, sample",
+            (key,),
+        )
+        return [tuple(r) for r in rows]  # type: ignore[misc]
 
     def curves(self, key: str) -> list[tuple[int, float, str, str, float]]:
         rows = self.conn.execute(

@@ -126,6 +126,11 @@ class Strategy(ABC):
         """Whether this candidate needs the encoder (the classifier strategies do)."""
         return True
 
+    @classmethod
+    def key_extra(cls, options: StrategyOptions, root: Path, task: str) -> dict[str, object]:
+        """Inputs to a result besides the options (a prompt template's version)."""
+        return {}
+
     def __init__(self, options: StrategyOptions, ctx: StrategyContext) -> None:
         self.options = options
         self.ctx = ctx

@@ -49,8 +49,9 @@ Faults are strings that ``faults(call)`` returns for a request:
     a stream that ends cleanly at the HTTP level but without its finish chunk,
     usage or ``[DONE]`` (Anthropic: without ``message_delta``/``message_stop``).
 ``"stream-error"``
-    Anthropic streams only: an ``event: error`` (``overloaded_error``) after the
-    first text delta, as the real API sends when it is overloaded mid-answer.
+    a stream that stops after some text with an error event: Anthropic's
+    ``event: error`` (``overloaded_error``), as the real API sends when it is
+    overloaded mid-answer, or OpenAI's ``data: {"error": …}``.
 
 :class:`FaultPlan` picks faults by arrival index and :func:`fail_first` gives the
 first *n* requests of every distinct prompt a fault, so a retrying client makes
@@ -60,13 +61,15 @@ exactly ``n + 1`` requests per prompt.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import re
 import socket
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -82,7 +85,9 @@ __all__ = [
 ]
 
 # Headers whose values are secrets: recorded as present or absent, never kept.
-_SECRET_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "cookie", "proxy-authorization"})
+_SECRET_HEADERS = frozenset(
+    {"authorization", "x-api-key", "api-key", "cookie", "proxy-authorization"}
+)
 _DEFAULT_RETRY_AFTER = {429: "0.05"}
 _REASONS = {
     400: ("invalid_request_error", "Bad request (injected fault)."),
@@ -131,9 +136,7 @@ def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(
-            str(part.get("text", "")) for part in content if isinstance(part, dict)
-        )
+        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
     return ""
 
 
@@ -190,21 +193,32 @@ def _parse_fault(fault: str) -> tuple[str, str | None]:
     return name.strip().lower(), (arg.strip() or None)
 
 
-def _cut(text: str, call: ChatCall) -> tuple[str, str]:
-    """Apply stop sequences and max_tokens; return the answer and why it ended."""
+@dataclass(frozen=True)
+class _Answer:
+    text: str
+    reason: str  # "stop", "stop_sequence" or "length"
+    stop_sequence: str | None = None
+
+
+def _answer(call: ChatCall, text: str) -> _Answer:
+    """Apply the request's stop sequences, then its max_tokens (in words)."""
     stops = call.body.get("stop_sequences") if call.api == "anthropic" else call.body.get("stop")
     if isinstance(stops, str):
         stops = [stops]
-    reason = "stop"
-    for stop in stops or []:
-        if stop and stop in text:
-            text = text[: text.index(stop)]
-            reason = "stop_sequence"
+    hits = [(text.index(s), s) for s in stops or [] if isinstance(s, str) and s and s in text]
+    if hits:
+        at, stop = min(hits)
+        text = text[:at]
     limit = call.body.get("max_tokens") or call.body.get("max_completion_tokens")
     if isinstance(limit, int) and len(text.split()) > limit:
-        text = " ".join(text.split()[:limit])
-        reason = "length"
-    return text, reason
+        return _Answer(" ".join(text.split()[:limit]), "length")
+    if hits:
+        return _Answer(text, "stop_sequence", stop)
+    return _Answer(text, "stop")
+
+
+def _openai_finish(answer: _Answer) -> str:
+    return "length" if answer.reason == "length" else "stop"
 
 
 def _pieces(text: str, words_per_piece: int = 2) -> list[str]:
@@ -222,7 +236,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         """Silent: logging every request would cost more than serving it."""
 
     # ------------------------------------------------------------ plumbing
@@ -244,7 +258,9 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data) if content_length is None else content_length))
+        self.send_header(
+            "Content-Length", str(len(data) if content_length is None else content_length)
+        )
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
@@ -277,19 +293,34 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------ routing
 
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
         if not path.endswith("/models"):
-            self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+            self._send_json(
+                404, {"error": {"message": f"no route {self.path}", "type": "not_found"}}
+            )
             return
         if "anthropic-version" in self.headers:
-            model = {"type": "model", "id": "fake-model", "display_name": "Fake", "created_at": "2025-01-01T00:00:00Z"}
-            self._send_json(200, {"data": [model], "has_more": False, "first_id": "fake-model", "last_id": "fake-model"})
+            model: dict[str, Any] = {
+                "type": "model",
+                "id": "fake-model",
+                "display_name": "Fake",
+                "created_at": "2025-01-01T00:00:00Z",
+            }
+            self._send_json(
+                200,
+                {
+                    "data": [model],
+                    "has_more": False,
+                    "first_id": "fake-model",
+                    "last_id": "fake-model",
+                },
+            )
         else:
             model = {"id": "fake-model", "object": "model", "created": 0, "owned_by": "adaptlab"}
             self._send_json(200, {"object": "list", "data": [model]})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
@@ -298,7 +329,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif path.endswith("/messages"):
             api = "anthropic"
         else:
-            self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+            self._send_json(
+                404, {"error": {"message": f"no route {self.path}", "type": "not_found"}}
+            )
             return
         try:
             body = json.loads(raw or b"null")
@@ -307,8 +340,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict):
             self._error(api, 400, "the request body is not a JSON object")
             return
-        call = self.server.owner._record(api, path, body, self.headers)
         owner = self.server.owner
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        call = owner._record(api, path, body, headers)
         if owner.require_key and not call.key_present:
             self._error(api, 401, "no API key was sent")
             return
@@ -317,13 +351,15 @@ class _Handler(BaseHTTPRequestHandler):
         if call.fault is not None:
             self._fault(call, call.fault)
             return
-        text, reason = _cut(owner.responder(call), call)
+        answer = _answer(call, owner.responder(call))
         if api == "openai":
-            self._openai(call, text, reason)
+            self._openai(call, answer)
         else:
-            self._anthropic(call, text, reason)
+            self._anthropic(call, answer)
 
-    def _error(self, api: str, status: int, message: str | None = None, retry_after: str | None = None) -> None:
+    def _error(
+        self, api: str, status: int, message: str | None = None, retry_after: str | None = None
+    ) -> None:
         kind, default = _REASONS.get(status, ("api_error", f"HTTP {status} (injected fault)."))
         text = message or default
         if api == "openai":
@@ -348,32 +384,43 @@ class _Handler(BaseHTTPRequestHandler):
         elif name == "malformed":
             if call.stream:
                 self._start_stream()
-                self._chunk(b'data: {"id": "broken", "choices": [\n\n')
+                if call.api == "anthropic":
+                    self._chunk(b'event: message_start\ndata: {"type": "message_start", \n\n')
+                else:
+                    self._chunk(b'data: {"id": "broken", "choices": [\n\n')
                 self._end_stream()
             else:
-                self._send_bytes(200, b'{"id": "broken", "choices": [{"index": 0, ', "application/json")
+                self._send_bytes(
+                    200, b'{"id": "broken", "choices": [{"index": 0, ', "application/json"
+                )
         elif name in ("truncated", "incomplete", "stream-error"):
-            text, reason = _cut(self.server.owner.responder(call), call)
-            if not call.stream:
-                if name == "truncated":
-                    data = json.dumps(self._openai_body(call, text, reason) if call.api == "openai" else self._anthropic_body(call, text, reason)).encode()
-                    self._send_bytes(200, data[: len(data) // 2], "application/json", content_length=len(data))
-                    self._drop()
-                else:
-                    self._error(call.api, 400, f"fault '{name}' needs a streaming request")
-                return
-            if call.api == "openai":
-                self._openai_stream(call, text, reason, fault=name)
+            answer = _answer(call, self.server.owner.responder(call))
+            if call.stream and call.api == "openai":
+                self._openai_stream(call, answer, fault=name)
+            elif call.stream:
+                self._anthropic_stream(call, answer, fault=name)
+            elif name == "truncated":
+                full = (
+                    self._openai_body(call, answer)
+                    if call.api == "openai"
+                    else self._anthropic_body(call, answer)
+                )
+                data = json.dumps(full).encode()
+                # Promise the whole body, send half, hang up.
+                self._send_bytes(
+                    200, data[: len(data) // 2], "application/json", content_length=len(data)
+                )
+                self._drop()
             else:
-                self._anthropic_stream(call, text, reason, fault=name)
+                self._error(call.api, 400, f"fault '{name}' needs a streaming request")
         else:
             self._error(call.api, 500, f"unknown fault '{fault}'")
 
     # ------------------------------------------------------------ OpenAI
 
-    def _openai_usage(self, call: ChatCall, text: str) -> dict[str, Any]:
+    def _openai_usage(self, call: ChatCall, answer: _Answer) -> dict[str, Any]:
         prompt = prompt_tokens(call)
-        completion = len(text.split())
+        completion = len(answer.text.split())
         return {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
@@ -381,7 +428,7 @@ class _Handler(BaseHTTPRequestHandler):
             "prompt_tokens_details": {"cached_tokens": self.server.owner._cached(call, prompt)},
         }
 
-    def _openai_body(self, call: ChatCall, text: str, reason: str) -> dict[str, Any]:
+    def _openai_body(self, call: ChatCall, answer: _Answer) -> dict[str, Any]:
         return {
             "id": f"chatcmpl-fake-{call.index}",
             "object": "chat.completion",
@@ -391,21 +438,21 @@ class _Handler(BaseHTTPRequestHandler):
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "message": {"role": "assistant", "content": answer.text, "refusal": None},
                     "logprobs": None,
-                    "finish_reason": "length" if reason == "length" else "stop",
+                    "finish_reason": _openai_finish(answer),
                 }
             ],
-            "usage": self._openai_usage(call, text),
+            "usage": self._openai_usage(call, answer),
         }
 
-    def _openai(self, call: ChatCall, text: str, reason: str) -> None:
+    def _openai(self, call: ChatCall, answer: _Answer) -> None:
         if call.stream:
-            self._openai_stream(call, text, reason, fault=None)
+            self._openai_stream(call, answer, fault=None)
         else:
-            self._send_json(200, self._openai_body(call, text, reason))
+            self._send_json(200, self._openai_body(call, answer))
 
-    def _openai_stream(self, call: ChatCall, text: str, reason: str, *, fault: str | None) -> None:
+    def _openai_stream(self, call: ChatCall, answer: _Answer, *, fault: str | None) -> None:
         base = {
             "id": f"chatcmpl-fake-{call.index}",
             "object": "chat.completion.chunk",
@@ -427,8 +474,8 @@ class _Handler(BaseHTTPRequestHandler):
                 chunk["usage"] = None
             return b"data: " + json.dumps(chunk).encode() + b"\n\n"
 
-        pieces = _pieces(text)
-        if fault == "truncated":
+        pieces = _pieces(answer.text)
+        if fault in ("truncated", "stream-error"):
             pieces = pieces[: max(1, len(pieces) // 2)]
         self._start_stream()
         self._chunk(event({"role": "assistant", "content": "", "refusal": None}))
@@ -437,54 +484,50 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "truncated":
             self._drop()
             return
-        if fault != "incomplete":
-            self._chunk(event({}, "length" if reason == "length" else "stop"))
+        if fault == "stream-error":
+            error = {"message": "The server had an error (injected fault).", "type": "server_error"}
+            self._chunk(b"data: " + json.dumps({"error": error}).encode() + b"\n\n")
+        elif fault != "incomplete":
+            self._chunk(event({}, _openai_finish(answer)))
             if include_usage:
-                usage = {**base, "choices": [], "usage": self._openai_usage(call, text)}
+                usage = {**base, "choices": [], "usage": self._openai_usage(call, answer)}
                 self._chunk(b"data: " + json.dumps(usage).encode() + b"\n\n")
             self._chunk(b"data: [DONE]\n\n")
         self._end_stream()
 
     # ------------------------------------------------------------ Anthropic
 
-    def _anthropic_usage(self, call: ChatCall, text: str) -> dict[str, Any]:
+    def _anthropic_usage(self, call: ChatCall, answer: _Answer) -> dict[str, Any]:
         prompt = prompt_tokens(call)
         cached = self.server.owner._cached(call, prompt)
         return {
             "input_tokens": prompt - cached,
-            "output_tokens": len(text.split()),
+            "output_tokens": len(answer.text.split()),
             "cache_read_input_tokens": cached,
             "cache_creation_input_tokens": 0,
         }
 
-    def _anthropic_body(self, call: ChatCall, text: str, reason: str) -> dict[str, Any]:
-        stop_reason = {"length": "max_tokens", "stop_sequence": "stop_sequence"}.get(
-            reason, "end_turn"
-        )
-        stop_sequence = None
-        if reason == "stop_sequence":
-            stop_sequence = next(
-                s for s in call.body.get("stop_sequences") or [] if s and s in call.user_text or True
-            )
+    def _anthropic_body(self, call: ChatCall, answer: _Answer) -> dict[str, Any]:
+        stop_reason = {"length": "max_tokens", "stop_sequence": "stop_sequence"}
         return {
             "id": f"msg_fake_{call.index}",
             "type": "message",
             "role": "assistant",
             "model": call.model,
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": stop_reason,
-            "stop_sequence": stop_sequence,
-            "usage": self._anthropic_usage(call, text),
+            "content": [{"type": "text", "text": answer.text}],
+            "stop_reason": stop_reason.get(answer.reason, "end_turn"),
+            "stop_sequence": answer.stop_sequence,
+            "usage": self._anthropic_usage(call, answer),
         }
 
-    def _anthropic(self, call: ChatCall, text: str, reason: str) -> None:
+    def _anthropic(self, call: ChatCall, answer: _Answer) -> None:
         if call.stream:
-            self._anthropic_stream(call, text, reason, fault=None)
+            self._anthropic_stream(call, answer, fault=None)
         else:
-            self._send_json(200, self._anthropic_body(call, text, reason))
+            self._send_json(200, self._anthropic_body(call, answer))
 
-    def _anthropic_stream(self, call: ChatCall, text: str, reason: str, *, fault: str | None) -> None:
-        final = self._anthropic_body(call, text, reason)
+    def _anthropic_stream(self, call: ChatCall, answer: _Answer, *, fault: str | None) -> None:
+        final = self._anthropic_body(call, answer)
         usage = final["usage"]
         start = {
             **final,
@@ -495,14 +538,21 @@ class _Handler(BaseHTTPRequestHandler):
         }
 
         def event(name: str, data: dict[str, Any]) -> bytes:
-            return b"event: %s\ndata: %s\n\n" % (name.encode(), json.dumps({"type": name, **data}).encode())
+            return b"event: %s\ndata: %s\n\n" % (
+                name.encode(),
+                json.dumps({"type": name, **data}).encode(),
+            )
 
-        pieces = _pieces(text)
+        pieces = _pieces(answer.text)
         if fault in ("truncated", "stream-error"):
             pieces = pieces[: max(1, len(pieces) // 2)]
         self._start_stream()
         self._chunk(event("message_start", {"message": start}))
-        self._chunk(event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}))
+        self._chunk(
+            event(
+                "content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}
+            )
+        )
         self._chunk(event("ping", {}))
         for piece in pieces:
             delta = {"index": 0, "delta": {"type": "text_delta", "text": piece}}
@@ -511,14 +561,255 @@ class _Handler(BaseHTTPRequestHandler):
             self._drop()
             return
         if fault == "stream-error":
-            error = {"error": {"type": "overloaded_error", "message": "Overloaded (injected fault)."}}
+            error = {
+                "error": {"type": "overloaded_error", "message": "Overloaded (injected fault)."}
+            }
             self._chunk(event("error", error))
         elif fault != "incomplete":
             self._chunk(event("content_block_stop", {"index": 0}))
             delta = {
-                "delta": {"stop_reason": final["stop_reason"], "stop_sequence": final["stop_sequence"]},
+                "delta": {
+                    "stop_reason": final["stop_reason"],
+                    "stop_sequence": final["stop_sequence"],
+                },
                 "usage": {"output_tokens": usage["output_tokens"]},
             }
             self._chunk(event("message_delta", delta))
             self._chunk(event("message_stop", {}))
         self._end_stream()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], owner: FakeLLMServer) -> None:
+        self.owner = owner
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet about clients that hang up (timeouts, faults); loud about bugs here."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+    def close_connections(self) -> None:
+        # Keep-alive connections would otherwise outlive the server, and a client
+        # reusing one would wait on a socket nobody reads.
+        with self._open_lock:
+            conns = list(self._open)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+class FakeLLMServer:
+    """A localhost chat-completions / messages server for tests and benchmarks.
+
+    ``responder(call)`` writes the answer (default :func:`default_responder`),
+    ``faults(call)`` returns a fault string or None (see the module docstring),
+    ``latency_s`` is slept before every answer, ``chunk_delay_s`` after every
+    streamed chunk, ``cached_tokens`` of each prompt are reported as cached, and
+    ``require_key`` answers 401 to a request that sends no key.
+    """
+
+    def __init__(
+        self,
+        responder: Responder | None = None,
+        *,
+        latency_s: float = 0.0,
+        faults: FaultPicker | None = None,
+        chunk_delay_s: float = 0.0,
+        cached_tokens: int | Callable[[ChatCall], int] = 0,
+        require_key: bool = False,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.responder: Responder = responder or default_responder
+        self.faults = faults
+        self.latency_s = latency_s
+        self.chunk_delay_s = chunk_delay_s
+        self.cached_tokens = cached_tokens
+        self.require_key = require_key
+        self.host = host
+        self.port = port
+        self.calls: list[ChatCall] = []
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> FakeLLMServer:
+        if self._httpd is not None:
+            return self
+        self._stopping.clear()
+        self._httpd = _Server((self.host, self.port), self)
+        self.port = int(self._httpd.server_address[1])
+        # A short poll interval: stop() waits up to one interval for the loop.
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"fake-llm-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        self._stopping.set()  # wakes requests held by a "timeout" fault
+        httpd.shutdown()
+        httpd.close_connections()
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> FakeLLMServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until interrupted (the command-line entry point)."""
+        self.start()
+        try:
+            while self._thread is not None and self._thread.is_alive():
+                self._thread.join(timeout=1)
+        finally:
+            self.stop()
+
+    @property
+    def root_url(self) -> str:
+        """``http://HOST:PORT``: the base URL for Anthropic clients."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """``http://HOST:PORT/v1``: the base URL for OpenAI clients."""
+        return self.root_url + "/v1"
+
+    # ------------------------------------------------------------ inspection
+
+    def count(self, prompt_key: str) -> int:
+        """Requests received for one prompt (faulted ones included)."""
+        with self._lock:
+            return sum(1 for c in self.calls if c.prompt_key == prompt_key)
+
+    def counts(self) -> dict[str, int]:
+        """Requests received per prompt_key."""
+        with self._lock:
+            out: dict[str, int] = {}
+            for c in self.calls:
+                out[c.prompt_key] = out.get(c.prompt_key, 0) + 1
+            return out
+
+    def reset(self) -> None:
+        """Forget the calls received (arrival indices restart at 0)."""
+        with self._lock:
+            self.calls.clear()
+
+    # ------------------------------------------------------------ used by the handler
+
+    def _record(
+        self, api: str, path: str, body: dict[str, Any], headers: Mapping[str, str]
+    ) -> ChatCall:
+        """Number and keep one request (``headers`` with lower-case names)."""
+        raw_messages = body.get("messages")
+        messages = (
+            [m for m in raw_messages if isinstance(m, dict)]
+            if isinstance(raw_messages, list)
+            else []
+        )
+        users = [m for m in messages if m.get("role") == "user"]
+        bearer = headers.get("authorization", "").removeprefix("Bearer").strip()
+        if api == "anthropic":
+            system = _text_of(body["system"]) if "system" in body else None
+            # anthropic>=2 sends Authorization: Bearer; older clients x-api-key.
+            auth = headers.get("x-api-key") or bearer
+        else:
+            parts = [
+                _text_of(m.get("content"))
+                for m in messages
+                if m.get("role") in ("system", "developer")
+            ]
+            system = "\n\n".join(parts) if parts else None
+            auth = bearer
+        kept = {k: v for k, v in headers.items() if k not in _SECRET_HEADERS}
+        with self._lock:
+            call = ChatCall(
+                index=len(self.calls),
+                api=api,
+                path=path,
+                body=body,
+                model=str(body.get("model", "")),
+                messages=messages,
+                stream=bool(body.get("stream")),
+                prompt_key=_prompt_key(body),
+                user_text=_text_of(users[-1].get("content")) if users else "",
+                system=system,
+                key_present=bool(auth),
+                headers=kept,
+            )
+            # Decided under the lock so plans that count (fail_first) see arrival order.
+            fault = self.faults(call) if self.faults is not None else None
+            if fault is not None:
+                call = replace(call, fault=fault)
+            self.calls.append(call)
+        return call
+
+    def _cached(self, call: ChatCall, prompt: int) -> int:
+        n = self.cached_tokens(call) if callable(self.cached_tokens) else self.cached_tokens
+        return max(0, min(int(n), prompt))
+
+
+def _main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m adaptlab.testing.fake_llm",
+        description="A fake OpenAI/Anthropic chat server; prints its OpenAI base URL, "
+        "then serves until killed.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before each answer")
+    parser.add_argument("--chunk-delay-ms", type=float, default=0.0, help="delay per stream chunk")
+    parser.add_argument(
+        "--fail-first",
+        type=int,
+        default=0,
+        metavar="N",
+        help="give the first N requests of every distinct prompt the --fault",
+    )
+    parser.add_argument("--fault", default="429", help="fault for --fail-first (default 429)")
+    args = parser.parse_args(argv)
+    server = FakeLLMServer(
+        latency_s=args.latency_ms / 1000,
+        chunk_delay_s=args.chunk_delay_ms / 1000,
+        faults=fail_first(args.fail_first, args.fault) if args.fail_first else None,
+        host=args.host,
+        port=args.port,
+    ).start()
+    print(server.base_url, flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+
+
+if __name__ == "__main__":
+    _main()

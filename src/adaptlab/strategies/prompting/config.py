@@ -28,7 +28,10 @@ class PromptOptions(StrategyOptions):
         "maximal marginal relevance) pick per input.",
     )
     mmr_lambda: float = Field(
-        default=0.5, ge=0, le=1, description="MMR trade-off: 1 = only similarity, 0 = only diversity."
+        default=0.5,
+        ge=0,
+        le=1,
+        description="MMR trade-off: 1 = only similarity, 0 = only diversity.",
     )
     reasoning: bool = Field(
         default=False,

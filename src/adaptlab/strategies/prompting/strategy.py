@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from adaptlab.llm.parse import extract_answer, parse_label
@@ -43,9 +44,7 @@ def label_schema(labels: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def mmr(
-    query: np.ndarray, pool: np.ndarray, k: int, lam: float, candidates: int = 50
-) -> list[int]:
+def mmr(query: np.ndarray, pool: np.ndarray, k: int, lam: float, candidates: int = 50) -> list[int]:
     """Maximal marginal relevance: ``k`` pool rows near ``query`` and unlike each other."""
     import numpy as np
 
@@ -75,9 +74,8 @@ class PromptStrategy(Strategy):
         super().__init__(options, ctx)
         assert isinstance(options, PromptOptions)
         self.opts: PromptOptions = options
-        name = _TEMPLATES[ctx.task] if options.template == "auto" else options.template
-        self.template = PromptTemplate(name, ctx.root)
-        self.info.update(template=name, template_version=self.template.version)
+        self.template = self.template_for(options, ctx.root, ctx.task)
+        self.info.update(template=self.template.name, template_version=self.template.version)
         self._pool: list[Example] = []
         self._fixed: list[Example] = []
         self._pool_vectors: np.ndarray | None = None
@@ -86,6 +84,17 @@ class PromptStrategy(Strategy):
     def needs_encoder(cls, options: StrategyOptions) -> bool:
         assert isinstance(options, PromptOptions)
         return options.shots > 0 and options.selector in ("similar", "mmr")
+
+    @classmethod
+    def template_for(cls, options: PromptOptions, root: Path, task: str) -> PromptTemplate:
+        name = _TEMPLATES[task] if options.template == "auto" else options.template
+        return PromptTemplate(name, root)
+
+    @classmethod
+    def key_extra(cls, options: StrategyOptions, root: Path, task: str) -> dict[str, object]:
+        assert isinstance(options, PromptOptions)
+        template = cls.template_for(options, root, task)
+        return {"template": template.name, "version": template.version}
 
     # ------------------------------------------------------------ examples
 
@@ -180,11 +189,12 @@ class PromptStrategy(Strategy):
 
     def parse(self, raw: str) -> tuple[str | None, str]:
         """(prediction, status) for one answer; see :mod:`adaptlab.llm.parse`."""
-        answer: str | None = raw
+        answer = raw
         if self.opts.reasoning:
-            answer = extract_answer(raw)
-            if answer is None:
+            found = extract_answer(raw)
+            if found is None:
                 return None, "unparsed"
+            answer = found
         task = self.ctx.task
         if task == "generation":
             return answer.strip(), "ok"
