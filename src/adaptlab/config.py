@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from adaptlab.errors import ConfigError
 
@@ -244,19 +251,20 @@ class ProjectConfig(_Strict):
 
     @field_validator("labels")
     @classmethod
-    def _label_descriptions(cls, v: dict[str, str]) -> dict[str, str]:
+    def _label_descriptions(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        if info.data.get("task", "classification") == "classification" and len(v) < 2:
+            raise ValueError("a classification task needs at least two labels")
         for label, desc in v.items():
             if not str(desc).strip():
                 raise ValueError(f"label '{label}' has an empty description")
         return v
 
-    @model_validator(mode="after")
-    def _task_needs(self) -> ProjectConfig:
-        if self.task == "classification" and len(self.labels) < 2:
-            raise ValueError("a classification task needs at least two labels under 'labels:'")
-        if self.task == "extraction" and self.schema_ is None:
+    @field_validator("schema_")
+    @classmethod
+    def _schema_for_extraction(cls, v: Any, info: ValidationInfo) -> Any:
+        if info.data.get("task") == "extraction" and v is None:
             raise ValueError("an extraction task needs 'schema:' (the JSON schema of the target)")
-        return self
+        return v
 
     @field_validator("candidates")
     @classmethod

@@ -40,6 +40,7 @@ class _Loaded:
     fingerprint: str
     eos_ids: frozenset[int] = field(init=False)
     pad_id: int = field(init=False)
+    context: int | None = field(init=False)  # positions the model was trained on
     # Two generate() calls on one model would only compete for the same cores.
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -48,6 +49,10 @@ class _Loaded:
         pad_id = self.tokenizer.pad_token_id
         # Any id will do for padding, since the attention mask hides it.
         self.pad_id = pad_id if pad_id is not None else min(self.eos_ids, default=0)
+        config = self.model.config
+        self.context = getattr(config, "max_position_embeddings", None) or getattr(
+            config, "n_positions", None
+        )
 
 
 _LOADED: dict[tuple[str, str | None, str, str, str], _Loaded] = {}
@@ -121,6 +126,8 @@ def load_causal_lm(
     adapter_dir = _folder(adapter, "adapter", "adapter_config.json") if adapter else None
     torch = _import("torch")
     transformers = _import("transformers")
+    if adapter_dir is not None:
+        _import("peft")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(
             f"device '{device}' was asked for, but no CUDA GPU is visible",
@@ -133,6 +140,9 @@ def load_causal_lm(
     key = (str(model_dir), str(adapter_dir) if adapter_dir else None, device, dtype_name, stamp)
     with _LOAD_LOCK:
         if key not in _LOADED:
+            # A checkpoint changed on disk: let go of the copy loaded before.
+            for stale in [k for k in _LOADED if k[:4] == key[:4]]:
+                del _LOADED[stale]
             model, tokenizer = _load(transformers, torch, model_dir, adapter_dir, device, use_bf16)
             _LOADED[key] = _Loaded(model, tokenizer, stamp)
     return _LOADED[key], dtype_name
@@ -165,9 +175,10 @@ def _load(
             "(config.json, weights and tokenizer files)",
         ) from None
     if adapter_dir is not None:
-        peft = _import("peft")
+        from peft import PeftModel
+
         try:
-            model = peft.PeftModel.from_pretrained(model, adapter_dir)
+            model = PeftModel.from_pretrained(model, adapter_dir)
         except (OSError, ValueError, RuntimeError) as exc:
             raise ConfigError(
                 f"cannot load the adapter in '{adapter_dir}' onto '{model_dir}': {exc}",
@@ -204,7 +215,8 @@ class _RowSampler:
             probs = torch.softmax(scores[i].float() / params.temperature, dim=-1)
             if params.top_p is not None and params.top_p < 1:
                 ranked, order = probs.sort(descending=True)
-                keep = ranked.cumsum(0) - ranked < params.top_p  # always keeps the top token
+                keep = ranked.cumsum(0) - ranked < params.top_p
+                keep[0] = True
                 probs = torch.zeros_like(probs).scatter(0, order[keep], ranked[keep])
             token = torch.multinomial(probs, 1, generator=self.generators[i])
             scores[i] = float("-inf")
@@ -325,6 +337,16 @@ class HFBackend(GenerativeBackend):
             return []
         start = time.perf_counter()
         prompts = [self._encode(r) for r in requests]
+        context = self._lm.context
+        for request, prompt in zip(requests, prompts, strict=True):
+            if context is not None and len(prompt) + request.params.max_tokens > context:
+                raise PermanentError(
+                    f"a prompt of {len(prompt)} tokens plus max_tokens "
+                    f"{request.params.max_tokens} exceeds the {context}-token context of "
+                    f"'{self.model_id}'; shorten the prompt (fewer examples or passages) "
+                    "or lower max_tokens",
+                    kind="context",
+                )
         with self._lm.lock:
             stops, new = self._generate(requests, prompts)
         latency_ms = (time.perf_counter() - start) * 1000
