@@ -24,6 +24,9 @@ from adaptlab.config import LLMConfig
 from adaptlab.errors import ConfigError
 from adaptlab.llm.types import ChatRequest, GenerationParams, Message, PermanentError
 
+# peft reads a property transformers 5 deprecated; nothing here can change that.
+pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing`:FutureWarning")
+
 CHAT_TEMPLATE = (
     "{{ cls_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}assistant:{% endif %}"

@@ -27,7 +27,12 @@ from adaptlab.errors import AdaptlabError
 from adaptlab.testing.fake_llm import ChatCall, FakeLLMServer, fail_first
 from tests.conftest import small_project
 
-INPUT = re.compile(r"<input>\n(.*?)\n</input>", re.S)
+INPUT = re.compile(r"<input>\n(.*?)\n</input>|^Ticket: (.*?)\n\nReply", re.S | re.M)
+
+
+def input_of(call: ChatCall) -> str:
+    """The ticket a prompt asks about (the last input; earlier ones are examples)."""
+    return next(a or b for a, b in reversed(INPUT.findall(call.user_text)))
 
 
 class Oracle:
@@ -38,8 +43,7 @@ class Oracle:
         self.gold = {r["text"]: r["label"] for r in rows}
 
     def __call__(self, call: ChatCall) -> str:
-        found = INPUT.findall(call.user_text)
-        label = self.gold[found[-1]]
+        label = self.gold[input_of(call)]
         if "step by step" in call.user_text:
             return f"The customer writes about {label.replace('_', ' ')}.\nAnswer: {label}"
         return label
@@ -168,7 +172,7 @@ def test_exhausted_retries_fail_but_keep_what_was_answered(
     tmp_path: Path, example_project: Path
 ) -> None:
     def faults(call: ChatCall) -> str | None:
-        return "500" if len(INPUT.findall(call.user_text)[-1]) % 2 else None
+        return "500" if len(input_of(call)) % 2 else None
 
     with FakeLLMServer(Oracle(example_project), faults=faults) as server:
         project = llm_project(tmp_path, example_project, server, ZERO, max_retries=2)
@@ -187,7 +191,7 @@ def test_consistency_and_parse_statuses(tmp_path: Path, example_project: Path) -
     def flaky(call: ChatCall) -> str:
         # The first answer for an input is right; later samples of every third
         # input say something unreadable.
-        text = INPUT.findall(call.user_text)[-1]
+        text = input_of(call)
         seen[text] = seen.get(text, 0) + 1
         if seen[text] > 1 and hash(text) % 3 == 0:
             return "I am not sure."

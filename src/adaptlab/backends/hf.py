@@ -391,6 +391,11 @@ class HFBackend(GenerativeBackend):
             max_new_tokens=max(r.params.max_tokens for r in requests),
             do_sample=False,  # _RowSampler draws the sampled rows
             num_beams=1,
+            # The library defaults, so a model's own sampling defaults (which greedy decoding
+            # ignores anyway) are not merged in and warned about.
+            temperature=1.0,
+            top_p=1.0,
+            top_k=50,
             pad_token_id=lm.pad_id,
             eos_token_id=sorted(lm.eos_ids) or None,
         )

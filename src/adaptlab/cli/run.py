@@ -72,37 +72,44 @@ def run(project_dir: str, only: tuple[str, ...], force: bool, dry_run: bool) -> 
 
 
 def print_plan(project_dir: str | Path) -> None:
+    from rich import box
     from rich.table import Table
 
     from adaptlab.planning import plan_project
     from adaptlab.project import Project
 
     plans = plan_project(Project.load(project_dir))
-    table = Table(title="dry run: nothing was sent", title_justify="left")
-    for col in ("candidate", "model", "requests", "cached", "input tok", "output tok", "cost USD"):
-        table.add_column(col, justify="left" if col in ("candidate", "model") else "right")
-    table.add_column("note")
+    remote = [p for p in plans if p.model != "local encoder"]
+    local = [p.name for p in plans if p.model == "local encoder"]
+    table = Table(title="dry run: nothing was sent", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("candidate", no_wrap=True)
+    table.add_column("model", no_wrap=True)
+    for col in ("req.", "cached", "in tok", "out tok", "USD"):
+        table.add_column(col, justify="right", no_wrap=True)
     total = 0.0
-    for p in plans:
-        if p.model == "local encoder":
-            table.add_row(p.name, p.model, str(p.requests), "–", "–", "–", "–", p.note)
-            continue
+    for p in remote:
         cost = p.cost_usd
         total += cost or 0.0
         table.add_row(
             p.name,
-            p.model,
+            p.model.split(":", 1)[-1],
             str(p.requests),
             str(p.cached),
             f"{p.input_tokens:,}" + ("" if p.tokens_exact else "~"),
             ("≤" if p.output_is_bound else "") + f"{p.output_tokens:,}",
-            "?" if cost is None else f"{cost:.4f}",
-            p.note,
+            "?" if cost is None else f"{cost:.6f}",
         )
-    console.print(table)
-    if any(not p.tokens_exact for p in plans if p.model != "local encoder"):
+    if remote:
+        console.print(table)
+    for p in remote:
+        if p.note:
+            console.print(f"  {p.name}: {p.note}", soft_wrap=True)
+    if any(not p.tokens_exact for p in remote):
         console.print(
-            "~ estimated input tokens: no tokenizer for that model offline (about 4 characters "
-            "a token); ≤ counts answers at max_tokens"
+            "  ~ estimated: no tokenizer for this model offline (about 4 characters a token)"
         )
-    console.print(f"projected API cost of this run: {total:.4f} USD")
+    if any(p.output_is_bound for p in remote):
+        console.print("  ≤ upper bound: answers counted at max_tokens")
+    if local:
+        console.print(f"  {', '.join(local)}: run on this machine, compute cost only")
+    console.print(f"projected API cost of this run: {total:.6f} USD")
