@@ -263,3 +263,49 @@ def test_missing_folders_are_config_errors(ckpt: dict[str, Path], tmp_path: Path
         llm(tmp_path / "adapter-only")
     with pytest.raises(ConfigError, match=r"has no adapter_config\.json"):
         llm(ckpt["plain"], adapter=str(ckpt["chat"]))
+
+
+def test_a_project_runs_on_a_local_model_with_an_adapter(
+    tmp_path: Path, example_project: Path
+) -> None:
+    """The whole path a user takes: adaptlab.yaml -> llms: hf + adapter -> run -> store."""
+    import yaml
+    from peft import LoraConfig, get_peft_model
+
+    from adaptlab import Project, run_project, summarize_project
+    from tests.conftest import small_project
+
+    model = tiny_llama(1)
+    model.config.max_position_embeddings = 2048
+    base = save(model, tmp_path / "base")
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(model, lora).save_pretrained(tmp_path / "lora")
+    project = small_project(
+        tmp_path / "p",
+        example_project,
+        per_label=3,
+        candidates=[{"name": "local-zero", "strategy": "llm-zero-shot", "llm": "local"}],
+    )
+    cfg = yaml.safe_load((project / "adaptlab.yaml").read_text())
+    cfg["llms"] = {
+        "local": {"backend": "hf", "name": str(base), "adapter": str(tmp_path / "lora")}
+    }
+    cfg["evaluation"].update(consistency_samples=2, consistency_inputs=2)
+    (project / "adaptlab.yaml").write_text(yaml.safe_dump(cfg))
+
+    run_project(Project.load(project))
+    summary = summarize_project(Project.load(project))
+    cand, n_test = summary.candidates[0], summary.split["test"]
+    stats = cand.info["llm"]
+    # One generation per test input plus one extra sample each for two inputs.
+    assert stats["sent"] == n_test + 2 and stats["cache_hits"] == 2
+    # A random model writes noise: counted as unparsed, never dropped.
+    assert sum(cand.statuses.values()) == n_test
+    assert cand.llm == f"hf:{base}" and cand.price_kind == "self-hosted"
+    assert cand.input_tokens_per_request is not None and cand.input_tokens_per_request > 50
+
+    run_project(Project.load(project), force=True)  # recompute: answers come from the cache
+    again = summarize_project(Project.load(project)).candidates[0]
+    assert again.info["llm"]["sent"] == 0
+    assert again.info["llm"]["cache_hits"] == n_test + 2 * 2  # both samples of both inputs
+    assert again.statuses == cand.statuses
