@@ -236,6 +236,12 @@ def test_fault_plan_by_arrival_index() -> None:
         assert [c.index for c in srv.calls] == [0, 1, 2]
         srv.reset()
         assert srv.calls == []
+    # A typo in a plan is a 400 (not retried), naming the fault.
+    with (
+        FakeLLMServer(faults=lambda call: "429x") as srv,
+        pytest.raises(openai.BadRequestError, match="unknown fault '429x'"),
+    ):
+        asyncio.run(_complete(srv))
 
 
 def test_fail_first_makes_retry_counts_exact() -> None:

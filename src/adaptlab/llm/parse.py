@@ -19,7 +19,9 @@ import re
 from collections.abc import Sequence
 
 LEVELS = ("exact", "normalised", "fuzzy")
-_ANSWER = re.compile(r"^\s*(?:\*\*)?(?:final\s+)?answer(?:\*\*)?\s*[:：]\s*(.+?)\s*$", re.I | re.M)
+_ANSWER = re.compile(
+    r"^\s*(?:\*\*)?(?:final\s+)?answer(?:\*\*)?\s*[:：]\s*(?:\*\*)?\s*(.+?)\s*$", re.I | re.M
+)
 _PREFIX = re.compile(r"^(?:the\s+)?(?:label|category|class|answer)\s*(?:is)?\s*[:：]?\s*", re.I)
 
 

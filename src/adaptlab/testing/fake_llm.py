@@ -77,6 +77,7 @@ from typing import Any
 __all__ = [
     "ChatCall",
     "FakeLLMServer",
+    "FaultPicker",
     "FaultPlan",
     "Responder",
     "default_responder",
@@ -123,7 +124,7 @@ class ChatCall:
 
 
 Responder = Callable[[ChatCall], str]
-FaultPicker = Callable[[ChatCall], "str | None"]
+FaultPicker = Callable[[ChatCall], str | None]
 
 
 def default_responder(call: ChatCall) -> str:
@@ -414,7 +415,8 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._error(call.api, 400, f"fault '{name}' needs a streaming request")
         else:
-            self._error(call.api, 500, f"unknown fault '{fault}'")
+            # A 400, not a 500: a typo in a fault plan must fail loudly, not be retried.
+            self._error(call.api, 400, f"unknown fault '{fault}' in the fake server's plan")
 
     # ------------------------------------------------------------ OpenAI
 
