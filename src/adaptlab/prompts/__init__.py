@@ -22,6 +22,7 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
+import jinja2.nodes
 
 from adaptlab.errors import ConfigError
 from adaptlab.llm.types import Message
@@ -70,13 +71,25 @@ class PromptTemplate:
                 line=exc.lineno,
                 fix="see https://jinja.palletsprojects.com/templates/ for the syntax",
             ) from None
-        unknown = set(self.template.blocks) - set(PARTS)
+        self.chain = self._chain()
+        unknown = {name for t in self.chain for name in t.blocks} - set(PARTS)
         if unknown:
             raise ConfigError(
                 f"unknown prompt part(s): {', '.join(sorted(unknown))}",
                 file=self.file,
                 fix=f"a template's blocks are named {', '.join(PARTS)}",
             )
+
+    def _chain(self) -> list[jinja2.Template]:
+        """This template and the ones it extends, child first (for block lookup)."""
+        chain = [self.template]
+        while len(chain) < 10:
+            source = self.env.loader.get_source(self.env, chain[-1].name or "")[0]  # type: ignore[union-attr]
+            extends = self.env.parse(source).find(jinja2.nodes.Extends)
+            if extends is None or not isinstance(extends.template, jinja2.nodes.Const):
+                break
+            chain.append(self.env.get_template(extends.template.value))
+        return chain
 
     @cached_property
     def version(self) -> str:
@@ -98,11 +111,16 @@ class PromptTemplate:
     def render(self, variables: dict[str, Any], *, system: str | None = None) -> RenderedPrompt:
         """Render every part; ``system`` replaces the system part (system-prompt variants)."""
         ctx = self.template.new_context(dict(variables))
+        # As Jinja's own `extends` does: a part's first block is the child's, and the
+        # parents' follow, so `{{ super() }}` works inside an overridden part.
+        for parent in self.chain[1:]:
+            for name, block in parent.blocks.items():
+                ctx.blocks.setdefault(name, []).append(block)
         parts: dict[str, str] = {}
         try:
             for part in PARTS:
-                block = self.template.blocks.get(part)
-                parts[part] = "".join(block(ctx)).strip() if block is not None else ""
+                blocks = ctx.blocks.get(part)
+                parts[part] = "".join(blocks[0](ctx)).strip() if blocks else ""
         except jinja2.UndefinedError as exc:
             raise ConfigError(
                 f"template uses an unknown variable: {exc.message}",

@@ -117,7 +117,7 @@ class PromptStrategy(Strategy):
                 rng.shuffle(group)
             order = [lab for lab in self.label_names if lab in by_label]
             picked: list[Example] = []
-            while len(picked) < k:
+            while len(picked) < k and any(by_label[lab] for lab in order):
                 for lab in order:
                     if by_label[lab] and len(picked) < k:
                         picked.append(by_label[lab].pop())
