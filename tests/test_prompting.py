@@ -102,7 +102,7 @@ def test_template_errors_name_file_and_line(tmp_path: Path) -> None:
         PromptTemplate("bad.j2", tmp_path)
     assert "bad.j2:2" in str(err.value)
     (tmp_path / "odd.j2").write_text("{% block preamble %}hi{% endblock %}")
-    with pytest.raises(ConfigError, match="unknown prompt part.*preamble"):
+    with pytest.raises(ConfigError, match=r"unknown prompt part.*preamble"):
         PromptTemplate("odd.j2", tmp_path)
     (tmp_path / "var.j2").write_text("{% block task %}{{ inptu }}{% endblock %}")
     with pytest.raises(ConfigError, match="inptu"):
@@ -189,7 +189,7 @@ def test_backoff_honours_retry_after_and_grows_with_jitter() -> None:
     assert llm_runner.backoff_delay(1, 2.5) == 2.5
     assert llm_runner.backoff_delay(9, 10_000) == llm_runner.RETRY_AFTER_CAP_S
     delays = [llm_runner.backoff_delay(4, None, base=0.5) for _ in range(200)]
-    assert 0 <= min(delays) and max(delays) <= 4.0 and len(set(delays)) > 100
+    assert min(delays) >= 0 and max(delays) <= 4.0 and len(set(delays)) > 100
 
 
 def test_run_skips_candidates_without_a_model_in_one_line(
