@@ -287,9 +287,7 @@ def test_a_project_runs_on_a_local_model_with_an_adapter(
         candidates=[{"name": "local-zero", "strategy": "llm-zero-shot", "llm": "local"}],
     )
     cfg = yaml.safe_load((project / "adaptlab.yaml").read_text())
-    cfg["llms"] = {
-        "local": {"backend": "hf", "name": str(base), "adapter": str(tmp_path / "lora")}
-    }
+    cfg["llms"] = {"local": {"backend": "hf", "name": str(base), "adapter": str(tmp_path / "lora")}}
     cfg["evaluation"].update(consistency_samples=2, consistency_inputs=2)
     (project / "adaptlab.yaml").write_text(yaml.safe_dump(cfg))
 
