@@ -8,6 +8,7 @@ that survives its faults must score 100 %.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -260,3 +261,32 @@ def test_kill_9_then_rerun_never_repeats_a_cached_request(
     assert len(repeated) <= 2 and set(repeated) <= sent_before
     assert sum(counts.values()) == n_test + len(repeated)
     assert summarize_project(Project.load(project)).candidates[0].accuracy == 1.0
+
+
+def test_a_key_from_the_keys_file_is_used_and_never_written(
+    tmp_path: Path, example_project: Path
+) -> None:
+    secret = "sk-proj-0123456789abcdefghijklmnopqrstuvwxyz"
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(f"OPENAI_API_KEY: {secret}\n")
+    keys.chmod(0o600)
+    with FakeLLMServer(Oracle(example_project), require_key=True) as server:
+        project = llm_project(tmp_path, example_project, server, ZERO)
+        env = {**os.environ, "ADAPTLAB_KEYS_FILE": str(keys), "COLUMNS": "200"}
+        runs = [
+            subprocess.run(
+                [sys.executable, "-m", "adaptlab", *args, "-p", str(project)],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
+            for args in (["run"], ["report"])
+        ]
+    assert all(r.returncode == 0 for r in runs), runs
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    assert server.calls and all(c.key_sha256 == digest for c in server.calls)
+    assert all(secret not in str(c.headers) for c in server.calls)
+    assert all(secret not in r.stdout + r.stderr for r in runs)
+    files = [f for f in project.rglob("*") if f.is_file()]
+    assert any(f.name == "report.html" for f in files)
+    assert not [f for f in files if secret.encode() in f.read_bytes()]

@@ -121,6 +121,7 @@ class ChatCall:
     key_present: bool  # an Authorization: Bearer / x-api-key header was sent
     headers: dict[str, str] = field(default_factory=dict)  # lower-cased, secrets removed
     fault: str | None = None
+    key_sha256: str | None = None  # the key's hash, so a test can tell which key came
 
 
 Responder = Callable[[ChatCall], str]
@@ -769,6 +770,7 @@ class FakeLLMServer:
                 system=system,
                 key_present=bool(auth),
                 headers=kept,
+                key_sha256=hashlib.sha256(auth.encode()).hexdigest() if auth else None,
             )
             # Decided under the lock so plans that count (fail_first) see arrival order.
             fault = self.faults(call) if self.faults is not None else None
