@@ -59,9 +59,13 @@ def __getattr__(name: str) -> Any:
 
 
 def summarize_project(project: Project, run_id: str | None = None) -> RunSummary:
-    """The summary of a project's latest (or a given) run, recomputed from the store."""
+    """The summary of a project's latest (or a given) run, recomputed from the store.
+
+    A generation task scored by an LLM judge grades through the project's response
+    cache, so summarising again sends no request twice.
+    """
     from adaptlab.evaluation.summary import summarize
     from adaptlab.store import RunStore
 
     with RunStore(project.store_path) as store:
-        return summarize(store, run_id)
+        return summarize(store, run_id, llm_cache=project.llm_cache_path)

@@ -432,6 +432,7 @@ def load_config(path: str | Path) -> ProjectConfig:
             ) from None
         _check_candidate_model(config, i, strategy, file, root)
     _check_llms(config, file, root)
+    _check_judge(config, file, root)
     if config.task == "extraction":
         config.schema_ = _load_schema(config.schema_, file, root)
     return config
@@ -504,6 +505,26 @@ def _check_llms(config: ProjectConfig, file: Path, root: yaml.Node | None) -> No
                 line=_node_line(root, ("llms", name, "adapter")),
                 fix="remove 'adapter:', or use backend 'hf' with a local checkpoint",
             )
+
+
+def _check_judge(config: ProjectConfig, file: Path, root: yaml.Node | None) -> None:
+    ev = config.evaluation
+    if config.task != "generation" or ev.generation_metric != "judge":
+        return
+    if ev.judge_llm is None or ev.judge_llm not in config.llms:
+        close = difflib.get_close_matches(ev.judge_llm or "", list(config.llms), n=1)
+        raise ConfigError(
+            "generation_metric 'judge' needs a judge model"
+            if ev.judge_llm is None
+            else f"judge_llm '{ev.judge_llm}' is not under 'llms:'",
+            file=file,
+            line=_node_line(
+                root, ("evaluation", "judge_llm" if ev.judge_llm else "generation_metric")
+            ),
+            fix=(f"did you mean '{close[0]}'? " if close else "")
+            + "set evaluation.judge_llm to an entry under 'llms:'"
+            + (f" ({', '.join(config.llms)})" if config.llms else ""),
+        )
 
 
 def _load_schema(value: Any, file: Path, root: yaml.Node | None) -> dict[str, Any]:

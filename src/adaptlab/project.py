@@ -7,7 +7,7 @@ from pathlib import Path
 
 from adaptlab.config import CONFIG_FILE, ProjectConfig, key_line, load_config
 from adaptlab.data import DataReport, Example, Split, check_examples, load_examples
-from adaptlab.data.split import stratified_split
+from adaptlab.data.split import split_examples
 from adaptlab.errors import ConfigError
 
 
@@ -51,7 +51,7 @@ class Project:
 
     # data ---------------------------------------------------------------
     def _load(self, rel: str, key: str) -> list[Example]:
-        d = self.config.data
+        d, schema = self.config.data, self.config.schema_
         if not (self.root / rel).exists():
             cfg = self.root / CONFIG_FILE
             raise ConfigError(
@@ -66,6 +66,8 @@ class Project:
             label_field=d.label_field,
             fmt=d.format,
             encoding=d.encoding,
+            task=self.config.task,
+            schema=schema if isinstance(schema, dict) else None,
         )
 
     def load_data(self) -> tuple[list[Example], list[Example] | None]:
@@ -84,6 +86,7 @@ class Project:
             list(self.config.labels),
             test=test or (),
             conflicts=self.config.data.conflicts,
+            task=self.config.task,
         )
 
     def split(self) -> Split:
@@ -91,8 +94,9 @@ class Project:
         self.check_data().raise_on_errors()
         examples, test = self.load_data()
         d = self.config.data
-        return stratified_split(
+        return split_examples(
             examples,
+            task=self.config.task,
             test_size=d.test_size,
             val_size=d.val_size,
             seed=self.config.seed,

@@ -58,21 +58,31 @@ def fmt_p(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+_SHORT = {"accuracy": "acc.", "field_f1": "field F1", "token_f1": "tok. F1", "exact_match": "EM"}
+
+
 def results_table(summary: RunSummary) -> Any:
     """The rich table `run`, `demo` and `report` print; fits an 80-column terminal."""
     from rich import box
     from rich.table import Table
 
     rec = summary.recommendation
+    info = summary.metric_info
+    name = _SHORT.get(info.key, info.name)
+
+    def fmt(x: float) -> str:
+        return fmt_pct(x) if info.percent else f"{x:.3f}"
+
     table = Table(
         title=f"{summary.project}: {summary.split.get('test', 0)} test examples",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
     table.add_column("candidate", no_wrap=True)
+    classification = summary.task == "classification"
     for col in (
-        "acc. %\n95% CI",
-        "macro\nF1 %",
+        f"{name}{' %' if info.percent else ''}\n{summary.confidence:.0%} CI",
+        "macro\nF1 %" if classification else "valid\n%",
         "p vs\nbest",
         "ms p50\np95",
         "fit s",
@@ -82,10 +92,15 @@ def results_table(summary: RunSummary) -> Any:
         table.add_column(col, justify="right", no_wrap=True)
     for c in summary.candidates:
         tags = [t for t, on in (("★ winner", c.name == rec.winner), ("cached", c.reused)) if on]
+        ci = c.quality_ci
+        if c.metrics is not None:
+            second = fmt_pct(c.metrics.macro_f1)
+        else:
+            second = fmt_pct(c.valid_rate) if c.valid_rate is not None else "–"
         table.add_row(
             c.name + ("\n" + ", ".join(tags) if tags else ""),
-            f"{fmt_pct(c.accuracy)}\n{fmt_pct(c.accuracy_ci.low)}–{fmt_pct(c.accuracy_ci.high)}",
-            fmt_pct(c.metrics.macro_f1),
+            f"{fmt(c.quality)}\n{fmt(ci.low)}–{fmt(ci.high)}",
+            second,
             "best" if c.vs_best is None else fmt_p(c.vs_best.p_value),
             f"{c.latency_p50_ms:.1f}\n{c.latency_p95_ms:.1f}",
             f"{c.fit_seconds:.1f}",

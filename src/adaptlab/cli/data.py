@@ -23,13 +23,27 @@ def check(project_dir: str) -> None:
 
     project = Project.load(project_dir)
     report = project.check_data()
-    table = Table(title=f"{report.n_examples} examples, mean {report.mean_words:.1f} words")
-    table.add_column("label")
-    table.add_column("examples", justify="right")
-    table.add_column("description")
-    for label, n in report.label_counts.items():
-        table.add_row(label, str(n), project.config.labels[label])
-    console.print(table)
+    title = f"{report.n_examples} examples, mean {report.mean_words:.1f} words"
+    if report.task == "classification":
+        table = Table(title=title)
+        table.add_column("label")
+        table.add_column("examples", justify="right")
+        table.add_column("description")
+        for label, n in report.label_counts.items():
+            table.add_row(label, str(n), project.config.labels[label])
+        console.print(table)
+    elif report.task == "extraction":
+        table = Table(title=f"{title}; target fields")
+        table.add_column("field")
+        table.add_column("examples with a value", justify="right")
+        for name, n in report.field_counts.items():
+            table.add_row(name, f"{n} ({n / max(report.n_examples, 1):.0%})")
+        console.print(table)
+    else:
+        console.print(
+            f"{title} per input, {report.mean_target_words:.1f} per reference answer",
+            soft_wrap=True,
+        )
     for issue in report.warnings:
         console.print(f"[yellow]warning:[/] {issue}", soft_wrap=True)
     if report.errors:

@@ -1,4 +1,13 @@
-"""Read labelled examples from JSONL or CSV, naming file and line for every problem."""
+"""Read labelled examples from JSONL or CSV, naming file and line for every problem.
+
+What a record's label field holds depends on the task:
+
+* classification: a label (a string);
+* extraction: the target JSON object (in JSONL an object, in CSV a cell holding one),
+  checked against the project's schema and kept as canonical JSON text (sorted keys,
+  non-ASCII kept), so equal objects are equal strings;
+* generation: the reference answer (a non-empty string).
+"""
 
 from __future__ import annotations
 
@@ -7,14 +16,20 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from adaptlab.errors import DataError, Issue
+
+Task = Literal["classification", "extraction", "generation"]
 
 
 @dataclass(frozen=True)
 class Example:
-    """One labelled input; ``file`` and ``line`` point back to where it came from."""
+    """One labelled input; ``file`` and ``line`` point back to where it came from.
+
+    ``label`` is the target as text: a label, the canonical JSON of an extraction
+    target (see :func:`canonical_json`) or a reference answer.
+    """
 
     text: str
     label: str
@@ -49,8 +64,15 @@ def _decode(path: Path, encoding: str) -> str:
 
 
 def _field(
-    record: dict[str, Any], name: str, path: Path, line: int, role: str, issues: list[Issue]
+    record: dict[str, Any],
+    name: str,
+    path: Path,
+    line: int,
+    role: str,
+    issues: list[Issue],
+    what: str = "",
 ) -> str | None:
+    """The stripped text of a field; ``what`` names its meaning in the empty-field issue."""
     if name not in record:
         close = ", ".join(sorted(record)) or "none"
         issues.append(
@@ -79,15 +101,107 @@ def _field(
     if not text:
         issues.append(
             Issue(
-                f"{role} field '{name}' is empty",
+                f"{role} field '{name}' is empty" + (f" ({what})" if what else ""),
                 file=str(path),
                 line=line,
-                fix="fill it in or delete the record",
+                fix=f"write {what} or delete the record"
+                if what
+                else "fill it in or delete the record",
                 code="empty-text",
             )
         )
         return None
     return text
+
+
+def canonical_json(obj: Any) -> str:
+    """The one text form of a JSON value: sorted keys, non-ASCII kept, default separators.
+
+    The runner stores a parsed extraction answer in the same form, so a prediction and
+    its target compare as strings.
+    """
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False)
+
+
+def _extraction_target(
+    record: dict[str, Any],
+    name: str,
+    path: Path,
+    line: int,
+    schema: dict[str, Any] | None,
+    issues: list[Issue],
+) -> str | None:
+    """The target object of an extraction record as canonical JSON, or None with an issue."""
+    if name not in record:
+        return _field(record, name, path, line, "label", issues)  # the missing-field issue
+    value = record[name]
+    example = 'write the target as a JSON object, e.g. {"field": "value"}'
+    if isinstance(value, str):
+        # CSV has no objects: the cell holds the object's JSON (JSONL may do the same).
+        if not value.strip():
+            issues.append(
+                Issue(
+                    f"label field '{name}' is empty",
+                    file=str(path),
+                    line=line,
+                    fix=f"{example}, or delete the record",
+                    code="empty-text",
+                )
+            )
+            return None
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            issues.append(
+                Issue(
+                    f"label field '{name}' is not valid JSON (column {exc.colno}: {exc.msg})",
+                    file=str(path),
+                    line=line,
+                    fix=example + " (in CSV, quote the cell and double its quotes: "
+                    '"{""field"": ""value""}")',
+                    code="bad-target",
+                )
+            )
+            return None
+    if not isinstance(value, dict):
+        issues.append(
+            Issue(
+                f"label field '{name}' must be a JSON object for an extraction task, "
+                f"got {_json_type(value)}",
+                file=str(path),
+                line=line,
+                fix=example,
+                code="not-object-target",
+            )
+        )
+        return None
+    if schema is not None:
+        from adaptlab.evaluation.text_metrics import validate_json
+
+        _, errors = validate_json(value, schema)
+        if errors:
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            issues.append(
+                Issue(
+                    f"the target does not follow the schema: {errors[0]}{more}",
+                    file=str(path),
+                    line=line,
+                    fix="correct the target, or change 'schema:' in adaptlab.yaml if the "
+                    "schema is what is wrong",
+                    code="schema-violation",
+                )
+            )
+            return None
+    return canonical_json(value)
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "an array", bool: "a boolean", int: "a number", float: "a number"}
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return "a string"
+    return names.get(type(value), type(value).__name__)
 
 
 def _records_jsonl(text: str, path: Path) -> list[tuple[int, Any]]:
@@ -151,11 +265,14 @@ def load_examples(
     label_field: str = "label",
     fmt: str = "auto",
     encoding: str = "utf-8",
+    task: Task = "classification",
+    schema: dict[str, Any] | None = None,
 ) -> list[Example]:
     """Load every record; raise :class:`DataError` listing each record that is unusable.
 
     Nothing is dropped silently: a record with a missing or empty field stops the
-    load with its line number, so the user fixes or deletes it on purpose.
+    load with its line number, so the user fixes or deletes it on purpose. For an
+    extraction ``task`` the target must be a JSON object that follows ``schema``.
     """
     path = Path(path)
     if not path.exists():
@@ -200,7 +317,11 @@ def load_examples(
             )
             continue
         text_value = _field(record, input_field, path, lineno, "input", issues)
-        label_value = _field(record, label_field, path, lineno, "label", issues)
+        if task == "extraction":
+            label_value = _extraction_target(record, label_field, path, lineno, schema, issues)
+        else:
+            what = "the reference answer" if task == "generation" else ""
+            label_value = _field(record, label_field, path, lineno, "label", issues, what)
         if text_value is not None and label_value is not None:
             examples.append(Example(text_value, label_value, str(path), lineno))
     if issues:

@@ -2,6 +2,10 @@
 
 Thresholds come from the product brief: fine-tuning wants at least 100–200 good
 examples, 1,000–10,000 is the sweet spot, and classes should be balanced.
+
+Label checks (unknown labels, examples per class, balance) apply to classification
+only; duplicates, conflicts (the same input with different targets) and data size
+apply to every task.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adaptlab.data.load import Example
+from adaptlab.data.load import Example, Task
 from adaptlab.errors import DataError, Issue
 
 MIN_FINETUNE_EXAMPLES = 100
@@ -38,10 +42,14 @@ class DataReport:
     """What ``adaptlab data check`` prints: statistics plus errors and warnings."""
 
     n_examples: int
-    label_counts: dict[str, int]
+    label_counts: dict[str, int]  # classification only; empty for the other tasks
     issues: list[Issue] = field(default_factory=list)
     duplicate_groups: int = 0
     mean_words: float = 0.0
+    task: str = "classification"
+    # extraction: examples whose target has a value at each field (list indices as [])
+    field_counts: dict[str, int] = field(default_factory=dict)
+    mean_target_words: float = 0.0  # generation: words per reference answer
 
     @property
     def errors(self) -> list[Issue]:
@@ -61,17 +69,28 @@ def _lines(examples: Sequence[Example]) -> str:
     return shown + (" …" if len(examples) > 8 else "")
 
 
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _target_key(label: str, task: str) -> str:
+    """What makes two targets the same: labels and JSON exactly, references as normalised."""
+    return normalise(label) if task == "generation" else label
+
+
 def check_examples(
     examples: Sequence[Example],
     labels: Sequence[str],
     *,
     test: Sequence[Example] = (),
     conflicts: str = "error",
+    task: Task = "classification",
 ) -> DataReport:
     """Validate ``examples`` (and an optional user-provided ``test`` set) against ``labels``."""
     known = set(labels)
     issues: list[Issue] = []
-    for ex in [*examples, *test]:
+    classification = task == "classification"
+    for ex in [*examples, *test] if classification else ():
         if ex.label not in known:
             issues.append(
                 Issue(
@@ -93,14 +112,18 @@ def check_examples(
             continue
         dup_groups += 1
         first = members[0]
-        found = sorted({m.label for m in members})
+        targets = {_target_key(m.label, task): m.label for m in members}
+        found = (
+            sorted(targets.values()) if classification else sorted(map(_short, targets.values()))
+        )
         if len(found) > 1:
+            what = "labels" if classification else "targets"
             issues.append(
                 Issue(
-                    f"the same input has conflicting labels {found} on lines {_lines(members)}",
+                    f"the same input has conflicting {what} {found} on lines {_lines(members)}",
                     file=first.file,
                     line=first.line,
-                    fix="decide on one label for this input and correct the others "
+                    fix=f"decide on one {what[:-1]} for this input and correct the others "
                     "(or set data.conflicts: warn to keep both)",
                     severity=conflicts,
                     code="conflicting-duplicate",
@@ -121,14 +144,69 @@ def check_examples(
                 )
             )
 
+    path = examples[0].file if examples else None
+    if classification:
+        issues.extend(_label_issues(examples, labels, path, bool(test)))
+    n = len(examples)
+    if n < MIN_FINETUNE_EXAMPLES:
+        issues.append(
+            Issue(
+                f"{n} examples: below the {MIN_FINETUNE_EXAMPLES}–{MIN_FINETUNE_EXAMPLES_GOOD} "
+                "fine-tuning needs; expect prompting to win",
+                file=path,
+                severity="warning",
+                code="small-data",
+            )
+        )
+    mean_words = sum(len(e.text.split()) for e in examples) / n if n else 0.0
+    counts = Counter(ex.label for ex in examples) if classification else Counter[str]()
+    report = DataReport(
+        n_examples=n,
+        label_counts={label: counts.get(label, 0) for label in labels} if classification else {},
+        issues=issues,
+        duplicate_groups=dup_groups,
+        mean_words=mean_words,
+        task=task,
+    )
+    if task == "extraction":
+        report.field_counts = _field_counts(examples)
+    elif task == "generation" and n:
+        report.mean_target_words = sum(len(e.label.split()) for e in examples) / n
+    return report
+
+
+def _field_counts(examples: Sequence[Example]) -> dict[str, int]:
+    """Per field (list indices as ``[]``): how many targets give it a value."""
+    import json
+
+    from adaptlab.evaluation.text_metrics import field_group, flatten_fields
+
+    counts: Counter[str] = Counter()
+    for ex in examples:
+        flat = flatten_fields(json.loads(ex.label))
+        counts.update({field_group(path) for path, value in flat.items() if _has_value(value)})
+    return dict(sorted(counts.items()))
+
+
+def _has_value(value: object) -> bool:
+    if isinstance(value, str):
+        return bool(value.strip())
+    return value is not None and value != []
+
+
+def _label_issues(
+    examples: Sequence[Example], labels: Sequence[str], path: str | None, own_test: bool
+) -> list[Issue]:
+    """Examples per class and class balance (classification only)."""
+    known = set(labels)
+    issues: list[Issue] = []
     counts = Counter(ex.label for ex in examples)
     first_line = {}
     for ex in reversed(examples):
         first_line[ex.label] = ex.line
-    path = examples[0].file if examples else None
     for label in labels:
         n = counts.get(label, 0)
-        if n < MIN_PER_CLASS and not test:
+        if n < MIN_PER_CLASS and not own_test:
             issues.append(
                 Issue(
                     f"label '{label}' has {n} example(s); at least {MIN_PER_CLASS} are needed "
@@ -164,25 +242,7 @@ def check_examples(
                 code="imbalance",
             )
         )
-    n = len(examples)
-    if n < MIN_FINETUNE_EXAMPLES:
-        issues.append(
-            Issue(
-                f"{n} examples: below the {MIN_FINETUNE_EXAMPLES}–{MIN_FINETUNE_EXAMPLES_GOOD} "
-                "fine-tuning needs; expect prompting to win",
-                file=path,
-                severity="warning",
-                code="small-data",
-            )
-        )
-    mean_words = sum(len(e.text.split()) for e in examples) / n if n else 0.0
-    return DataReport(
-        n_examples=n,
-        label_counts={label: counts.get(label, 0) for label in labels},
-        issues=issues,
-        duplicate_groups=dup_groups,
-        mean_words=mean_words,
-    )
+    return issues
 
 
 def find_leakage(train: Sequence[Example], test: Sequence[Example]) -> list[Issue]:

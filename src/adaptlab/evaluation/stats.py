@@ -1,9 +1,16 @@
-"""Confidence intervals and paired significance tests for classification runs."""
+"""Confidence intervals and paired significance tests.
+
+Classification runs resample label codes (:func:`bootstrap_ci`, :func:`mcnemar`,
+:func:`paired_bootstrap`). Scores of other tasks are per-example columns whose
+column means determine the metric: one column of scores for a mean (token F1,
+similarity, a judge's grade) or tp/fp/fn counts for a micro F1; those resample
+examples through :func:`bootstrap_stat_ci` and :func:`paired_bootstrap_stat`.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -188,6 +195,98 @@ def paired_bootstrap(
     p = min(1.0, 2.0 * min(share_le, share_ge))
     b, c, n = _discordant(gold_codes == pred_a, gold_codes == pred_b)
     return PairedTest("paired-bootstrap", observed, p, b, c, (b - c) / n)
+
+
+#: Maps column means (rows x columns) to one metric value per row.
+Statistic = Callable[[FloatArray], FloatArray]
+
+
+def mean_stat(means: FloatArray) -> FloatArray:
+    """The metric of one column of per-example scores: its mean."""
+    out: FloatArray = means[:, 0]
+    return out
+
+
+def micro_f1_stat(means: FloatArray) -> FloatArray:
+    """Micro F1 from tp/fp/fn columns: 2tp / (2tp + fp + fn); 1.0 where all are zero."""
+    tp, fp, fn = means[:, 0], means[:, 1], means[:, 2]
+    den = 2.0 * tp + fp + fn
+    out = np.ones_like(den)
+    np.divide(2.0 * tp, den, out=out, where=den > 0)
+    return out
+
+
+def _columns(values: FloatArray) -> FloatArray:
+    cols = np.asarray(values, dtype=np.float64)
+    if cols.ndim == 1:
+        cols = cols[:, None]
+    if cols.ndim != 2 or cols.shape[0] == 0:
+        raise ValueError("values must be a non-empty (examples x columns) array")
+    return cols
+
+
+def _resampled(cols: FloatArray, resamples: int, seed: int) -> Iterator[FloatArray]:
+    """Column means of each bootstrap resample, in memory-bounded blocks."""
+    n, k = cols.shape
+    rng = np.random.default_rng(seed)
+    block = max(1, _MAX_CELLS // (n * k))
+    for start in range(0, resamples, block):
+        rows = min(block, resamples - start)
+        idx = rng.integers(0, n, size=(rows, n), dtype=np.int64)
+        yield cols[idx].mean(axis=1)
+
+
+def bootstrap_stat_ci(
+    values: FloatArray,
+    stat: Statistic = mean_stat,
+    *,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """Percentile bootstrap interval of ``stat`` over per-example ``values`` (n or n x k)."""
+    _check_resampling(resamples)
+    if not 0.0 < confidence < 1.0:
+        raise ValueError("confidence must lie strictly between 0 and 1")
+    cols = _columns(values)
+    estimate = float(stat(cols.mean(axis=0, keepdims=True))[0])
+    stats = np.concatenate([stat(m) for m in _resampled(cols, resamples, seed)])
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(stats, [tail, 100.0 - tail])
+    return Interval(estimate=estimate, low=float(low), high=float(high))
+
+
+def paired_bootstrap_stat(
+    values_a: FloatArray,
+    values_b: FloatArray,
+    stat: Statistic = mean_stat,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> PairedTest:
+    """Two-sided paired bootstrap test of stat(a) - stat(b) on the same examples.
+
+    Both systems are resampled with the same indices. ``a_only`` / ``b_only`` count the
+    examples where a, respectively b, scores higher; ``statistic`` and ``diff`` are the
+    observed gap.
+    """
+    _check_resampling(resamples)
+    a, b = _columns(values_a), _columns(values_b)
+    if a.shape != b.shape:
+        raise ValueError(f"a has shape {a.shape} but b has {b.shape}")
+    observed = float(
+        stat(a.mean(axis=0, keepdims=True))[0] - stat(b.mean(axis=0, keepdims=True))[0]
+    )
+    both = np.concatenate([a, b], axis=1)
+    k = a.shape[1]
+    diffs = np.concatenate(
+        [stat(m[:, :k]) - stat(m[:, k:]) for m in _resampled(both, resamples, seed)]
+    )
+    p = min(1.0, 2.0 * min(float(np.mean(diffs <= 0.0)), float(np.mean(diffs >= 0.0))))
+    per_a, per_b = stat(a), stat(b)
+    a_only = int(np.count_nonzero(per_a > per_b))
+    b_only = int(np.count_nonzero(per_b > per_a))
+    return PairedTest("paired-bootstrap", observed, p, a_only, b_only, observed)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -1,23 +1,51 @@
 """Everything a report shows, recomputed from the predictions in the run store.
 
 Nothing here trusts a number written at run time except measured seconds: every
-accuracy, interval, test and cost is derived again from stored prediction rows.
+score, interval, test and cost is derived again from stored prediction rows (a
+judge's grades are re-read from the response cache and parsed again).
+
+Each candidate has one primary metric, the task's (see :mod:`adaptlab.evaluation.scoring`):
+accuracy for classification, field F1 for extraction, ``evaluation.generation_metric``
+for generation. "vs best" compares per-example scores on the same examples: McNemar's
+test where every example scores 0 or 1, else a paired bootstrap of the metric's gap.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from adaptlab.config import ProjectConfig
 from adaptlab.data.validate import MIN_FINETUNE_EXAMPLES, MIN_FINETUNE_EXAMPLES_GOOD, SWEET_SPOT
 from adaptlab.errors import AdaptlabError
-from adaptlab.evaluation.metrics import ClassificationMetrics, classification_metrics, encode
-from adaptlab.evaluation.stats import Interval, PairedTest, bootstrap_ci, mcnemar, percentile
+from adaptlab.evaluation.judge import JudgeStats
+from adaptlab.evaluation.metrics import ClassificationMetrics
+from adaptlab.evaluation.scoring import (
+    INVALID,
+    METRICS,
+    ExtractionSummary,
+    GenerationSummary,
+    MetricInfo,
+    ScoredAnswer,
+    Scorer,
+    metric_stat,
+    primary_metric,
+)
+from adaptlab.evaluation.stats import (
+    Interval,
+    PairedTest,
+    mcnemar,
+    paired_bootstrap_stat,
+    percentile,
+)
 from adaptlab.store import PredictionRow, RunStore
+
+if TYPE_CHECKING:
+    from adaptlab.strategies.base import ProgressSink
 
 HIGH_VOLUME = 100_000  # requests/month where the seeds' rule of thumb flips to fine-tuning
 
@@ -30,9 +58,10 @@ class CandidateSummary:
     key: str
     reused: bool
     trains_weights: bool
-    metrics: ClassificationMetrics
-    accuracy_ci: Interval
-    macro_f1_ci: Interval
+    metric: str  # key of the primary metric, see scoring.METRICS
+    quality_ci: Interval  # the primary metric and its bootstrap interval
+    columns: np.ndarray  # per-example columns whose means give the metric
+    n: int  # holdout answers scored
     latency_p50_ms: float
     latency_p95_ms: float
     throughput_per_s: float
@@ -44,7 +73,12 @@ class CandidateSummary:
     monthly_cost_usd: float
     curves: list[tuple[int, float, str, str, float]]
     info: dict[str, Any]
-    correct: np.ndarray
+    # The task's detail: exactly one of these is set.
+    metrics: ClassificationMetrics | None = None
+    extraction: ExtractionSummary | None = None
+    generation: GenerationSummary | None = None
+    macro_f1_ci: Interval | None = None  # classification
+    answers: list[ScoredAnswer] = field(default_factory=list)  # lowest-scoring; not classification
     vs_best: PairedTest | None = None
     # Generative candidates: measured tokens, API cost and how answers parsed.
     llm: str | None = None  # "openai:gpt-4o-mini"
@@ -54,14 +88,43 @@ class CandidateSummary:
     price_kind: str | None = None
     unparsed: int = 0  # answers no label (or valid object) could be read from
     statuses: dict[str, int] = field(default_factory=dict)
+    valid_rate: float | None = None  # holdout answers that parsed (and fit the schema)
     # Consistency: the same input answered n times.
     consistency_samples: int = 0
     agreement: float | None = None  # mean share of samples that agree with the majority
     format_validity: float | None = None  # share of samples that parsed / validated
 
     @property
+    def quality(self) -> float:
+        """The primary metric's value (accuracy, field F1, token F1, …)."""
+        return self.quality_ci.estimate
+
+    @property
+    def metric_info(self) -> MetricInfo:
+        return METRICS[self.metric]
+
+    @property
+    def metric_name(self) -> str:
+        return self.metric_info.name
+
+    @property
+    def scores(self) -> np.ndarray:
+        """The primary metric of each example on its own (per-example F1 for extraction)."""
+        return metric_stat(self.metric)(self.columns)
+
+    @property
+    def correct(self) -> np.ndarray:
+        """Examples that scored full marks (for classification: answered correctly)."""
+        return np.asarray(self.scores >= 1.0)
+
+    @property
     def accuracy(self) -> float:
-        return self.metrics.accuracy
+        """The primary metric under its classification name; prefer :attr:`quality`."""
+        return self.quality
+
+    @property
+    def accuracy_ci(self) -> Interval:
+        return self.quality_ci
 
 
 @dataclass
@@ -96,6 +159,18 @@ class RunSummary:
     recommendation: Recommendation
     break_even: list[BreakEven]
     config: dict[str, Any]
+    task: str = "classification"
+    metric: str = "accuracy"  # the primary metric every candidate is ranked by
+    judge: JudgeStats | None = None  # generation_metric 'judge': what grading took
+
+    @property
+    def metric_info(self) -> MetricInfo:
+        return METRICS[self.metric]
+
+    @property
+    def confidence(self) -> float:
+        """Confidence level of the intervals."""
+        return float(self.config.get("evaluation", {}).get("confidence", 0.95))
 
     def candidate(self, name: str) -> CandidateSummary:
         return next(c for c in self.candidates if c.name == name)
@@ -110,32 +185,17 @@ def _usd(x: float) -> str:
     return f"{x:.3g}"
 
 
-def _candidate(
-    store: RunStore,
-    link: Any,
-    labels: list[str],
-    cfg: ProjectConfig,
-) -> CandidateSummary:
+def _candidate(store: RunStore, link: Any, cfg: ProjectConfig, scorer: Scorer) -> CandidateSummary:
     key = link["result_key"]
     res = store.result(key)
     rows: list[PredictionRow] = store.predictions(key)
-    gold = [r.gold for r in rows]
-    pred = [r.predicted for r in rows]
-    metrics = classification_metrics(gold, pred, labels)
-    g, p = encode(gold, pred, labels)
-    ev = cfg.evaluation
-    ci = {
-        m: bootstrap_ci(
-            g,
-            p,
-            len(labels),
-            metric=m,
-            resamples=ev.bootstrap_resamples,
-            confidence=ev.confidence,
-            seed=cfg.seed,
+    if not rows:
+        raise AdaptlabError(
+            f"candidate '{link['name']}' has no stored predictions",
+            file=store.path,
+            fix="rerun it with 'adaptlab run --force'",
         )
-        for m in ("accuracy", "macro_f1")
-    }
+    scored = scorer.score(rows)
     lat = [r.latency_ms for r in rows if r.latency_ms is not None]
     n = max(res.n_predictions, 1)
     cpu_per_req = res.predict_cpu_seconds / n
@@ -154,9 +214,10 @@ def _candidate(
         key=key,
         reused=bool(link["reused"]),
         trains_weights=res.trains_weights,
-        metrics=metrics,
-        accuracy_ci=ci["accuracy"],
-        macro_f1_ci=ci["macro_f1"],
+        metric=scored.metric,
+        quality_ci=scored.ci,
+        columns=scored.columns,
+        n=len(rows),
         latency_p50_ms=percentile(lat, 50),
         latency_p95_ms=percentile(lat, 95),
         throughput_per_s=res.n_predictions / res.predict_seconds if res.predict_seconds else 0.0,
@@ -168,7 +229,11 @@ def _candidate(
         monthly_cost_usd=monthly,
         curves=store.curves(key),
         info=res.info,
-        correct=(g == p),
+        metrics=scored.metrics,
+        extraction=scored.extraction,
+        generation=scored.generation,
+        macro_f1_ci=scored.macro_f1_ci,
+        answers=scored.answers,
         **extra,
     )
 
@@ -184,13 +249,14 @@ def _generative(
     statuses = Counter(r.status for r in rows if r.status is not None)
     if statuses:
         out["statuses"] = dict(statuses)
-        out["unparsed"] = statuses.get("unparsed", 0) + statuses.get("invalid", 0)
+        out["unparsed"] = sum(statuses.get(st, 0) for st in INVALID)
+        out["valid_rate"] = 1 - out["unparsed"] / len(rows)
     if consistency:
         by_input: dict[int, list[Any]] = {}
         for idx, _sample, pred, _status in consistency:
             by_input.setdefault(idx, []).append(pred)
         agree = [Counter(v).most_common(1)[0][1] / len(v) for v in by_input.values()]
-        valid = [st not in ("unparsed", "invalid") for *_, st in consistency]
+        valid = [st not in INVALID for *_, st in consistency]
         out["consistency_samples"] = max(len(v) for v in by_input.values())
         out["agreement"] = float(np.mean(agree))
         out["format_validity"] = float(np.mean(valid))
@@ -260,11 +326,43 @@ def _volume_rule(monthly: int) -> str:
     )
 
 
+def _test_name(test: PairedTest) -> str:
+    return "McNemar" if test.name.startswith("mcnemar") else "paired bootstrap"
+
+
+def p_bound(test: PairedTest, resamples: int) -> float | None:
+    """The resolution of a bootstrap p-value of 0: with R resamples it only says p < 2/R."""
+    if test.name == "paired-bootstrap" and test.p_value == 0:
+        return 2 / resamples
+    return None
+
+
+def _p_text(test: PairedTest, cfg: ProjectConfig) -> str:
+    bound = p_bound(test, cfg.evaluation.bootstrap_resamples)
+    p = f"p < {bound:.2g}" if bound is not None else f"p = {test.p_value:.3g}"
+    return f"{_test_name(test)} {p}"
+
+
+def compare(best: CandidateSummary, other: CandidateSummary, cfg: ProjectConfig) -> PairedTest:
+    """Paired test of ``best`` against ``other`` on the same examples (diff = best - other)."""
+    if best.metric_info.binary:
+        return mcnemar(best.correct, other.correct)
+    return paired_bootstrap_stat(
+        best.columns,
+        other.columns,
+        metric_stat(best.metric),
+        resamples=cfg.evaluation.bootstrap_resamples,
+        seed=cfg.seed,
+    )
+
+
 def recommend(
     candidates: list[CandidateSummary], cfg: ProjectConfig, n_train: int
 ) -> Recommendation:
     """Name a winner only when its lead is significant; else the cheapest within noise."""
-    best = max(candidates, key=lambda c: (c.accuracy, -c.monthly_cost_usd))
+    best = max(candidates, key=lambda c: (c.quality, -c.monthly_cost_usd))
+    info = best.metric_info
+    fmt = info.fmt
     alpha = cfg.evaluation.alpha
     others = [c for c in candidates if c is not best]
     rules = [_data_rule(n_train), _volume_rule(cfg.cost.monthly_requests)]
@@ -274,22 +372,24 @@ def recommend(
             best.name,
             "only-candidate",
             [
-                f"{best.name} is the only candidate in this run ({pct(best.accuracy)}); "
+                f"{best.name} is the only candidate in this run ({fmt(best.quality)}); "
                 "nothing was compared, so this is no recommendation (run all candidates).",
                 priors,
             ],
             rules,
         )
     if all(c.vs_best is not None and c.vs_best.p_value < alpha for c in others):
-        runner_up = max(others, key=lambda c: c.accuracy) if others else None
+        runner_up = max(others, key=lambda c: c.quality) if others else None
+        ci = best.quality_ci
         reason = (
-            f"{best.name} has the highest accuracy, {pct(best.accuracy)} "
-            f"(95% CI {pct(best.accuracy_ci.low)}–{pct(best.accuracy_ci.high)})"
+            f"{best.name} has the highest {info.name}, {fmt(best.quality)} "
+            f"({cfg.evaluation.confidence:.0%} CI {fmt(ci.low)}–{fmt(ci.high)})"
         )
         if runner_up is not None and runner_up.vs_best is not None:
+            test = runner_up.vs_best
             reason += (
                 f", significantly above the runner-up {runner_up.name} at "
-                f"{pct(runner_up.accuracy)} (McNemar p = {runner_up.vs_best.p_value:.3g})"
+                f"{fmt(runner_up.quality)} ({_p_text(test, cfg)})"
             )
         reasons = [reason + ".", priors]
         return Recommendation(best.name, "significant", reasons, rules)
@@ -303,39 +403,49 @@ def recommend(
 
     low = min(total(c) for c in tied)
     # Per-request cost comes from CPU time over a second or two of work, which moves by
-    # 10-20% between runs; costs that close are one cost, and among them the more
-    # accurate candidate is the better buy (else the pick would flip from run to run).
+    # 10-20% between runs; costs that close are one cost, and among them the better
+    # scoring candidate is the better buy (else the pick would flip from run to run).
     cheap = [c for c in tied if total(c) <= low * (1 + tolerance)]
-    pick = max(cheap, key=lambda c: (c.accuracy, -total(c)))
+    pick = max(cheap, key=lambda c: (c.quality, -total(c)))
     tied_names = ", ".join(c.name for c in tied if c is not pick)
     p_text = (
-        f" (McNemar p = {pick.vs_best.p_value:.3g} against {best.name})"
-        if pick.vs_best is not None
-        else ""
+        f" ({_p_text(pick.vs_best, cfg)} against {best.name})" if pick.vs_best is not None else ""
     )
     cost_text = (
         f"{_usd(total(pick))} USD over {horizon} months at the forecast volume "
         f"({_usd(pick.cost_per_1k_usd)} per 1,000 requests, {_usd(pick.setup_cost_usd)} setup)"
     )
+    better = "more accurate one" if info.key == "accuracy" else f"one with the higher {info.name}"
     if total(pick) > low:
         cheapest = min(cheap, key=total)
         cost_reason = (
             f"its cost, {cost_text}, is within {tolerance:.0%} of the cheapest "
             f"({cheapest.name}, {_usd(total(cheapest))} USD), which is measurement noise, so "
-            "the more accurate one is recommended"
+            f"the {better} is recommended"
         )
     else:
         cost_reason = f"it is the cheapest of them: {cost_text}"
     reasons = [
         f"No candidate is significantly better than all others: {pick.name} "
-        f"({pct(pick.accuracy)}) is within noise of {tied_names}{p_text}, and {cost_reason}.",
+        f"({fmt(pick.quality)} {info.name}) is within noise of {tied_names}{p_text}, and "
+        f"{cost_reason}.",
         priors,
     ]
     return Recommendation(pick.name, "cheapest-within-noise", reasons, rules)
 
 
-def summarize(store: RunStore, run_id: str | None = None) -> RunSummary:
-    """Rebuild a run's summary from the store (the latest finished run by default)."""
+def summarize(
+    store: RunStore,
+    run_id: str | None = None,
+    *,
+    llm_cache: str | Path | None = None,
+    progress: ProgressSink | None = None,
+) -> RunSummary:
+    """Rebuild a run's summary from the store (the latest finished run by default).
+
+    ``llm_cache`` is the project's response cache, where the judge's grades are kept
+    (default: ``llm_cache.db`` beside the store, as in a project's ``.adaptlab``).
+    """
     run = store.run(run_id) if run_id else store.latest_run()
     if run is None:
         raise AdaptlabError(
@@ -345,15 +455,19 @@ def summarize(store: RunStore, run_id: str | None = None) -> RunSummary:
             code="no-run",
         )
     cfg = ProjectConfig.model_validate(json.loads(run["config_json"]))
-    labels = list(cfg.labels)
     links = store.run_candidates(run["id"])
     if not links:
         raise AdaptlabError(f"run {run['id']} has no candidates", file=store.path)
-    cands = [_candidate(store, link, labels, cfg) for link in links]
-    best = max(cands, key=lambda c: (c.accuracy, -c.monthly_cost_usd))
+    cache = Path(llm_cache) if llm_cache is not None else store.path.with_name("llm_cache.db")
+    scorer = Scorer(cfg, llm_cache=cache, progress=progress)
+    try:
+        cands = [_candidate(store, link, cfg, scorer) for link in links]
+    finally:
+        scorer.close()
+    best = max(cands, key=lambda c: (c.quality, -c.monthly_cost_usd))
     for c in cands:
         if c is not best:
-            c.vs_best = mcnemar(best.correct, c.correct)
+            c.vs_best = compare(best, c, cfg)
     split = json.loads(run["split_json"])
     rec = recommend(cands, cfg, split.get("train", 0) + split.get("val", 0))
     prompt_like = [c for c in cands if not c.trains_weights] or cands
@@ -362,7 +476,7 @@ def summarize(store: RunStore, run_id: str | None = None) -> RunSummary:
         run_id=run["id"],
         project=run["project"],
         created_at=run["created_at"],
-        labels=labels,
+        labels=list(cfg.labels),
         split=split,
         model=json.loads(run["model_json"]),
         candidates=cands,
@@ -370,4 +484,7 @@ def summarize(store: RunStore, run_id: str | None = None) -> RunSummary:
         recommendation=rec,
         break_even=break_even(cands, baseline, cfg.cost.horizon_months),
         config=json.loads(run["config_json"]),
+        task=cfg.task,
+        metric=primary_metric(cfg),
+        judge=scorer.judge_stats,
     )

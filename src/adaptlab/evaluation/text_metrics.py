@@ -256,6 +256,7 @@ class ExtractionMetrics:
     per_example_f1: list[float]
     n: int
     unparsed: int
+    per_example_counts: tuple[Counts, ...] = ()  # summed over fields; for micro-F1 bootstraps
 
 
 def extraction_metrics(
@@ -273,11 +274,13 @@ def extraction_metrics(
     total = Counts()
     groups: dict[str, Counts] = {}
     per_example: list[float] = []
+    per_example_counts: list[Counts] = []
     unparsed = 0
     for pred, gold in zip(preds, golds, strict=True):
         scores = field_scores(pred, gold)
         unparsed += not scores.parsed
         per_example.append(scores.f1)
+        per_example_counts.append(scores.total)
         for path, counts in scores.fields.items():
             key = field_group(path)
             groups[key] = groups.get(key, Counts()) + counts
@@ -294,6 +297,7 @@ def extraction_metrics(
         per_example_f1=per_example,
         n=len(golds),
         unparsed=unparsed,
+        per_example_counts=tuple(per_example_counts),
     )
 
 

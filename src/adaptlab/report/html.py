@@ -11,26 +11,36 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from adaptlab.config import ProjectConfig
-from adaptlab.evaluation.summary import BreakEven, CandidateSummary, RunSummary, pct
+from adaptlab.evaluation.scoring import ScoredAnswer
+from adaptlab.evaluation.stats import PairedTest
+from adaptlab.evaluation.summary import (
+    BreakEven,
+    CandidateSummary,
+    RunSummary,
+    p_bound,
+    pct,
+)
 from adaptlab.report import plots
 from adaptlab.report.plots import usd
 
 TEMPLATE = "report.html.j2"
 
+# The explanations name the run's primary metric: str.format(metric="field F1").
 KINDS = {
     "significant": (
         "significant",
-        "Its accuracy lead over every other candidate is statistically significant.",
+        "Its {metric} lead over every other candidate is statistically significant.",
     ),
     "cheapest-within-noise": (
         "cheapest within noise",
-        "No candidate is significantly more accurate than all the others, so the cheapest "
-        "one that is statistically tied with the best wins.",
+        "No candidate is significantly better in {metric} than all the others, so the "
+        "cheapest one that is statistically tied with the best wins.",
     ),
     "only-candidate": (
         "only candidate",
@@ -59,18 +69,38 @@ def _when(iso: str) -> str:
         return iso
 
 
+def _extra_columns(task: str, confidence: float) -> list[tuple[str, str]]:
+    """(title, second line) of the task's columns after the primary metric."""
+    if task == "classification":
+        return [("Macro-F1", f"{confidence:.0%} CI")]
+    first = ("Precision", "recall") if task == "extraction" else ("Token F1", "exact match")
+    return [first, ("Valid", "answers")]
+
+
+def _extra_cells(c: CandidateSummary) -> list[tuple[str, str]]:
+    valid = pct(c.valid_rate) if c.valid_rate is not None else "—"
+    if c.metrics is not None:
+        f1 = c.macro_f1_ci
+        return [(pct(c.metrics.macro_f1), f"{pct(f1.low)}–{pct(f1.high)}" if f1 else "")]
+    if c.extraction is not None:
+        e = c.extraction
+        return [(pct(e.precision), pct(e.recall)), (valid, f"{c.n - c.unparsed} of {c.n}")]
+    g = c.generation
+    assert g is not None
+    return [(pct(g.token_f1), pct(g.exact_match)), (valid, f"{c.n - c.unparsed} of {c.n}")]
+
+
 def _row(c: CandidateSummary, s: RunSummary, alpha: float) -> dict[str, Any]:
-    ci, f1 = c.accuracy_ci, c.macro_f1_ci
+    ci, fmt = c.quality_ci, c.metric_info.fmt
     test = c.vs_best
     return {
         "name": c.name,
         "strategy": c.strategy,
         "params": ", ".join(f"{k}={v}" for k, v in sorted(c.params.items())),
-        "accuracy": pct(c.accuracy),
-        "accuracy_ci": f"{pct(ci.low)}–{pct(ci.high)}",
-        "macro_f1": pct(c.metrics.macro_f1),
-        "macro_f1_ci": f"{pct(f1.low)}–{pct(f1.high)}",
-        "p": "best" if test is None else p_value(test.p_value),
+        "accuracy": fmt(c.quality),
+        "accuracy_ci": f"{fmt(ci.low)}–{fmt(ci.high)}",
+        "extra": _extra_cells(c),
+        "p": "best" if test is None else _p_cell(test, s),
         "significant": test is not None and test.p_value < alpha,
         "p50": num(c.latency_p50_ms),
         "p95": num(c.latency_p95_ms),
@@ -83,6 +113,11 @@ def _row(c: CandidateSummary, s: RunSummary, alpha: float) -> dict[str, Any]:
         "is_winner": c.name == s.recommendation.winner,
         "reused": c.reused,
     }
+
+
+def _p_cell(test: PairedTest, s: RunSummary) -> str:
+    bound = p_bound(test, int(s.config.get("evaluation", {}).get("bootstrap_resamples", 1000)))
+    return f"< {bound:.2g}" if bound is not None else p_value(test.p_value)
 
 
 def _fit_note(c: CandidateSummary) -> str:
@@ -148,6 +183,7 @@ def _context(s: RunSummary) -> dict[str, Any]:
         return Markup(plots.scope_ids(text, f"{name}-"))
 
     kind_label, kind_text = KINDS.get(s.recommendation.kind, (s.recommendation.kind, ""))
+    kind_text = kind_text.format(metric=s.metric_info.name)
     curves = [
         {"name": c.name, "svg": svg(f"curves{i}", plots.training_curves(c)), "note": _fit_note(c)}
         for i, c in enumerate(s.candidates)
@@ -167,21 +203,14 @@ def _context(s: RunSummary) -> dict[str, Any]:
         "rows": [_row(c, s, cfg.evaluation.alpha) for c in s.candidates],
         "cfg": cfg,
         "winner": winner,
-        "per_class": [
-            {
-                "label": label,
-                "precision": pct(m.precision),
-                "recall": pct(m.recall),
-                "f1": pct(m.f1),
-                "support": m.support,
-            }
-            for label, m in winner.metrics.per_class.items()
-        ],
-        "quality_svg": svg("quality", plots.quality_vs_cost(s.candidates, winner.name)),
-        "confusion_svg": svg("confusion", plots.confusion_matrix(winner)),
-        "f1_svg": svg("f1", plots.per_class_f1(s.candidates, s.labels, winner.name)),
-        "labels": s.labels,
-        "many_labels": plots.MANY_LABELS,
+        "metric": s.metric_info,
+        "metric_title": s.metric_info.name[0].upper() + s.metric_info.name[1:],
+        "test_name": "McNemar p" if s.metric_info.binary else "Bootstrap p",
+        "confidence": f"{cfg.evaluation.confidence:.0%}",
+        "extra_columns": _extra_columns(s.task, cfg.evaluation.confidence),
+        "quality_svg": svg(
+            "quality", plots.quality_vs_cost(s.candidates, winner.name, cfg.evaluation.confidence)
+        ),
         "curves": curves,
         "break_even": [_break_even_row(b, forecast) for b in s.break_even],
         "cost_svg": svg(
@@ -190,8 +219,77 @@ def _context(s: RunSummary) -> dict[str, Any]:
         ),
         "forecast": f"{forecast:,}",
         "horizon": horizon,
-        "n_rows": f"{sum(c.metrics.n for c in s.candidates):,}",
-        "n_test": f"{winner.metrics.n:,}",
+        "n_rows": f"{sum(c.n for c in s.candidates):,}",
+        "n_test": f"{winner.n:,}",
+        "judge": s.judge,
+        **_task_context(s, winner, svg),
+    }
+
+
+def _task_context(
+    s: RunSummary, winner: CandidateSummary, svg: Callable[[str, str], Any]
+) -> dict[str, Any]:
+    """What only one task's sections show: classes, fields, or answers."""
+    out: dict[str, Any] = {"task": s.task, "answers": [_answer_row(a) for a in winner.answers]}
+    if s.task == "classification":
+        assert winner.metrics is not None
+        out.update(
+            per_class=[
+                {
+                    "label": label,
+                    "precision": pct(m.precision),
+                    "recall": pct(m.recall),
+                    "f1": pct(m.f1),
+                    "support": m.support,
+                }
+                for label, m in winner.metrics.per_class.items()
+            ],
+            confusion_svg=svg("confusion", plots.confusion_matrix(winner)),
+            f1_svg=svg("f1", plots.per_class_f1(s.candidates, s.labels, winner.name)),
+            labels=s.labels,
+            many_labels=plots.MANY_LABELS,
+        )
+    elif s.task == "extraction":
+        assert winner.extraction is not None
+        fields = sorted({f for c in s.candidates if c.extraction for f in c.extraction.per_field})
+        out.update(
+            per_field=[
+                {
+                    "field": name,
+                    "precision": pct(m.precision),
+                    "recall": pct(m.recall),
+                    "f1": pct(m.f1),
+                    "support": m.support,
+                }
+                for name, m in winner.extraction.per_field.items()
+            ],
+            fields_svg=svg("fields", plots.per_field_f1(s.candidates, fields, winner.name))
+            if fields
+            else "",
+            n_fields=len(fields),
+            many_labels=plots.MANY_LABELS,
+        )
+    return out
+
+
+ANSWER_CHARS = 400  # longer inputs, references and answers are cut in the report
+
+
+def _cut(text: str | None) -> str:
+    if text is None:
+        return ""
+    return text if len(text) <= ANSWER_CHARS else text[: ANSWER_CHARS - 1] + "…"
+
+
+def _answer_row(a: ScoredAnswer) -> dict[str, Any]:
+    return {
+        "id": a.example_id,
+        "input": _cut(a.input),
+        "reference": _cut(a.reference),
+        "answer": _cut(a.answer),
+        "missing": a.answer is None,
+        "score": num(a.score),
+        "status": a.status or "",
     }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -135,18 +135,20 @@ def _label_points(
 # ---------------------------------------------------------------- plots
 
 
-def quality_vs_cost(cands: Sequence[CandidateSummary], winner: str) -> str:
-    """Accuracy (95% CI bars) against cost per 1,000 requests, and against latency p50."""
+def quality_vs_cost(cands: Sequence[CandidateSummary], winner: str, confidence: float) -> str:
+    """The primary metric (CI bars) against cost per 1,000 requests, and against latency p50."""
     names = [c.name for c in cands]
-    acc = [100 * c.accuracy for c in cands]
+    info = cands[0].metric_info
+    scale = 100.0 if info.percent else 1.0
+    acc = [scale * c.quality for c in cands]
     err = (
         np.array(
             [
-                [max(0.0, c.accuracy - c.accuracy_ci.low) for c in cands],
-                [max(0.0, c.accuracy_ci.high - c.accuracy) for c in cands],
+                [max(0.0, c.quality - c.quality_ci.low) for c in cands],
+                [max(0.0, c.quality_ci.high - c.quality) for c in cands],
             ]
         )
-        * 100
+        * scale
     )
     panels = [
         ([c.cost_per_1k_usd for c in cands], "cost per 1,000 requests (USD)"),
@@ -175,7 +177,8 @@ def quality_vs_cost(cands: Sequence[CandidateSummary], winner: str) -> str:
             _label_points(ax, xs, acc, names, winner)
             ax.set_xlabel(xlabel)
             ax.margins(x=0.25, y=0.12)
-        axes[0].set_ylabel("accuracy (%) with 95% CI")
+        unit = " (%)" if info.percent else ""
+        axes[0].set_ylabel(f"{info.name}{unit} with {confidence:.0%} CI")
         axes[0].xaxis.set_major_locator(MaxNLocator(5))
         axes[0].xaxis.set_major_formatter(FuncFormatter(lambda v, _: usd(v)))
         return _svg(fig)
@@ -183,6 +186,7 @@ def quality_vs_cost(cands: Sequence[CandidateSummary], winner: str) -> str:
 
 def confusion_matrix(c: CandidateSummary) -> str:
     """Heatmap of counts; rows are gold labels, columns predicted labels."""
+    assert c.metrics is not None, "a confusion matrix needs a classification candidate"
     labels = c.metrics.labels
     m = np.array(c.metrics.confusion, dtype=float)
     k = len(labels)
@@ -234,18 +238,42 @@ def per_class_f1(cands: Sequence[CandidateSummary], labels: Sequence[str], winne
     With many labels only the hardest ones for the winner are drawn, so the figure
     stays readable; the report's per-class table still lists every class.
     """
-    if len(labels) > MANY_LABELS:
+
+    def f1(c: CandidateSummary, label: str) -> float:
+        return c.metrics.per_class[label].f1 if c.metrics is not None else 0.0
+
+    return _grouped_f1(cands, labels, f1, winner)
+
+
+def per_field_f1(cands: Sequence[CandidateSummary], fields: Sequence[str], winner: str) -> str:
+    """Extraction: F1 per field of the target, one bar per candidate in each field group."""
+
+    def f1(c: CandidateSummary, name: str) -> float:
+        found = c.extraction.per_field.get(name) if c.extraction is not None else None
+        return found.f1 if found is not None else 0.0
+
+    return _grouped_f1(cands, fields, f1, winner, rotate=any(len(f) > 12 for f in fields))
+
+
+def _grouped_f1(
+    cands: Sequence[CandidateSummary],
+    groups: Sequence[str],
+    f1_of: Callable[[CandidateSummary, str], float],
+    winner: str,
+    *,
+    rotate: bool = False,
+) -> str:
+    if len(groups) > MANY_LABELS:
         best = next((c for c in cands if c.name == winner), cands[0])
-        labels = sorted(labels, key=lambda lb: best.metrics.per_class[lb].f1)[:MANY_LABELS]
+        groups = sorted(groups, key=lambda g: f1_of(best, g))[:MANY_LABELS]
     n = len(cands)
     width = 0.8 / n
-    x = np.arange(len(labels))
-    with _figure(max(6.0, 1.1 * len(labels) + 2.5), 3.4) as (fig, (ax,)):
+    x = np.arange(len(groups))
+    with _figure(max(6.0, 1.1 * len(groups) + 2.5), 3.4 + (0.8 if rotate else 0)) as (fig, (ax,)):
         for i, c in enumerate(cands):
-            f1 = [100 * c.metrics.per_class[label].f1 for label in labels]
             ax.bar(
                 x + (i - (n - 1) / 2) * width,
-                f1,
+                [100 * f1_of(c, g) for g in groups],
                 width,
                 color=color(i),
                 label=c.name + (" (winner)" if c.name == winner else ""),
@@ -253,11 +281,14 @@ def per_class_f1(cands: Sequence[CandidateSummary], labels: Sequence[str], winne
                 linewidth=0.8,
                 zorder=2,
             )
-        ax.set_xticks(x, list(labels))
+        if rotate:
+            ax.set_xticks(x, list(groups), rotation=30, ha="right", rotation_mode="anchor")
+        else:
+            ax.set_xticks(x, list(groups))
         ax.set_ylabel("F1 (%)")
         ax.set_ylim(0, 105)
         ax.grid(axis="x", visible=False)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncols=min(n, 4))
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.15 * rotate), ncols=min(n, 4))
         return _svg(fig)
 
 
