@@ -290,3 +290,29 @@ def test_a_key_from_the_keys_file_is_used_and_never_written(
     files = [f for f in project.rglob("*") if f.is_file()]
     assert any(f.name == "report.html" for f in files)
     assert not [f for f in files if secret.encode() in f.read_bytes()]
+
+
+def test_report_shows_tokens_parsing_and_what_did_not_run(
+    tmp_path: Path, example_project: Path
+) -> None:
+    from adaptlab import write_report
+
+    with FakeLLMServer(Oracle(example_project)) as server:
+        project = llm_project(
+            tmp_path,
+            example_project,
+            server,
+            [*ZERO, {"name": "gpt4o-zero", "strategy": "llm-zero-shot", "llm": "big"}],
+        )
+        cfg = yaml.safe_load((project / "adaptlab.yaml").read_text())
+        cfg["llms"]["big"] = {"backend": "openai", "name": "gpt-4o"}  # no key, no base_url
+        (project / "adaptlab.yaml").write_text(yaml.safe_dump(cfg))
+        run = run_project(Project.load(project))
+    assert list(run.unavailable) == ["gpt4o-zero"]
+    summary = summarize_project(Project.load(project))
+    assert summary.not_run == run.unavailable
+    html = write_report(summary, project / "reports/report.html").read_text()
+    cand = summary.candidates[0]
+    assert 'id="llm"' in html and "gpt4o-zero (openai model &#39;gpt-4o&#39; has no key" in html
+    tokens = f"{cand.input_tokens_per_request:,.0f} / {cand.output_tokens_per_request:,.0f}"
+    assert tokens in html and f"exact {summary.split['test']}" in html

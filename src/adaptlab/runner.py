@@ -348,6 +348,7 @@ def run_project(
             seed=cfg.seed,
             model=cfg.model.model_dump(mode="json"),
             split=split.counts(),
+            notes={"not_run": unavailable},
         )
         for pos, cand in enumerate(candidates):
             key = keys[cand.name]

@@ -162,6 +162,7 @@ class RunSummary:
     task: str = "classification"
     metric: str = "accuracy"  # the primary metric every candidate is ranked by
     judge: JudgeStats | None = None  # generation_metric 'judge': what grading took
+    not_run: dict[str, str] = field(default_factory=dict)  # candidate -> why it did not run
 
     @property
     def metric_info(self) -> MetricInfo:
@@ -487,4 +488,5 @@ def summarize(
         task=cfg.task,
         metric=primary_metric(cfg),
         judge=scorer.judge_stats,
+        not_run=json.loads(run["notes_json"] or "{}").get("not_run", {}),
     )

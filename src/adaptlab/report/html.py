@@ -172,6 +172,50 @@ def _break_even_row(b: BreakEven, forecast: int) -> dict[str, str]:
     }
 
 
+_PRICE_KINDS = {
+    "table": "shipped price table",
+    "override": "your prices (llms.*.prices)",
+    "self-hosted": "self-hosted: compute cost only",
+    "unknown": "no price known",
+}
+
+
+def _llm_rows(s: RunSummary) -> list[dict[str, str]]:
+    """Tokens, cost, parsing and consistency of the candidates that prompt a model."""
+    rows = []
+    for c in s.candidates:
+        if c.llm is None and c.agreement is None:
+            continue
+        llm = c.info.get("llm") if isinstance(c.info.get("llm"), dict) else {}
+        assert isinstance(llm, dict)
+        tokens = "–"
+        if c.input_tokens_per_request is not None and c.output_tokens_per_request is not None:
+            tokens = f"{c.input_tokens_per_request:,.0f} / {c.output_tokens_per_request:,.0f}"
+        statuses = ", ".join(f"{k} {v}" for k, v in sorted(c.statuses.items())) or "–"
+        rows.append(
+            {
+                "name": c.name,
+                "model": c.llm or "local",
+                "template": f"{c.info.get('template', '')} @ {c.info.get('template_version', '')}"
+                if c.info.get("template_version")
+                else "–",
+                "tokens": tokens,
+                "api_per_1k": "–"
+                if c.api_cost_per_1k_usd is None
+                else f"{c.api_cost_per_1k_usd:.4g}",
+                "price": _PRICE_KINDS.get(c.price_kind or "", c.price_kind or "–"),
+                "statuses": statuses,
+                "agreement": "–"
+                if c.agreement is None
+                else f"{pct(c.agreement)} (n = {c.consistency_samples})",
+                "validity": "–" if c.format_validity is None else pct(c.format_validity),
+                "retries": str(llm.get("retries", "–")),
+                "cache_hits": f"{llm['cache_hits']} of {llm['requests']}" if llm else "–",
+            }
+        )
+    return rows
+
+
 def _context(s: RunSummary) -> dict[str, Any]:
     from markupsafe import Markup
 
@@ -212,6 +256,8 @@ def _context(s: RunSummary) -> dict[str, Any]:
             "quality", plots.quality_vs_cost(s.candidates, winner.name, cfg.evaluation.confidence)
         ),
         "curves": curves,
+        "llm_rows": _llm_rows(s),
+        "not_run": sorted(s.not_run.items()),
         "break_even": [_break_even_row(b, forecast) for b in s.break_even],
         "cost_svg": svg(
             "cost",

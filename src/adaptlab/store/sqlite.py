@@ -96,6 +96,12 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "run notes: candidates that could not run and why",
+        """
+        ALTER TABLE runs ADD COLUMN notes_json TEXT;
+        """,
+    ),
 ]
 
 
@@ -211,11 +217,13 @@ class RunStore:
         seed: int,
         model: dict[str, Any],
         split: dict[str, int],
+        notes: dict[str, Any] | None = None,
     ) -> None:
         with self.transaction() as c:
             c.execute(
                 "INSERT INTO runs (id, project, created_at, status, config_json, "
-                "data_fingerprint, seed, model_json, split_json) VALUES (?,?,?,?,?,?,?,?,?)",
+                "data_fingerprint, seed, model_json, split_json, notes_json) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
                     run_id,
                     project,
@@ -226,6 +234,7 @@ class RunStore:
                     seed,
                     json.dumps(model),
                     json.dumps(split),
+                    json.dumps(notes or {}),
                 ),
             )
 
