@@ -13,7 +13,7 @@ import httpx2
 import pytest
 
 from adaptlab.backends import load_llm
-from adaptlab.backends.anthropic import AnthropicBackend, retry_after_seconds
+from adaptlab.backends.anthropic import AnthropicBackend
 from adaptlab.config import LLMConfig
 from adaptlab.llm.types import (
     ChatRequest,
@@ -23,6 +23,7 @@ from adaptlab.llm.types import (
     Message,
     PermanentError,
     TransientError,
+    retry_after_seconds,
 )
 from adaptlab.testing import FakeLLMServer, FaultPlan
 

@@ -26,9 +26,7 @@ Conventions shared with the OpenAI backend, so runs compare across providers:
 
 from __future__ import annotations
 
-import email.utils
 import time
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from adaptlab.backends.base import GenerativeBackend
@@ -40,6 +38,7 @@ from adaptlab.llm.types import (
     PermanentError,
     TransientError,
     Usage,
+    retry_after_seconds,
 )
 
 if TYPE_CHECKING:
@@ -62,30 +61,6 @@ _FINISH = {
 }
 # Error types the API sends inside a 200 stream (``event: error``) that a retry may fix.
 _TRANSIENT_TYPES = {"overloaded_error", "api_error", "rate_limit_error", "timeout_error"}
-
-
-def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
-    if headers is None:
-        return None
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 class AnthropicBackend(GenerativeBackend):

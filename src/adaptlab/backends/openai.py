@@ -7,7 +7,6 @@ workers and never pay twice). One :meth:`execute` is one HTTP attempt.
 
 from __future__ import annotations
 
-import email.utils
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -21,6 +20,7 @@ from adaptlab.llm.types import (
     PermanentError,
     TransientError,
     Usage,
+    retry_after_seconds,
 )
 
 if TYPE_CHECKING:
@@ -29,30 +29,6 @@ if TYPE_CHECKING:
 _TRANSIENT_STATUS = {408, 409, 429}
 # Models that take max_completion_tokens and refuse max_tokens (reasoning models).
 _COMPLETION_TOKENS_PREFIXES = ("o1", "o3", "o4", "gpt-5")
-
-
-def parse_retry_after(headers: Any) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` / ``retry-after`` (seconds or HTTP date)."""
-    if headers is None:
-        return None
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 class OpenAIBackend(GenerativeBackend):
@@ -175,7 +151,7 @@ class OpenAIBackend(GenerativeBackend):
             return TransientError(msg, kind="connection")
         if isinstance(exc, oa.APIStatusError):
             status = exc.status_code
-            retry_after = parse_retry_after(exc.response.headers)
+            retry_after = retry_after_seconds(exc.response.headers)
             if status == 429:
                 return TransientError(msg, kind="rate_limit", retry_after=retry_after)
             if status in _TRANSIENT_STATUS or status >= 500:

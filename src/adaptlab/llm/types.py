@@ -7,8 +7,11 @@ token usage the provider reported and the latency of the call that produced it.
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import json
+import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -97,3 +100,27 @@ class TransientError(LLMCallError):
 
 class PermanentError(LLMCallError):
     """Retrying cannot help: a bad key, an unknown model, a request the API refuses."""
+
+
+def retry_after_seconds(headers: Mapping[str, str] | Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
