@@ -313,6 +313,6 @@ def test_report_shows_tokens_parsing_and_what_did_not_run(
     assert summary.not_run == run.unavailable
     html = write_report(summary, project / "reports/report.html").read_text()
     cand = summary.candidates[0]
-    assert 'id="llm"' in html and "gpt4o-zero (openai model &#39;gpt-4o&#39; has no key" in html
+    assert 'id="llm"' in html and "gpt4o-zero (no OPENAI_API_KEY for openai:gpt-4o" in html
     tokens = f"{cand.input_tokens_per_request:,.0f} / {cand.output_tokens_per_request:,.0f}"
     assert tokens in html and f"exact {summary.split['test']}" in html

@@ -210,13 +210,13 @@ def test_run_skips_candidates_without_a_model_in_one_line(
         [sys.executable, "-m", "adaptlab", "run", "-p", str(project)],
         capture_output=True,
         text=True,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        env={"COLUMNS": "80", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     assert out.returncode == 0, out.stderr
     skipped = [line for line in out.stdout.splitlines() if "skipped" in line]
-    assert skipped == [
-        "– llm-zero-shot: skipped, openai model 'gpt-4o-mini' has no key: set "
-        "OPENAI_API_KEY, or base_url for a local OpenAI-compatible server"
+    assert skipped == [  # one line, even in an 80-column terminal
+        "– llm-zero-shot: skipped, no OPENAI_API_KEY for openai:gpt-4o-mini "
+        "(or set base_url to a local server)"
     ]
     assert "zero-shot" in out.stdout and "recommendation" in out.stdout
 

@@ -93,10 +93,8 @@ def llm_unavailable(llm: LLMConfig) -> str | None:
         return None
     var = llm_key_var(llm)
     if var and llm.base_url is None and not find_key(var):
-        return (
-            f"{llm.backend} model '{llm.name}' has no key: set {var}, or base_url for a "
-            "local OpenAI-compatible server"
-        )
+        local = " (or set base_url to a local server)" if llm.backend == "openai" else ""
+        return f"no {var} for {llm.backend}:{llm.name}{local}"
     return None
 
 

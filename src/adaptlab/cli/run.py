@@ -35,7 +35,7 @@ def run_and_summarize(
                 f"[dim]✓ {n}: unchanged since the last run, reusing stored predictions[/]"
             ),
             on_unavailable=lambda n, why: progress.progress.console.print(
-                f"[yellow]– {n}: skipped, {why}[/]"
+                f"[yellow]– {n}: skipped, {why}[/]", soft_wrap=True
             ),
             on_start=start,
             on_done=lambda n, s: progress.progress.console.print(f"[green]✓ {n}[/] ({s:.1f} s)"),
