@@ -296,7 +296,7 @@ def test_extraction_field_scores_and_format_validity(tmp_path: Path) -> None:
         assert cand.statuses.get("invalid", 0) == kinds["schema"]
         assert cand.unparsed == bad
         assert cand.valid_rate == pytest.approx(1 - bad / 20)
-        assert ext.no_object == kinds["prose"]
+        assert ext.unparsed == kinds["prose"]
 
     zero, few = summary.candidate("zero"), summary.candidate("few")
     assert kinds_of(project, "zero") != {"ok"}, "the schedule must put mistakes in the test split"

@@ -17,8 +17,10 @@ from adaptlab.strategies import ProgressSink, get_strategy
 
 if TYPE_CHECKING:
     from adaptlab.config import CandidateConfig
+    from adaptlab.data import Split
     from adaptlab.llm.types import ChatRequest
     from adaptlab.project import Project
+    from adaptlab.strategies.prompting import PromptStrategy
 
 
 @dataclass
@@ -79,25 +81,32 @@ def plan_project(project: Project) -> list[CandidatePlan]:
     return plans
 
 
+def fitted_prompt_strategy(project: Project, cand: CandidateConfig, split: Split) -> PromptStrategy:
+    """A generative candidate's strategy, fitted (examples picked) but with no model to call:
+    what renders the exact prompts of a dry run and of ``adaptlab prompt render``."""
+    from adaptlab.runner import _Models, make_context
+    from adaptlab.strategies.prompting import PromptStrategy
+
+    strategy, _ = make_context(
+        project, cand, project.state_dir, _Models(project), ProgressSink(), with_llm=False
+    )
+    assert isinstance(strategy, PromptStrategy)
+    strategy.fit(split.train, split.val)
+    return strategy
+
+
 def _plan_generative(
-    project: Project, cand: CandidateConfig, split: object, texts: list[str]
+    project: Project, cand: CandidateConfig, split: Split, texts: list[str]
 ) -> CandidatePlan:
     from adaptlab.backends import load_llm
     from adaptlab.llm.cache import ResponseCache
     from adaptlab.llm.prices import price_for
-    from adaptlab.runner import _Models, make_context
-    from adaptlab.strategies.prompting import PromptStrategy
 
     cfg = project.config
     assert cand.llm is not None
     llm_cfg = cfg.llms[cand.llm]
     backend = load_llm(llm_cfg, require_key=False)
-    models = _Models(project)
-    strategy, _ = make_context(
-        project, cand, project.state_dir, models, ProgressSink(), with_llm=False
-    )
-    assert isinstance(strategy, PromptStrategy)
-    strategy.fit(split.train, split.val)  # type: ignore[attr-defined]
+    strategy = fitted_prompt_strategy(project, cand, split)
     requests: list[ChatRequest] = strategy.requests(texts)
     n_cons = cfg.evaluation.consistency_samples
     if n_cons >= 2:

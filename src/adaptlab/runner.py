@@ -222,7 +222,7 @@ def run_candidate(
             "cache_hits": stats.cache_hits,
             "retries": stats.retries,
             "retries_by_kind": dict(stats.retries_by_kind),
-            "usage_exact": all(p.status is None or p.input_tokens is not None for p in preds),
+            "usage_exact": all(p.tokens_exact is not False for p in preds),
         }
     result = ResultRow(
         key=key,

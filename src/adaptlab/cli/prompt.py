@@ -26,10 +26,8 @@ def render(project_dir: str, name: str, index: int, text: str | None) -> None:
 
     from adaptlab.backends import load_llm
     from adaptlab.errors import ConfigError
+    from adaptlab.planning import fitted_prompt_strategy
     from adaptlab.project import Project
-    from adaptlab.runner import _Models, make_context
-    from adaptlab.strategies import ProgressSink
-    from adaptlab.strategies.prompting import PromptStrategy
 
     project = Project.load(project_dir)
     cfg = project.config
@@ -48,11 +46,7 @@ def render(project_dir: str, name: str, index: int, text: str | None) -> None:
                 f"the test split has {len(split.test)} inputs", param_hint="--index"
             )
         text = split.test[index].text
-    strategy, _ = make_context(
-        project, cand, project.state_dir, _Models(project), ProgressSink(), with_llm=False
-    )
-    assert isinstance(strategy, PromptStrategy)
-    strategy.fit(split.train, split.val)
+    strategy = fitted_prompt_strategy(project, cand, split)
     request = strategy.requests([text])[0]
     backend = load_llm(cfg.llms[cand.llm], require_key=False)
     tokens, exact = backend.count_tokens(request)

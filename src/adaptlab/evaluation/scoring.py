@@ -37,7 +37,7 @@ from adaptlab.evaluation.stats import (
     micro_f1_stat,
 )
 from adaptlab.evaluation.text_metrics import (
-    FieldMetrics,
+    ExtractionMetrics,
     embedding_similarity,
     exact_match,
     extraction_metrics,
@@ -97,17 +97,6 @@ def metric_stat(metric: str) -> Statistic:
 
 
 @dataclass(frozen=True)
-class ExtractionSummary:
-    """Field-level micro precision/recall/F1 over all examples, and per field."""
-
-    precision: float
-    recall: float
-    f1: float
-    per_field: dict[str, FieldMetrics]
-    no_object: int  # answers holding no JSON object: every gold field counts as missed
-
-
-@dataclass(frozen=True)
 class GenerationSummary:
     """Text scores reported beside the primary metric of a generation task."""
 
@@ -135,7 +124,7 @@ class TaskScores:
     ci: Interval  # the metric with its bootstrap interval
     metrics: ClassificationMetrics | None = None
     macro_f1_ci: Interval | None = None
-    extraction: ExtractionSummary | None = None
+    extraction: ExtractionMetrics | None = None
     generation: GenerationSummary | None = None
     answers: list[ScoredAnswer] = field(default_factory=list)
 
@@ -217,12 +206,11 @@ class Scorer:
         columns = np.array(
             [[c.tp, c.fp, c.fn] for c in m.per_example_counts], dtype=np.float64
         ).reshape(len(rows), 3)
-        summary = ExtractionSummary(m.precision, m.recall, m.f1, m.per_field, m.unparsed)
         return TaskScores(
             metric="field_f1",
             columns=columns,
             ci=self._bootstrap(columns),
-            extraction=summary,
+            extraction=m,
             answers=_lowest(rows, m.per_example_f1),
         )
 

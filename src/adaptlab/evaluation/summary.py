@@ -27,7 +27,6 @@ from adaptlab.evaluation.metrics import ClassificationMetrics
 from adaptlab.evaluation.scoring import (
     INVALID,
     METRICS,
-    ExtractionSummary,
     GenerationSummary,
     MetricInfo,
     ScoredAnswer,
@@ -42,6 +41,7 @@ from adaptlab.evaluation.stats import (
     paired_bootstrap_stat,
     percentile,
 )
+from adaptlab.evaluation.text_metrics import ExtractionMetrics
 from adaptlab.store import PredictionRow, RunStore
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ class CandidateSummary:
     info: dict[str, Any]
     # The task's detail: exactly one of these is set.
     metrics: ClassificationMetrics | None = None
-    extraction: ExtractionSummary | None = None
+    extraction: ExtractionMetrics | None = None
     generation: GenerationSummary | None = None
     macro_f1_ci: Interval | None = None  # classification
     answers: list[ScoredAnswer] = field(default_factory=list)  # lowest-scoring; not classification

@@ -255,7 +255,7 @@ class ExtractionMetrics:
     per_field: dict[str, FieldMetrics]
     per_example_f1: list[float]
     n: int
-    unparsed: int
+    unparsed: int  # answers holding no JSON object: every gold field counts as missed
     per_example_counts: tuple[Counts, ...] = ()  # summed over fields; for micro-F1 bootstraps
 
 

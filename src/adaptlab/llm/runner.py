@@ -27,7 +27,7 @@ from adaptlab.llm.types import ChatRequest, ChatResponse, LLMCallError, Transien
 if TYPE_CHECKING:
     from adaptlab.backends.base import GenerativeBackend
     from adaptlab.llm.cache import ResponseCache
-    from adaptlab.strategies.base import ProgressSink
+    from adaptlab.strategies.base import Advance, ProgressSink
 
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
@@ -192,7 +192,7 @@ class LLMRunner:
         keys: list[str],
         indices: list[int],
         out: list[ChatResponse | None],
-        advance: object,
+        advance: Advance,
     ) -> None:
         limiter = RateLimiter(self.config.requests_per_minute, self.config.tokens_per_minute)
         queue: asyncio.Queue[int] = asyncio.Queue()
@@ -213,7 +213,7 @@ class LLMRunner:
                     return
                 self._store(keys[i], requests[i], resp)
                 out[i] = resp
-                advance(1)  # type: ignore[operator]
+                advance(1)
 
         n = min(self.config.max_concurrency, len(indices))
         await asyncio.gather(*(worker() for _ in range(n)))
@@ -263,7 +263,7 @@ class LLMRunner:
         keys: list[str],
         indices: list[int],
         out: list[ChatResponse | None],
-        advance: object,
+        advance: Advance,
     ) -> None:
         size = self.config.batch_size
         for start in range(0, len(indices), size):
@@ -281,4 +281,4 @@ class LLMRunner:
             for i, resp in zip(chunk, answers, strict=True):
                 self._store(keys[i], requests[i], resp)
                 out[i] = resp
-            advance(len(chunk))  # type: ignore[operator]
+            advance(len(chunk))

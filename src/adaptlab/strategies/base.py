@@ -46,6 +46,7 @@ class Prediction:
     input_tokens: int | None = None
     output_tokens: int | None = None
     cached_tokens: int | None = None
+    tokens_exact: bool | None = None  # False: the provider reported no usage, counts estimated
     latency_ms: float | None = None
 
 

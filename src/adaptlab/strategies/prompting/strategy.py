@@ -223,6 +223,7 @@ class PromptStrategy(Strategy):
             input_tokens=resp.usage.input_tokens,
             output_tokens=resp.usage.output_tokens,
             cached_tokens=resp.usage.cached_input_tokens,
+            tokens_exact=resp.usage.exact,
             latency_ms=resp.latency_ms,
         )
 
