@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,3 +67,16 @@ def small_project(
     cfg["evaluation"]["bootstrap_resamples"] = 200
     (target / "adaptlab.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     return target
+
+
+def adaptlab_process(*args: str, **kw: object) -> subprocess.Popen[str]:
+    """``python -m adaptlab ARGS`` in the background, output unbuffered and unwrapped."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "adaptlab", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        **kw,  # type: ignore[arg-type]
+    )

@@ -26,7 +26,7 @@ import yaml
 from adaptlab import Project, run_project, summarize_project
 from adaptlab.errors import AdaptlabError
 from adaptlab.testing.fake_llm import ChatCall, FakeLLMServer, fail_first
-from tests.conftest import small_project
+from tests.conftest import adaptlab_process, small_project
 
 INPUT = re.compile(r"<input>\n(.*?)\n</input>|^Ticket: (.*?)\n\nReply", re.S | re.M)
 
@@ -219,17 +219,6 @@ def test_consistency_and_parse_statuses(tmp_path: Path, example_project: Path) -
     assert len(server.calls) == summarize_project(Project.load(project)).split["test"] + 12
 
 
-def _adaptlab(*args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "adaptlab", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-
-
 def test_kill_9_then_rerun_never_repeats_a_cached_request(
     tmp_path: Path, example_project: Path
 ) -> None:
@@ -238,7 +227,7 @@ def test_kill_9_then_rerun_never_repeats_a_cached_request(
             tmp_path, example_project, server, ZERO, per_label=10, max_concurrency=2
         )
         cache = project / ".adaptlab/llm_cache.db"
-        proc = _adaptlab("run", "-p", str(project))
+        proc = adaptlab_process("run", "-p", str(project))
         deadline = time.monotonic() + 120
         while len(server.calls) < 10 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -250,7 +239,7 @@ def test_kill_9_then_rerun_never_repeats_a_cached_request(
         sent_before = {c.prompt_key for c in server.calls}
         assert 5 <= cached_before < 12  # killed mid-run, with answers already cached
 
-        rerun = _adaptlab("run", "-p", str(project))
+        rerun = adaptlab_process("run", "-p", str(project))
         out, _ = rerun.communicate(timeout=180)
         assert rerun.returncode == 0, out
     counts = server.counts()

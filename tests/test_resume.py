@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from tests.conftest import small_project
+from tests.conftest import adaptlab_process, small_project
 
 
 def _results(db: Path) -> dict[str, str]:
@@ -21,18 +18,6 @@ def _results(db: Path) -> dict[str, str]:
             return dict(conn.execute("SELECT candidate, created_at FROM results"))
         except sqlite3.OperationalError:  # schema not created yet
             return {}
-
-
-def _adaptlab(*args: str, **kw: object) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "adaptlab", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        **kw,  # type: ignore[arg-type]
-    )
 
 
 def test_kill_and_rerun_resumes(tmp_path: Path, example_project: Path) -> None:
@@ -47,7 +32,7 @@ def test_kill_and_rerun_resumes(tmp_path: Path, example_project: Path) -> None:
         ],
     )
     db = project / ".adaptlab" / "runs.db"
-    proc = _adaptlab("run", "-p", str(project))
+    proc = adaptlab_process("run", "-p", str(project))
     deadline = time.monotonic() + 300
     checkpoint = None
     # Kill -9 once the two quick candidates are stored and fine-tuning has finished an
@@ -65,7 +50,7 @@ def test_kill_and_rerun_resumes(tmp_path: Path, example_project: Path) -> None:
     first = _results(db)
     assert set(first) == {"zero-shot", "few-shot"}
 
-    rerun = _adaptlab("run", "-p", str(project))
+    rerun = adaptlab_process("run", "-p", str(project))
     out, _ = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, out
     second = _results(db)
@@ -82,7 +67,7 @@ def test_kill_and_rerun_resumes(tmp_path: Path, example_project: Path) -> None:
     assert not checkpoint.exists(), "resume checkpoint should be removed once the result is stored"
 
     # A third run with nothing changed recomputes nothing.
-    third = _adaptlab("run", "-p", str(project))
+    third = adaptlab_process("run", "-p", str(project))
     out3, _ = third.communicate(timeout=300)
     assert third.returncode == 0, out3
     assert out3.count("reusing stored predictions") == 3
