@@ -48,6 +48,39 @@ def handle_errors() -> Iterator[None]:
             "interrupted: finished candidates are stored; 'adaptlab run' resumes from there"
         )
         sys.exit(130)
+    except Exception as exc:  # a bug: say so briefly, keep the traceback in a file
+        sys.exit(_internal_error(exc))
+
+
+def _internal_error(exc: Exception) -> int:
+    """Print a one-paragraph report of a bug, with the traceback saved to a file; exit 3.
+
+    ``ADAPTLAB_DEBUG=1`` re-raises instead, for a developer who wants the traceback.
+    """
+    import os
+    import tempfile
+    import traceback
+
+    if os.environ.get("ADAPTLAB_DEBUG"):
+        raise exc
+    from adaptlab.llm.keys import redact
+
+    text = redact("".join(traceback.format_exception(exc)))
+    fd, path = tempfile.mkstemp(prefix="adaptlab-crash-", suffix=".txt")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    err_console.print(
+        f"internal error: {type(exc).__name__}: {redact(str(exc))}",
+        markup=False,
+        soft_wrap=True,
+    )
+    err_console.print(
+        f"  this is a bug in adaptlab, not in your input; the traceback is in {path} "
+        "(set ADAPTLAB_DEBUG=1 to see it here)",
+        markup=False,
+        soft_wrap=True,
+    )
+    return 3
 
 
 def fmt_pct(x: float) -> str:
