@@ -10,6 +10,12 @@ Your own file can ``{% extends "classify.j2" %}`` and override one block.
 The version of a template is the hash of its source and of every template it
 extends or includes: it is recorded with each run, and changing a comma makes a
 new version (and new cache keys), while an unchanged template reuses answers.
+
+A template comes with a project folder, which may be someone else's: it renders
+in Jinja's immutable sandbox (no Python internals, no mutation), sees only its own
+folder inside the project and the built-ins (see :mod:`adaptlab.prompts.sandbox`),
+and every value it builds is bounded in size, so it can neither run code, read
+files elsewhere nor exhaust memory.
 """
 
 from __future__ import annotations
@@ -21,15 +27,21 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.exceptions
 import jinja2.meta
 import jinja2.nodes
 
 from adaptlab.errors import ConfigError
 from adaptlab.llm.types import Message
+from adaptlab.prompts.sandbox import MAX_CHARS, ProjectLoader, PromptEnvironment, Refused
 
 PARTS = ("system", "context", "examples", "task", "output_format")
 BUILTIN = ("classify", "extract", "generate")
 _BUILTIN_DIR = Path(__file__).parent / "templates"
+_SANDBOX_FIX = (
+    "a template may use its variables, Jinja's filters and tests, and templates in its "
+    "own folder or the built-ins (classify.j2, extract.j2, generate.j2); nothing else"
+)
 
 
 @dataclass(frozen=True)
@@ -39,31 +51,45 @@ class RenderedPrompt:
 
 
 class PromptTemplate:
-    """A template by built-in name (``classify``) or by path (relative to ``root``)."""
+    """A template by built-in name (``classify``) or by path (relative to ``root``).
+
+    A path must stay inside ``root`` (the project folder), symlinks resolved.
+    """
 
     def __init__(self, name: str, root: Path | None = None) -> None:
         self.name = name
-        root = root or Path.cwd()
+        root = (root or Path.cwd()).resolve()
         if name in BUILTIN or (name.removesuffix(".j2") in BUILTIN and "/" not in name):
             self.file = _BUILTIN_DIR / f"{name.removesuffix('.j2')}.j2"
+            folders = [_BUILTIN_DIR]
         else:
-            self.file = (root / name).expanduser()
-            if not self.file.is_file():
+            resolved = (root / name).resolve()
+            self.file = resolved
+            if not resolved.is_relative_to(root):
+                raise ConfigError(
+                    f"prompt template '{name}' is outside the project folder ({resolved})",
+                    file=root / name,
+                    fix="put the template inside the project folder and name it relative "
+                    "to it (e.g. prompts/mine.j2); templates may not be read from elsewhere",
+                )
+            if not resolved.is_file():
                 raise ConfigError(
                     f"prompt template '{name}' not found",
                     file=self.file,
                     fix=f"use a built-in template ({', '.join(BUILTIN)}) or a .j2 file "
                     "relative to the project folder",
                 )
-        # The file's own folder first, then the built-ins, so `extends "classify.j2"` works.
-        self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader([str(self.file.parent), str(_BUILTIN_DIR)]),
+            # The file's own folder first, then the built-ins, so `extends "classify.j2"` works.
+            folders = [resolved.parent, _BUILTIN_DIR]
+        self.env = PromptEnvironment(
+            loader=ProjectLoader(folders),
             undefined=jinja2.StrictUndefined,
             autoescape=False,
             keep_trailing_newline=False,
         )
         try:
             self.template = self.env.get_template(self.file.name)
+            self.chain = self._chain()
         except jinja2.TemplateSyntaxError as exc:
             raise ConfigError(
                 f"template syntax error: {exc.message}",
@@ -71,7 +97,8 @@ class PromptTemplate:
                 line=exc.lineno,
                 fix="see https://jinja.palletsprojects.com/templates/ for the syntax",
             ) from None
-        self.chain = self._chain()
+        except jinja2.TemplateNotFound as exc:
+            raise self._not_found(exc) from None
         unknown = {name for t in self.chain for name in t.blocks} - set(PARTS)
         if unknown:
             raise ConfigError(
@@ -79,6 +106,14 @@ class PromptTemplate:
                 file=self.file,
                 fix=f"a template's blocks are named {', '.join(PARTS)}",
             )
+
+    def _not_found(self, exc: jinja2.TemplateNotFound) -> ConfigError:
+        return ConfigError(
+            f"template '{self.name}' refers to '{exc.name}': {exc.message or 'not found'}",
+            file=self.file,
+            fix="extend or include a template in the same folder (or a subfolder) or a "
+            "built-in; paths outside it ('..', absolute paths, links) are not followed",
+        )
 
     def _chain(self) -> list[jinja2.Template]:
         """This template and the ones it extends, child first (for block lookup)."""
@@ -97,15 +132,25 @@ class PromptTemplate:
         digest = hashlib.sha256()
         seen: set[str] = set()
         todo = [self.file.name]
-        while todo:
-            name = todo.pop()
-            if name in seen:
-                continue
-            seen.add(name)
-            source = self.env.loader.get_source(self.env, name)[0]  # type: ignore[union-attr]
-            digest.update(name.encode() + b"\0" + source.encode() + b"\0")
-            refs = jinja2.meta.find_referenced_templates(self.env.parse(source))
-            todo.extend(r for r in refs if r is not None)
+        try:
+            while todo:
+                name = todo.pop()
+                if name in seen:
+                    continue
+                seen.add(name)
+                source = self.env.loader.get_source(self.env, name)[0]  # type: ignore[union-attr]
+                digest.update(name.encode() + b"\0" + source.encode() + b"\0")
+                refs = jinja2.meta.find_referenced_templates(self.env.parse(source))
+                todo.extend(r for r in refs if r is not None)
+        except jinja2.TemplateNotFound as exc:
+            raise self._not_found(exc) from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise ConfigError(
+                f"template syntax error: {exc.message}",
+                file=Path(exc.filename or self.file),
+                line=exc.lineno,
+                fix="see https://jinja.palletsprojects.com/templates/ for the syntax",
+            ) from None
         return digest.hexdigest()[:12]
 
     def render(self, variables: dict[str, Any], *, system: str | None = None) -> RenderedPrompt:
@@ -117,15 +162,34 @@ class PromptTemplate:
             for name, block in parent.blocks.items():
                 ctx.blocks.setdefault(name, []).append(block)
         parts: dict[str, str] = {}
+        self.env.start_render()
         try:
             for part in PARTS:
                 blocks = ctx.blocks.get(part)
-                parts[part] = "".join(blocks[0](ctx)).strip() if blocks else ""
+                parts[part] = self._collect(blocks[0](ctx)).strip() if blocks else ""
         except jinja2.UndefinedError as exc:
             raise ConfigError(
                 f"template uses an unknown variable: {exc.message}",
                 file=self.file,
                 fix="available: " + ", ".join(sorted(variables)),
+            ) from None
+        except jinja2.exceptions.SecurityError as exc:
+            raise self._unsafe(str(exc)) from None
+        except jinja2.TemplateNotFound as exc:
+            raise self._not_found(exc) from None
+        except RecursionError:
+            raise ConfigError(
+                "template recursion too deep: it includes itself, or a macro calls itself "
+                "without end",
+                file=self.file,
+                fix="remove the include or call that leads back to the same template",
+            ) from None
+        except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
+            raise ConfigError(
+                f"template failed while rendering: {type(exc).__name__}: {exc}",
+                file=self.file,
+                fix="check the expressions in the template; render it with "
+                "'adaptlab prompt render -c NAME'",
             ) from None
         if system is not None:
             parts["system"] = system.strip()
@@ -133,3 +197,19 @@ class PromptTemplate:
         messages = [Message("system", parts["system"])] if parts["system"] else []
         messages.append(Message("user", user))
         return RenderedPrompt(parts, tuple(messages))
+
+    def _collect(self, chunks: Any) -> str:
+        """Join a block's output, stopping as soon as it outgrows any real prompt."""
+        out: list[str] = []
+        size = 0
+        for chunk in chunks:
+            size += len(chunk)
+            if size > MAX_CHARS:
+                raise Refused(f"templates may not render a part over {MAX_CHARS:,} characters")
+            out.append(chunk)
+        return "".join(out)
+
+    def _unsafe(self, detail: str) -> ConfigError:
+        if not detail.startswith("templates may not"):
+            detail = f"templates may not access Python internals ({detail})"
+        return ConfigError(f"unsafe template: {detail}", file=self.file, fix=_SANDBOX_FIX)
