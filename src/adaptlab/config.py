@@ -8,6 +8,7 @@ class of the strategy they name (see :mod:`adaptlab.strategies.registry`).
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,8 +28,22 @@ CONFIG_FILE = "adaptlab.yaml"
 BUNDLED_MODEL = "all-MiniLM-L6-v2"
 
 
+# strict: `seed: yes` is not the integer 1 and `name: 2024` is not text; no NaN or
+# infinity in a float field (they pass `ge=0` checks and break arithmetic later).
+_STRICT = ConfigDict(extra="forbid", validate_default=True, strict=True, allow_inf_nan=False)
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = _STRICT
+
+
+_DEVICE = re.compile(r"cpu|auto|mps|cuda(:\d{1,3})?")
+
+
+def _device_name(v: str) -> str:
+    if not _DEVICE.fullmatch(v):
+        raise ValueError(f"unknown device {v!r}: use 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'")
+    return v
 
 
 class DataConfig(_Strict):
@@ -53,7 +68,22 @@ class DataConfig(_Strict):
         lt=1,
         description="Share of the training split carved out for validation (early stopping).",
     )
-    encoding: str = Field(default="utf-8", description="Text encoding of the data files.")
+    encoding: str = Field(
+        default="utf-8",
+        description="Text encoding of the data files (utf-8, cp1252 for Excel on Windows, "
+        "latin-1, utf-16); a byte-order mark in the file overrides it.",
+    )
+    delimiter: str = Field(
+        default="auto",
+        description="CSV column delimiter: 'auto' (sniffed among , ; tab |), or one "
+        "character such as ';' (German Excel) or '\\t' (tab).",
+    )
+    max_file_mb: float = Field(
+        default=1024,
+        gt=0,
+        le=1 << 20,
+        description="Largest data file read, in MB; a bigger file is refused, not swallowed.",
+    )
     conflicts: Literal["error", "warn"] = Field(
         default="error",
         description="Same input with different labels: stop ('error'), or keep both and "
@@ -65,6 +95,30 @@ class DataConfig(_Strict):
         "it and report the count ('warn', to reproduce published numbers).",
     )
 
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(v)
+        except LookupError:
+            raise ValueError(
+                f"unknown encoding '{v}' (use utf-8, cp1252, latin-1 or utf-16)"
+            ) from None
+        return v
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character(cls, v: str) -> str:
+        v = "\t" if v in ("tab", "\\t") else v
+        if v != "auto" and (len(v) != 1 or v in '"\r\n' or v.isalnum() or v == " "):
+            raise ValueError(
+                f"the delimiter must be 'auto' or one character such as ',' ';' '\\t' '|', "
+                f"not {v!r}"
+            )
+        return v
+
 
 class ModelConfig(_Strict):
     backend: str = Field(
@@ -74,13 +128,17 @@ class ModelConfig(_Strict):
         default=BUNDLED_MODEL,
         description="Model name or local path; 'all-MiniLM-L6-v2' is the bundled offline model.",
     )
-    device: str = Field(default="cpu", description="'cpu', 'cuda', 'cuda:1', … or 'auto'.")
+    device: str = Field(
+        default="cpu", description="'cpu', 'cuda', 'cuda:1', 'mps' or 'auto' (a GPU if any)."
+    )
     precision: Literal["auto", "bf16", "fp32"] = Field(
         default="auto",
         description="'auto' uses bf16 autocast only where the hardware has native bf16, else fp32.",
     )
-    batch_size: int = Field(default=64, ge=1, description="Texts per forward pass.")
-    max_seq_length: int = Field(default=128, ge=8, description="Tokens kept per input.")
+    batch_size: int = Field(default=64, ge=1, le=65536, description="Texts per forward pass.")
+    max_seq_length: int = Field(default=128, ge=8, le=1 << 20, description="Tokens kept per input.")
+
+    _device = field_validator("device")(_device_name)
 
 
 class PriceConfig(_Strict):
@@ -123,14 +181,20 @@ class LLMConfig(_Strict):
     adapter: str | None = Field(
         default=None, description="'hf' only: folder of a PEFT (LoRA) adapter to load on top."
     )
-    device: str = Field(default="cpu", description="'hf' only: 'cpu', 'cuda' or 'auto'.")
+    device: str = Field(
+        default="cpu", description="'hf' only: 'cpu', 'cuda', 'cuda:1', 'mps' or 'auto'."
+    )
     precision: Literal["auto", "bf16", "fp32"] = Field(
         default="auto", description="'hf' only: bf16 where the hardware has it natively."
     )
-    batch_size: int = Field(default=8, ge=1, description="'hf' only: prompts per generate().")
+    batch_size: int = Field(
+        default=8, ge=1, le=65536, description="'hf' only: prompts per generate()."
+    )
     prices: PriceConfig | None = Field(
         default=None, description="Override the shipped price table for this model."
     )
+
+    _device = field_validator("device")(_device_name)
 
 
 class CandidateConfig(_Strict):
@@ -204,9 +268,7 @@ class CostConfig(_Strict):
 
 
 class ProjectConfig(_Strict):
-    model_config = ConfigDict(
-        extra="forbid", validate_default=True, validate_by_name=True, serialize_by_alias=True
-    )
+    model_config = ConfigDict(**_STRICT, validate_by_name=True, serialize_by_alias=True)
 
     name: str = Field(description="Project name, shown in reports.")
     task: Literal["classification", "extraction", "generation"] = Field(
@@ -214,7 +276,13 @@ class ProjectConfig(_Strict):
         description="'classification' (a label per input), 'extraction' (a JSON object per "
         "input, following 'schema') or 'generation' (free text scored against a reference).",
     )
-    seed: int = Field(default=42, description="Seed for splits, sampling and training.")
+    seed: int = Field(
+        default=42,
+        ge=0,
+        lt=1 << 32,
+        description="Seed for splits, sampling and training: 0 ≤ seed < 2**32 (what numpy "
+        "and torch accept).",
+    )
     data: DataConfig = Field(description="Where the labelled examples are and how to split them.")
     labels: dict[str, str] = Field(
         default_factory=dict,
@@ -350,15 +418,171 @@ def format_validation_error(
         )
     value = first.get("input")
     shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+    node = _node_at(root, loc)
+    if (
+        kind == "string_type"
+        and isinstance(node, yaml.ScalarNode)
+        and node.style is None
+        and node.value
+    ):
+        # `yes`, `no`, `on`, `null`, `2024`: YAML read them as something else than text.
+        help_text = f"quote it: '{node.value}'" + (f" — {help_text}" if help_text else "")
     return ConfigError(
         f"bad value {shown} for '{key}': {first['msg']}", file=file, line=line, fix=help_text
     )
 
 
+def _node_at(node: yaml.Node | None, loc: tuple[str | int, ...]) -> yaml.Node | None:
+    """The YAML node at ``loc``, or None."""
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == key), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            return None
+    return node
+
+
+CONFIG_MAX_BYTES = 1 << 20  # a config is a page of settings; 1 MB is generous
+YAML_MAX_DEPTH = 64
+_STR_TAG = "tag:yaml.org,2002:str"
+_KEY_KINDS = {
+    "tag:yaml.org,2002:bool": "a boolean (YAML 1.1 reads yes/no/on/off/true/false so)",
+    "tag:yaml.org,2002:int": "a number",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:null": "null",
+    "tag:yaml.org,2002:timestamp": "a date",
+}
+# C0 and C1 control characters and DEL; tab and newline are text.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+class _Refused(Exception):
+    """Something in the YAML that parses but that adaptlab.yaml must not hold."""
+
+    def __init__(self, message: str, node_or_mark: Any, fix: str) -> None:
+        super().__init__(message)
+        mark = getattr(node_or_mark, "start_mark", node_or_mark)
+        self.line = mark.line + 1 if mark is not None else None
+        self.fix = fix
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """SafeLoader that refuses aliases and nesting deeper than ``YAML_MAX_DEPTH``.
+
+    Nothing in a config needs an alias, and aliases are how a 1 kB "billion laughs"
+    file expands to gigabytes once anything walks the result: they are refused when
+    the first one is read, before any expansion.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise _Refused(
+                "YAML aliases (*name) are not allowed in adaptlab.yaml",
+                event.start_mark,
+                "write the value out in full where the alias stands (anchors and "
+                "aliases can expand a small file into gigabytes)",
+            )
+        self._depth += 1
+        if self._depth > YAML_MAX_DEPTH:
+            raise _Refused(
+                f"the YAML is nested more than {YAML_MAX_DEPTH} levels deep",
+                self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+                "flatten the structure; no setting needs this depth",
+            )
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _quote_fix(value: str) -> str:
+    return f"quote it: '{value}'" if value else "give it a name in quotes, e.g. 'name'"
+
+
+def _check_nodes(node: yaml.Node) -> None:
+    """Refuse what YAML parses but no setting can use: keys that are not text,
+    duplicated keys (at any level), merge keys, NUL and control characters, numbers
+    that are not finite or too large to be a count."""
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key, value in node.value:
+                if key.tag == "tag:yaml.org,2002:merge":
+                    raise _Refused(
+                        "YAML merge keys (<<) are not allowed in adaptlab.yaml",
+                        key,
+                        "write the keys out in full",
+                    )
+                if not isinstance(key, yaml.ScalarNode):
+                    raise _Refused(
+                        "a key must be text, not a list or mapping",
+                        key,
+                        "use a plain name as the key",
+                    )
+                if key.tag != _STR_TAG:
+                    kind = _KEY_KINDS.get(key.tag, key.tag)
+                    raise _Refused(
+                        f"key {key.value or '(empty)'!r} is read as {kind}, not as text",
+                        key,
+                        _quote_fix(key.value),
+                    )
+                line = key.start_mark.line + 1
+                if key.value in seen:
+                    raise _Refused(
+                        f"key '{key.value}' appears twice in one mapping (lines "
+                        f"{seen[key.value]} and {line}); YAML would silently keep the last",
+                        key,
+                        "keep one of them",
+                    )
+                seen[key.value] = line
+                stack.extend((key, value))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.ScalarNode):
+            _check_scalar(node)
+
+
+def _check_scalar(node: yaml.ScalarNode) -> None:
+    bad = _CONTROL.search(node.value)
+    if bad:
+        raise _Refused(
+            f"control character U+{ord(bad.group()):04X} in {node.value[:40]!r}",
+            node,
+            "remove it; a value holds printable text, tabs and newlines only",
+        )
+    if node.tag == "tag:yaml.org,2002:float":
+        text = node.value.lower().lstrip("+-")
+        if text in (".nan", ".inf"):
+            raise _Refused(
+                f"{node.value} is not a finite number",
+                node,
+                "write a finite number",
+            )
+    if node.tag == "tag:yaml.org,2002:int" and len(node.value) > 19:
+        raise _Refused(
+            f"the number {node.value[:30]}… is larger than any setting takes",
+            node,
+            "write a smaller number",
+        )
+
+
 def parse_yaml(text: str, file: Path) -> tuple[Any, yaml.Node | None]:
+    """Parse ``text`` as adaptlab.yaml: the data and the node tree (for key lines)."""
+    loader = _ConfigLoader(text)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root = loader.get_single_node()
+        if root is not None:
+            _check_nodes(root)
+        data = loader.construct_document(root) if root is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -368,6 +592,18 @@ def parse_yaml(text: str, file: Path) -> tuple[Any, yaml.Node | None]:
             line=line,
             fix="check indentation (spaces, not tabs) and that every 'key: value' has its colon",
         ) from None
+    except _Refused as exc:
+        raise ConfigError(str(exc), file=file, line=exc.line, fix=exc.fix) from None
+    except yaml.YAMLError as exc:  # a non-printable character: a ReaderError, no mark
+        pos = getattr(exc, "position", None)
+        raise ConfigError(
+            f"unreadable YAML: {getattr(exc, 'reason', None) or exc}",
+            file=file,
+            line=text.count("\n", 0, pos) + 1 if isinstance(pos, int) else None,
+            fix="remove the control character; save the file as plain UTF-8 text",
+        ) from None
+    finally:
+        loader.dispose()
     return data, root
 
 
@@ -382,10 +618,22 @@ def load_config(path: str | Path) -> ProjectConfig:
             file=file,
             fix="run 'adaptlab init DIR' to create a project, or pass --project DIR",
         )
+    from adaptlab.files import read_regular_file
+
+    raw = read_regular_file(
+        file,
+        max_bytes=CONFIG_MAX_BYTES,
+        limit_name="the 1 MB limit of adaptlab.yaml",
+        what="config file",
+        error=ConfigError,
+        fix_path="adaptlab.yaml must be a file in the project folder",
+        size_fix="a config holds settings, not data: move data into data/ and point "
+        "data.path at it",
+    )
     try:
-        text = file.read_text(encoding="utf-8")
+        text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
-        line = file.read_bytes()[: exc.start].count(b"\n") + 1
+        line = raw[: exc.start].count(b"\n") + 1
         raise ConfigError(
             "the file is not valid UTF-8", file=file, line=line, fix="save it as UTF-8"
         ) from None
@@ -433,6 +681,9 @@ def load_config(path: str | Path) -> ProjectConfig:
         _check_candidate_model(config, i, strategy, file, root)
     _check_llms(config, file, root)
     _check_judge(config, file, root)
+    _check_names(config, file, root)
+    _check_paths(config, file, root)
+    _check_devices(config, file, root)
     if config.task == "extraction":
         config.schema_ = _load_schema(config.schema_, file, root)
     return config
@@ -504,6 +755,133 @@ def _check_llms(config: ProjectConfig, file: Path, root: yaml.Node | None) -> No
                 file=file,
                 line=_node_line(root, ("llms", name, "adapter")),
                 fix="remove 'adapter:', or use backend 'hf' with a local checkpoint",
+            )
+
+
+_NAME_MAX = 100
+
+
+def _check_names(config: ProjectConfig, file: Path, root: yaml.Node | None) -> None:
+    """Names end up in folder names, result keys, terminal lines and report headings."""
+
+    def refuse(what: str, loc: tuple[str | int, ...], fix: str, *, key: bool = False) -> None:
+        node = _node_at(root, loc[:-1]) if key else None
+        line = _node_line(root, loc)
+        if key and isinstance(node, yaml.MappingNode):
+            line = next((k.start_mark.line + 1 for k, _ in node.value if k.value == loc[-1]), line)
+        raise ConfigError(what, file=file, line=line, fix=fix)
+
+    def check(name: str, what: str, loc: tuple[str | int, ...], *, path: bool, key: bool) -> None:
+        if not name.strip():
+            refuse(f"{what} is empty", loc, f"give the {what} a name", key=key)
+        if name != name.strip():
+            refuse(
+                f"{what} '{name}' starts or ends with whitespace",
+                loc,
+                f"write it as '{name.strip()}'",
+                key=key,
+            )
+        if len(name) > _NAME_MAX:
+            refuse(
+                f"{what} is {len(name)} characters long (at most {_NAME_MAX})",
+                loc,
+                "use a shorter name",
+                key=key,
+            )
+        if path and (set(name) & {"/", "\\"} or name in {".", ".."}):
+            refuse(
+                f"{what} '{name}' holds a path separator or is '.'/'..'",
+                loc,
+                "use letters, digits, '-' and '_' (the name becomes part of file names)",
+                key=key,
+            )
+
+    check(config.name, "the project name", ("name",), path=False, key=False)
+    for i, cand in enumerate(config.candidates):
+        check(cand.name, "candidate name", ("candidates", i, "name"), path=True, key=False)
+    for name in config.llms:
+        check(name, "llm name", ("llms", name), path=True, key=True)
+    for label in config.labels:
+        check(label, "label", ("labels", label), path=False, key=True)
+    for key in ("input_field", "label_field"):
+        value = getattr(config.data, key)
+        if not value.strip():
+            refuse(f"data.{key} is empty", ("data", key), "name the column or JSON field")
+
+
+def _outside(root: Path, rel: str) -> bool:
+    target = (root / rel).resolve()
+    return Path(rel).is_absolute() or not target.is_relative_to(root.resolve())
+
+
+def _check_paths(config: ProjectConfig, file: Path, root: yaml.Node | None) -> None:
+    """Files a project reads lie inside the project folder.
+
+    A project folder is data that may come from someone else; a path that leaves it
+    (absolute, ``../``, or a link pointing out) could feed any file of the user's
+    into prompts sent to a provider, so it is refused.
+    """
+    folder = file.parent
+    paths: list[tuple[tuple[str | int, ...], str]] = [(("data", "path"), config.data.path)]
+    if config.data.test_path:
+        paths.append((("data", "test_path"), config.data.test_path))
+    if isinstance(config.schema_, str):
+        paths.append((("schema",), config.schema_))
+    for i, cand in enumerate(config.candidates):
+        template = cand.params.get("template")
+        if isinstance(template, str) and (template.endswith(".j2") or set(template) & {"/", "\\"}):
+            paths.append((("candidates", i, "params", "template"), template))
+    for loc, rel in paths:
+        key = ".".join(str(p) for p in loc if not isinstance(p, int))
+        if not rel.strip():
+            raise ConfigError(
+                f"{key} is empty", file=file, line=_node_line(root, loc), fix="name a file"
+            )
+        if _outside(folder, rel):
+            raise ConfigError(
+                f"{key} '{rel}' points outside the project folder",
+                file=file,
+                line=_node_line(root, loc),
+                fix="copy the file into the project folder (e.g. data/) and give its path "
+                "relative to adaptlab.yaml; 'adaptlab init --data FILE' copies a data file",
+            )
+
+
+def _device_problem(device: str) -> str | None:
+    """Why ``device`` cannot be used here, or None; torch is imported only for a GPU."""
+    if device in ("cpu", "auto"):
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return "torch is not installed"
+    import torch
+
+    if device == "mps":
+        return None if torch.backends.mps.is_available() else "this machine has no MPS (Apple GPU)"
+    if not torch.cuda.is_available():
+        return "torch sees no CUDA GPU on this machine (a CPU-only torch, or no driver)"
+    index = int(device.partition(":")[2] or 0)
+    count = int(torch.cuda.device_count())
+    if index >= count:
+        return f"this machine has {count} CUDA GPU(s), numbered from 0"
+    return None
+
+
+def _check_devices(config: ProjectConfig, file: Path, root: yaml.Node | None) -> None:
+    wanted: list[tuple[tuple[str | int, ...], str]] = [(("model", "device"), config.model.device)]
+    for name, llm in config.llms.items():
+        if llm.backend == "hf":
+            wanted.append((("llms", name, "device"), llm.device))
+    for loc, device in wanted:
+        problem = _device_problem(device)
+        if problem:
+            key = ".".join(str(p) for p in loc)
+            raise ConfigError(
+                f"{key} is '{device}', but {problem}",
+                file=file,
+                line=_node_line(root, loc),
+                fix=f"set {key}: cpu (or 'auto': a GPU when there is one)",
             )
 
 

@@ -66,6 +66,8 @@ class Project:
             label_field=d.label_field,
             fmt=d.format,
             encoding=d.encoding,
+            delimiter=d.delimiter,
+            max_file_mb=d.max_file_mb,
             task=self.config.task,
             schema=schema if isinstance(schema, dict) else None,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -36,23 +37,55 @@ def _write_example(target: Path, name: str) -> None:
         shutil.copytree(src / "docs", target / "docs")
 
 
-def _write_from_data(target: Path, data: Path, input_field: str, label_field: str) -> None:
-    examples = load_examples(data, input_field=input_field, label_field=label_field)
+# Written above `labels:` in a generated adaptlab.yaml: the label names are only a start.
+LABELS_COMMENT = """\
+# Each label's description is the prompt that zero-shot classifies against (and what an
+# LLM is told the label means). They start as the bare label names: replace each with a
+# line saying what the label covers, e.g. "billing: invoices, charges, refunds of fees".
+"""
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """How ``init --data`` reads the file; the same keys as ``data:`` in adaptlab.yaml."""
+
+    input_field: str = "text"
+    label_field: str = "label"
+    fmt: str = "auto"
+    encoding: str = "utf-8"
+    delimiter: str = "auto"
+
+    def config(self, path: str) -> dict[str, str]:
+        """The ``data:`` section: the path, the fields, and every option not at its default."""
+        out = {"path": path, "input_field": self.input_field, "label_field": self.label_field}
+        for key, value, default in (
+            ("format", self.fmt, "auto"),
+            ("encoding", self.encoding, "utf-8"),
+            ("delimiter", self.delimiter, "auto"),
+        ):
+            if value != default:
+                out[key] = value
+        return out
+
+
+def _write_from_data(target: Path, name: str, data: Path, opts: DataOptions) -> None:
+    examples = load_examples(
+        data,
+        input_field=opts.input_field,
+        label_field=opts.label_field,
+        fmt=opts.fmt,
+        encoding=opts.encoding,
+        delimiter=opts.delimiter,
+    )
     labels = sorted({ex.label for ex in examples})
     check_examples(examples, labels).raise_on_errors()
     (target / "data").mkdir()
     shutil.copy(data, target / "data" / data.name)
     config = {
-        "name": target.name,
+        "name": name,
         "task": "classification",
         "seed": 42,
-        "data": {
-            "path": f"data/{data.name}",
-            "input_field": input_field,
-            "label_field": label_field,
-        },
-        # A description per label is what zero-shot compares against; the label
-        # name alone is a weak start the user is expected to improve.
+        "data": opts.config(f"data/{data.name}"),
         "labels": {label: label.replace("_", " ") for label in labels},
         "candidates": [
             {"name": "zero-shot", "strategy": "zero-shot"},
@@ -61,7 +94,37 @@ def _write_from_data(target: Path, data: Path, input_field: str, label_field: st
             {"name": "finetune", "strategy": "finetune"},
         ],
     }
-    (target / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+    text = text.replace("\nlabels:\n", "\n" + LABELS_COMMENT + "labels:\n", 1)
+    (target / CONFIG_FILE).write_text(text, encoding="utf-8")
+
+
+def _data_options(
+    input_field: str, label_field: str, fmt: str, encoding: str, delimiter: str
+) -> DataOptions:
+    """The options checked exactly as adaptlab.yaml's ``data:`` checks them."""
+    from pydantic import ValidationError
+
+    from adaptlab.config import DataConfig
+
+    values = {
+        "input_field": input_field,
+        "label_field": label_field,
+        "format": fmt,
+        "encoding": encoding,
+        "delimiter": delimiter,
+    }
+    try:
+        d = DataConfig.model_validate({"path": "-", **values})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        option = str(first["loc"][0]).replace("_", "-")
+        raise AdaptlabError(
+            f"--{option}: {first['msg']}",
+            fix=DataConfig.model_fields[str(first["loc"][0])].description,
+            code="usage",
+        ) from None
+    return DataOptions(d.input_field, d.label_field, d.format, d.encoding, d.delimiter)
 
 
 def init_project(
@@ -71,6 +134,9 @@ def init_project(
     data: str | Path | None = None,
     input_field: str = "text",
     label_field: str = "label",
+    fmt: str = "auto",
+    encoding: str = "utf-8",
+    delimiter: str = "auto",
 ) -> Path:
     """Create ``directory`` with ``adaptlab.yaml`` and data; validate before it appears.
 
@@ -98,7 +164,9 @@ def init_project(
             _write_example(tmp, example)
         else:
             assert data is not None
-            _write_from_data(tmp, Path(data), input_field, label_field)
+            # The project is named after the folder asked for, not the temporary one.
+            opts = _data_options(input_field, label_field, fmt, encoding, delimiter)
+            _write_from_data(tmp, target.name, Path(data), opts)
         load_config(tmp)  # the project must load before it is handed over
         if target.exists():
             target.rmdir()

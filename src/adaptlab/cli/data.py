@@ -32,6 +32,13 @@ def check(project_dir: str) -> None:
         for label, n in report.label_counts.items():
             table.add_row(label, str(n), project.config.labels[label])
         console.print(table)
+        if _bare_descriptions(project.config.labels):
+            console.print(
+                "[yellow]hint:[/] every label's description is just its name. Zero-shot "
+                "classifies against these descriptions (they are its prompt): write one "
+                "line per label under 'labels:' in adaptlab.yaml saying what it covers.",
+                soft_wrap=True,
+            )
     elif report.task == "extraction":
         table = Table(title=f"{title}; target fields")
         table.add_column("field")
@@ -59,3 +66,12 @@ def check(project_dir: str) -> None:
         f"[green]ok[/]: split train {counts['train']} / val {counts['val']} / test "
         f"{counts['test']} (fingerprint {split.fingerprint}); {leak}"
     )
+
+
+def _bare_descriptions(labels: dict[str, str]) -> bool:
+    """True when no description says more than its label's name (as ``init --data`` writes)."""
+
+    def words(text: str) -> str:
+        return " ".join(text.replace("_", " ").replace("-", " ").casefold().split())
+
+    return bool(labels) and all(words(desc) == words(label) for label, desc in labels.items())

@@ -19,16 +19,50 @@ from adaptlab.cli.common import console
     type=click.Path(dir_okay=False),
     help="Start from your own labelled JSONL/CSV file.",
 )
-@click.option("--input-field", default="text", show_default=True)
-@click.option("--label-field", default="label", show_default=True)
+@click.option("--input-field", default="text", show_default=True, help="data.input_field")
+@click.option("--label-field", default="label", show_default=True, help="data.label_field")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "jsonl", "csv"]),
+    default="auto",
+    show_default=True,
+    help="data.format: 'auto' goes by the file extension.",
+)
+@click.option(
+    "--encoding",
+    default="utf-8",
+    show_default=True,
+    help="data.encoding, e.g. cp1252 for a CSV from Excel on Windows.",
+)
+@click.option(
+    "--delimiter",
+    default="auto",
+    show_default=True,
+    help="data.delimiter: CSV column separator, e.g. ';' (German Excel) or tab.",
+)
 def init(
-    directory: str, example: str | None, data_file: str | None, input_field: str, label_field: str
+    directory: str,
+    example: str | None,
+    data_file: str | None,
+    input_field: str,
+    label_field: str,
+    fmt: str,
+    encoding: str,
+    delimiter: str,
 ) -> None:
     """Create a project folder with adaptlab.yaml and its data."""
     from adaptlab.scaffold import init_project
 
     path = init_project(
-        directory, example=example, data=data_file, input_field=input_field, label_field=label_field
+        directory,
+        example=example,
+        data=data_file,
+        input_field=input_field,
+        label_field=label_field,
+        fmt=fmt,
+        encoding=encoding,
+        delimiter=delimiter,
     )
     console.print(f"[green]created[/] {path}\n  next: adaptlab data check -p {directory}")
 

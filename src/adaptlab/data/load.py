@@ -11,9 +11,12 @@ What a record's label field holds depends on the task:
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -44,23 +47,127 @@ class Example:
         return {"text": self.text, "label": self.label, "file": self.file, "line": self.line}
 
 
-def _decode(path: Path, encoding: str) -> str:
-    raw = path.read_bytes()
+DEFAULT_MAX_FILE_MB = 1024
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "csv"}
+
+# Longest BOM first: the UTF-32 LE mark starts with the UTF-16 LE one.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+# Bytes 0x80-0x9f are C1 control characters in latin-1 but letters, quotes and "€"
+# in cp1252 (Excel on Windows); these five are undefined in cp1252.
+_C1 = frozenset(range(0x80, 0xA0))
+_CP1252_UNDEFINED = frozenset({0x81, 0x8D, 0x8F, 0x90, 0x9D})
+
+
+def _setting(key: str, value: str) -> str:
+    """How to set a data option, in adaptlab.yaml and in ``adaptlab init --data``."""
+    return f"set data.{key}: {value} in adaptlab.yaml (adaptlab init --data: --{key} {value})"
+
+
+def _utf16_without_bom(raw: bytes) -> str | None:
+    """'utf-16-le'/'utf-16-be' when every other byte is NUL, as in ASCII text in UTF-16."""
+    sample = raw[:4096]
+    if len(sample) < 4:
+        return None
+    even, odd = sample[0::2].count(0), sample[1::2].count(0)
+    half = len(sample) // 2
+    if odd > 0.4 * half and even < 0.05 * half:
+        return "utf-16-le"
+    if even > 0.4 * half and odd < 0.05 * half:
+        return "utf-16-be"
+    return None
+
+
+def _encoding_advice(raw: bytes, encoding: str) -> tuple[str, str]:
+    """(what the bytes look like, the fix) for bytes that are not valid ``encoding``."""
+    utf16 = _utf16_without_bom(raw)
+    if utf16:
+        return (
+            f"the file looks like {utf16.upper()} without a byte-order mark",
+            _setting("encoding", utf16),
+        )
+    if codecs.lookup(encoding).name != "utf-8":
+        return (
+            f"the file is not {encoding}",
+            "find the file's encoding (file -i FILE) and set data.encoding to it",
+        )
+    high = _C1.intersection(raw)
+    if high and not high & _CP1252_UNDEFINED:
+        return (
+            "the file looks like Windows-1252 (Excel on Windows: bytes such as 0x80 '€' "
+            "and 0x93/0x94 quotes)",
+            _setting("encoding", "cp1252") + ", or convert it: iconv -f cp1252 -t utf-8",
+        )
+    if not high:
+        return (
+            "the file looks like Latin-1 (ISO-8859-1)",
+            _setting("encoding", "latin-1") + ", or convert it: iconv -f latin1 -t utf-8",
+        )
+    return (
+        "its encoding is neither UTF-8 nor Windows-1252",
+        "find the file's encoding (file -i FILE) and set data.encoding to it, or re-save "
+        "the file as UTF-8",
+    )
+
+
+def _decode(raw: bytes, path: Path, encoding: str) -> str:
+    """Text of ``raw``: a byte-order mark decides the encoding, else ``encoding``.
+
+    A UTF-16/32 mark is certain where ``encoding`` is a guess. A UTF-8 mark is
+    dropped and the rest read as ``encoding``: Excel writes that mark in front of
+    cp1252 text too, and re-reading such a file as UTF-8 would fail again.
+    """
+    for bom, codec in _BOMS:
+        if raw.startswith(bom):
+            raw = raw[len(bom) :]
+            if codec != "utf-8" or codecs.lookup(encoding).name.startswith("utf"):
+                encoding = codec
+            break
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
+        line = raw[: exc.start].decode(encoding, errors="replace").count("\n") + 1
+        looks, fix = _encoding_advice(raw, encoding)
         raise DataError(
-            f"byte 0x{raw[exc.start]:02x} is not valid {encoding}",
+            f"byte 0x{raw[exc.start]:02x} is not valid {encoding}: {looks}",
             file=path,
             line=line,
-            fix=(
-                f"re-save the file as {encoding} (e.g. iconv -f latin1 -t utf-8), "
-                "or set data.encoding in adaptlab.yaml"
-            ),
+            fix=fix,
             code="encoding",
         ) from None
-    return text.removeprefix("\ufeff")
+    text = text.removeprefix("\ufeff")
+    nul = text.find("\x00")
+    if nul >= 0:
+        utf16 = _utf16_without_bom(raw)
+        raise DataError(
+            "the file holds a NUL byte"
+            + (f": it looks like {utf16.upper()} without a byte-order mark" if utf16 else ""),
+            file=path,
+            line=text.count("\n", 0, nul) + 1,
+            fix=_setting("encoding", utf16)
+            if utf16
+            else "remove the NUL bytes (tr -d '\\000' < FILE > NEW), or check that data.path "
+            "names a text file",
+            code="nul-byte",
+        )
+    return text
+
+
+def _text_type(value: Any) -> str | None:
+    """None when ``value`` can be a text field, else what it is (for the message)."""
+    if isinstance(value, str):
+        return None
+    if isinstance(value, bool) or value is None:
+        return _json_type(value)
+    if isinstance(value, int | float):
+        return None  # finite: the JSON parser refuses NaN and Infinity
+    return _json_type(value)
 
 
 def _field(
@@ -86,13 +193,17 @@ def _field(
         )
         return None
     value = record[name]
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+    got = _text_type(value)
+    if got is not None:
+        shown = json.dumps(value) if isinstance(value, bool) or value is None else ""
         issues.append(
             Issue(
-                f"{role} field '{name}' must be a string, got {type(value).__name__}",
+                f"{role} field '{name}' must be text (a string or a number), got {got}",
                 file=str(path),
                 line=line,
-                fix="write it as a JSON string",
+                fix=f'write it as a JSON string, e.g. "{shown}"'
+                if shown
+                else "write it as a JSON string, or delete the record",
                 code="wrong-type",
             )
         )
@@ -196,7 +307,13 @@ def _extraction_target(
 
 
 def _json_type(value: Any) -> str:
-    names = {list: "an array", bool: "a boolean", int: "a number", float: "a number"}
+    names = {
+        list: "an array",
+        dict: "an object",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }
     if value is None:
         return "null"
     if isinstance(value, str):
@@ -204,34 +321,251 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
+class _NotJson(ValueError):
+    """A value that Python's json accepts and JSON does not (NaN, Infinity, duplicate keys)."""
+
+    def __init__(self, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+def _constant(name: str) -> Any:
+    raise _NotJson(
+        f"{name} is not a JSON value (pandas writes it for a missing or non-finite number)",
+        f"write the value as a string, or delete the record (pandas: df.dropna() before "
+        f"to_json); {name} never becomes the text '{name.lower()}'",
+    )
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotJson(
+            f"the number {text} is too large for a float",
+            "write it as a string if it is meant as text",
+        )
+    return value
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _NotJson(
+                f"key '{key}' appears twice in one object (the last would silently win)",
+                f"keep one '{key}' in this record",
+            )
+        obj[key] = value
+    return obj
+
+
+def _parse_json(raw: str) -> Any:
+    # strict=False: raw control characters (a tab) inside strings are common in
+    # exports and harmless here; NUL bytes were refused when the file was decoded.
+    return json.loads(
+        raw,
+        strict=False,
+        parse_constant=_constant,
+        parse_float=_float,
+        object_pairs_hook=_object,
+    )
+
+
+_TRAILING_COMMA = re.compile(r",\s*[}\]]")
+
+
+def _json_fix(raw: str, exc: json.JSONDecodeError) -> str:
+    if _TRAILING_COMMA.search(raw) and exc.msg.startswith(
+        ("Expecting property", "Expecting value")
+    ):
+        return "remove the trailing comma before the closing } or ] (JSON allows none)"
+    if exc.msg == "Extra data" and "\r" in raw:
+        return (
+            "lines end in a bare CR (old Mac line endings): convert them, e.g. "
+            "tr '\\r' '\\n' < FILE > NEW"
+        )
+    if exc.msg.startswith("Unexpected UTF-8 BOM"):
+        return "remove the byte-order mark inside the file (files were concatenated?)"
+    return 'each line must be one complete JSON object, e.g. {"text": "…", "label": "…"}'
+
+
+def _first_line(text: str) -> tuple[int, str]:
+    for lineno, raw in enumerate(text.split("\n"), start=1):
+        if raw.strip(" \t\r"):
+            return lineno, raw.removesuffix("\r")
+    return 0, ""
+
+
+def _not_jsonl(text: str, path: Path) -> None:
+    """Stop early, with the right fix, on a JSON array or CSV file named .jsonl."""
+    lineno, first = _first_line(text)
+    head = first.strip(" \t\r")
+    if not head or head.startswith("{"):
+        return
+    try:
+        value = _parse_json(head)
+    except (ValueError, RecursionError):
+        value = None
+        parsed = False
+    else:
+        parsed = True
+    if head.startswith("[") and (
+        not parsed or (isinstance(value, list) and value and isinstance(value[0], dict))
+    ):
+        raise DataError(
+            "the file is one JSON array, not JSON Lines (one object per line)",
+            file=path,
+            line=lineno,
+            fix="write one object per line, e.g. jq -c '.[]' FILE > FILE.jsonl",
+            code="json-array",
+        )
+    if not parsed and any(d in head for d in DELIMITERS) and '"' not in head[:1]:
+        raise DataError(
+            f"this looks like CSV, not JSON Lines (first line: '{head[:60]}')",
+            file=path,
+            line=lineno,
+            fix="rename the file to .csv, or set data.format: csv in adaptlab.yaml "
+            "(adaptlab init --data: --format csv)",
+            code="format",
+        )
+
+
 def _records_jsonl(text: str, path: Path) -> list[tuple[int, Any]]:
+    """JSON Lines: records end at \\n (a \\r before it is dropped), as the format says.
+
+    ``str.splitlines()`` would also split at U+2028, U+2029, U+0085, \\x0b, \\x0c and
+    \\x1c-\\x1e, which JSON allows raw inside a string.
+    """
+    _not_jsonl(text, path)
     records: list[tuple[int, Any]] = []
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
+    for lineno, raw in enumerate(text.split("\n"), start=1):
+        raw = raw.removesuffix("\r")
+        if not raw.strip(" \t\r"):
             continue
         try:
-            records.append((lineno, json.loads(raw)))
+            records.append((lineno, _parse_json(raw)))
         except json.JSONDecodeError as exc:
             raise DataError(
                 f"invalid JSON at column {exc.colno}: {exc.msg}",
                 file=path,
                 line=lineno,
-                fix='each line must be one complete JSON object, e.g. {"text": "…", "label": "…"}',
+                fix=_json_fix(raw, exc),
+                code="bad-json",
+            ) from None
+        except _NotJson as exc:
+            raise DataError(
+                str(exc), file=path, line=lineno, fix=exc.fix, code="bad-json"
+            ) from None
+        except RecursionError:
+            raise DataError(
+                "the JSON on this line is nested too deeply to read",
+                file=path,
+                line=lineno,
+                fix='each line must be one flat object, e.g. {"text": "…", "label": "…"}',
+                code="bad-json",
+            ) from None
+        except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+            raise DataError(
+                f"unreadable JSON value: {exc}",
+                file=path,
+                line=lineno,
+                fix="write long numbers as strings",
                 code="bad-json",
             ) from None
     return records
 
 
-def _records_csv(text: str, path: Path) -> list[tuple[int, Any]]:
+def _split_header(line: str, delimiter: str) -> list[str]:
+    try:
+        return [c.strip() for c in next(csv.reader([line], delimiter=delimiter))]
+    except (csv.Error, StopIteration):
+        return []
+
+
+def _pick_delimiter(text: str, fields: tuple[str, str]) -> str:
+    """The delimiter of a CSV file among , ; tab |.
+
+    The header naming both configured fields is the surest sign; then csv.Sniffer on
+    the start of the file; then the candidate the header line holds most of.
+    """
+    _, header = _first_line(text)
+    fits = [d for d in DELIMITERS if set(fields) <= set(_split_header(header, d))]
+    if len(fits) == 1:
+        return fits[0]
+    try:
+        return csv.Sniffer().sniff(text[:65536], delimiters="".join(DELIMITERS)).delimiter
+    except csv.Error:
+        counts = {d: header.count(d) for d in DELIMITERS}
+        best = max(counts, key=lambda d: counts[d])
+        return best if counts[best] else ","
+
+
+def _other_delimiter(header: str, used: str, fields: tuple[str, str]) -> str | None:
+    """A delimiter that splits the header better than ``used`` (to say so in errors)."""
+    used_cols = len(_split_header(header, used))
+    best = None
+    for d in DELIMITERS:
+        if d == used:
+            continue
+        cols = _split_header(header, d)
+        if set(fields) & set(cols) and len(cols) > used_cols:
+            return d
+        if best is None and len(cols) > max(used_cols, 1):
+            best = d
+    return best
+
+
+def _delimiter_fix(d: str) -> str:
+    shown = "'\\t'" if d == "\t" else f"'{d}'"
+    return f"this file looks {DELIMITERS[d]}-separated ({shown}): " + _setting("delimiter", shown)
+
+
+def _records_csv(
+    text: str, path: Path, delimiter: str, fields: tuple[str, str]
+) -> list[tuple[int, Any]]:
+    delim = _pick_delimiter(text, fields) if delimiter == "auto" else delimiter
+    _, header_line = _first_line(text)
+    # A field may be as long as the file: the default cap (128 KiB) would report a
+    # long text as a broken quote.
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
     # strict: an unclosed quote is an error instead of silently eating the file
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, strict=True)
     try:
         header = next(reader)
     except StopIteration:
         return []
     except csv.Error as exc:
-        raise DataError(f"unreadable CSV header: {exc}", file=path, line=1) from None
+        raise DataError(
+            f"unreadable CSV header: {exc}",
+            file=path,
+            line=1,
+            fix="the first line must name the columns, e.g. text,label",
+            code="bad-csv",
+        ) from None
     header = [h.strip() for h in header]
+    header_at = reader.line_num
+    other = _other_delimiter(header_line, delim, fields)
+    if not set(fields) <= set(header) and other is not None:
+        missing = next(f for f in fields if f not in header)
+        raise DataError(
+            f"the header has no column '{missing}' when split at "
+            f"{DELIMITERS.get(delim, repr(delim))}s (columns: {', '.join(header)})",
+            file=path,
+            line=header_at,
+            fix=_delimiter_fix(other),
+            code="bad-csv",
+        )
+    seen: dict[str, int] = {}
+    for col, name in enumerate(header, start=1):
+        if name and name in seen:
+            raise DataError(
+                f"column '{name}' appears twice in the header (columns {seen[name]} and {col})",
+                file=path,
+                line=header_at,
+                fix="rename or remove one of them",
+                code="duplicate-column",
+            )
+        seen[name] = col
     records: list[tuple[int, Any]] = []
     start = reader.line_num + 1  # a quoted field may span lines; errors name the row's first
     try:
@@ -242,7 +576,7 @@ def _records_csv(text: str, path: Path) -> list[tuple[int, Any]]:
                         f"row has {len(row)} columns, the header has {len(header)}",
                         file=path,
                         line=start,
-                        fix="quote fields that contain commas with double quotes",
+                        fix=_columns_fix(row, header, delim, other),
                         code="bad-csv",
                     )
                 records.append((start, dict(zip(header, row, strict=True))))
@@ -258,6 +592,15 @@ def _records_csv(text: str, path: Path) -> list[tuple[int, Any]]:
     return records
 
 
+def _columns_fix(row: list[str], header: list[str], delim: str, other: str | None) -> str:
+    if other is not None:
+        return _delimiter_fix(other)
+    if len(row) == len(header) + 1 and not row[-1].strip():
+        return "remove the delimiter at the end of this line (or add a column for it)"
+    name = DELIMITERS.get(delim, repr(delim))
+    return f"quote fields that contain a {name} with double quotes"
+
+
 def load_examples(
     path: str | Path,
     *,
@@ -265,6 +608,8 @@ def load_examples(
     label_field: str = "label",
     fmt: str = "auto",
     encoding: str = "utf-8",
+    delimiter: str = "auto",
+    max_file_mb: float = DEFAULT_MAX_FILE_MB,
     task: Task = "classification",
     schema: dict[str, Any] | None = None,
 ) -> list[Example]:
@@ -273,30 +618,55 @@ def load_examples(
     Nothing is dropped silently: a record with a missing or empty field stops the
     load with its line number, so the user fixes or deletes it on purpose. For an
     extraction ``task`` the target must be a JSON object that follows ``schema``.
+
+    Text fields take strings, and numbers as their text (``3`` is the label "3");
+    booleans, null, arrays and objects are refused, and so are NaN and Infinity,
+    which JSON does not have.
     """
+    from adaptlab.files import read_regular_file
+
     path = Path(path)
-    if not path.exists():
-        raise DataError(
-            "data file not found",
-            file=path,
-            fix="check data.path in adaptlab.yaml (relative to the project folder)",
-            code="not-found",
-        )
     if fmt == "auto":
         suffix = path.suffix.lower()
-        if suffix not in {".jsonl", ".csv", ".ndjson"}:
+        if suffix not in FORMATS:
+            fix = "use .jsonl or .csv, or set data.format in adaptlab.yaml"
+            if suffix == ".json":
+                fix = "convert a JSON array to JSON Lines: jq -c '.[]' FILE > FILE.jsonl"
             raise DataError(
                 f"cannot tell the format of a '{suffix or 'no extension'}' file",
                 file=path,
-                fix="use .jsonl or .csv, or set data.format in adaptlab.yaml",
+                fix=fix,
                 code="format",
             )
-        fmt = "csv" if suffix == ".csv" else "jsonl"
-    text = _decode(path, encoding)
-    records = _records_csv(text, path) if fmt == "csv" else _records_jsonl(text, path)
-    if not records:
+        fmt = FORMATS[suffix]
+        if suffix == ".tsv" and delimiter == "auto":
+            delimiter = "\t"
+    raw = read_regular_file(
+        path,
+        max_bytes=int(max_file_mb * (1 << 20)),
+        limit_name="data.max_file_mb",
+        error=DataError,
+        fix_path="check data.path in adaptlab.yaml (relative to the project folder): it "
+        "must name a JSONL or CSV file",
+    )
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
         raise DataError(
-            "the file holds no records",
+            f"unknown encoding '{encoding}'",
+            file=path,
+            fix="use a Python codec name: utf-8, cp1252, latin-1, utf-16",
+            code="encoding",
+        ) from None
+    text = _decode(raw, path, encoding)
+    fields = (input_field, label_field)
+    records = (
+        _records_csv(text, path, delimiter, fields) if fmt == "csv" else _records_jsonl(text, path)
+    )
+    if not records:
+        header_only = fmt == "csv" and bool(text.strip())
+        raise DataError(
+            "the file holds no records" + (" (only a header)" if header_only else ""),
             file=path,
             line=1,
             fix="add labelled examples, one per line",
