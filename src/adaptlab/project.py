@@ -39,6 +39,19 @@ class Project:
         return self.state_dir / "llm_cache.db"
 
     @property
+    def run_lock_path(self) -> Path:
+        return self.state_dir / "run.lock"
+
+    def prepare_state(self) -> None:
+        """Create ``.adaptlab``, or say exactly why it cannot be (a file there, no rights)."""
+        from adaptlab.store.files import os_error
+
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise os_error(exc, "the project's state folder") from exc
+
+    @property
     def splits_dir(self) -> Path:
         return self.state_dir / "splits"
 

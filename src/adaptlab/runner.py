@@ -15,9 +15,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from adaptlab.backends.quiet import quiet_library_progress
 from adaptlab.data.split import save_split
 from adaptlab.project import Project
 from adaptlab.store import PredictionRow, ResultRow, RunStore
+from adaptlab.store.files import os_error
+from adaptlab.store.lock import RunLock
 from adaptlab.strategies import ProgressSink, Strategy, StrategyContext, get_strategy
 
 if TYPE_CHECKING:
@@ -40,6 +43,8 @@ class RunEvents:
     on_unavailable: Callable[[str, str], None] = lambda name, reason: None
     on_start: Callable[[str], None] = lambda name: None
     on_done: Callable[[str, float], None] = lambda name, seconds: None
+    # another run holds the project's lock (who: "pid 123 on host"); this one waits for it
+    on_wait: Callable[[str], None] = lambda holder: None
 
 
 @dataclass
@@ -269,6 +274,7 @@ class _Models:
 
     def encoder(self) -> EncoderBackend:
         if self._encoder is None:
+            quiet_library_progress()
             self._encoder = _load_backend(self.project)
         return self._encoder
 
@@ -280,6 +286,7 @@ class _Models:
 
             if self._cache is None:
                 self._cache = ResponseCache(self.project.llm_cache_path)
+            quiet_library_progress()  # a local model (hf backend) loads through transformers
             backend = load_llm(self.project.config.llms[name])
             self._runners[name] = LLMRunner(backend, cache=self._cache, progress=progress)
         return self._runners[name]
@@ -329,39 +336,69 @@ def run_project(
             unavailable[cand.name] = reason
     candidates = [c for c in candidates if c.name not in unavailable]
 
-    save_split(split, project.splits_dir)
-    keys = {c.name: result_key(project, c, split) for c in candidates}
-    config_json = cfg.model_dump(mode="json")
-    run_id = _hash({"config": config_json, "split": split.fingerprint, "t": time.time_ns()})
-    outcome = RunOutcome(run_id=run_id, split=split, unavailable=unavailable)
-    for name, reason in unavailable.items():
-        events.on_unavailable(name, reason)
-    models = _Models(project)
-    with RunStore(project.store_path) as store, contextlib.closing(models):
-        store.start_run(
-            run_id,
-            project=cfg.name,
-            config=config_json,
-            data_fingerprint=split.fingerprint,
-            seed=cfg.seed,
-            model=cfg.model.model_dump(mode="json"),
-            split=split.counts(),
-            notes={"not_run": unavailable},
-        )
-        for pos, cand in enumerate(candidates):
-            key = keys[cand.name]
-            if store.has_result(key) and not force:
-                events.on_skip(cand.name)
-                store.link(run_id, pos, cand.name, key, reused=True)
-                outcome.reused.append(cand.name)
-                continue
-            events.on_start(cand.name)
-            seconds = run_candidate(project, cand, split, key, models, store, progress, force)
-            store.link(run_id, pos, cand.name, key, reused=False)
-            outcome.computed.append(cand.name)
-            events.on_done(cand.name, seconds)
-        store.finish_run(run_id)
+    project.prepare_state()
+    # One run per project at a time: a second one would pay for every uncached answer again.
+    with RunLock(project.run_lock_path).acquire(events.on_wait):
+        try:
+            save_split(split, project.splits_dir)
+        except OSError as exc:
+            raise os_error(exc, "the data split") from exc
+        keys = {c.name: result_key(project, c, split) for c in candidates}
+        config_json = cfg.model_dump(mode="json")
+        run_id = _hash({"config": config_json, "split": split.fingerprint, "t": time.time_ns()})
+        outcome = RunOutcome(run_id=run_id, split=split, unavailable=unavailable)
+        for name, reason in unavailable.items():
+            events.on_unavailable(name, reason)
+        models = _Models(project)
+        with RunStore(project.store_path) as store, contextlib.closing(models):
+            store.mark_interrupted()  # we hold the lock: any run still 'running' is dead
+            store.start_run(
+                run_id,
+                project=cfg.name,
+                config=config_json,
+                data_fingerprint=split.fingerprint,
+                seed=cfg.seed,
+                model=cfg.model.model_dump(mode="json"),
+                split=split.counts(),
+                notes={"not_run": unavailable},
+            )
+            try:
+                _run_candidates(
+                    project, candidates, keys, models, store, progress, events, force, outcome
+                )
+            except BaseException as exc:
+                # Never leave a run 'running': Ctrl-C is an interruption, anything else a failure.
+                status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                with contextlib.suppress(Exception):  # a full disk may refuse this too
+                    store.finish_run(run_id, status)
+                raise
+            store.finish_run(run_id)
     return outcome
+
+
+def _run_candidates(
+    project: Project,
+    candidates: Sequence[CandidateConfig],
+    keys: dict[str, str],
+    models: _Models,
+    store: RunStore,
+    progress: ProgressSink,
+    events: RunEvents,
+    force: bool,
+    outcome: RunOutcome,
+) -> None:
+    for pos, cand in enumerate(candidates):
+        key = keys[cand.name]
+        if store.has_result(key) and not force:
+            events.on_skip(cand.name)
+            store.link(outcome.run_id, pos, cand.name, key, reused=True)
+            outcome.reused.append(cand.name)
+            continue
+        events.on_start(cand.name)
+        seconds = run_candidate(project, cand, outcome.split, key, models, store, progress, force)
+        store.link(outcome.run_id, pos, cand.name, key, reused=False)
+        outcome.computed.append(cand.name)
+        events.on_done(cand.name, seconds)
 
 
 def _load_backend(project: Project) -> EncoderBackend:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field
 
 from adaptlab.backends.base import BackendOptions, EncoderBackend
+from adaptlab.backends.quiet import quiet_library_progress
 from adaptlab.config import BUNDLED_MODEL
 from adaptlab.errors import AdaptlabError, MissingDependencyError
 
@@ -97,6 +98,7 @@ def load_sentence_transformer(name: str, device: str) -> Any:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         st = _import_st()
+        quiet_library_progress()
         try:
             _LOADED[key] = st.SentenceTransformer(path, device=device)
         except OSError as exc:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
+from rich.text import Text
 
 from adaptlab.errors import AdaptlabError
 
@@ -29,25 +30,57 @@ project_option = click.option(
 )
 
 
+_interrupt_hint = "interrupted"
+
+
+def set_interrupt_hint(text: str) -> None:
+    """What Ctrl-C prints for the running command (``run`` says how to resume)."""
+    global _interrupt_hint
+    _interrupt_hint = text
+
+
+def print_error(exc: object) -> None:
+    """'error: …' with the message as plain text: brackets in names and paths stay literal."""
+    err_console.print(Text.assemble(("error:", "bold red"), " ", str(exc)), soft_wrap=True)
+
+
 @contextmanager
 def handle_errors() -> Iterator[None]:
     """Print user errors as 'where: what / fix: how' and exit 2; no traceback."""
+    import sqlite3
+
+    from adaptlab.store.files import os_error
+
     try:
         yield
     except AdaptlabError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+        print_error(exc)
         sys.exit(2)
-    except click.exceptions.Abort:
-        err_console.print("aborted")
+    except click.exceptions.Abort as exc:
+        # click turns Ctrl-C into Abort; the KeyboardInterrupt is its cause.
+        if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+            err_console.print(_interrupt_hint, markup=False, soft_wrap=True)
+        else:
+            err_console.print("aborted")
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err_console.print(
-            "interrupted: finished candidates are stored; 'adaptlab run' resumes from there"
-        )
+        err_console.print(_interrupt_hint, markup=False, soft_wrap=True)
         sys.exit(130)
+    except OSError as exc:  # a full disk, a read-only folder, a file where a folder belongs
+        print_error(os_error(exc))
+        sys.exit(2)
+    except sqlite3.Error as exc:
+        print_error(
+            AdaptlabError(
+                f"a database file of this project could not be used: {exc}",
+                fix="look for a damaged, locked or read-only file in the project's .adaptlab "
+                "folder; move a damaged one away and run again",
+            )
+        )
+        sys.exit(2)
     except Exception as exc:  # a bug: say so briefly, keep the traceback in a file
         sys.exit(_internal_error(exc))
 
@@ -94,11 +127,55 @@ def fmt_p(p: float) -> str:
 _SHORT = {"accuracy": "acc.", "field_f1": "field F1", "token_f1": "tok. F1", "exact_match": "EM"}
 
 
-def results_table(summary: RunSummary) -> Any:
-    """The rich table `run`, `demo` and `report` print; fits an 80-column terminal."""
+def fitted_table(
+    title: str,
+    name_header: str,
+    columns: list[tuple[str, bool]],
+    rows: list[tuple[str, list[str]]],
+    width: int | None = None,
+) -> Any:
+    """A table whose numbers are never cut: at the console's width, optional columns go first.
+
+    ``columns`` are (header, optional) of the right-aligned value columns; each row is
+    (name, values). Values never wrap; the name column folds instead. When the values
+    alone do not fit (with room for 10 characters of name), optional columns are left
+    out from the right and a caption says which.
+    """
     from rich import box
     from rich.table import Table
 
+    width = width or console.width
+
+    def cell_width(text: str) -> int:
+        return max((Text(line).cell_len for line in text.split("\n")), default=0)
+
+    widths = [
+        max([cell_width(header)] + [cell_width(values[i]) for _, values in rows])
+        for i, (header, _) in enumerate(columns)
+    ]
+    keep = list(range(len(columns)))
+    for i in reversed(range(len(columns))):
+        if sum(widths[j] + 3 for j in keep) + 10 <= width:  # padding and separator
+            break
+        if columns[i][1]:
+            keep.remove(i)
+    dropped = [columns[i][0].replace("\n", " ") for i in range(len(columns)) if i not in keep]
+    table = Table(
+        title=Text(title),
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        caption=Text(f"left out at this width: {', '.join(dropped)}") if dropped else None,
+    )
+    table.add_column(name_header, overflow="fold", min_width=6)
+    for i in keep:
+        table.add_column(columns[i][0], justify="right", no_wrap=True, min_width=widths[i])
+    for name, values in rows:
+        table.add_row(Text(name, overflow="fold"), *(Text(values[i]) for i in keep))
+    return table
+
+
+def results_table(summary: RunSummary, width: int | None = None) -> Any:
+    """The rich table `run`, `demo` and `report` print; fits an 80-column terminal."""
     rec = summary.recommendation
     info = summary.metric_info
     name = _SHORT.get(info.key, info.name)
@@ -106,23 +183,17 @@ def results_table(summary: RunSummary) -> Any:
     def fmt(x: float) -> str:
         return fmt_pct(x) if info.percent else f"{x:.3f}"
 
-    table = Table(
-        title=f"{summary.project}: {summary.split.get('test', 0)} test examples",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
-    table.add_column("candidate", no_wrap=True)
     classification = summary.task == "classification"
-    for col in (
-        f"{name}{' %' if info.percent else ''}\n{summary.confidence:.0%} CI",
-        "macro\nF1 %" if classification else "valid\n%",
-        "p vs\nbest",
-        "ms p50\np95",
-        "fit s",
-        "USD per\n1k req",
-        "setup\nUSD",
-    ):
-        table.add_column(col, justify="right", no_wrap=True)
+    columns = [
+        (f"{name}{' %' if info.percent else ''}\n{summary.confidence:.0%} CI", False),
+        ("macro\nF1 %" if classification else "valid\n%", False),
+        ("p vs\nbest", False),
+        ("ms p50\np95", True),
+        ("fit s", True),
+        ("USD per\n1k req", False),
+        ("setup\nUSD", True),
+    ]
+    rows = []
     for c in summary.candidates:
         tags = [t for t, on in (("★ winner", c.name == rec.winner), ("cached", c.reused)) if on]
         ci = c.quality_ci
@@ -130,8 +201,7 @@ def results_table(summary: RunSummary) -> Any:
             second = fmt_pct(c.metrics.macro_f1)
         else:
             second = fmt_pct(c.valid_rate) if c.valid_rate is not None else "–"
-        table.add_row(
-            c.name + ("\n" + ", ".join(tags) if tags else ""),
+        values = [
             f"{fmt(c.quality)}\n{fmt(ci.low)}–{fmt(ci.high)}",
             second,
             "best" if c.vs_best is None else fmt_p(c.vs_best.p_value),
@@ -139,23 +209,26 @@ def results_table(summary: RunSummary) -> Any:
             f"{c.fit_seconds:.1f}",
             f"{c.cost_per_1k_usd:.5f}",
             f"{c.setup_cost_usd:.4f}",
-        )
-    return table
+        ]
+        rows.append((c.name + ("\n" + ", ".join(tags) if tags else ""), values))
+    title = f"{summary.project}: {summary.split.get('test', 0)} test examples"
+    return fitted_table(title, "candidate", columns, rows, width)
 
 
-def llm_table(summary: RunSummary) -> Any:
+def llm_table(summary: RunSummary, width: int | None = None) -> Any:
     """Tokens, parsing and consistency of the generative candidates (None if there are none)."""
-    from rich import box
-    from rich.table import Table
-
-    rows = [c for c in summary.candidates if c.llm is not None or c.agreement is not None]
-    if not rows:
+    cands = [c for c in summary.candidates if c.llm is not None or c.agreement is not None]
+    if not cands:
         return None
-    table = Table(title="generative answers", box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("candidate", no_wrap=True)
-    for col in ("tokens\nin/out", "unparsed", "agree %\nvalid %", "retries", "cache\nhits"):
-        table.add_column(col, justify="right", no_wrap=True)
-    for c in rows:
+    columns = [
+        ("tokens\nin/out", False),
+        ("unparsed", False),
+        ("agree %\nvalid %", False),
+        ("retries", True),
+        ("cache\nhits", True),
+    ]
+    rows = []
+    for c in cands:
         llm = c.info.get("llm", {}) if isinstance(c.info.get("llm"), dict) else {}
         tokens = (
             f"{c.input_tokens_per_request:.0f}/{c.output_tokens_per_request:.0f}"
@@ -167,18 +240,20 @@ def llm_table(summary: RunSummary) -> Any:
             if c.agreement is not None
             else "–"
         )
-        table.add_row(
-            c.name + (f"\n{c.llm}" if c.llm else ""),
+        values = [
             tokens,
             str(c.unparsed),
             agree,
             str(llm.get("retries", "–")),
             str(llm.get("cache_hits", "–")),
-        )
-    return table
+        ]
+        rows.append((c.name + (f"\n{c.llm}" if c.llm else ""), values))
+    return fitted_table("generative answers", "candidate", columns, rows, width)
 
 
 def print_summary(summary: RunSummary) -> None:
+    from rich.padding import Padding
+
     rec = summary.recommendation
     console.print(results_table(summary))
     extra = llm_table(summary)
@@ -187,6 +262,7 @@ def print_summary(summary: RunSummary) -> None:
     from adaptlab.report.html import KINDS
 
     kind = KINDS.get(rec.kind, (rec.kind, ""))[0]
-    console.print(f"[bold green]recommendation:[/] {rec.winner} ({kind})")
+    console.print(Text.assemble(("recommendation:", "bold green"), f" {rec.winner} ({kind})"))
     for reason in rec.reasons:
-        console.print(f"  {reason}", soft_wrap=True)
+        # Wrapped by rich at word boundaries, indented as a block; never cut mid-word.
+        console.print(Padding(Text(reason), (0, 0, 0, 2)))

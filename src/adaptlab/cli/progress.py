@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -19,6 +20,8 @@ from adaptlab.strategies.base import Advance, ProgressSink
 
 
 class RichProgress(ProgressSink):
+    """Descriptions are markup only in the prefix adaptlab writes; names and texts are escaped."""
+
     def __init__(self, console: Console, prefix: str = "") -> None:
         self.prefix = prefix
         self.progress = Progress(
@@ -31,6 +34,10 @@ class RichProgress(ProgressSink):
             transient=False,
         )
 
+    def set_candidate(self, name: str) -> None:
+        """Prefix every task from now on with this candidate's name (printed literally)."""
+        self.prefix = f"[cyan]{escape(name)}[/]: "
+
     def __enter__(self) -> RichProgress:
         self.progress.start()
         return self
@@ -40,7 +47,7 @@ class RichProgress(ProgressSink):
 
     @contextmanager
     def task(self, description: str, total: int | None) -> Iterator[Advance]:
-        task_id = self.progress.add_task(f"{self.prefix}{description}", total=total)
+        task_id = self.progress.add_task(f"{self.prefix}{escape(description)}", total=total)
         try:
             yield lambda n: self.progress.advance(task_id, n)
         finally:

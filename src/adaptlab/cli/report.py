@@ -22,7 +22,7 @@ def build_report(
     summary = summarize_project(project, run_id)
     path = write_report(summary, Path(output) if output else project.report_path)
     print_summary(summary)
-    console.print(f"report: {path}")
+    console.print(f"report: {path}", markup=False)
     return path
 
 

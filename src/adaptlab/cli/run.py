@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from rich.text import Text
 
-from adaptlab.cli.common import console, print_summary, project_option
+from adaptlab.cli.common import console, print_summary, project_option, set_interrupt_hint
 
 if TYPE_CHECKING:
     from adaptlab.evaluation.summary import RunSummary
@@ -24,28 +25,38 @@ def run_and_summarize(
     from adaptlab.runner import RunEvents, run_project
 
     project = Project.load(project_dir)
+    set_interrupt_hint(
+        "interrupted: finished candidates are stored; "
+        f"'adaptlab run -p {project_dir}' resumes from there"
+    )
     with RichProgress(console) as progress:
+        say = progress.progress.console.print
 
         def start(name: str) -> None:
-            progress.prefix = f"[cyan]{name}[/]: "
-            progress.progress.console.print(f"[bold]▶ {name}[/]")
+            progress.set_candidate(name)
+            say(Text(f"▶ {name}", style="bold"))
 
         events = RunEvents(
-            on_skip=lambda n: progress.progress.console.print(
-                f"[dim]✓ {n}: unchanged since the last run, reusing stored predictions[/]"
+            on_skip=lambda n: say(
+                Text(f"✓ {n}: unchanged since the last run, reusing stored predictions", "dim")
             ),
-            on_unavailable=lambda n, why: progress.progress.console.print(
-                f"[yellow]– {n}: skipped, {why}[/]", soft_wrap=True
-            ),
+            on_unavailable=lambda n, why: say(Text(f"– {n}: skipped, {why}", "yellow")),
             on_start=start,
-            on_done=lambda n, s: progress.progress.console.print(f"[green]✓ {n}[/] ({s:.1f} s)"),
+            on_done=lambda n, s: say(Text.assemble((f"✓ {n}", "green"), f" ({s:.1f} s)")),
+            on_wait=lambda holder: say(
+                Text(
+                    f"waiting: another adaptlab run ({holder}) is using this project; this run "
+                    "starts when it ends and reuses what it stored (Ctrl-C to stop waiting)",
+                    "yellow",
+                )
+            ),
         )
         outcome = run_project(
             project, only=only or None, force=force, progress=progress, events=events
         )
     summary = summarize_project(project, outcome.run_id)
     print_summary(summary)
-    console.print(f"run {outcome.run_id} stored in {project.store_path}")
+    console.print(f"run {outcome.run_id} stored in {project.store_path}", markup=False)
     return project, summary
 
 
@@ -73,6 +84,7 @@ def run(project_dir: str, only: tuple[str, ...], force: bool, dry_run: bool) -> 
 
 def print_plan(project_dir: str | Path) -> None:
     from rich import box
+    from rich.padding import Padding
     from rich.table import Table
 
     from adaptlab.planning import plan_project
@@ -82,8 +94,8 @@ def print_plan(project_dir: str | Path) -> None:
     remote = [p for p in plans if p.model != "local encoder"]
     local = [p.name for p in plans if p.model == "local encoder"]
     table = Table(title="dry run: nothing was sent", title_justify="left", box=box.SIMPLE_HEAD)
-    table.add_column("candidate", no_wrap=True)
-    table.add_column("model", no_wrap=True)
+    table.add_column("candidate", overflow="fold")
+    table.add_column("model", overflow="fold")
     for col in ("req.", "cached", "in tok", "out tok", "USD"):
         table.add_column(col, justify="right", no_wrap=True)
     total = 0.0
@@ -91,8 +103,8 @@ def print_plan(project_dir: str | Path) -> None:
         cost = p.cost_usd
         total += cost or 0.0
         table.add_row(
-            p.name,
-            p.model.split(":", 1)[-1],
+            Text(p.name),
+            Text(p.model.split(":", 1)[-1]),
             str(p.requests),
             str(p.cached),
             f"{p.input_tokens:,}" + ("" if p.tokens_exact else "~"),
@@ -103,7 +115,7 @@ def print_plan(project_dir: str | Path) -> None:
         console.print(table)
     for p in remote:
         if p.note:
-            console.print(f"  {p.name}: {p.note}", soft_wrap=True)
+            console.print(Padding(Text(f"{p.name}: {p.note}"), (0, 0, 0, 2)))
     if any(not p.tokens_exact for p in remote):
         console.print(
             "  ~ estimated: no tokenizer for this model offline (about 4 characters a token)"
@@ -111,5 +123,9 @@ def print_plan(project_dir: str | Path) -> None:
     if any(p.output_is_bound for p in remote):
         console.print("  ≤ upper bound: answers counted at max_tokens")
     if local:
-        console.print(f"  {', '.join(local)}: run on this machine, compute cost only")
+        console.print(
+            Padding(
+                Text(f"{', '.join(local)}: run on this machine, compute cost only"), (0, 0, 0, 2)
+            )
+        )
     console.print(f"projected API cost of this run: {total:.6f} USD")

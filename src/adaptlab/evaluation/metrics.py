@@ -27,15 +27,28 @@ class ClassMetrics:
 
 @dataclass(frozen=True)
 class ClassificationMetrics:
-    """Full metric set for one run; confusion[i][j] counts gold labels[i] predicted labels[j]."""
+    """Full metric set for one run; confusion[i][j] counts gold labels[i] predicted labels[j].
+
+    The counts are kept sparse (``confusion_counts``, nonzero cells only): with 10,000
+    labels the dense matrix has 10^8 cells, almost all zero.
+    """
 
     accuracy: float
     macro_f1: float
     per_class: dict[str, ClassMetrics]
-    confusion: list[list[int]]
+    confusion_counts: dict[tuple[int, int], int]
     labels: list[str]
     n: int
     unparsed: int
+
+    @property
+    def confusion(self) -> list[list[int]]:
+        """The dense matrix; build it only for a few labels."""
+        k = len(self.labels)
+        dense = [[0] * k for _ in range(k)]
+        for (i, j), v in self.confusion_counts.items():
+            dense[i][j] = v
+        return dense
 
 
 def _check_lengths(gold: Sequence[object], pred: Sequence[object]) -> None:
@@ -153,8 +166,10 @@ def classification_metrics(
 
     parsed = p >= 0
     # Unparsed predictions have no column, so they only show up as missing mass in their row.
-    flat = np.bincount(g[parsed] * n_labels + p[parsed], minlength=n_labels * n_labels)
-    confusion = [[int(v) for v in row] for row in flat.reshape(n_labels, n_labels)]
+    cells, counts = np.unique(g[parsed] * n_labels + p[parsed], return_counts=True)
+    confusion = {
+        (int(c) // n_labels, int(c) % n_labels): int(v) for c, v in zip(cells, counts, strict=True)
+    }
 
     per_class = {
         label: ClassMetrics(
@@ -169,7 +184,7 @@ def classification_metrics(
         accuracy=accuracy_codes(g, p),
         macro_f1=float(f1.mean()),
         per_class=per_class,
-        confusion=confusion,
+        confusion_counts=confusion,
         labels=list(labels),
         n=int(g.size),
         unparsed=int(np.count_nonzero(~parsed)),

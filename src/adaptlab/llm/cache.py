@@ -9,7 +9,6 @@ moment it arrives, so a run killed with ``kill -9`` keeps every answer it got.
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -36,12 +35,24 @@ CREATE TABLE IF NOT EXISTS responses (
 
 class ResponseCache:
     def __init__(self, path: str | Path) -> None:
+        from adaptlab.store.files import connect
+
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.executescript(_SCHEMA)
+        fix = (
+            f"delete it (rm {self.path}) and run again: answers it held are requested again, "
+            "and paid for again"
+        )
+        self.conn = connect(
+            self.path, damaged_fix=fix, isolation_level=None, check_same_thread=False
+        )
+        try:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.executescript(_SCHEMA)
+            self.conn.execute("SELECT key FROM responses LIMIT 1").fetchone()
+        except BaseException:
+            self.conn.close()
+            raise
 
     def get(self, key: str) -> ChatResponse | None:
         row = self.conn.execute(

@@ -279,6 +279,11 @@ def _task_context(
     out: dict[str, Any] = {"task": s.task, "answers": [_answer_row(a) for a in winner.answers]}
     if s.task == "classification":
         assert winner.metrics is not None
+        per_class = list(winner.metrics.per_class.items())
+        if len(per_class) > PER_CLASS_ROWS:
+            # The hardest classes first, the frequent ones first among equals: what to fix.
+            per_class.sort(key=lambda item: (item[1].f1, -item[1].support))
+            per_class = per_class[:PER_CLASS_ROWS]
         out.update(
             per_class=[
                 {
@@ -288,8 +293,10 @@ def _task_context(
                     "f1": pct(m.f1),
                     "support": m.support,
                 }
-                for label, m in winner.metrics.per_class.items()
+                for label, m in per_class
             ],
+            per_class_total=len(winner.metrics.per_class),
+            confusion_shown=len(plots.confusion_labels(winner)),
             confusion_svg=svg("confusion", plots.confusion_matrix(winner)),
             f1_svg=svg("f1", plots.per_class_f1(s.candidates, s.labels, winner.name)),
             labels=s.labels,
@@ -317,6 +324,8 @@ def _task_context(
         )
     return out
 
+
+PER_CLASS_ROWS = 100  # more classes than this: the table lists the hardest ones
 
 ANSWER_CHARS = 400  # longer inputs, references and answers are cut in the report
 

@@ -79,6 +79,11 @@ def usd(x: float) -> str:
     return str(np.format_float_positional(x, precision=3, fractional=False, trim="-"))
 
 
+def short(text: str, limit: int = 32) -> str:
+    """A label as a tick or legend shows it: long ones cut, so the layout stays bounded."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def color(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
@@ -184,12 +189,43 @@ def quality_vs_cost(cands: Sequence[CandidateSummary], winner: str, confidence: 
         return _svg(fig)
 
 
+#: The confusion matrix shows at most this many labels: the ones most often confused.
+CONFUSION_LABELS = 25
+
+
+def confusion_labels(c: CandidateSummary) -> list[int]:
+    """Indices of the labels the matrix shows: all of them, or the most confused ones.
+
+    Past :data:`CONFUSION_LABELS` a full matrix is unreadable (and with thousands of
+    labels, unbounded in size): the labels with the most errors in their row and column
+    are kept, the most frequent first among equals, in the labels' own order.
+    """
+    assert c.metrics is not None
+    k = len(c.metrics.labels)
+    if k <= CONFUSION_LABELS:
+        return list(range(k))
+    errors: dict[int, int] = {}
+    for (i, j), v in c.metrics.confusion_counts.items():
+        if i != j:
+            errors[i] = errors.get(i, 0) + v
+            errors[j] = errors.get(j, 0) + v
+    support = {label: m.support for label, m in c.metrics.per_class.items()}
+    labels = c.metrics.labels
+    ranked = sorted(range(k), key=lambda i: (-errors.get(i, 0), -support.get(labels[i], 0), i))
+    return sorted(ranked[:CONFUSION_LABELS])
+
+
 def confusion_matrix(c: CandidateSummary) -> str:
     """Heatmap of counts; rows are gold labels, columns predicted labels."""
     assert c.metrics is not None, "a confusion matrix needs a classification candidate"
-    labels = c.metrics.labels
-    m = np.array(c.metrics.confusion, dtype=float)
+    shown = confusion_labels(c)
+    pos = {label: n for n, label in enumerate(shown)}
+    labels = [short(c.metrics.labels[i]) for i in shown]
     k = len(labels)
+    m = np.zeros((k, k), dtype=float)
+    for (i, j), v in c.metrics.confusion_counts.items():
+        if i in pos and j in pos:
+            m[pos[i], pos[j]] = v
     many = k > MANY_LABELS  # past this, counts in cells and full-size ticks are unreadable
     side = min(7.0, 2.2 + 0.55 * k) if not many else min(16.0, 0.16 * k + 2.0)
     with _figure(side + 0.8, side) as (fig, (ax,)):
@@ -281,10 +317,11 @@ def _grouped_f1(
                 linewidth=0.8,
                 zorder=2,
             )
+        ticks = [short(g) for g in groups]
         if rotate:
-            ax.set_xticks(x, list(groups), rotation=30, ha="right", rotation_mode="anchor")
+            ax.set_xticks(x, ticks, rotation=30, ha="right", rotation_mode="anchor")
         else:
-            ax.set_xticks(x, list(groups))
+            ax.set_xticks(x, ticks)
         ax.set_ylabel("F1 (%)")
         ax.set_ylim(0, 105)
         ax.grid(axis="x", visible=False)

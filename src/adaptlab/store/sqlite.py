@@ -9,6 +9,7 @@ transaction: a killed run leaves either the whole candidate or nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from adaptlab.store.files import StoreError, connect
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -112,6 +115,13 @@ _PRED_COLUMNS = (
 _PRED_MARKS = ", ".join("?" * len(_PRED_COLUMNS.split(", ")))
 
 
+def _damaged_fix(path: Path) -> str:
+    return (
+        f"move it away (mv {path} {path}.broken) and run again: a new store is created; "
+        "stored results are lost, but answers in llm_cache.db are not paid for again"
+    )
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -150,16 +160,25 @@ class ResultRow:
 
 
 class RunStore:
-    """Access to ``runs.db``; migrates on open."""
+    """Access to ``runs.db``; migrates on open.
+
+    A file that is not a database, is damaged, locked or on a read-only disk, or that a
+    newer adaptlab wrote, stops with a :class:`StoreError` naming it and the fix; a
+    newer schema is refused before anything is written to the file.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA foreign_keys = ON")
-        self.conn.execute("PRAGMA journal_mode = WAL")
-        self.migrate()
+        self.conn = connect(self.path, damaged_fix=_damaged_fix(self.path))
+        try:
+            self.conn.row_factory = sqlite3.Row
+            self._refuse_newer()
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.migrate()
+        except BaseException:
+            self.conn.close()
+            raise
 
     def close(self) -> None:
         self.conn.close()
@@ -172,16 +191,47 @@ class RunStore:
 
     # ---------------------------------------------------------------- schema
 
+    def _applied(self) -> set[int]:
+        has_table = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        ).fetchone()
+        if has_table is None:
+            return set()
+        return {int(r[0]) for r in self.conn.execute("SELECT version FROM schema_migrations")}
+
+    def _refuse_newer(self) -> None:
+        # Read only: a store from a newer adaptlab is never written to, not even its journal mode.
+        newest = max(self._applied(), default=0)
+        if newest > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path} was written by a newer adaptlab (store schema version {newest}; "
+                f"this adaptlab knows versions up to {len(MIGRATIONS)}); it was not changed",
+                file=self.path,
+                fix="upgrade adaptlab (pip install -U adaptlab) to use this project",
+                code="newer-schema",
+            )
+
     def migrate(self) -> None:
-        self.conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-        )
-        done = {r[0] for r in self.conn.execute("SELECT version FROM schema_migrations")}
-        for version, (name, sql) in enumerate(MIGRATIONS, start=1):
-            if version in done:
-                continue
-            with self.transaction():
+        if set(range(1, len(MIGRATIONS) + 1)) <= self._applied():
+            return
+        # IMMEDIATE takes the write lock before reading what is applied, so two processes
+        # opening a fresh store migrate one after the other: the second finds nothing to do.
+        with self.transaction(immediate=True):
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            done = self._applied()
+            if max(done, default=0) > len(MIGRATIONS):  # a newer adaptlab won the race
+                raise StoreError(
+                    f"{self.path} was just migrated by a newer adaptlab",
+                    file=self.path,
+                    fix="upgrade adaptlab (pip install -U adaptlab) to use this project",
+                    code="newer-schema",
+                )
+            for version, (name, sql) in enumerate(MIGRATIONS, start=1):
+                if version in done:
+                    continue
                 for statement in sql.split(";"):
                     if statement.strip():
                         self.conn.execute(statement)
@@ -195,13 +245,15 @@ class RunStore:
         return int(row[0] or 0)
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, *, immediate: bool = False) -> Iterator[sqlite3.Connection]:
         # An explicit BEGIN: sqlite3's implicit transactions do not cover DDL.
-        self.conn.execute("BEGIN")
+        self.conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
         try:
             yield self.conn
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # a failed COMMIT or a full disk may have ended it
+                with contextlib.suppress(sqlite3.Error, StoreError):
+                    self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
 
@@ -243,6 +295,19 @@ class RunStore:
             c.execute(
                 "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?", (status, _now(), run_id)
             )
+
+    def mark_interrupted(self) -> int:
+        """Mark every run still ``running`` as ``interrupted``; the count.
+
+        Only call this while holding the project's run lock: then no run is alive, and a
+        ``running`` row is one whose process was killed before it could say so.
+        """
+        with self.transaction() as c:
+            cur = c.execute(
+                "UPDATE runs SET status = 'interrupted', finished_at = ? WHERE status = 'running'",
+                (_now(),),
+            )
+        return cur.rowcount
 
     def latest_run(self, *, finished_only: bool = True) -> sqlite3.Row | None:
         where = "WHERE status = 'finished'" if finished_only else ""
