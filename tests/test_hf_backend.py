@@ -22,7 +22,7 @@ pytest.importorskip("peft")
 from adaptlab.backends import GenerativeBackend, load_llm
 from adaptlab.config import LLMConfig
 from adaptlab.errors import ConfigError
-from adaptlab.llm.types import ChatRequest, GenerationParams, Message, PermanentError
+from adaptlab.llm.types import ChatRequest, GenerationParams, Message
 
 # peft reads a property transformers 5 deprecated; nothing here can change that.
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing`:FutureWarning")
@@ -220,11 +220,16 @@ def test_sampling_is_reproducible_per_sample_and_batch_independent(
     assert sampled.text == first[0]
 
 
-def test_too_long_for_the_context_is_a_permanent_error(ckpt: dict[str, Path]) -> None:
+def test_too_long_for_the_context_is_that_inputs_answer(ckpt: dict[str, Path]) -> None:
+    from adaptlab.llm.types import failure_status
+
     backend = llm(ckpt["plain"])
-    with pytest.raises(PermanentError, match="256-token context") as err:
-        backend.generate_batch([request(PROMPTS[0], max_tokens=8), request("x", max_tokens=250)])
-    assert err.value.kind == "context"
+    ok, long = backend.generate_batch(
+        [request(PROMPTS[0], max_tokens=8), request("x", max_tokens=250)]
+    )
+    assert failure_status(ok.finish_reason) is None and ok.text
+    assert failure_status(long.finish_reason) == "too_long"
+    assert "256-token context" in long.text
 
 
 def test_adapter_changes_outputs_and_identity(ckpt: dict[str, Path]) -> None:

@@ -19,6 +19,9 @@ Conventions shared with the OpenAI backend, so runs compare across providers:
   them from its methods because current Claude models do not take sampling
   parameters (some answer 400 to any value), and API version 2026-10-21, which
   anthropic 2.x sends, removed them. They stay in the cache key all the same.
+* Errors are read by their type and message too (:mod:`adaptlab.llm.errors`): a
+  billing error is "no quota left", "prompt is too long" concerns one input, and a
+  400 that names a field says which. The usage block is checked where it is read.
 * ``seed`` has no Anthropic equivalent; ``json_schema`` is not sent either (not
   every Claude model accepts structured output, and the strategy validates the
   answer against the schema anyway).
@@ -30,6 +33,7 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from adaptlab.backends.base import GenerativeBackend
+from adaptlab.llm.errors import classify
 from adaptlab.llm.keys import redact
 from adaptlab.llm.types import (
     ChatRequest,
@@ -38,6 +42,7 @@ from adaptlab.llm.types import (
     PermanentError,
     TransientError,
     Usage,
+    checked_usage,
     retry_after_seconds,
 )
 
@@ -115,7 +120,7 @@ class AnthropicBackend(GenerativeBackend):
                     )
             else:
                 message = await client.messages.create(**kwargs)
-            text, usage, finish = _read_message(message)
+            text, usage, finish = _read_message(message, request)
         except LLMCallError:
             raise
         except Exception as exc:
@@ -182,6 +187,17 @@ class AnthropicBackend(GenerativeBackend):
     def _map_status(self, exc: anthropic.APIStatusError, where: str, msg: str) -> LLMCallError:
         status = exc.status_code
         retry_after = retry_after_seconds(exc.response.headers)
+        known = classify(
+            provider="anthropic",
+            model=self.model_id,
+            status=status if status >= 400 else None,
+            code=exc.error_code,
+            param=None,
+            etype=exc.type,
+            message=redact(exc.api_message or str(exc)),
+        )
+        if known is not None:
+            return known
         if status < 400:
             # An ``event: error`` inside a 200 stream, e.g. overloaded mid-answer.
             if exc.type in _TRANSIENT_TYPES:
@@ -221,7 +237,7 @@ class AnthropicBackend(GenerativeBackend):
             await client.close()
 
 
-def _read_message(message: Message) -> tuple[str, Usage, str | None]:
+def _read_message(message: Message, request: ChatRequest) -> tuple[str, Usage, str | None]:
     content = getattr(message, "content", None)
     usage = getattr(message, "usage", None)
     if not isinstance(content, list) or usage is None:
@@ -229,12 +245,30 @@ def _read_message(message: Message) -> tuple[str, Usage, str | None]:
     text = "".join(
         str(getattr(block, "text", "")) for block in content if getattr(block, "type", "") == "text"
     )
-    cache_read = int(getattr(usage, "cache_read_input_tokens", None) or 0)
-    cache_write = int(getattr(usage, "cache_creation_input_tokens", None) or 0)
-    tokens = Usage(
-        input_tokens=int(usage.input_tokens or 0) + cache_read + cache_write,
-        output_tokens=int(usage.output_tokens or 0),
-        cached_input_tokens=cache_read,
-    )
+    tokens = _usage(usage, request, text)
     stop = message.stop_reason
     return text, tokens, _FINISH.get(stop, stop) if stop is not None else None
+
+
+def _usage(usage: Any, request: ChatRequest, text: str) -> Usage:
+    """All prompt tokens (fresh + cache reads + cache writes) and the answer's, checked:
+    the client does not validate the block, and a proxy may send anything in it."""
+    from adaptlab.llm.tokens import estimate_tokens
+    from adaptlab.llm.types import token_count
+
+    fresh = token_count(getattr(usage, "input_tokens", None))
+    read_raw = getattr(usage, "cache_read_input_tokens", None)
+    write_raw = getattr(usage, "cache_creation_input_tokens", None)
+    read, write = token_count(read_raw), token_count(write_raw)
+    odd = (read_raw is not None and read is None) or (write_raw is not None and write is None)
+    total = None if fresh is None else fresh + (read or 0) + (write or 0)
+    tokens = checked_usage(
+        total,
+        getattr(usage, "output_tokens", None),
+        read or 0,
+        estimate_input=lambda: estimate_tokens(request.prompt_text()),
+        estimate_output=lambda: estimate_tokens(text),
+    )
+    if odd and tokens.exact:
+        return Usage(tokens.input_tokens, tokens.output_tokens, tokens.cached_input_tokens, False)
+    return tokens

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from adaptlab.backends.base import GenerativeBackend
 from adaptlab.errors import ConfigError, MissingDependencyError
-from adaptlab.llm.types import ChatRequest, ChatResponse, PermanentError, Usage
+from adaptlab.llm.types import ChatRequest, ChatResponse, InputError, PermanentError, Usage
 
 if TYPE_CHECKING:
     import torch
@@ -207,7 +207,7 @@ class _RowSampler:
 
         scores = scores.clone()
         for i, params in enumerate(self.params):
-            if params.temperature == 0:
+            if not params.temperature:  # 0 or None: greedy
                 continue
             if self.generators[i] is None:
                 gen = torch.Generator(device=scores.device)
@@ -338,18 +338,40 @@ class HFBackend(GenerativeBackend):
         start = time.perf_counter()
         prompts = [self._encode(r) for r in requests]
         context = self._lm.context
-        for request, prompt in zip(requests, prompts, strict=True):
+        # A prompt that does not fit is that input's answer (status too_long), not the
+        # end of the batch: the others are generated as usual.
+        refused: dict[int, ChatResponse] = {}
+        for i, (request, prompt) in enumerate(zip(requests, prompts, strict=True)):
             if context is not None and len(prompt) + request.params.max_tokens > context:
-                raise PermanentError(
+                refused[i] = InputError(
                     f"a prompt of {len(prompt)} tokens plus max_tokens "
                     f"{request.params.max_tokens} exceeds the {context}-token context of "
-                    f"'{self.model_id}'; shorten the prompt (fewer examples or passages) "
+                    f"'{self.model_id}'; shorten the input, use fewer examples or passages, "
                     "or lower max_tokens",
-                    kind="context",
-                )
+                    status="too_long",
+                ).response()
+        keep = [i for i in range(len(requests)) if i not in refused]
+        if not keep:
+            return [refused[i] for i in range(len(requests))]
+        requests = [requests[i] for i in keep]
+        prompts = [prompts[i] for i in keep]
         with self._lm.lock:
             stops, new = self._generate(requests, prompts)
         latency_ms = (time.perf_counter() - start) * 1000
+        answered = self._answers(requests, prompts, stops, new, latency_ms)
+        by_index = dict(zip(keep, answered, strict=True))
+        return [
+            refused[i] if i in refused else by_index[i] for i in range(len(refused) + len(keep))
+        ]
+
+    def _answers(
+        self,
+        requests: Sequence[ChatRequest],
+        prompts: list[list[int]],
+        stops: _RowStops,
+        new: list[list[int]],
+        latency_ms: float,
+    ) -> list[ChatResponse]:
         responses = []
         for i, prompt in enumerate(prompts):
             length = stops.lengths[i]
@@ -386,7 +408,8 @@ class HFBackend(GenerativeBackend):
         input_ids = torch.tensor([[lm.pad_id] * (width - len(p)) + p for p in prompts])
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
         stops = _RowStops(requests, width, lm.eos_ids, lm.tokenizer)
-        sampler = [_RowSampler(requests)] if any(r.params.temperature for r in requests) else []
+        sampled = any(r.params.temperature for r in requests)
+        sampler = [_RowSampler(requests)] if sampled else []
         config = GenerationConfig(  # type: ignore[no-untyped-call]
             max_new_tokens=max(r.params.max_tokens for r in requests),
             do_sample=False,  # _RowSampler draws the sampled rows

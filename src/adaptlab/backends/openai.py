@@ -3,6 +3,12 @@
 Talks through the official ``openai`` client with its own retries switched off:
 the runner retries (so it can count retries, honour Retry-After across all
 workers and never pay twice). One :meth:`execute` is one HTTP attempt.
+
+What is sent follows the model's :class:`~adaptlab.llm.prices.Capabilities`: a
+reasoning model (o-series, gpt-5) gets ``max_completion_tokens`` with room for its
+hidden reasoning and no ``temperature``/``top_p``. Errors are classified by their
+code and param (:mod:`adaptlab.llm.errors`), and the usage block is checked where it
+is read (:func:`~adaptlab.llm.types.checked_usage`).
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from adaptlab.backends.base import GenerativeBackend
 from adaptlab.errors import MissingDependencyError
+from adaptlab.llm.errors import classify
 from adaptlab.llm.keys import redact
+from adaptlab.llm.prices import lookup_capabilities
 from adaptlab.llm.types import (
     ChatRequest,
     ChatResponse,
@@ -20,6 +28,7 @@ from adaptlab.llm.types import (
     PermanentError,
     TransientError,
     Usage,
+    checked_usage,
     retry_after_seconds,
 )
 
@@ -29,6 +38,12 @@ if TYPE_CHECKING:
 _TRANSIENT_STATUS = {408, 409, 429}
 # Models that take max_completion_tokens and refuse max_tokens (reasoning models).
 _COMPLETION_TOKENS_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+# Statuses of errors a provider sends about the request, not about the key or the model.
+_HINTS = {
+    401: "check the key (OPENAI_API_KEY or api_key_env) and base_url",
+    403: "the key has no access to this model: check its project and permissions",
+    404: "check 'name' under llms: in adaptlab.yaml (and base_url)",
+}
 
 
 class OpenAIBackend(GenerativeBackend):
@@ -44,6 +59,7 @@ class OpenAIBackend(GenerativeBackend):
             raise MissingDependencyError("openai", "local") from None
         self._openai = openai
         self._client: Any = None
+        self.capabilities = lookup_capabilities(config.name)
 
     def _get_client(self) -> Any:
         # Created lazily inside the running event loop (httpx binds to it).
@@ -65,16 +81,19 @@ class OpenAIBackend(GenerativeBackend):
 
     def _payload(self, request: ChatRequest) -> dict[str, Any]:
         p = request.params
+        caps = self.capabilities
         body: dict[str, Any] = {
             "model": self.config.name,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-            "temperature": p.temperature,
         }
-        if self.config.name.startswith(_COMPLETION_TOKENS_PREFIXES):
-            body["max_completion_tokens"] = p.max_tokens
+        sampling = caps.accepts_temperature and p.temperature is not None
+        if sampling:
+            body["temperature"] = p.temperature
+        if caps.reasoning or self.config.name.startswith(_COMPLETION_TOKENS_PREFIXES):
+            body["max_completion_tokens"] = caps.output_room(p.max_tokens)
         else:
             body["max_tokens"] = p.max_tokens
-        if p.top_p is not None:
+        if p.top_p is not None and sampling:
             body["top_p"] = p.top_p
         if p.seed is not None:
             body["seed"] = p.seed
@@ -127,10 +146,10 @@ class OpenAIBackend(GenerativeBackend):
         )
         parts: list[str] = []
         finish: str | None = None
-        usage: Usage | None = None
+        usage: Any = None
         async for chunk in stream:
             if chunk.usage is not None:
-                usage = _usage(chunk.usage)
+                usage = chunk.usage
             for choice in chunk.choices or []:
                 if choice.delta is not None and choice.delta.content:
                     parts.append(choice.delta.content)
@@ -140,7 +159,7 @@ class OpenAIBackend(GenerativeBackend):
             # The stream ended before its last chunk: the answer may be cut off.
             raise TransientError("the stream ended without a finish_reason", kind="truncated")
         text = "".join(parts)
-        return text, usage or _estimated_usage(body, text), finish
+        return text, _usage(usage, body, text), finish
 
     def _map_error(self, exc: Exception) -> LLMCallError | Exception:
         oa = self._openai
@@ -152,12 +171,27 @@ class OpenAIBackend(GenerativeBackend):
         if isinstance(exc, oa.APIStatusError):
             status = exc.status_code
             retry_after = retry_after_seconds(exc.response.headers)
+            known = self._classify(exc, status)
+            if known is not None:
+                return known
             if status == 429:
                 return TransientError(msg, kind="rate_limit", retry_after=retry_after)
             if status in _TRANSIENT_STATUS or status >= 500:
                 return TransientError(msg, kind="server", retry_after=retry_after)
-            return PermanentError(f"HTTP {status} from {self.config.name}: {msg}", kind="refused")
-        if isinstance(exc, oa.APIResponseValidationError | ValueError):
+            hint = _HINTS.get(status)
+            return PermanentError(
+                f"HTTP {status} from {self.config.name}: {msg}",
+                kind="refused",
+                fix=f"{hint}; answers so far are cached" if hint else None,
+            )
+        if isinstance(exc, oa.APIResponseValidationError):
+            return TransientError(msg, kind="malformed")
+        if isinstance(exc, oa.APIError):
+            # An error event inside a 200 stream (``data: {"error": …}``): the server
+            # failed mid-answer, which a retry may fix, unless its code says otherwise.
+            known = self._classify(exc, None)
+            return known or TransientError(msg, kind="server")
+        if isinstance(exc, ValueError):
             # A body that is not the JSON it claims to be (JSONDecodeError is a ValueError).
             return TransientError(msg, kind="malformed")
         # The HTTP layer's own errors (a connection cut mid-stream) surface unwrapped
@@ -165,6 +199,19 @@ class OpenAIBackend(GenerativeBackend):
         if type(exc).__module__.split(".")[0].startswith(("httpx", "httpcore", "aiohttp")):
             return TransientError(msg, kind="truncated")
         return exc
+
+    def _classify(self, exc: Any, status: int | None) -> LLMCallError | None:
+        body = exc.body if isinstance(exc.body, dict) else {}
+        message = body.get("message") if isinstance(body.get("message"), str) else exc.message
+        return classify(
+            provider="openai",
+            model=self.config.name,
+            status=status,
+            code=getattr(exc, "code", None),
+            param=getattr(exc, "param", None),
+            etype=getattr(exc, "type", None),
+            message=redact(str(message)),
+        )
 
 
 def _aiohttp_client(openai: Any) -> Any:
@@ -182,18 +229,33 @@ def _aiohttp_client(openai: Any) -> Any:
         return None
 
 
-def _usage(u: Any) -> Usage:
-    details = getattr(u, "prompt_tokens_details", None)
-    cached = getattr(details, "cached_tokens", None) or 0
-    return Usage(int(u.prompt_tokens or 0), int(u.completion_tokens or 0), int(cached))
-
-
-def _estimated_usage(body: dict[str, Any], text: str) -> Usage:
-    """For servers that report no usage; the run marks such token counts as estimates."""
+def _usage(u: Any, body: dict[str, Any], text: str) -> Usage:
+    """The usage block as reported, repaired (and marked not exact) where it cannot be true;
+    estimated for servers that report none."""
     from adaptlab.llm.tokens import estimate_tokens
 
-    prompt = "\n".join(m["content"] for m in body["messages"])
-    return Usage(estimate_tokens(prompt), estimate_tokens(text), exact=False)
+    def prompt() -> int:
+        return estimate_tokens("\n".join(m["content"] for m in body["messages"]))
+
+    def answer() -> int:
+        return estimate_tokens(text)
+
+    if u is None:
+        return Usage(prompt(), answer(), exact=False)
+    details = _field(u, "prompt_tokens_details")
+    cached = _field(details, "cached_tokens") if details is not None else None
+    return checked_usage(
+        _field(u, "prompt_tokens"),
+        _field(u, "completion_tokens"),
+        cached,
+        estimate_input=prompt,
+        estimate_output=answer,
+    )
+
+
+def _field(obj: Any, name: str) -> Any:
+    # The client builds usage without validating it: a field may hold anything.
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
 
 def _read_completion(resp: Any, body: dict[str, Any]) -> tuple[str, Usage, str | None]:
@@ -201,5 +263,4 @@ def _read_completion(resp: Any, body: dict[str, Any]) -> tuple[str, Usage, str |
         raise TransientError("the response has no choices", kind="malformed")
     choice = resp.choices[0]
     text = (choice.message.content if choice.message is not None else None) or ""
-    usage = _usage(resp.usage) if resp.usage is not None else _estimated_usage(body, text)
-    return text, usage, choice.finish_reason
+    return text, _usage(resp.usage, body, text), choice.finish_reason

@@ -54,6 +54,9 @@ if TYPE_CHECKING:
 #: Statuses of answers that could not be read (no label, no JSON, no "Answer:") or
 #: that broke the schema; they are scored, never dropped.
 INVALID = ("unparsed", "invalid")
+#: Statuses of inputs the provider refused (a content filter, too long for the context
+#: window, another error about that input): no answer, scored wrong, counted apart.
+FAILED = ("filtered", "too_long", "error")
 ANSWERS_SHOWN = 8  # lowest-scoring answers kept for the report
 
 

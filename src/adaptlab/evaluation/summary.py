@@ -25,6 +25,7 @@ from adaptlab.errors import AdaptlabError
 from adaptlab.evaluation.judge import JudgeStats
 from adaptlab.evaluation.metrics import ClassificationMetrics
 from adaptlab.evaluation.scoring import (
+    FAILED,
     INVALID,
     METRICS,
     GenerationSummary,
@@ -89,6 +90,12 @@ class CandidateSummary:
     unparsed: int = 0  # answers no label (or valid object) could be read from
     statuses: dict[str, int] = field(default_factory=dict)
     valid_rate: float | None = None  # holdout answers that parsed (and fit the schema)
+    # Inputs the provider refused, by status (filtered, too_long, error), with the first
+    # few example ids of each; answers cut off at the output limit (finish_reason length).
+    failed: dict[str, int] = field(default_factory=dict)
+    failed_examples: dict[str, list[str]] = field(default_factory=dict)
+    cut_off: int = 0
+    usage_exact: bool = True  # False: some token counts were estimated or repaired
     # Consistency: the same input answered n times.
     consistency_samples: int = 0
     agreement: float | None = None  # mean share of samples that agree with the majority
@@ -189,7 +196,7 @@ def _usd(x: float) -> str:
 def _candidate(store: RunStore, link: Any, cfg: ProjectConfig, scorer: Scorer) -> CandidateSummary:
     key = link["result_key"]
     res = store.result(key)
-    rows: list[PredictionRow] = store.predictions(key)
+    rows: list[PredictionRow] = [_sane(r) for r in store.predictions(key)]
     if not rows:
         raise AdaptlabError(
             f"candidate '{link['name']}' has no stored predictions",
@@ -239,6 +246,57 @@ def _candidate(store: RunStore, link: Any, cfg: ProjectConfig, scorer: Scorer) -
     )
 
 
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _number(value: object) -> float | None:
+    """A stored measurement as a finite float, or None (a row may hold anything)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        x = float(value)
+    except ValueError:
+        return None
+    return x if np.isfinite(x) and x >= 0 else None
+
+
+def _sane(r: PredictionRow) -> PredictionRow:
+    """A stored prediction with every field of the type it should have.
+
+    Rows come from a file that other versions (or other programs) may have written:
+    token counts that are not counts become None (or are clamped, and marked not
+    exact), so no stored row can crash a summary.
+    """
+    from adaptlab.llm.types import token_count
+
+    inp, out, cached = (token_count(v) for v in (r.input_tokens, r.output_tokens, r.cached_tokens))
+    odd = any(
+        raw is not None and got is None
+        for raw, got in ((r.input_tokens, inp), (r.output_tokens, out), (r.cached_tokens, cached))
+    )
+    if inp is not None and cached is not None and cached > inp:
+        cached, odd = inp, True
+    exact = None if r.usage_exact is None else bool(r.usage_exact) and not odd
+    if odd and exact is None:
+        exact = False
+    return PredictionRow(
+        example_id=str(r.example_id),
+        input=str(r.input),
+        gold=str(r.gold),
+        predicted=_text(r.predicted),
+        score=_number(r.score),
+        latency_ms=_number(r.latency_ms),
+        raw=_text(r.raw),
+        status=_text(r.status),
+        input_tokens=inp,
+        output_tokens=out,
+        cached_tokens=cached,
+        finish_reason=_text(r.finish_reason),
+        usage_exact=exact,
+    )
+
+
 def _generative(
     cfg: ProjectConfig, name: str, rows: list[PredictionRow], consistency: list[Any]
 ) -> dict[str, Any]:
@@ -251,7 +309,15 @@ def _generative(
     if statuses:
         out["statuses"] = dict(statuses)
         out["unparsed"] = sum(statuses.get(st, 0) for st in INVALID)
-        out["valid_rate"] = 1 - out["unparsed"] / len(rows)
+        failed = {st: statuses[st] for st in FAILED if statuses.get(st)}
+        out["failed"] = failed
+        out["failed_examples"] = {
+            st: [r.example_id for r in rows if r.status == st][:3] for st in failed
+        }
+        out["valid_rate"] = 1 - (out["unparsed"] + sum(failed.values())) / len(rows)
+    cut = sum(r.finish_reason == "length" for r in rows)
+    if cut:
+        out["cut_off"] = cut
     if consistency:
         by_input: dict[int, list[Any]] = {}
         for idx, _sample, pred, _status in consistency:
@@ -268,10 +334,12 @@ def _generative(
 
     llm = cfg.llms[cand.llm]
     out["llm"] = f"{llm.backend}:{llm.name}"
-    used = [r for r in rows if r.input_tokens is not None]
+    # Refused inputs were not answered (nor billed): tokens and cost are per answer.
+    used = [r for r in rows if r.input_tokens is not None and r.status not in FAILED]
     if used:
-        out["input_tokens_per_request"] = float(np.mean([r.input_tokens for r in used]))
+        out["input_tokens_per_request"] = float(np.mean([r.input_tokens or 0 for r in used]))
         out["output_tokens_per_request"] = float(np.mean([r.output_tokens or 0 for r in used]))
+        out["usage_exact"] = not any(r.usage_exact is False for r in used)
     out["price_kind"] = price_kind(llm)
     price = price_for(llm)
     if price is not None and used:

@@ -8,8 +8,11 @@ Three levels, each allowing the ones before it:
 * ``fuzzy``: exactly one label occurs in the answer as whole words, or the
   answer is a near-miss spelling of one (difflib ratio at least 0.8).
 
-A chain-of-thought answer is read from its last ``Answer:`` line. Whatever no
-level can read gets status ``unparsed`` and counts as wrong; nothing is dropped.
+A chain-of-thought answer is read from its last ``Answer:`` line. Reasoning blocks
+(``<think>…</think>`` of R1-style models served without a reasoning parser, and an
+unterminated ``<think>`` that the output limit cut off) are removed before any of
+this; the raw answer keeps them. Whatever no level can read gets status ``unparsed``
+and counts as wrong; nothing is dropped.
 """
 
 from __future__ import annotations
@@ -22,7 +25,24 @@ LEVELS = ("exact", "normalised", "fuzzy")
 _ANSWER = re.compile(
     r"^\s*(?:\*\*)?(?:final\s+)?answer(?:\*\*)?\s*[:：]\s*(?:\*\*)?\s*(.+?)\s*$", re.I | re.M
 )
+_THINK_TAGS = "think|thinking|reasoning|thought"
+_THINK = re.compile(rf"<({_THINK_TAGS})>.*?</\1>", re.I | re.S)
+# An opening tag never closed: the rest is reasoning (cut off by the output limit).
+_THINK_OPEN = re.compile(rf"<(?:{_THINK_TAGS})>.*\Z", re.I | re.S)
+# A closing tag with no opening one: servers whose chat template opens the block in the
+# prompt send only the reasoning and "</think>".
+_THINK_CLOSE = re.compile(rf"\A.*?</(?:{_THINK_TAGS})>", re.I | re.S)
 _PREFIX = re.compile(r"^(?:the\s+)?(?:label|category|class|answer)\s*(?:is)?\s*[:：]?\s*", re.I)
+
+
+def strip_reasoning(text: str) -> str:
+    """The answer without its reasoning blocks (see the module docstring)."""
+    if "<" not in text:
+        return text
+    out = _THINK.sub("", text)
+    out = _THINK_CLOSE.sub("", out)
+    out = _THINK_OPEN.sub("", out)
+    return out.strip()
 
 
 def extract_answer(text: str) -> str | None:

@@ -1,10 +1,16 @@
-"""API prices of generative models: the shipped table, overrides and cost arithmetic.
+"""API prices and capabilities of generative models: the shipped table, overrides and
+cost arithmetic.
 
 Prices are USD per 1M tokens. The table (``prices.yaml``, package data) holds the
 providers' published list prices as of its ``checked`` date; ``llms.<name>.prices`` in
 ``adaptlab.yaml`` overrides it. A model with no price (self-hosted, or unknown to the
 table) gets ``None`` from :func:`price_for`, never 0: an unknown cost must not look free.
 :func:`price_kind` tells the report why.
+
+The same table says what a model accepts (:class:`Capabilities`): its context window,
+whether it reasons before answering (o-series, gpt-5: such models spend
+``max_completion_tokens`` on hidden reasoning and refuse ``temperature``), so a backend
+sends each model only what it takes.
 """
 
 from __future__ import annotations
@@ -30,7 +36,24 @@ PriceKind = Literal["override", "table", "self-hosted", "unknown"]
 # A dated snapshot or alias suffix: gpt-4o-mini-2024-07-18, gpt-3.5-turbo-0125,
 # claude-3-5-haiku-20241022, claude-3-5-haiku-latest, Vertex AI's claude-3-5-haiku@20241022.
 _SNAPSHOT = re.compile(r"[-@](?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4}|latest)$")
-_ENTRY_KEYS = {"input", "output", "cached_input", "finetuned", "aliases", "source"}
+_ENTRY_KEYS = {
+    "input",
+    "output",
+    "cached_input",
+    "finetuned",
+    "aliases",
+    "source",
+    "context_window",
+    "reasoning",
+    "accepts_temperature",
+}
+# Reasoning models named by their provider's convention, for ids the table does not list
+# (a newer snapshot, an Azure deployment named after its model).
+_REASONING_NAME = re.compile(r"^(?:o\d|gpt-5)(?:$|[-.])")
+#: Output tokens left to a reasoning model beyond the answer itself: it spends
+#: ``max_completion_tokens`` on hidden reasoning first, and with only the answer's
+#: allowance (16 for a bare label) every answer comes back empty, cut off.
+REASONING_ROOM = 4096
 _FINETUNED_KEYS = {"input", "output", "cached_input", "training"}
 
 
@@ -52,10 +75,30 @@ class Price:
 
 
 @dataclass(frozen=True)
+class Capabilities:
+    """What a model accepts and how it answers.
+
+    ``context_window``: tokens of prompt plus answer (None: unknown); ``reasoning``: it
+    reasons before answering, out of its output tokens; ``accepts_temperature``: it takes
+    sampling parameters (reasoning models refuse them with a 400).
+    """
+
+    context_window: int | None = None
+    reasoning: bool = False
+    accepts_temperature: bool = True
+    source: str = "default"  # "table", "model name", "config.json" or "default"
+
+    def output_room(self, answer_tokens: int) -> int:
+        """The output limit to send for an answer of ``answer_tokens``."""
+        return answer_tokens + REASONING_ROOM if self.reasoning else answer_tokens
+
+
+@dataclass(frozen=True)
 class _Table:
     checked: str
     models: dict[str, Price]
     aliases: dict[str, str]
+    capabilities: dict[str, Capabilities]
 
 
 def _number(model: str, key: str, value: object) -> float:
@@ -115,6 +158,24 @@ def _parse_entry(model: str, entry: object) -> Price:
     )
 
 
+def _parse_capabilities(model: str, entry: dict[str, Any]) -> Capabilities:
+    window = entry.get("context_window")
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int)):
+        raise ValueError(f"price table: {model}.context_window must be a whole number of tokens")
+    if window is not None and window < 1:
+        raise ValueError(f"price table: {model}.context_window must be positive")
+    for key in ("reasoning", "accepts_temperature"):
+        if key in entry and not isinstance(entry[key], bool):
+            raise ValueError(f"price table: {model}.{key} must be true or false")
+    reasoning = bool(entry.get("reasoning", False))
+    return Capabilities(
+        context_window=window,
+        reasoning=reasoning,
+        accepts_temperature=bool(entry.get("accepts_temperature", not reasoning)),
+        source="table",
+    )
+
+
 def _parse_table(text: str) -> _Table:
     data = yaml.safe_load(text)
     if not isinstance(data, dict) or "checked" not in data or "models" not in data:
@@ -124,9 +185,11 @@ def _parse_table(text: str) -> _Table:
         raise ValueError("price table: 'models' must be a mapping")
     models: dict[str, Price] = {}
     aliases: dict[str, str] = {}
+    capabilities: dict[str, Capabilities] = {}
     for raw_id, entry in models_raw.items():
         model = str(raw_id).lower()
         models[model] = _parse_entry(model, entry)
+        capabilities[model] = _parse_capabilities(model, entry)
         names = entry.get("aliases") or []
         if not isinstance(names, list) or not all(isinstance(a, str) for a in names):
             raise ValueError(f"price table: {model}.aliases must be a list of model ids")
@@ -135,7 +198,9 @@ def _parse_table(text: str) -> _Table:
     clash = sorted(set(aliases) & set(models))
     if clash:
         raise ValueError(f"price table: aliases {clash} are also model ids")
-    return _Table(checked=str(data["checked"]), models=models, aliases=aliases)
+    return _Table(
+        checked=str(data["checked"]), models=models, aliases=aliases, capabilities=capabilities
+    )
 
 
 @functools.cache
@@ -152,6 +217,17 @@ def load_price_table() -> dict[str, Price]:
 def price_table_checked() -> str:
     """The date (ISO) of the published price lists the shipped table was compiled from."""
     return _table().checked
+
+
+def _table_id(model_id: str) -> str | None:
+    """The table's id for a provider id (exact, alias or snapshot), or None."""
+    table = _table()
+    for candidate in (model_id, _SNAPSHOT.sub("", model_id)):
+        if candidate in table.models:
+            return candidate
+        if candidate in table.aliases:
+            return table.aliases[candidate]
+    return None
 
 
 def _lookup_base(model_id: str) -> Price | None:
@@ -183,6 +259,42 @@ def lookup_price(model_id: str) -> Price | None:
         base = _lookup_base(parts[1]) if len(parts) > 1 and parts[1] else None
         return base.finetuned if base is not None else None
     return _lookup_base(mid)
+
+
+def lookup_capabilities(model_id: str) -> Capabilities:
+    """What a provider model id accepts: the table's entry (a fine-tuned ``ft:`` id takes
+    its base model's), else what its name says (``o1``…, ``gpt-5``… reason), else defaults."""
+    mid = model_id.strip().lower()
+    if mid.startswith("ft:"):
+        parts = mid.split(":")
+        mid = parts[1] if len(parts) > 1 else mid
+    found = _table_id(mid)
+    if found is not None:
+        return _table().capabilities[found]
+    if _REASONING_NAME.match(mid):
+        return Capabilities(reasoning=True, accepts_temperature=False, source="model name")
+    return Capabilities()
+
+
+def capabilities_for(config: LLMConfig) -> Capabilities:
+    """Capabilities of one ``llms:`` entry; an ``hf`` model's context window is its
+    ``config.json``'s ``max_position_embeddings`` (read without loading the model)."""
+    if config.backend != "hf":
+        return lookup_capabilities(config.name)
+    import json
+    from pathlib import Path
+
+    try:
+        data = json.loads((Path(config.name).expanduser() / "config.json").read_text())
+    except (OSError, ValueError):
+        return Capabilities()
+    if not isinstance(data, dict):
+        return Capabilities()
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        window = data.get(key)
+        if isinstance(window, int) and not isinstance(window, bool) and window > 0:
+            return Capabilities(context_window=window, source="config.json")
+    return Capabilities()
 
 
 def price_for(config: LLMConfig) -> Price | None:
@@ -277,10 +389,14 @@ def training_cost_usd(tokens: int, price: Price, *, epochs: int = 1) -> float:
 
 __all__ = [
     "PER_TOKENS",
+    "REASONING_ROOM",
+    "Capabilities",
     "Price",
     "PriceKind",
+    "capabilities_for",
     "cost_usd",
     "load_price_table",
+    "lookup_capabilities",
     "lookup_price",
     "price_for",
     "price_kind",

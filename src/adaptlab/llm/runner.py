@@ -5,7 +5,13 @@
 * retries with exponential backoff and full jitter; a Retry-After from the
   server wins, and pauses *every* worker, not only the one that was told;
 * a timeout per call; and the :class:`ResponseCache`, consulted before and
-  written after each call, so a rerun or a crash never repeats a paid request.
+  written after each call, so a rerun or a crash never repeats a paid request;
+* an error about one input (a content filter, a prompt too long for the context)
+  is that input's answer (:class:`~adaptlab.llm.types.InputError`), cached like one,
+  so the candidate goes on and a rerun does not ask again; errors about the
+  account, the key, the model or a parameter stop the candidate with a fix;
+* a Retry-After longer than :data:`LONG_WAIT_S` is announced before it is waited
+  out, and one longer than :data:`RETRY_AFTER_CAP_S` stops the run with the wait.
 
 Local backends (``hf``) take the same path but in batches, in a worker thread.
 """
@@ -14,15 +20,23 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from adaptlab.errors import AdaptlabError
 from adaptlab.llm.keys import redact
-from adaptlab.llm.types import ChatRequest, ChatResponse, LLMCallError, TransientError
+from adaptlab.llm.types import (
+    ChatRequest,
+    ChatResponse,
+    InputError,
+    LLMCallError,
+    TransientError,
+    failure_status,
+)
 
 if TYPE_CHECKING:
     from adaptlab.backends.base import GenerativeBackend
@@ -31,18 +45,26 @@ if TYPE_CHECKING:
 
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
-RETRY_AFTER_CAP_S = 300.0
+RETRY_AFTER_CAP_S = 300.0  # a longer Retry-After stops the run, saying how long to wait
+LONG_WAIT_S = 60.0  # a longer Retry-After is announced before it is waited out
+# This many inputs refused in a row, none answered: the setup is wrong, not the inputs.
+ALL_REFUSED_AFTER = 8
+
+
+def _stderr_notice(text: str) -> None:
+    # rich's live progress redirects stderr above its bars while it runs.
+    print(text, file=sys.stderr, flush=True)
 
 
 class LLMRunError(AdaptlabError):
     """A request failed for good; every answer received before it is cached."""
 
-    def __init__(self, message: str, *, kind: str, attempts: int) -> None:
-        fix = {
+    def __init__(self, message: str, *, kind: str, attempts: int, fix: str | None = None) -> None:
+        fix = fix or {
             "refused": "check the key, the model name and base_url; answers so far are cached",
             "rate_limit": "lower max_concurrency or requests_per_minute; rerun to resume",
         }.get(kind, "rerun to resume: every answer received so far is cached")
-        super().__init__(redact(message), fix=fix, code=f"llm-{kind}")
+        super().__init__(redact(message), fix=redact(fix), code=f"llm-{kind}")
         self.kind = kind
         self.attempts = attempts
 
@@ -54,7 +76,18 @@ class RunnerStats:
     sent: int = 0  # HTTP attempts (or local generations) made
     retries: int = 0
     retries_by_kind: Counter[str] = field(default_factory=Counter)
+    # Answers that are no answer (filtered, too_long, error) and answers cut off at the
+    # output limit (finish_reason length), among those received in this run.
+    failed: Counter[str] = field(default_factory=Counter)
+    cut_off: int = 0
     wall_seconds: float = 0.0
+
+    def count(self, response: ChatResponse) -> None:
+        status = failure_status(response.finish_reason)
+        if status is not None:
+            self.failed[status] += 1
+        elif response.finish_reason == "length":
+            self.cut_off += 1
 
 
 class _Bucket:
@@ -135,6 +168,9 @@ class LLMRunner:
         self.backoff_base = backoff_base
         self.stats = RunnerStats()
         self.identity = backend.identity()
+        # Where a long Retry-After is announced (the terminal by default).
+        self.notice: Callable[[str], None] = _stderr_notice
+        self._announced_until = 0.0  # one notice per pause, not one per worker told
 
     def run_sync(
         self, requests: Sequence[ChatRequest], *, description: str = "generating"
@@ -164,6 +200,7 @@ class LLMRunner:
             if hit is not None:
                 out[i] = hit
                 self.stats.cache_hits += 1
+                self.stats.count(hit)
             else:
                 todo.append(i)
         # Identical requests in one call are sent once.
@@ -199,6 +236,7 @@ class LLMRunner:
         for i in indices:
             queue.put_nowait(i)
         failure: list[LLMRunError] = []
+        tally = {"answered": 0, "refused": 0}
 
         async def worker() -> None:
             while not failure:
@@ -212,13 +250,57 @@ class LLMRunner:
                     failure.append(exc)
                     return
                 self._store(keys[i], requests[i], resp)
+                self.stats.count(resp)
                 out[i] = resp
                 advance(1)
+                refused = failure_status(resp.finish_reason) is not None
+                tally["refused" if refused else "answered"] += 1
+                if refused and not tally["answered"] and tally["refused"] >= ALL_REFUSED_AFTER:
+                    failure.append(self._all_refused(resp))
 
         n = min(self.config.max_concurrency, len(indices))
         await asyncio.gather(*(worker() for _ in range(n)))
         if failure:
             raise failure[0]
+
+    def _all_refused(self, last: ChatResponse) -> LLMRunError:
+        return LLMRunError(
+            f"{self.backend.name} model '{self.config.name}' refused each of the first "
+            f"{ALL_REFUSED_AFTER} inputs and answered none; the last said: {last.text}",
+            kind="all-refused",
+            attempts=1,
+            fix="this is the setup, not the inputs: check the model's context window against "
+            "max_tokens and the template (adaptlab run --dry-run, adaptlab prompt render); "
+            "the refusals are cached, delete .adaptlab/llm_cache.db to ask again",
+        )
+
+    def _wait(self, error: LLMCallError, attempt: int) -> float:
+        """Seconds before the next attempt; a long Retry-After is announced, a longer one
+        stops the run (raises) rather than sitting in silence."""
+        delay = backoff_delay(attempt, error.retry_after, self.backoff_base)
+        wait = error.retry_after
+        if wait is None or wait <= LONG_WAIT_S:
+            return delay
+        where = f"{self.backend.name} model '{self.config.name}'"
+        if wait > RETRY_AFTER_CAP_S:
+            until = time.strftime("%H:%M", time.localtime(time.time() + wait))
+            raise LLMRunError(
+                f"{where} asks to wait {_duration(wait)} before the next request "
+                f"(Retry-After, {error.kind}): {error}",
+                kind="wait",
+                attempts=attempt,
+                fix=f"rerun after {until}: every answer received so far is cached "
+                "(or lower requests_per_minute / tokens_per_minute to stay under the limit)",
+            )
+        now = time.monotonic()
+        if now + wait <= self._announced_until + 1:
+            return delay
+        self._announced_until = now + wait
+        self.notice(
+            f"note: {where} asks to wait {_duration(wait)} (Retry-After); waiting, every "
+            "answer so far is cached (Ctrl-C and rerun later to resume)"
+        )
+        return delay
 
     async def _call(self, request: ChatRequest, limiter: RateLimiter) -> ChatResponse:
         attempt = 0
@@ -240,6 +322,9 @@ class LLMRunner:
                 )
             except asyncio.TimeoutError:
                 error: LLMCallError = TransientError("no answer in time", kind="timeout")
+            except InputError as exc:
+                # About this input only: its answer, so the candidate goes on.
+                return exc.response(latency_ms=0.0)
             except LLMCallError as exc:
                 error = exc
             if not error.transient or attempt > self.config.max_retries:
@@ -249,10 +334,11 @@ class LLMRunner:
                     f"{attempt}: {error}",
                     kind=error.kind,
                     attempts=attempt,
+                    fix=error.fix,
                 ) from None
+            delay = self._wait(error, attempt)
             self.stats.retries += 1
             self.stats.retries_by_kind[error.kind] += 1
-            delay = backoff_delay(attempt, error.retry_after, self.backoff_base)
             if error.retry_after is not None:
                 limiter.pause_until = max(limiter.pause_until, time.monotonic() + delay)
             await asyncio.sleep(delay)
@@ -277,8 +363,18 @@ class LLMRunner:
                     f"{self.backend.name} model '{self.config.name}': {exc}",
                     kind=exc.kind,
                     attempts=1,
+                    fix=exc.fix,
                 ) from None
             for i, resp in zip(chunk, answers, strict=True):
                 self._store(keys[i], requests[i], resp)
+                self.stats.count(resp)
                 out[i] = resp
             advance(len(chunk))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

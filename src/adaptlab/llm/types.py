@@ -10,8 +10,9 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import json
+import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,7 +27,8 @@ class Message:
 class GenerationParams:
     """Sampling parameters; part of the cache key."""
 
-    temperature: float = 0.0
+    # None: send no temperature at all (models that refuse the parameter).
+    temperature: float | None = 0.0
     max_tokens: int = 256
     top_p: float | None = None
     seed: int | None = None
@@ -68,7 +70,72 @@ class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0  # part of input_tokens (OpenAI's convention)
-    exact: bool = True  # False when the provider reported none and these are estimates
+    # False when the provider reported none, or figures that cannot be true, and these
+    # are (partly) estimates.
+    exact: bool = True
+
+
+def token_count(value: object) -> int | None:
+    """A provider's token figure as a count, or None when it is none (missing, negative,
+    fractional, not a number): a usage block is untrusted input."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+        if not value.isdigit():
+            return None
+        return int(value)
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, float) and math.isfinite(value) and value >= 0 and value.is_integer():
+        return int(value)
+    return None
+
+
+def checked_usage(
+    input_tokens: object,
+    output_tokens: object,
+    cached_input_tokens: object = 0,
+    *,
+    estimate_input: Callable[[], int],
+    estimate_output: Callable[[], int],
+) -> Usage:
+    """Usage from the figures a provider reported, repaired where they cannot be true.
+
+    A missing or impossible input or output count is replaced by an estimate; cached
+    tokens that are not a count are taken as 0, and more cached tokens than input tokens
+    (a proxy passing another provider's counts through) as all of them. Anything
+    repaired makes the usage not exact, which the report shows.
+    """
+    exact = True
+    inp = token_count(input_tokens)
+    if inp is None:
+        inp, exact = estimate_input(), False
+    out = token_count(output_tokens)
+    if out is None:
+        out, exact = estimate_output(), False
+    cached = token_count(cached_input_tokens) if cached_input_tokens is not None else 0
+    if cached is None:
+        cached, exact = 0, False
+    if cached > inp:
+        cached, exact = inp, False
+    return Usage(inp, out, cached, exact)
+
+
+#: ``finish_reason`` of an answer that is an error about its own input (the provider
+#: refused that one request); the runner caches it like an answer and the run goes on.
+FAILED_FINISH = {"error:filtered": "filtered", "error:too_long": "too_long", "error:error": "error"}
+
+
+def failure_status(finish_reason: str | None) -> str | None:
+    """``filtered``, ``too_long`` or ``error`` for an answer that is no answer, else None.
+
+    A provider's own ``content_filter`` finish (Azure's output filter, an Anthropic
+    refusal) counts as filtered.
+    """
+    if finish_reason == "content_filter":
+        return "filtered"
+    return FAILED_FINISH.get(finish_reason or "")
 
 
 @dataclass(frozen=True)
@@ -86,10 +153,19 @@ class LLMCallError(Exception):
 
     transient: bool = False
 
-    def __init__(self, message: str, *, kind: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        retry_after: float | None = None,
+        fix: str | None = None,
+    ) -> None:
         super().__init__(message)
-        self.kind = kind  # "rate_limit", "server", "timeout", "connection", "malformed", ...
+        # "rate_limit", "server", "timeout", "connection", "malformed", "quota", "param", ...
+        self.kind = kind
         self.retry_after = retry_after
+        self.fix = fix  # what the user can do, when the error knows better than its kind
 
 
 class TransientError(LLMCallError):
@@ -100,6 +176,25 @@ class TransientError(LLMCallError):
 
 class PermanentError(LLMCallError):
     """Retrying cannot help: a bad key, an unknown model, a request the API refuses."""
+
+
+class InputError(PermanentError):
+    """The provider refused this one request for its content (a content filter, a prompt
+    longer than the context window, an invalid prompt): the candidate goes on, and this
+    input gets a stored prediction with ``status`` (filtered, too_long or error)."""
+
+    def __init__(self, message: str, *, status: str) -> None:
+        super().__init__(message, kind=f"input-{status}")
+        self.status = status
+
+    def response(self, latency_ms: float = 0.0) -> ChatResponse:
+        """The refusal as an answer: the message is its text, nothing was billed."""
+        return ChatResponse(
+            text=str(self),
+            usage=Usage(0, 0, 0, exact=True),
+            latency_ms=latency_ms,
+            finish_reason=f"error:{self.status}",
+        )
 
 
 def retry_after_seconds(headers: Mapping[str, str] | Any) -> float | None:

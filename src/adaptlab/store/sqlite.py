@@ -105,12 +105,19 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE runs ADD COLUMN notes_json TEXT;
         """,
     ),
+    (
+        "generative answers: finish reason and whether the token counts are exact",
+        """
+        ALTER TABLE predictions ADD COLUMN finish_reason TEXT;
+        ALTER TABLE predictions ADD COLUMN usage_exact INTEGER;
+        """,
+    ),
 ]
 
 
 _PRED_COLUMNS = (
     "result_key, idx, example_id, input, gold, predicted, score, latency_ms, raw, status, "
-    "input_tokens, output_tokens, cached_tokens"
+    "input_tokens, output_tokens, cached_tokens, finish_reason, usage_exact"
 )
 _PRED_MARKS = ", ".join("?" * len(_PRED_COLUMNS.split(", ")))
 
@@ -139,6 +146,8 @@ class PredictionRow:
     input_tokens: int | None = None
     output_tokens: int | None = None
     cached_tokens: int | None = None
+    finish_reason: str | None = None  # the provider's: stop, length, content_filter, …
+    usage_exact: bool | None = None  # False: token counts estimated or repaired
 
 
 ConsistencyRow = tuple[int, int, str | None, str | None]  # (idx, sample, predicted, status)
@@ -390,6 +399,8 @@ class RunStore:
                         p.input_tokens,
                         p.output_tokens,
                         p.cached_tokens,
+                        p.finish_reason,
+                        None if p.usage_exact is None else int(p.usage_exact),
                     )
                     for i, p in enumerate(predictions)
                 ],

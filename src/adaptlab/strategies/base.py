@@ -35,8 +35,9 @@ class Prediction:
     """A predicted label (None when no label could be read) and its confidence.
 
     Generative strategies also keep the model's raw answer, how it was parsed
-    (``status``: exact, normalised, fuzzy, json, unparsed, invalid) and the call's
-    exact token usage and latency.
+    (``status``: exact, normalised, fuzzy, json, unparsed, invalid; or filtered,
+    too_long, error when the provider refused that input) and the call's token usage,
+    latency and finish reason.
     """
 
     label: str | None
@@ -48,6 +49,7 @@ class Prediction:
     cached_tokens: int | None = None
     tokens_exact: bool | None = None  # False: the provider reported no usage, counts estimated
     latency_ms: float | None = None
+    finish_reason: str | None = None  # the provider's (stop, length, content_filter, …)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,12 @@ class ProgressSink:
     @contextmanager
     def task(self, description: str, total: int | None) -> Iterator[Advance]:
         yield lambda n: None
+
+    def note(self, message: str) -> None:
+        """Something the user should know that does not stop the work (a warning)."""
+        import sys
+
+        print(f"warning: {message}", file=sys.stderr)
 
 
 @dataclass

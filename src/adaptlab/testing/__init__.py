@@ -16,6 +16,7 @@ if TYPE_CHECKING:
         default_responder,
         fail_first,
         prompt_tokens,
+        with_reasoning,
     )
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "default_responder",
     "fail_first",
     "prompt_tokens",
+    "with_reasoning",
 ]
 
 

@@ -33,6 +33,15 @@ Faults are strings that ``faults(call)`` returns for a request:
     others). Any status works the same way: ``"500"``, ``"503"``, ``"529"``
     (Anthropic's "overloaded"), ``"401"``, ``"400"``, ``"404"``, ``"408"`` …; the
     body is the provider's error JSON.
+``"400@content_filter@prompt"`` / ``"429@insufficient_quota"`` / ``"429@rate_limit_exceeded:120"``
+    a status with an error ``code`` and optionally a ``param`` (then ``:`` and a
+    Retry-After as above): the body carries them with the provider's own wording for
+    the codes in :data:`ERROR_MESSAGES` (Azure's content filter, a context-length
+    error, ``invalid_prompt``, ``insufficient_quota``, ``unsupported_parameter`` …).
+    For Anthropic the code is the error ``type`` (``billing_error``), except
+    ``prompt_too_long`` and ``credit_balance`` (an ``invalid_request_error`` with
+    Anthropic's message), and a param leads the message (``"temperature: Extra
+    inputs are not permitted"``).
 ``"timeout"`` / ``"timeout:5"``
     hold the request that many seconds (default 30; :meth:`FakeLLMServer.stop`
     cuts it short), then drop the connection without an answer.
@@ -52,6 +61,13 @@ Faults are strings that ``faults(call)`` returns for a request:
     a stream that stops after some text with an error event: Anthropic's
     ``event: error`` (``overloaded_error``), as the real API sends when it is
     overloaded mid-answer, or OpenAI's ``data: {"error": …}``.
+
+The usage block is the server's own count unless ``usage`` overrides it (a proxy's
+odd figures): a mapping replaces the block, ``None`` sends ``"usage": null`` (OpenAI)
+or an empty block (Anthropic), and a callable ``usage(call, block)`` returns the
+block to send. :func:`with_reasoning` wraps a responder so every answer starts with a
+``<think>…</think>`` block (or an unterminated one), as R1-style models served
+without a reasoning parser answer.
 
 :class:`FaultPlan` picks faults by arrival index and :func:`fail_first` gives the
 first *n* requests of every distinct prompt a fault, so a retrying client makes
@@ -75,6 +91,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 __all__ = [
+    "ERROR_MESSAGES",
     "ChatCall",
     "FakeLLMServer",
     "FaultPicker",
@@ -83,6 +100,7 @@ __all__ = [
     "default_responder",
     "fail_first",
     "prompt_tokens",
+    "with_reasoning",
 ]
 
 # Headers whose values are secrets: recorded as present or absent, never kept.
@@ -90,6 +108,7 @@ _SECRET_HEADERS = frozenset(
     {"authorization", "x-api-key", "api-key", "cookie", "proxy-authorization"}
 )
 _DEFAULT_RETRY_AFTER = {429: "0.05"}
+_OWN_USAGE: Any = object()  # FakeLLMServer(usage=...) not given: the server's own counts
 _REASONS = {
     400: ("invalid_request_error", "Bad request (injected fault)."),
     401: ("authentication_error", "Incorrect API key provided (injected fault)."),
@@ -101,6 +120,55 @@ _REASONS = {
     500: ("api_error", "Internal server error (injected fault)."),
     503: ("api_error", "Service unavailable (injected fault)."),
     529: ("overloaded_error", "Overloaded (injected fault)."),
+}
+
+
+#: Error codes with the wording (and OpenAI ``type``) the real APIs use for them.
+ERROR_MESSAGES: dict[str, tuple[str, str]] = {
+    "content_filter": (
+        "invalid_request_error",
+        "The response was filtered due to the prompt triggering Azure OpenAI's content "
+        "management policy. Please modify your prompt and retry. (injected fault)",
+    ),
+    "content_policy_violation": (
+        "invalid_request_error",
+        "Your request was rejected as a result of our safety system. (injected fault)",
+    ),
+    "context_length_exceeded": (
+        "invalid_request_error",
+        "This model's maximum context length is 128000 tokens. However, your messages "
+        "resulted in 131072 tokens. Please reduce the length of the messages. (injected fault)",
+    ),
+    "invalid_prompt": (
+        "invalid_request_error",
+        "Invalid prompt: your prompt was flagged as potentially violating our usage "
+        "policy. (injected fault)",
+    ),
+    "insufficient_quota": (
+        "insufficient_quota",
+        "You exceeded your current quota, please check your plan and billing details. "
+        "(injected fault)",
+    ),
+    "unsupported_parameter": (
+        "invalid_request_error",
+        "Unsupported parameter: '{param}' is not supported with this model. (injected fault)",
+    ),
+    "unsupported_value": (
+        "invalid_request_error",
+        "Unsupported value: '{param}' does not support 0 with this model. Only the default "
+        "(1) value is supported. (injected fault)",
+    ),
+    "rate_limit_exceeded": ("requests", "Rate limit reached for requests. (injected fault)"),
+    "prompt_too_long": (
+        "invalid_request_error",
+        "prompt is too long: 210000 tokens > 200000 maximum (injected fault)",
+    ),
+    "credit_balance": (
+        "invalid_request_error",
+        "Your credit balance is too low to access the Anthropic API. Please go to Plans & "
+        "Billing to upgrade or purchase credits. (injected fault)",
+    ),
+    "billing_error": ("billing_error", "Your account has a billing issue. (injected fault)"),
 }
 
 
@@ -131,6 +199,23 @@ FaultPicker = Callable[[ChatCall], str | None]
 def default_responder(call: ChatCall) -> str:
     """``"ok: "`` and the first five words of the last user message."""
     return " ".join(["ok:", *call.user_text.split()[:5]])
+
+
+def with_reasoning(
+    responder: Responder,
+    thoughts: str = "The customer could mean billing, shipping or refund; let me weigh them.",
+    *,
+    closed: bool = True,
+) -> Responder:
+    """Answers of ``responder`` after a ``<think>`` block (left open when not ``closed``:
+    then the reasoning is all there is, as when the output limit cut it off)."""
+
+    def answer(call: ChatCall) -> str:
+        if not closed:
+            return f"<think>{thoughts}"
+        return f"<think>{thoughts}</think>\n\n{responder(call)}"
+
+    return answer
 
 
 def _text_of(content: Any) -> str:
@@ -360,24 +445,46 @@ class _Handler(BaseHTTPRequestHandler):
             self._anthropic(call, answer)
 
     def _error(
-        self, api: str, status: int, message: str | None = None, retry_after: str | None = None
+        self,
+        api: str,
+        status: int,
+        message: str | None = None,
+        retry_after: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
     ) -> None:
         kind, default = _REASONS.get(status, ("api_error", f"HTTP {status} (injected fault)."))
         text = message or default
+        if code is not None:
+            kind, text = ERROR_MESSAGES.get(code, (kind, f"{code} (injected fault)"))
+            text = text.replace("{param}", param or "")
         if api == "openai":
             payload: dict[str, Any] = {
-                "error": {"message": text, "type": kind, "param": None, "code": kind}
+                "error": {
+                    "message": text,
+                    "type": kind,
+                    "param": param,
+                    "code": code if code is not None else kind,
+                }
             }
         else:
+            if code is not None and code not in ERROR_MESSAGES:
+                kind = code
+            if param:
+                text = f"{param}: Extra inputs are not permitted (injected fault)"
             payload = {"type": "error", "error": {"type": kind, "message": text}}
         headers = {"Retry-After": retry_after} if retry_after is not None else {}
         self._send_json(status, payload, headers)
 
     def _fault(self, call: ChatCall, fault: str) -> None:
         name, arg = _parse_fault(fault)
-        if name.isdigit():
-            status = int(name)
-            self._error(call.api, status, None, arg or _DEFAULT_RETRY_AFTER.get(status))
+        head, *extra = name.split("@")
+        if head.isdigit():
+            status = int(head)
+            code = extra[0] if extra else None
+            param = extra[1] if len(extra) > 1 else None
+            retry = arg or _DEFAULT_RETRY_AFTER.get(status)
+            self._error(call.api, status, None, retry, code, param)
         elif name == "timeout":
             self.server.owner._stopping.wait(float(arg or 30))
             self._drop()
@@ -421,15 +528,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------ OpenAI
 
-    def _openai_usage(self, call: ChatCall, answer: _Answer) -> dict[str, Any]:
+    def _openai_usage(self, call: ChatCall, answer: _Answer) -> Any:
         prompt = prompt_tokens(call)
         completion = len(answer.text.split())
-        return {
+        block = {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
             "prompt_tokens_details": {"cached_tokens": self.server.owner._cached(call, prompt)},
         }
+        return self.server.owner._usage(call, block)
 
     def _openai_body(self, call: ChatCall, answer: _Answer) -> dict[str, Any]:
         return {
@@ -503,12 +611,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _anthropic_usage(self, call: ChatCall, answer: _Answer) -> dict[str, Any]:
         prompt = prompt_tokens(call)
         cached = self.server.owner._cached(call, prompt)
-        return {
+        block = {
             "input_tokens": prompt - cached,
             "output_tokens": len(answer.text.split()),
             "cache_read_input_tokens": cached,
             "cache_creation_input_tokens": 0,
         }
+        sent = self.server.owner._usage(call, block)
+        return sent if isinstance(sent, dict) else {}
 
     def _anthropic_body(self, call: ChatCall, answer: _Answer) -> dict[str, Any]:
         stop_reason = {"length": "max_tokens", "stop_sequence": "stop_sequence"}
@@ -537,7 +647,7 @@ class _Handler(BaseHTTPRequestHandler):
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {**usage, "output_tokens": 1},
+            "usage": {**usage, "output_tokens": 1} if "output_tokens" in usage else usage,
         }
 
         def event(name: str, data: dict[str, Any]) -> bytes:
@@ -575,7 +685,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "stop_reason": final["stop_reason"],
                     "stop_sequence": final["stop_sequence"],
                 },
-                "usage": {"output_tokens": usage["output_tokens"]},
+                "usage": {"output_tokens": usage.get("output_tokens")},
             }
             self._chunk(event("message_delta", delta))
             self._chunk(event("message_stop", {}))
@@ -624,7 +734,8 @@ class FakeLLMServer:
     ``responder(call)`` writes the answer (default :func:`default_responder`),
     ``faults(call)`` returns a fault string or None (see the module docstring),
     ``latency_s`` is slept before every answer, ``chunk_delay_s`` after every
-    streamed chunk, ``cached_tokens`` of each prompt are reported as cached, and
+    streamed chunk, ``cached_tokens`` of each prompt are reported as cached,
+    ``usage`` overrides the usage block (see the module docstring), and
     ``require_key`` answers 401 to a request that sends no key.
     """
 
@@ -636,6 +747,7 @@ class FakeLLMServer:
         faults: FaultPicker | None = None,
         chunk_delay_s: float = 0.0,
         cached_tokens: int | Callable[[ChatCall], int] = 0,
+        usage: Any = _OWN_USAGE,
         require_key: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -645,6 +757,7 @@ class FakeLLMServer:
         self.latency_s = latency_s
         self.chunk_delay_s = chunk_delay_s
         self.cached_tokens = cached_tokens
+        self.usage = usage
         self.require_key = require_key
         self.host = host
         self.port = port
@@ -778,6 +891,14 @@ class FakeLLMServer:
                 call = replace(call, fault=fault)
             self.calls.append(call)
         return call
+
+    def _usage(self, call: ChatCall, block: dict[str, Any]) -> Any:
+        """The usage block to send: the server's own, or the test's override."""
+        if self.usage is _OWN_USAGE:
+            return block
+        if callable(self.usage):
+            return self.usage(call, block)
+        return self.usage
 
     def _cached(self, call: ChatCall, prompt: int) -> int:
         n = self.cached_tokens(call) if callable(self.cached_tokens) else self.cached_tokens

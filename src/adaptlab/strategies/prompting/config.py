@@ -46,7 +46,13 @@ class PromptOptions(StrategyOptions):
         description="Most lenient way a label may be read from an answer; the rest is "
         "counted as unparsed.",
     )
-    temperature: float = Field(default=0.0, ge=0, le=2, description="Sampling temperature.")
+    temperature: float | None = Field(
+        default=0.0,
+        ge=0,
+        le=2,
+        description="Sampling temperature; null sends none (models that refuse it; reasoning "
+        "models in the price table never get one).",
+    )
     max_tokens: int | None = Field(
         default=None,
         ge=1,

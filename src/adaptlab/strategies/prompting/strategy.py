@@ -5,6 +5,10 @@ The prompt comes from a :class:`~adaptlab.prompts.PromptTemplate`; the requests 
 through the project's :class:`~adaptlab.llm.runner.LLMRunner` (concurrency, rate
 limits, retries, cache); every answer is parsed, and one that cannot be read is
 kept with status ``unparsed`` (or ``invalid`` against the schema) and scored wrong.
+An input the provider refused (a content filter, too long for the context) is kept
+with status ``filtered``, ``too_long`` or ``error`` and the provider's message as its
+raw answer, and scored wrong. Reasoning blocks (``<think>…</think>``) are removed
+before parsing and kept in the raw answer.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from adaptlab.llm.parse import extract_answer, parse_label
-from adaptlab.llm.types import ChatRequest, ChatResponse, GenerationParams
+from adaptlab.llm.parse import extract_answer, parse_label, strip_reasoning
+from adaptlab.llm.types import ChatRequest, ChatResponse, GenerationParams, failure_status
 from adaptlab.prompts import PromptTemplate
 from adaptlab.strategies.base import Prediction, Strategy, StrategyContext, StrategyOptions
 from adaptlab.strategies.prompting.config import (
@@ -189,9 +193,9 @@ class PromptStrategy(Strategy):
 
     def parse(self, raw: str) -> tuple[str | None, str]:
         """(prediction, status) for one answer; see :mod:`adaptlab.llm.parse`."""
-        answer = raw
+        answer = strip_reasoning(raw)
         if self.opts.reasoning:
-            found = extract_answer(raw)
+            found = extract_answer(answer)
             if found is None:
                 return None, "unparsed"
             answer = found
@@ -214,6 +218,17 @@ class PromptStrategy(Strategy):
         return json.dumps(obj, sort_keys=True, ensure_ascii=False), "invalid" if errors else "json"
 
     def _prediction(self, resp: ChatResponse) -> Prediction:
+        failed = failure_status(resp.finish_reason)
+        if failed is not None:
+            # The provider refused this input: nothing to parse, nothing billed.
+            return Prediction(
+                label=None,
+                score=0.0,
+                raw=resp.text,
+                status=failed,
+                latency_ms=resp.latency_ms,
+                finish_reason=resp.finish_reason,
+            )
         value, status = self.parse(resp.text)
         return Prediction(
             label=value,
@@ -225,6 +240,7 @@ class PromptStrategy(Strategy):
             cached_tokens=resp.usage.cached_input_tokens,
             tokens_exact=resp.usage.exact,
             latency_ms=resp.latency_ms,
+            finish_reason=resp.finish_reason,
         )
 
     @property
