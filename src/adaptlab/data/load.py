@@ -626,6 +626,14 @@ def load_examples(
     from adaptlab.files import read_regular_file
 
     path = Path(path)
+    raw = read_regular_file(
+        path,
+        max_bytes=int(max_file_mb * (1 << 20)),
+        limit_name="data.max_file_mb",
+        error=DataError,
+        fix_path="point data.path (or data.test_path) in adaptlab.yaml at a JSONL or CSV "
+        "file, relative to the project folder",
+    )
     if fmt == "auto":
         suffix = path.suffix.lower()
         if suffix not in FORMATS:
@@ -641,14 +649,6 @@ def load_examples(
         fmt = FORMATS[suffix]
         if suffix == ".tsv" and delimiter == "auto":
             delimiter = "\t"
-    raw = read_regular_file(
-        path,
-        max_bytes=int(max_file_mb * (1 << 20)),
-        limit_name="data.max_file_mb",
-        error=DataError,
-        fix_path="check data.path in adaptlab.yaml (relative to the project folder): it "
-        "must name a JSONL or CSV file",
-    )
     try:
         codecs.lookup(encoding)
     except LookupError:
