@@ -8,8 +8,9 @@ Two methods, both measured by ``bench/finetune_methods.py``:
 * ``setfit`` — SetFit-style: contrastive pairs (same label -> cosine 1, different ->
   0) tune the encoder, then a logistic regression is fit on its embeddings.
 
-Every epoch writes ``last.pt`` (weights, optimiser, scheduler, RNG, curves), so a
-killed run resumes at the next epoch instead of starting again.
+Every epoch writes ``last.pt`` (weights, optimiser, scheduler, every random state,
+curves), so a killed run resumes at the next epoch instead of starting again, and
+ends with exactly the predictions of an uninterrupted run (see ``checkpoint.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from adaptlab.strategies.base import CurvePoint, Prediction, Strategy
+from adaptlab.strategies.finetune import checkpoint
+from adaptlab.strategies.finetune.checkpoint import CheckpointError, need
 from adaptlab.strategies.finetune.config import FinetuneOptions
 
 if TYPE_CHECKING:
@@ -68,8 +71,13 @@ class Finetune(Strategy):
         backend = self.ctx.encoder
         assert hasattr(backend, "clone_model"), "finetune needs a trainable encoder backend"
         self._backend: SentenceTransformerBackend = backend  # type: ignore[assignment]
+        import numpy as np
+
+        # Every generator training may draw from starts from the seed, and last.pt
+        # keeps where each one stands, so a resumed run draws the same numbers.
         torch.manual_seed(self.ctx.seed)
         random.seed(self.ctx.seed)
+        np.random.seed(self.ctx.seed % 2**32)
         names = self.label_names
         y_train = [names.index(ex.label) for ex in train]
         y_val = [names.index(ex.label) for ex in val]
@@ -170,25 +178,28 @@ class Finetune(Strategy):
             {"params": list(model.parameters()), "lr": opts.learning_rate},
             *({"params": list(h.parameters()), "lr": opts.head_learning_rate} for h in heads),
         ]
-        optimizer = torch.optim.AdamW(params, weight_decay=opts.weight_decay)
         steps_per_epoch = -(-n_items // opts.batch_size)
         total = steps_per_epoch * opts.epochs
         warmup = int(total * opts.warmup_ratio)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer,
-            lambda s: (
-                (s + 1) / max(1, warmup)
-                if s < warmup
-                else max(0.0, (total - s) / max(1, total - warmup))
-            ),
-        )
-        generator = torch.Generator().manual_seed(self.ctx.seed)
-        state: dict[str, Any] = {"epoch": 0, "best": -1.0, "best_epoch": 0, "bad_epochs": 0}
-        best_state: dict[str, Any] | None = None
-        resumed = self._load_last(model, heads, optimizer, scheduler, generator, state)
-        if resumed:
-            best_state = torch.load(self.ctx.workdir / "best.pt", weights_only=False)
+
+        def schedule(s: int) -> float:
+            if s < warmup:
+                return (s + 1) / max(1, warmup)
+            return max(0.0, (total - s) / max(1, total - warmup))
+
+        def fresh() -> tuple[Any, Any, torch.Generator, dict[str, Any]]:
+            optimizer = torch.optim.AdamW(params, weight_decay=opts.weight_decay)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+            generator = torch.Generator().manual_seed(self.ctx.seed)
+            state: dict[str, Any] = {"epoch": 0, "best": -1.0, "best_epoch": 0, "bad_epochs": 0}
+            return optimizer, scheduler, generator, state
+
+        optimizer, scheduler, generator, state = fresh()
+        best_state = self._resume(model, heads, optimizer, scheduler, generator, state)
+        if best_state is not None:
             self.info["resumed_from_epoch"] = state["epoch"]
+        elif state["epoch"]:  # a checkpoint failed half-way through being applied
+            optimizer, scheduler, generator, state = fresh()
 
         step = state["epoch"] * steps_per_epoch
         with self.ctx.progress.task(f"fine-tuning ({opts.method})", total) as advance:
@@ -224,7 +235,7 @@ class Finetune(Strategy):
                 if val_acc > state["best"] or not early_stopping:
                     state.update(best=val_acc, best_epoch=epoch + 1, bad_epochs=0)
                     best_state = self._snapshot(model, heads)
-                    _atomic_save(best_state, self.ctx.workdir / "best.pt")
+                    checkpoint.save(best_state, self.ctx.workdir / "best.pt")
                 else:
                     state["bad_epochs"] += 1
                 self._save_last(model, heads, optimizer, scheduler, generator, state)
@@ -260,19 +271,20 @@ class Finetune(Strategy):
         generator: torch.Generator,
         state: dict[str, Any],
     ) -> None:
-        _atomic_save(
+        checkpoint.save(
             {
                 **self._snapshot(model, heads),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "generator": generator.get_state(),
-                "state": state,
+                "rng": checkpoint.rng_state(),
+                "state": dict(state),
                 "curves": [p.__dict__ for p in self.curves],
             },
             self.ctx.workdir / "last.pt",
         )
 
-    def _load_last(
+    def _resume(
         self,
         model: Any,
         heads: list[torch.nn.Module],
@@ -280,22 +292,71 @@ class Finetune(Strategy):
         scheduler: Any,
         generator: torch.Generator,
         state: dict[str, Any],
-    ) -> bool:
+    ) -> dict[str, Any] | None:
+        """Apply last.pt and return best.pt's weights; None (and nothing applied) if unusable.
+
+        The files are untrusted (see ``checkpoint.py``): one that cannot be read as
+        tensors, or does not fit this run, is deleted with a warning, and training
+        starts from scratch.
+        """
         import torch
 
-        path = self.ctx.workdir / "last.pt"
-        if not (path.exists() and (self.ctx.workdir / "best.pt").exists()):
-            return False
-        ckpt = torch.load(path, weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        for h, sd in zip(heads, ckpt["heads"], strict=True):
-            h.load_state_dict(sd)
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        generator.set_state(ckpt["generator"])
-        state.update(ckpt["state"])
-        self.curves = [CurvePoint(**p) for p in ckpt["curves"]]
-        return True
+        last, best = self.ctx.workdir / "last.pt", self.ctx.workdir / "best.pt"
+        if not (last.is_file() and best.is_file()):
+            return None
+        current: dict[str, Any] | None = None
+        rng: dict[str, Any] = {}
+        try:
+            ckpt, best_state = checkpoint.load(last), checkpoint.load(best)
+            checkpoint.check_weights(ckpt.get("model"), model, "model")
+            checkpoint.check_weights(best_state.get("model"), model, "best model")
+            for what in (ckpt, best_state):
+                saved = what.get("heads")
+                if not (isinstance(saved, list) and len(saved) == len(heads)):
+                    raise CheckpointError("it does not match this training run (heads)")
+                for h, sd in zip(heads, saved, strict=True):
+                    checkpoint.check_weights(sd, h, "head")
+            checkpoint.check_optimizer(ckpt.get("optimizer"), optimizer)
+            checkpoint.check_plain(ckpt.get("scheduler"), scheduler.state_dict(), "scheduler")
+            checkpoint.check_plain(ckpt.get("state"), state, "progress")
+            need(0 < ckpt["state"]["epoch"] <= self.opts.epochs, "epoch")
+            gen = ckpt.get("generator")
+            need(isinstance(gen, torch.Tensor) and gen.dtype == torch.uint8, "batch order")
+            curves = ckpt.get("curves")
+            if not isinstance(curves, list):
+                raise CheckpointError("it does not match this training run (curves)")
+            points = [CurvePoint(**p) for p in curves]
+            need(all(isinstance(p.value, float | int) for p in points), "curves")
+            # Everything checked: apply. set_rng_state checks its parts before it sets any.
+            current, rng = self._snapshot(model, heads), checkpoint.rng_state()
+            checkpoint.set_rng_state(ckpt.get("rng"))
+            model.load_state_dict(ckpt["model"])
+            for h, sd in zip(heads, ckpt["heads"], strict=True):
+                h.load_state_dict(sd)
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            generator.set_state(ckpt["generator"])
+            state.update(ckpt["state"])
+            self.curves = points
+            return best_state
+        except (CheckpointError, TypeError, ValueError, KeyError, RuntimeError) as exc:
+            if current is not None:  # undo a half-applied checkpoint
+                model.load_state_dict(current["model"])
+                for h, sd in zip(heads, current["heads"], strict=True):
+                    h.load_state_dict(sd)
+                checkpoint.set_rng_state(rng)
+                state["epoch"] = -1  # tells the caller to rebuild optimiser and scheduler
+            reason = str(exc) if isinstance(exc, CheckpointError) else f"{type(exc).__name__}"
+            self._discard(f"{last.name}/{best.name} in {self.ctx.workdir}: {reason}")
+            return None
+
+    def _discard(self, message: str) -> None:
+        for name in ("last.pt", "best.pt"):
+            (self.ctx.workdir / name).unlink(missing_ok=True)
+        self.info["checkpoint_discarded"] = message
+        self.ctx.progress.note(
+            f"resume checkpoint discarded, fine-tuning starts from scratch: {message}"
+        )
 
     def _save(self, model: Any) -> None:
         import numpy as np
@@ -375,17 +436,6 @@ class Finetune(Strategy):
             classes = self._logreg.classes_
         best = proba.argmax(axis=1)
         return [Prediction(names[int(classes[i])], float(proba[r, i])) for r, i in enumerate(best)]
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    """A kill mid-write leaves the previous file intact, never a truncated one."""
-    import os
-
-    import torch
-
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _contrastive_pairs(y: list[int], iterations: int, seed: int) -> list[tuple[int, int, float]]:
