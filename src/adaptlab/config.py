@@ -577,8 +577,9 @@ def _check_scalar(node: yaml.ScalarNode) -> None:
 
 def parse_yaml(text: str, file: Path) -> tuple[Any, yaml.Node | None]:
     """Parse ``text`` as adaptlab.yaml: the data and the node tree (for key lines)."""
-    loader = _ConfigLoader(text)
+    loader: _ConfigLoader | None = None
     try:
+        loader = _ConfigLoader(text)  # the reader refuses non-printable characters here
         root = loader.get_single_node()
         if root is not None:
             _check_nodes(root)
@@ -603,14 +604,15 @@ def parse_yaml(text: str, file: Path) -> tuple[Any, yaml.Node | None]:
             fix="remove the control character; save the file as plain UTF-8 text",
         ) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, root
 
 
 def load_config(path: str | Path) -> ProjectConfig:
     """Read and validate ``adaptlab.yaml`` (a file or the project folder holding it)."""
     file = Path(path)
-    if file.is_dir():
+    if file.is_dir() and file.name != CONFIG_FILE:
         file = file / CONFIG_FILE
     if not file.exists():
         raise ConfigError(
@@ -653,6 +655,8 @@ def load_config(path: str | Path) -> ProjectConfig:
         config = ProjectConfig.model_validate(data)
     except ValidationError as exc:
         raise format_validation_error(exc, file=file, root=root, model=ProjectConfig) from None
+    _check_names(config, file, root)
+    _check_paths(config, file, root)
 
     # Strategy options are checked by the strategy named, so a plugin's options are
     # validated exactly like the built-ins'.
@@ -681,8 +685,6 @@ def load_config(path: str | Path) -> ProjectConfig:
         _check_candidate_model(config, i, strategy, file, root)
     _check_llms(config, file, root)
     _check_judge(config, file, root)
-    _check_names(config, file, root)
-    _check_paths(config, file, root)
     _check_devices(config, file, root)
     if config.task == "extraction":
         config.schema_ = _load_schema(config.schema_, file, root)
