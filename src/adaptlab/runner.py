@@ -56,23 +56,46 @@ class RunOutcome:
     unavailable: dict[str, str] = field(default_factory=dict)  # name -> why it did not run
 
 
+KEY_VERSION = 2  # 2: only what each strategy reads (Strategy.reads); v1 keys are recomputed
+
+
 def result_key(project: Project, cand: CandidateConfig, split: Split) -> str:
+    """A hash of exactly what changes this candidate's answers.
+
+    Always its strategy and options, the split and the seed; of the project, only what
+    the strategy declares in :attr:`Strategy.reads` (label names in order, or names and
+    descriptions; the encoder when it uses one), the task, and for a generative
+    candidate its model and prompt template. So a label description edited for
+    zero-shot keeps the fine-tune's stored result.
+
+    Measurement settings are not answers. ``latency_samples`` enters no key: a stored
+    result keeps the latencies it was measured with (``--force`` measures again). The
+    consistency settings enter generative candidates' keys only, where a change is
+    cheap (the answers come back from the response cache; only new samples are sent);
+    for an encoder, repeated answers are identical by construction.
+    """
     cfg = project.config
     cls = get_strategy(cand.strategy)
     options = cls.Options.model_validate(cand.params)
     ev = cfg.evaluation
     payload: dict[str, Any] = {
+        "version": KEY_VERSION,
         "strategy": cand.strategy,
         "options": options.model_dump(mode="json"),
-        "model": cfg.model.model_dump(mode="json"),
-        "labels": cfg.labels,
         "split": split.fingerprint,
         "seed": cfg.seed,
-        "latency_samples": ev.latency_samples,
-        "consistency": [ev.consistency_samples, ev.consistency_inputs],
     }
+    # Lists, not dicts: _hash sorts dict keys, and label order is the class index order.
+    if "label_descriptions" in cls.reads:
+        payload["labels"] = [[name, desc] for name, desc in cfg.labels.items()]
+    elif "label_names" in cls.reads:
+        payload["labels"] = list(cfg.labels)
+    if "encoder" in cls.reads and cls.needs_encoder(options):
+        payload["model"] = cfg.model.model_dump(mode="json")
     if cfg.task != "classification":
         payload["task"] = [cfg.task, cfg.schema_, cfg.instruction]
+    if cls.generative and ev.consistency_samples >= 2:
+        payload["consistency"] = [ev.consistency_samples, ev.consistency_inputs]
     if cand.llm is not None:
         llm = cfg.llms[cand.llm]
         # Limits and retries change how answers are fetched, not what they are.
@@ -80,7 +103,9 @@ def result_key(project: Project, cand: CandidateConfig, split: Split) -> str:
             mode="json",
             include={"backend", "name", "base_url", "adapter", "precision", "stream"},
         )
-        payload["prompt"] = cls.key_extra(options, project.root, cfg.task)
+    extra = cls.key_extra(options, project.root, cfg.task)
+    if extra:
+        payload["prompt"] = extra
     return _hash(payload)
 
 

@@ -129,6 +129,12 @@ class Strategy(ABC):
     trains_weights: ClassVar[bool] = False
     generative: ClassVar[bool] = False  # prompts a model from the project's llms:
     tasks: ClassVar[tuple[str, ...]] = ("classification",)
+    #: What of the project the answers depend on, besides the options, split and seed:
+    #: "label_names" (in order), "label_descriptions" (names and descriptions) and
+    #: "encoder" (``model:``, when :meth:`needs_encoder`). It decides the result key, so
+    #: editing what a strategy does not read keeps its stored result. The default
+    #: assumes everything; declare less only for what the strategy truly ignores.
+    reads: ClassVar[frozenset[str]] = frozenset({"label_names", "label_descriptions", "encoder"})
 
     @classmethod
     def needs_encoder(cls, options: StrategyOptions) -> bool:

@@ -36,6 +36,7 @@ def predict_classifier(model: Any, x: np.ndarray) -> list[Prediction]:
 
 class FewShot(Strategy):
     name: ClassVar[str] = "few-shot"
+    reads: ClassVar[frozenset[str]] = frozenset({"label_names", "encoder"})  # no descriptions
     Options = FewShotOptions
 
     def fit(self, train: Sequence[Example], val: Sequence[Example]) -> None:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 class Finetune(Strategy):
     name: ClassVar[str] = "finetune"
+    reads: ClassVar[frozenset[str]] = frozenset({"label_names", "encoder"})  # no descriptions
     Options = FinetuneOptions
     trains_weights: ClassVar[bool] = True
 

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 class ZeroShot(Strategy):
     name: ClassVar[str] = "zero-shot"
+    reads: ClassVar[frozenset[str]] = frozenset({"label_names", "label_descriptions", "encoder"})
     Options = ZeroShotOptions
 
     def fit(self, train: Sequence[Example], val: Sequence[Example]) -> None:
