@@ -915,15 +915,24 @@ def _load_schema(value: Any, file: Path, root: yaml.Node | None) -> dict[str, An
 
     where = file
     if isinstance(value, str):
-        where = (file.parent / value).expanduser()
+        from adaptlab.data.load import parse_json
+        from adaptlab.files import read_regular_file
+
+        where = file.parent / value
+        raw = read_regular_file(
+            where,
+            max_bytes=CONFIG_MAX_BYTES,
+            limit_name="the 1 MB limit of a schema file",
+            what="schema file",
+            error=ConfigError,
+            fix_path="give 'schema:' a .json file relative to adaptlab.yaml, or the schema inline",
+            size_fix="a schema describes one object; check that 'schema:' names the right file",
+        )
         try:
-            value = json.loads(where.read_text(encoding="utf-8"))
-        except OSError:
+            value = parse_json(raw.decode("utf-8-sig"))
+        except UnicodeDecodeError:
             raise ConfigError(
-                f"schema file '{where}' cannot be read",
-                file=file,
-                line=_node_line(root, ("schema",)),
-                fix="give a path relative to adaptlab.yaml, or the schema inline",
+                "the schema file is not valid UTF-8", file=where, fix="save it as UTF-8"
             ) from None
         except json.JSONDecodeError as exc:
             raise ConfigError(
@@ -931,6 +940,13 @@ def _load_schema(value: Any, file: Path, root: yaml.Node | None) -> dict[str, An
                 file=where,
                 line=exc.lineno,
                 fix="fix the JSON syntax at that line",
+            ) from None
+        except (ValueError, RecursionError) as exc:  # NaN, a duplicate key, deep nesting
+            why = str(exc) if isinstance(exc, ValueError) else "it is nested too deeply"
+            raise ConfigError(
+                f"the schema is not usable JSON: {why}",
+                file=where,
+                fix=getattr(exc, "fix", "write plain JSON: objects, strings, finite numbers"),
             ) from None
     if not isinstance(value, dict):
         raise ConfigError(

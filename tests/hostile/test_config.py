@@ -430,3 +430,41 @@ def test_cpu_config_does_not_import_torch(tmp_path: Path) -> None:
         f"load_config({str(root)!r}); assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+EXTRACTION = """\
+name: extract
+task: extraction
+schema: schema.json
+data:
+  path: data/d.jsonl
+llms:
+  chat: {backend: openai, name: gpt-4o-mini}
+candidates:
+  - {name: p, strategy: llm-zero-shot, llm: chat}
+"""
+
+
+@pytest.mark.parametrize(
+    ("schema", "needles"),
+    [
+        (b'{"type": "object", "maximum": NaN}', ("NaN is not a JSON value",)),
+        (b'{"type": "object", "type": "array"}', ("key 'type' appears twice",)),
+        (b"[" * 100_000 + b"]" * 100_000, ("nested too deeply",)),
+        (b'{"type": "obj\xe9ct"}', ("not valid UTF-8",)),
+        (None, ("named pipe",)),
+        (b"", ("not valid JSON",)),
+    ],
+    ids=["nan", "duplicate-key", "deep", "not-utf8", "fifo", "empty"],
+)
+def test_schema_file(
+    cli: Any, tmp_path: Path, schema: bytes | None, needles: tuple[str, ...]
+) -> None:
+    root = _write(tmp_path, EXTRACTION)
+    if schema is None:
+        os.mkfifo(root / "schema.json")
+    else:
+        (root / "schema.json").write_bytes(schema)
+    start = time.monotonic()
+    cli("data", "check", "-p", root).error("schema.json", *needles)
+    assert time.monotonic() - start < 10

@@ -684,3 +684,41 @@ def test_init_names_project_after_folder_and_explains_descriptions(
     cfg["labels"] = {k: f"tickets about {k} matters" for k in cfg["labels"]}
     (target / "adaptlab.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
     assert "just its name" not in cli("data", "check", "-p", target).ok()
+
+
+# ------------------------------------------------- extraction targets as JSON
+
+EXTRACTION = {
+    "name": "extract",
+    "task": "extraction",
+    "schema": {"type": "object", "properties": {"amount": {"type": "number"}}},
+    "data": {"path": "data/d.csv"},
+    "llms": {"chat": {"backend": "openai", "name": "gpt-4o-mini"}},
+    "candidates": [{"name": "p", "strategy": "llm-zero-shot", "llm": "chat"}],
+}
+
+
+@pytest.mark.parametrize(
+    ("cell", "needle"),
+    [
+        ('"{""amount"": NaN}"', "NaN is not a JSON value"),
+        ('"{""amount"": 1, ""amount"": 2}"', "key 'amount' appears twice"),
+        ('"{""amount"": 1e999}"', "too large for a float"),
+        ('"' + "[" * 50_000 + "]" * 50_000 + '"', "nested too deeply"),
+    ],
+    ids=["nan", "duplicate-key", "overflow", "deep"],
+)
+def test_extraction_target_in_csv(cli: Any, tmp_path: Path, cell: str, needle: str) -> None:
+    rows = [f'invoice {i} over {i}.50 EUR,"{{""amount"": {i}.5}}"' for i in range(8)]
+    rows[3] = f"invoice three,{cell}"
+    data = ("text,label\n" + "\n".join(rows) + "\n").encode()
+    root = write_project(tmp_path / "p", data, data_name="d.csv", config=EXTRACTION)
+    cli("data", "check", "-p", root).error("d.csv:5", needle)
+
+
+def test_init_data_is_a_folder(cli: Any, tmp_path: Path) -> None:
+    (tmp_path / "exports").mkdir()
+    cli("init", tmp_path / "t", "--data", tmp_path / "exports").error(
+        "exports", "a folder, not a regular file"
+    )
+    assert not (tmp_path / "t").exists()

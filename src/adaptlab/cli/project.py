@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from adaptlab.cli.common import console
 
@@ -16,7 +17,6 @@ from adaptlab.cli.common import console
     "--data",
     "data_file",
     default=None,
-    type=click.Path(dir_okay=False),
     help="Start from your own labelled JSONL/CSV file.",
 )
 @click.option("--input-field", default="text", show_default=True, help="data.input_field")
@@ -64,7 +64,9 @@ def init(
         encoding=encoding,
         delimiter=delimiter,
     )
-    console.print(f"[green]created[/] {path}\n  next: adaptlab data check -p {directory}")
+    console.print(
+        f"[green]created[/] {escape(str(path))}\n  next: adaptlab data check -p {escape(directory)}"
+    )
 
 
 @click.command()
@@ -78,9 +80,9 @@ def demo(directory: str) -> None:
 
     if not (Path(directory) / CONFIG_FILE).exists():
         init_project(directory, example="support-tickets")
-        console.print(f"[green]created[/] {directory} from the support-tickets example")
+        console.print(f"[green]created[/] {escape(directory)} from the support-tickets example")
     else:
-        console.print(f"reusing {directory} (stored results are not recomputed)")
+        console.print(f"reusing {directory} (stored results are not recomputed)", markup=False)
     project, summary = run_and_summarize(directory)
     path = write_report(summary, project.report_path)
-    console.print(f"[bold]report:[/] {path} (open it in a browser)")
+    console.print(f"[bold]report:[/] {escape(str(path))} (open it in a browser)")

@@ -261,7 +261,7 @@ def _extraction_target(
             )
             return None
         try:
-            value = json.loads(value)
+            value = parse_json(value)
         except json.JSONDecodeError as exc:
             issues.append(
                 Issue(
@@ -270,6 +270,18 @@ def _extraction_target(
                     line=line,
                     fix=example + " (in CSV, quote the cell and double its quotes: "
                     '"{""field"": ""value""}")',
+                    code="bad-target",
+                )
+            )
+            return None
+        except (ValueError, RecursionError) as exc:  # NaN, a duplicate key, deep nesting
+            why = str(exc) if isinstance(exc, ValueError) else "it is nested too deeply"
+            issues.append(
+                Issue(
+                    f"label field '{name}' is not usable JSON: {why}",
+                    file=str(path),
+                    line=line,
+                    fix=getattr(exc, "fix", example),
                     code="bad-target",
                 )
             )
@@ -359,7 +371,8 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def _parse_json(raw: str) -> Any:
+def parse_json(raw: str) -> Any:
+    """JSON as the format defines it: NaN, Infinity and duplicate keys are refused."""
     # strict=False: raw control characters (a tab) inside strings are common in
     # exports and harmless here; NUL bytes were refused when the file was decoded.
     return json.loads(
@@ -403,7 +416,7 @@ def _not_jsonl(text: str, path: Path) -> None:
     if not head or head.startswith("{"):
         return
     try:
-        value = _parse_json(head)
+        value = parse_json(head)
     except (ValueError, RecursionError):
         value = None
         parsed = False
@@ -443,7 +456,7 @@ def _records_jsonl(text: str, path: Path) -> list[tuple[int, Any]]:
         if not raw.strip(" \t\r"):
             continue
         try:
-            records.append((lineno, _parse_json(raw)))
+            records.append((lineno, parse_json(raw)))
         except json.JSONDecodeError as exc:
             raise DataError(
                 f"invalid JSON at column {exc.colno}: {exc.msg}",
