@@ -17,6 +17,7 @@ def data() -> None:
 def check(project_dir: str) -> None:
     """Validate the data: fields, labels, duplicates, conflicts, balance, split, leakage."""
     from rich.table import Table
+    from rich.text import Text
 
     from adaptlab.errors import DataError
     from adaptlab.project import Project
@@ -25,12 +26,12 @@ def check(project_dir: str) -> None:
     report = project.check_data()
     title = f"{report.n_examples} examples, mean {report.mean_words:.1f} words"
     if report.task == "classification":
-        table = Table(title=title)
+        table = Table(title=Text(title))
         table.add_column("label")
         table.add_column("examples", justify="right")
         table.add_column("description")
         for label, n in report.label_counts.items():
-            table.add_row(label, str(n), project.config.labels[label])
+            table.add_row(Text(label), str(n), Text(project.config.labels[label]))
         console.print(table)
         if _bare_descriptions(project.config.labels):
             console.print(
@@ -44,7 +45,7 @@ def check(project_dir: str) -> None:
         table.add_column("field")
         table.add_column("examples with a value", justify="right")
         for name, n in report.field_counts.items():
-            table.add_row(name, f"{n} ({n / max(report.n_examples, 1):.0%})")
+            table.add_row(Text(name), f"{n} ({n / max(report.n_examples, 1):.0%})")
         console.print(table)
     else:
         console.print(
@@ -52,7 +53,7 @@ def check(project_dir: str) -> None:
             soft_wrap=True,
         )
     for issue in report.warnings:
-        console.print(f"[yellow]warning:[/] {issue}", soft_wrap=True)
+        console.print(Text.assemble(("warning:", "yellow"), f" {issue}"), soft_wrap=True)
     if report.errors:
         raise DataError(f"{len(report.errors)} data error(s)", issues=report.errors)
     split = project.split()

@@ -52,8 +52,8 @@ def render(project_dir: str, name: str, index: int, text: str | None) -> None:
     tokens, exact = backend.count_tokens(request)
     llm = cfg.llms[cand.llm]
     console.print(
-        f"candidate [bold]{name}[/]  model {llm.backend}:{llm.name}  template "
-        f"{strategy.template.name} @ {strategy.template.version}"
+        f"candidate [bold]{escape(name)}[/]  model {escape(f'{llm.backend}:{llm.name}')}  "
+        f"template {escape(strategy.template.name)} @ {strategy.template.version}"
     )
     for message in request.messages:
         console.print(Rule(f"{message.role}", align="left"))

@@ -127,7 +127,7 @@ def _label_points(
 ) -> None:
     for x, y, name in zip(xs, ys, names, strict=True):
         ax.annotate(
-            name,
+            short(name),
             (x, y),
             xytext=(6, 5),
             textcoords="offset points",
@@ -305,14 +305,22 @@ def _grouped_f1(
     n = len(cands)
     width = 0.8 / n
     x = np.arange(len(groups))
-    with _figure(max(6.0, 1.1 * len(groups) + 2.5), 3.4 + (0.8 if rotate else 0)) as (fig, (ax,)):
+    rotate = rotate or any(len(g) > 12 for g in groups)
+    fig_width = max(6.0, 1.1 * len(groups) + 2.5)
+    # As many legend columns as the longest name allows (about 14 characters an inch at
+    # this size), and room below for its rows, so long names never squeeze the axes away.
+    longest = max(len(short(c.name)) + 9 for c in cands)
+    ncols = max(1, min(n, 4, int(fig_width * 14 // (longest + 4))))
+    rows = -(-n // ncols)
+    height = 3.4 + (0.8 if rotate else 0) + 0.2 * rows
+    with _figure(fig_width, height) as (fig, (ax,)):
         for i, c in enumerate(cands):
             ax.bar(
                 x + (i - (n - 1) / 2) * width,
                 [100 * f1_of(c, g) for g in groups],
                 width,
                 color=color(i),
-                label=c.name + (" (winner)" if c.name == winner else ""),
+                label=short(c.name) + (" (winner)" if c.name == winner else ""),
                 edgecolor=INK if c.name == winner else "none",
                 linewidth=0.8,
                 zorder=2,
@@ -325,7 +333,7 @@ def _grouped_f1(
         ax.set_ylabel("F1 (%)")
         ax.set_ylim(0, 105)
         ax.grid(axis="x", visible=False)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.15 * rotate), ncols=min(n, 4))
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.15 * rotate), ncols=ncols)
         return _svg(fig)
 
 
@@ -400,7 +408,7 @@ def cumulative_cost(
                     total(c, volume),
                     color=color(i),
                     linewidth=2.4 if c.name == winner else 1.5,
-                    label=c.name + (" (winner)" if c.name == winner else ""),
+                    label=short(c.name) + (" (winner)" if c.name == winner else ""),
                 )
             for b in break_even:
                 if b.monthly_volume is not None:

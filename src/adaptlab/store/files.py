@@ -43,7 +43,7 @@ def os_error(exc: OSError, what: str | None = None) -> AdaptlabError:
     folder = path.parent if path is not None else Path(".")
     if code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
         return StoreError(
-            f"no space left on the disk holding {target}{about}",
+            f"no space left on the device{about}",
             file=path,
             fix=f"free some space there (df -h {folder}) and run again; finished candidates "
             "are stored and are not recomputed",
@@ -51,14 +51,14 @@ def os_error(exc: OSError, what: str | None = None) -> AdaptlabError:
         )
     if code == errno.EROFS:
         return StoreError(
-            f"{target} is on a read-only file system{about}",
+            f"on a read-only file system{about}",
             file=path,
             fix="copy the project to a writable folder (cp -r) and run there",
             code="read-only",
         )
     if code in (errno.EACCES, errno.EPERM):
         return StoreError(
-            f"permission denied for {target}{about}",
+            f"permission denied{about}",
             file=path,
             fix=f"make it readable and writable for your user (chmod -R u+rwX {folder}), or "
             "copy the project to a folder you own",
@@ -67,34 +67,34 @@ def os_error(exc: OSError, what: str | None = None) -> AdaptlabError:
     if code in (errno.ENOTDIR, errno.EEXIST) and path is not None:
         blocker = _first_non_folder(path) or path
         return StoreError(
-            f"{blocker} is a file where adaptlab needs a folder{about}",
+            f"a file is here, where adaptlab needs a folder{about}",
             file=blocker,
             fix=f"move the file away (mv {blocker} {blocker}.bak) and run again",
             code="not-a-folder",
         )
     if code == errno.EISDIR:
         return StoreError(
-            f"{target} is a folder where adaptlab needs a file{about}",
+            f"a folder is here, where adaptlab needs a file{about}",
             file=path,
             fix=f"move the folder away (mv {target} {target}.bak), or name another file",
             code="is-a-folder",
         )
     if code == errno.ENOENT:
         return StoreError(
-            f"{target} does not exist{about}",
+            f"does not exist{about}",
             file=path,
             fix="check the path; a folder on the way to it may have been moved or deleted",
             code="missing",
         )
     if code in (errno.EMFILE, errno.ENFILE):
         return StoreError(
-            f"too many open files while opening {target}{about}",
+            f"too many open files{about}",
             file=path,
             fix="raise the limit (ulimit -n 4096) or lower max_concurrency",
             code="too-many-files",
         )
     return StoreError(
-        f"cannot use {target}{about}: {exc.strerror or exc}",
+        f"cannot be used{about}: {exc.strerror or exc}",
         file=path,
         fix="check that the file and its folder exist and are readable and writable",
         code="os-error",
@@ -109,7 +109,7 @@ def database_error(exc: sqlite3.Error, path: Path, *, damaged_fix: str) -> Store
     low = text.lower()
     if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in low:
         return StoreError(
-            f"{path} is locked by another process (waited {BUSY_TIMEOUT_S:g} s)",
+            f"locked by another process (waited {BUSY_TIMEOUT_S:g} s)",
             file=path,
             fix="wait for the other adaptlab command to finish, or close the program that "
             "holds the file (a sqlite3 shell, a database browser), then run again",
@@ -117,7 +117,7 @@ def database_error(exc: sqlite3.Error, path: Path, *, damaged_fix: str) -> Store
         )
     if primary == sqlite3.SQLITE_FULL or "disk is full" in low:
         return StoreError(
-            f"no space left on the disk holding {path} ({text})",
+            f"no space left on the device ({text})",
             file=path,
             fix=f"free some space there (df -h {path.parent}) and run again; finished "
             "candidates are stored and are not recomputed",
@@ -129,7 +129,7 @@ def database_error(exc: sqlite3.Error, path: Path, *, damaged_fix: str) -> Store
         or "unable to open" in low
     ):
         return StoreError(
-            f"cannot open {path} for writing ({text})",
+            f"cannot be opened for writing ({text})",
             file=path,
             fix=f"make the folder writable (chmod -R u+rwX {path.parent}), or copy the project "
             "to a writable folder and run there",
@@ -141,20 +141,20 @@ def database_error(exc: sqlite3.Error, path: Path, *, damaged_fix: str) -> Store
         or "malformed" in low
     ):
         return StoreError(
-            f"{path} is damaged or is not an adaptlab database ({text})",
+            f"damaged, or not an adaptlab database ({text})",
             file=path,
             fix=damaged_fix,
             code="damaged",
         )
     if primary == sqlite3.SQLITE_IOERR:
         return StoreError(
-            f"the disk could not read or write {path} ({text})",
+            f"the disk could not read or write it ({text})",
             file=path,
             fix="check the disk (df -h, dmesg) and that the folder is writable, then run again",
             code="io-error",
         )
     return StoreError(
-        f"{path} could not be used ({text})",
+        f"could not be used ({text})",
         file=path,
         fix=damaged_fix,
         code="database",

@@ -213,7 +213,7 @@ class RunStore:
         newest = max(self._applied(), default=0)
         if newest > len(MIGRATIONS):
             raise StoreError(
-                f"{self.path} was written by a newer adaptlab (store schema version {newest}; "
+                f"written by a newer adaptlab (store schema version {newest}; "
                 f"this adaptlab knows versions up to {len(MIGRATIONS)}); it was not changed",
                 file=self.path,
                 fix="upgrade adaptlab (pip install -U adaptlab) to use this project",
@@ -233,7 +233,7 @@ class RunStore:
             done = self._applied()
             if max(done, default=0) > len(MIGRATIONS):  # a newer adaptlab won the race
                 raise StoreError(
-                    f"{self.path} was just migrated by a newer adaptlab",
+                    "just migrated by a newer adaptlab",
                     file=self.path,
                     fix="upgrade adaptlab (pip install -U adaptlab) to use this project",
                     code="newer-schema",
