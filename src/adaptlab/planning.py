@@ -5,7 +5,12 @@ render them; input tokens come from the model's tokenizer where one is available
 offline (else an estimate, and the plan says so), answers already in the response
 cache are free, and output tokens are projected from the answer format: a bare
 label costs its own tokens plus one, anything longer is counted at ``max_tokens``
-(an upper bound).
+(an upper bound; a reasoning model's at its whole output limit).
+
+Each test input whose prompt plus output limit will not fit the model's context
+window (from the price table, or an ``hf`` model's ``config.json``) is listed by
+example id (:func:`context_checks`, also what ``adaptlab data check`` prints): such an
+input would be refused and stored as ``too_long``.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from typing import TYPE_CHECKING
 from adaptlab.strategies import ProgressSink, get_strategy
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from adaptlab.config import CandidateConfig
-    from adaptlab.data import Split
+    from adaptlab.data import Example, Split
     from adaptlab.llm.types import ChatRequest
     from adaptlab.project import Project
     from adaptlab.strategies.prompting import PromptStrategy
@@ -36,6 +43,7 @@ class CandidatePlan:
     input_usd_per_1m: float | None
     output_usd_per_1m: float | None
     note: str = ""
+    context: ContextCheck | None = None  # test inputs too long for the model, if known
 
     @property
     def cost_usd(self) -> float | None:
@@ -44,6 +52,101 @@ class CandidatePlan:
         return (
             self.input_tokens * self.input_usd_per_1m + self.output_tokens * self.output_usd_per_1m
         ) / 1e6
+
+
+@dataclass(frozen=True)
+class Overflow:
+    """A test input whose prompt will not fit: its example id and prompt tokens."""
+
+    example_id: str
+    tokens: int
+    exact: bool
+
+
+@dataclass
+class ContextCheck:
+    candidate: str
+    model: str  # "openai:gpt-4o-mini"
+    window: int  # tokens of prompt + answer the model takes
+    output_tokens: int  # the output limit sent with each request
+    overflows: list[Overflow]
+
+    def lines(self) -> list[str]:
+        """One sentence for the terminal, with the fix; none when every input fits."""
+        if not self.overflows:
+            return []
+        shown = ", ".join(
+            f"{o.example_id} ({'' if o.exact else '~'}{o.tokens:,} tokens)"
+            for o in self.overflows[:5]
+        )
+        more = f" and {len(self.overflows) - 5} more" if len(self.overflows) > 5 else ""
+        return [
+            f"{self.candidate}: {len(self.overflows)} input(s) will not fit the "
+            f"{self.window:,}-token context of {self.model} with {self.output_tokens:,} "
+            f"output tokens: {shown}{more}; they would be stored as too_long and scored "
+            "wrong. fix: shorten those inputs, use fewer examples (shots), or a model with a "
+            "larger context window"
+        ]
+
+
+def _overflows(
+    ids: list[str], counts: list[tuple[int, bool]], window: int, output: int
+) -> list[Overflow]:
+    return [
+        Overflow(ex_id, n, exact)
+        for ex_id, (n, exact) in zip(ids, counts, strict=True)
+        if n + output > window
+    ]
+
+
+def context_checks(
+    project: Project, split: Split | None = None, examples: Sequence[Example] | None = None
+) -> list[ContextCheck]:
+    """Generative candidates' inputs (``examples``, default the test split's) that will not
+    fit their model's context window.
+
+    Nothing is sent and no local model is loaded: prompts are counted with the model's
+    tokenizer where one is available offline, else estimated. Candidates whose model has
+    no known context window, or whose examples are picked by an encoder, are not checked
+    (the dry run checks the latter).
+    """
+    from adaptlab.llm.prices import capabilities_for
+    from adaptlab.llm.tokens import estimate_tokens, openai_token_count
+
+    cfg = project.config
+    split = split or project.split()
+    checks = []
+    for cand in cfg.candidates:
+        cls = get_strategy(cand.strategy)
+        if not cls.generative or cand.llm is None or cand.llm not in cfg.llms:
+            continue
+        llm_cfg = cfg.llms[cand.llm]
+        caps = capabilities_for(llm_cfg)
+        if caps.context_window is None or cls.needs_encoder(
+            cls.Options.model_validate(cand.params)
+        ):
+            continue
+        strategy = fitted_prompt_strategy(project, cand, split)
+        inputs = list(split.test if examples is None else examples)
+        requests = strategy.requests([ex.text for ex in inputs])
+        if llm_cfg.backend == "openai":
+            counts = [
+                openai_token_count(llm_cfg.name, [(m.role, m.content) for m in r.messages])
+                for r in requests
+            ]
+        else:
+            counts = [(estimate_tokens(r.prompt_text()), False) for r in requests]
+        output = caps.output_room(strategy.opts.answer_tokens(strategy.ctx.task))
+        checks.append(
+            ContextCheck(
+                candidate=cand.name,
+                model=f"{llm_cfg.backend}:{llm_cfg.name}",
+                window=caps.context_window,
+                output_tokens=output,
+                overflows=_overflows([ex.id for ex in inputs], counts, caps.context_window, output),
+            )
+        )
+    return checks
 
 
 def plan_project(project: Project) -> list[CandidatePlan]:
@@ -100,7 +203,7 @@ def _plan_generative(
 ) -> CandidatePlan:
     from adaptlab.backends import load_llm
     from adaptlab.llm.cache import ResponseCache
-    from adaptlab.llm.prices import price_for
+    from adaptlab.llm.prices import capabilities_for, price_for
 
     cfg = project.config
     assert cand.llm is not None
@@ -123,6 +226,23 @@ def _plan_generative(
     counts = [backend.count_tokens(r) for r in todo]
     per_answer, bound = _answer_tokens(strategy, backend)
     price = price_for(llm_cfg)
+    caps = capabilities_for(llm_cfg)
+    context = None
+    if caps.context_window is not None:
+        main = requests[: len(texts)]
+        output = caps.output_room(strategy.opts.answer_tokens(strategy.ctx.task))
+        context = ContextCheck(
+            candidate=cand.name,
+            model=f"{llm_cfg.backend}:{llm_cfg.name}",
+            window=caps.context_window,
+            output_tokens=output,
+            overflows=_overflows(
+                [ex.id for ex in split.test],
+                [backend.count_tokens(r) for r in main],
+                caps.context_window,
+                output,
+            ),
+        )
     return CandidatePlan(
         name=cand.name,
         model=f"{llm_cfg.backend}:{llm_cfg.name}",
@@ -135,6 +255,7 @@ def _plan_generative(
         input_usd_per_1m=price.input if price else None,
         output_usd_per_1m=price.output if price else None,
         note="" if price else "no price known: set llms.<name>.prices",
+        context=context,
     )
 
 
@@ -144,7 +265,15 @@ def _answer_tokens(strategy: object, backend: object) -> tuple[int, bool]:
     from adaptlab.strategies.prompting import PromptStrategy
 
     assert isinstance(strategy, PromptStrategy)
+    from adaptlab.backends.base import GenerativeBackend
+    from adaptlab.llm.prices import capabilities_for
+
     limit = strategy.opts.answer_tokens(strategy.ctx.task)
+    if isinstance(backend, GenerativeBackend):
+        caps = capabilities_for(backend.config)
+        if caps.reasoning:
+            # Hidden reasoning is billed as output: at most the whole limit sent.
+            return caps.output_room(limit), True
     if strategy.ctx.task == "classification" and not strategy.opts.reasoning:
         labels = strategy.label_names
         if strategy.opts.output == "json":

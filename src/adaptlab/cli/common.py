@@ -223,6 +223,8 @@ def llm_table(summary: RunSummary, width: int | None = None) -> Any:
     columns = [
         ("tokens\nin/out", False),
         ("unparsed", False),
+        ("failed", False),
+        ("cut\noff", False),
         ("agree %\nvalid %", False),
         ("retries", True),
         ("cache\nhits", True),
@@ -232,6 +234,7 @@ def llm_table(summary: RunSummary, width: int | None = None) -> Any:
         llm = c.info.get("llm", {}) if isinstance(c.info.get("llm"), dict) else {}
         tokens = (
             f"{c.input_tokens_per_request:.0f}/{c.output_tokens_per_request:.0f}"
+            + ("" if c.usage_exact else "~")
             if c.input_tokens_per_request is not None and c.output_tokens_per_request is not None
             else "–"
         )
@@ -243,12 +246,35 @@ def llm_table(summary: RunSummary, width: int | None = None) -> Any:
         values = [
             tokens,
             str(c.unparsed),
+            str(sum(c.failed.values())),
+            str(c.cut_off),
             agree,
             str(llm.get("retries", "–")),
             str(llm.get("cache_hits", "–")),
         ]
         rows.append((c.name + (f"\n{c.llm}" if c.llm else ""), values))
-    return fitted_table("generative answers", "candidate", columns, rows, width)
+    table = fitted_table("generative answers", "candidate", columns, rows, width)
+    notes = llm_notes(summary)
+    if not notes:
+        return table
+    from rich.console import Group
+    from rich.padding import Padding
+
+    return Group(table, *(Padding(Text(n), (0, 0, 0, 2)) for n in notes))
+
+
+def llm_notes(summary: RunSummary) -> list[str]:
+    """What the generative table's failed, cut-off and ~ figures mean, with the fix."""
+    from adaptlab.evaluation.summary import answer_notes
+
+    return [n for c in summary.candidates for n in answer_notes(c)] + (
+        [
+            "~ token counts estimated or repaired: the provider reported none, or figures "
+            "that cannot be true"
+        ]
+        if any(c.llm is not None and not c.usage_exact for c in summary.candidates)
+        else []
+    )
 
 
 def print_summary(summary: RunSummary) -> None:

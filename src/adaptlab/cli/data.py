@@ -67,6 +67,12 @@ def check(project_dir: str) -> None:
         f"[green]ok[/]: split train {counts['train']} / val {counts['val']} / test "
         f"{counts['test']} (fingerprint {split.fingerprint}); {leak}"
     )
+    from adaptlab.planning import context_checks
+
+    every = [*split.train, *split.val, *split.test]  # whichever split an input lands in
+    for check in context_checks(project, split, every):  # before anything is paid for
+        for line in check.lines():
+            console.print(Text.assemble(("warning:", "yellow"), f" {line}"), soft_wrap=True)
 
 
 def _bare_descriptions(labels: dict[str, str]) -> bool:

@@ -116,6 +116,8 @@ def print_plan(project_dir: str | Path) -> None:
     for p in remote:
         if p.note:
             console.print(Padding(Text(f"{p.name}: {p.note}"), (0, 0, 0, 2)))
+        for line in p.context.lines() if p.context is not None else []:
+            console.print(Padding(Text(f"too long: {line}", style="yellow"), (0, 0, 0, 2)))
     if any(not p.tokens_exact for p in remote):
         console.print(
             "  ~ estimated: no tokenizer for this model offline (about 4 characters a token)"

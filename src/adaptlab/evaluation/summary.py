@@ -351,6 +351,38 @@ def _generative(
     return out
 
 
+_FAILED_WORDS = {
+    "filtered": "filtered by the provider's content filter",
+    "too_long": "too long for the model's context window",
+    "error": "refused by the provider",
+}
+
+
+def answer_notes(c: CandidateSummary) -> list[str]:
+    """Sentences on a candidate's refused and cut-off answers, each with its fix."""
+    notes = []
+    for status, n in c.failed.items():
+        examples = ", ".join(c.failed_examples.get(status, []))
+        more = ", …" if n > len(c.failed_examples.get(status, [])) else ""
+        fix = {
+            "filtered": "rephrase or remove them if they should be answerable",
+            "too_long": "shorten them or use fewer examples (adaptlab data check lists them)",
+            "error": "the provider's message is each one's raw answer in the report",
+        }[status]
+        notes.append(
+            f"{c.name}: {n} of {c.n} inputs {_FAILED_WORDS[status]} ({status}: "
+            f"{examples}{more}); scored wrong, the run went on; {fix}."
+        )
+    if c.cut_off:
+        notes.append(
+            f"{c.name}: {c.cut_off} of {c.n} answers were cut off at the output limit "
+            "(finish_reason length), which can score them wrong; raise max_tokens in the "
+            "candidate's params (a reasoning model spends output tokens on hidden reasoning "
+            "first)."
+        )
+    return notes
+
+
 def break_even(
     candidates: list[CandidateSummary], baseline: CandidateSummary, horizon_months: int
 ) -> list[BreakEven]:

@@ -87,7 +87,11 @@ def classify(
     """
     code_l, type_l, param_l = _low(code), _low(etype), _low(param)
     where = f"{provider} model '{model}'"
-    shown = f"{code or etype or 'error'}" + (f", HTTP {status}" if status else "")
+    shown = (
+        f"{code or etype or 'error'}"
+        + (f", param '{param}'" if param else "")
+        + (f", HTTP {status}" if status else "")
+    )
     if code_l in _QUOTA_CODES or type_l in _QUOTA_CODES or _QUOTA_TEXT.search(message):
         return PermanentError(
             f"the account has no quota left at {where} ({shown}): {message}",
@@ -121,7 +125,7 @@ def classify(
     named = param_l or _named_param(message, field_first=provider == "anthropic")
     if named and named.startswith(_INPUT_PARAMS):
         return InputError(
-            f"the provider refused this input ({shown}, param '{named}'): {message}", status="error"
+            f"the provider refused this input ({shown}): {message}", status="error"
         )
     if status is None or status == 403:
         return None

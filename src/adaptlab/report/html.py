@@ -191,6 +191,7 @@ def _llm_rows(s: RunSummary) -> list[dict[str, str]]:
         tokens = "–"
         if c.input_tokens_per_request is not None and c.output_tokens_per_request is not None:
             tokens = f"{c.input_tokens_per_request:,.0f} / {c.output_tokens_per_request:,.0f}"
+            tokens += "" if c.usage_exact else " ~"
         statuses = ", ".join(f"{k} {v}" for k, v in sorted(c.statuses.items())) or "–"
         rows.append(
             {
@@ -211,9 +212,24 @@ def _llm_rows(s: RunSummary) -> list[dict[str, str]]:
                 "validity": "–" if c.format_validity is None else pct(c.format_validity),
                 "retries": str(llm.get("retries", "–")),
                 "cache_hits": f"{llm['cache_hits']} of {llm['requests']}" if llm else "–",
+                "cut_off": str(c.cut_off),
             }
         )
     return rows
+
+
+def _llm_notes(s: RunSummary) -> list[str]:
+    """Refused and cut-off answers explained with their fix; estimated token counts."""
+    from adaptlab.evaluation.summary import answer_notes
+
+    notes = [n for c in s.candidates for n in answer_notes(c)]
+    if any(c.llm is not None and not c.usage_exact for c in s.candidates):
+        notes.append(
+            "~ marks token counts that were estimated or repaired: the provider reported "
+            "none, or figures that cannot be true (more cached tokens than prompt tokens, "
+            "negative counts); costs from them are estimates too."
+        )
+    return notes
 
 
 def _context(s: RunSummary) -> dict[str, Any]:
@@ -257,6 +273,7 @@ def _context(s: RunSummary) -> dict[str, Any]:
         ),
         "curves": curves,
         "llm_rows": _llm_rows(s),
+        "llm_notes": _llm_notes(s),
         "not_run": sorted(s.not_run.items()),
         "break_even": [_break_even_row(b, forecast) for b in s.break_even],
         "cost_svg": svg(

@@ -158,6 +158,15 @@ ERROR_MESSAGES: dict[str, tuple[str, str]] = {
         "Unsupported value: '{param}' does not support 0 with this model. Only the default "
         "(1) value is supported. (injected fault)",
     ),
+    "string_above_max_length": (
+        "invalid_request_error",
+        "Invalid '{param}': string too long. Expected a string with maximum length 10485760, "
+        "but got a string with length 12000000 instead. (injected fault)",
+    ),
+    "invalid_value": (
+        "invalid_request_error",
+        "Invalid value for '{param}': the content holds an unpaired surrogate. (injected fault)",
+    ),
     "rate_limit_exceeded": ("requests", "Rate limit reached for requests. (injected fault)"),
     "prompt_too_long": (
         "invalid_request_error",
