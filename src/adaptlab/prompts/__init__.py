@@ -111,8 +111,9 @@ class PromptTemplate:
         return ConfigError(
             f"template '{self.name}' refers to '{exc.name}': {exc.message or 'not found'}",
             file=self.file,
-            fix="extend or include a template in the same folder (or a subfolder) or a "
-            "built-in; paths outside it ('..', absolute paths, links) are not followed",
+            fix="extend or include a UTF-8 text file under 1 MB in the template's own folder "
+            "(or below it) or a built-in; paths outside it ('..', absolute paths, links) are "
+            "not followed",
         )
 
     def _chain(self) -> list[jinja2.Template]:

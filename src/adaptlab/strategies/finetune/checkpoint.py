@@ -33,18 +33,23 @@ def save(obj: dict[str, Any], path: Path) -> None:
     import torch
 
     tmp = path.with_suffix(".tmp")
+    if os.path.lexists(tmp):  # never write through a link someone left there
+        os.unlink(tmp)
     torch.save(obj, tmp)
-    os.replace(tmp, path)
+    os.replace(tmp, path)  # replaces a link at `path` itself, not what it points to
 
 
 def load(path: Path) -> dict[str, Any]:
     """The file's tensors and plain values; a pickled object (code) is refused."""
     import pickle
+    import warnings
 
     import torch
 
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the protocol of foreign pickles
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling failed"
         raise CheckpointError(f"it holds more than tensors ({first[:200]})") from None

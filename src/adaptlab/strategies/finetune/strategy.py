@@ -16,7 +16,9 @@ ends with exactly the predictions of an uninterrupted run (see ``checkpoint.py``
 from __future__ import annotations
 
 import json
+import os
 import random
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -67,12 +69,21 @@ class Finetune(Strategy):
     # ---------------------------------------------------------------- fit
 
     def fit(self, train: Sequence[Example], val: Sequence[Example]) -> None:
+        import numpy as np
         import torch
 
         backend = self.ctx.encoder
         assert hasattr(backend, "clone_model"), "finetune needs a trainable encoder backend"
         self._backend: SentenceTransformerBackend = backend  # type: ignore[assignment]
-        import numpy as np
+        if self.ctx.workdir.is_symlink():
+            from adaptlab.errors import ConfigError
+
+            raise ConfigError(
+                f"the checkpoint folder is a link to {self.ctx.workdir.resolve()}; fine-tuning "
+                "writes only inside the project",
+                file=self.ctx.workdir,
+                fix=f"remove the link (rm {self.ctx.workdir}) and run again",
+            )
 
         # Every generator training may draw from starts from the seed, and last.pt
         # keeps where each one stands, so a resumed run draws the same numbers.
@@ -303,7 +314,11 @@ class Finetune(Strategy):
         import torch
 
         last, best = self.ctx.workdir / "last.pt", self.ctx.workdir / "best.pt"
-        if not (last.is_file() and best.is_file()):
+        odd = [p.name for p in (last, best) if os.path.lexists(p) and not _regular(p)]
+        if odd:  # a link, folder or device where a checkpoint belongs: never read through it
+            self._discard(f"{' and '.join(odd)} in {self.ctx.workdir} is not a regular file")
+            return None
+        if not (last.exists() and best.exists()):
             return None
         current: dict[str, Any] | None = None
         rng: dict[str, Any] = {}
@@ -353,7 +368,7 @@ class Finetune(Strategy):
 
     def _discard(self, message: str) -> None:
         for name in ("last.pt", "best.pt"):
-            (self.ctx.workdir / name).unlink(missing_ok=True)
+            _remove(self.ctx.workdir / name)
         self.info["checkpoint_discarded"] = message
         self.ctx.progress.note(
             f"resume checkpoint discarded, fine-tuning starts from scratch: {message}"
@@ -363,6 +378,7 @@ class Finetune(Strategy):
         import numpy as np
 
         out = self.ctx.workdir / "model"
+        _remove(out)  # a stale model folder may hold links; write into a fresh one
         model.save(str(out))
         if self.opts.method == "head":
             head = self._head_module
@@ -437,6 +453,22 @@ class Finetune(Strategy):
             classes = self._logreg.classes_
         best = proba.argmax(axis=1)
         return [Prediction(names[int(classes[i])], float(proba[r, i])) for r, i in enumerate(best)]
+
+
+def _regular(path: Path) -> bool:
+    return stat.S_ISREG(os.lstat(path).st_mode)
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, link (not its target) or folder (links inside as links)."""
+    import shutil
+
+    if not os.path.lexists(path):
+        return
+    if stat.S_ISDIR(os.lstat(path).st_mode):
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 def _contrastive_pairs(y: list[int], iterations: int, seed: int) -> list[tuple[int, int, float]]:
