@@ -341,6 +341,32 @@ def test_a_store_locked_by_another_process(
     assert not server.calls
 
 
+def test_a_store_busy_for_a_moment_is_waited_for(
+    cli: Any, tmp_path: Path, server: FakeLLMServer
+) -> None:
+    """A lock held briefly (another command writing) is the busy timeout's job, not an error."""
+    import threading
+
+    db = _checkpointed(tmp_path / "p")
+    root = llm_project(tmp_path / "p", server.base_url)
+    other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN EXCLUSIVE")
+    timer = threading.Timer(1.0, lambda: other.execute("COMMIT"))
+    timer.start()
+    try:
+        cli("run", "-p", root).ok()
+    finally:
+        timer.join()
+        other.close()
+    assert run_statuses(root)[-1] == "finished"
+
+
+def test_a_garbage_journal_beside_a_good_store_is_ignored(cli: Any, tmp_path: Path) -> None:
+    db = _checkpointed(tmp_path / "p")
+    Path(f"{db}-wal").write_bytes(os.urandom(4096))
+    cli("report", "-p", tmp_path / "p").ok()
+
+
 # ---------------------------------------------------------------- the response cache
 
 

@@ -115,6 +115,37 @@ def test_error_texts_with_brackets(
     assert needle in cli(*args, "-p", root).error()
 
 
+@pytest.mark.parametrize(
+    "message", ["the key [redacted] was refused", "unclosed [bold", "closing [/] tag"]
+)
+def test_the_error_printer_prints_messages_as_written(
+    cli: Any, tmp_path: Path, server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch, message: str
+) -> None:
+    from adaptlab.errors import AdaptlabError
+
+    def refuse(*args: Any, **kw: Any) -> float:
+        raise AdaptlabError(message, fix="check [the] key")
+
+    monkeypatch.setattr("adaptlab.runner.run_candidate", refuse)
+    root = llm_project(tmp_path / "p", server.base_url)
+    text = cli("run", "-p", root).error()
+    assert message in text and "fix: check [the] key" in text
+
+
+def test_ctrl_c_outside_run_says_interrupted(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = stored_project(tmp_path / "p", ["a", "b"], 40)
+
+    def interrupt(*args: Any, **kw: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("adaptlab.report.write_report", interrupt)
+    result = cli("report", "-p", root)
+    assert result.code == 130 and "interrupted" in result.text
+    assert "aborted" not in result.text.lower()
+
+
 def test_a_missing_data_path_with_brackets(cli: Any, tmp_path: Path) -> None:
     root = write_project(tmp_path / "p", config=base_config("[bold]tickets[/].jsonl"))
     assert "[bold]tickets[/].jsonl" in cli("data", "check", "-p", root).error()

@@ -51,6 +51,7 @@ def handle_errors() -> Iterator[None]:
 
     from adaptlab.store.files import os_error
 
+    set_interrupt_hint("interrupted")  # a command that has a better hint sets its own
     try:
         yield
     except AdaptlabError as exc:
