@@ -11,6 +11,7 @@ import sys
 import click
 
 from adaptlab import __version__
+from adaptlab.cli.clean import clean
 from adaptlab.cli.common import handle_errors
 from adaptlab.cli.data import data
 from adaptlab.cli.info import schema, strategies
@@ -33,7 +34,7 @@ def cli() -> None:
     """
 
 
-for command in (init, demo, data, run, prompt, report, strategies, schema):
+for command in (init, demo, data, run, prompt, report, clean, strategies, schema):
     cli.add_command(command)
 
 
