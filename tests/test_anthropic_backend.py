@@ -208,7 +208,7 @@ def test_permanent_faults(fault: str, says: str) -> None:
         err = _fail(_backend(srv))
     assert isinstance(err, PermanentError)
     assert not err.transient
-    assert says in str(err)
+    assert says in f"{err} {err.fix}"
 
 
 def test_unknown_role_is_refused(server: FakeLLMServer) -> None:

@@ -82,6 +82,7 @@ ZERO = [{"name": "llm-zero", "strategy": "llm-zero-shot", "llm": "chat"}]
         ("truncated", True, 60),
         ("truncated", False, 60),
         ("incomplete", True, 60),
+        ("stream-error", True, 60),
         ("drop", False, 60),
     ],
 )

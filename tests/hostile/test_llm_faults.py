@@ -150,11 +150,28 @@ def test_an_error_about_one_input_is_that_inputs_answer(
     assert f"{status}: {picker.example_id}" in html and f"{status} 1" in html
 
 
+@pytest.mark.parametrize(
+    ("backend", "stream"),
+    [("openai", False), ("openai", True), ("anthropic", False), ("anthropic", True)],
+)
+def test_an_answer_blocked_by_the_provider_is_filtered(
+    cli: Any, tmp_path: Path, backend: str, stream: bool
+) -> None:
+    picker = FirstInput("refusal")  # a 200 with finish_reason content_filter / refusal
+    with FakeLLMServer(oracle, faults=picker) as server:
+        root = project(tmp_path / "p", server, backend=backend, stream=stream)
+        text = cli("run", "-p", root).ok()
+    (row,) = [r for r in predictions(root) if r["status"] == "filtered"]
+    assert row["example_id"] == picker.example_id and row["finish_reason"] == "content_filter"
+    assert f"filtered: {picker.example_id}" in text
+
+
 WHOLE_MODEL = [
     # (backend, fault, words the error must hold)
     ("openai", "401", ["401", "check the key"]),
     ("openai", "404", ["404", "'name' under llms"]),
-    ("openai", "400", ["400"]),
+    ("openai", "400", ["400", "prompt render"]),
+    ("openai", "422", ["422", "prompt render"]),
     ("openai", "403", ["403", "permissions"]),
     ("openai", "400@unsupported_parameter@temperature", ["'temperature'", "temperature: null"]),
     ("openai", "400@unsupported_value@temperature", ["'temperature'", "temperature: null"]),
@@ -163,6 +180,8 @@ WHOLE_MODEL = [
     ("openai", "400@invalid_parameter@seed", ["'seed'"]),
     ("anthropic", "401", ["401", "ANTHROPIC_API_KEY"]),
     ("anthropic", "404", ["was not found", "'name' under llms"]),
+    ("anthropic", "400", ["HTTP 400", "prompt render"]),
+    ("anthropic", "403", ["403", "permissions"]),
     ("anthropic", "400@invalid_request_error@temperature", ["'temperature'", "temperature: null"]),
 ]
 
@@ -249,6 +268,25 @@ def test_dry_run_finds_inputs_too_long_before_anything_is_paid(cli: Any, tmp_pat
     assert "stored as too_long" in text and server.calls == []
 
 
+def test_data_check_reads_a_local_models_context_window(cli: Any, tmp_path: Path) -> None:
+    model = tmp_path / "tiny-lm"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "llama", "max_position_embeddings": 256}')
+    rows = [dict(r) for r in GOOD]
+    rows[0]["text"] = "ticket 0 " + "word " * 400
+    root = write_project(
+        tmp_path / "p",
+        jsonl(rows),
+        config=base_config(
+            llms={"local": {"backend": "hf", "name": str(model)}},
+            candidates=[{"name": "zero", "strategy": "llm-zero-shot", "llm": "local"}],
+        ),
+    )
+    text = cli("data", "check", "-p", root).ok()
+    assert "1 input(s) will not fit the 256-token context of hf:" in text
+    assert "d.jsonl:1 (~" in text
+
+
 def test_inputs_that_fit_raise_no_warning(cli: Any, tmp_path: Path) -> None:
     with FakeLLMServer(oracle) as server:
         root = project(tmp_path / "p", server, model="gpt-4")
@@ -263,9 +301,13 @@ def test_inputs_that_fit_raise_no_warning(cli: Any, tmp_path: Path) -> None:
 def test_reasoning_models_get_no_temperature_and_room_to_reason(
     cli: Any, tmp_path: Path, model: str
 ) -> None:
-    with FakeLLMServer(oracle) as server:
+    # It reasons before answering: with only the answer's 16 tokens every answer would
+    # be an unterminated <think>, cut off, and unparsed.
+    thoughts = " ".join(["weighing billing against shipping and refund"] * 40)
+    with FakeLLMServer(with_reasoning(oracle, thoughts)) as server:
         root = project(tmp_path / "p", server, model=model, prices={"input": 1, "output": 1})
-        cli("run", "-p", root).ok()
+        text = cli("run", "-p", root).ok()
+    assert "were cut off" not in text
     for call in server.calls:
         assert "temperature" not in call.body and "top_p" not in call.body
         assert "max_tokens" not in call.body

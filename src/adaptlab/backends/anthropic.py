@@ -212,24 +212,24 @@ class AnthropicBackend(GenerativeBackend):
         detail = redact(exc.api_message or str(exc))
         var = self.config.api_key_env or self.key_env_var
         if status == 401:
-            text = (
-                f"Anthropic refused the API key (HTTP 401) for {where}: {detail}; "
-                f"check {var} (environment or keys file)"
-            )
+            text = f"Anthropic refused the API key (HTTP 401) for {where}: {detail}"
+            fix = f"check {var} (environment or keys file)"
         elif status == 403:
-            text = (
-                f"the API key has no access to {where} (HTTP 403): {detail}; "
-                "check the key's workspace and permissions"
-            )
+            text = f"the API key has no access to {where} (HTTP 403): {detail}"
+            fix = "check the key's workspace and permissions"
         elif status == 404:
             text = (
                 f"model '{self.model_id}' was not found (HTTP 404) at "
-                f"{self.config.base_url or 'api.anthropic.com'}: {detail}; "
-                "check 'name' under llms: in adaptlab.yaml"
+                f"{self.config.base_url or 'api.anthropic.com'}: {detail}"
             )
+            fix = "check 'name' under llms: in adaptlab.yaml"
         else:
             text = f"Anthropic refused the request (HTTP {status}) for {where}: {detail}"
-        return PermanentError(text, kind="refused")
+            fix = (
+                "the provider refused the request as sent (its message says why); "
+                "'adaptlab prompt render -c NAME' shows what is sent"
+            )
+        return PermanentError(text, kind="refused", fix=f"{fix}; answers so far are cached")
 
     async def aclose(self) -> None:
         client, self._client = self._client, None

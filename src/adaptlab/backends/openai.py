@@ -40,6 +40,10 @@ _TRANSIENT_STATUS = {408, 409, 429}
 _COMPLETION_TOKENS_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 # Statuses of errors a provider sends about the request, not about the key or the model.
 _HINTS = {
+    400: "the provider refused the request as sent (its message says why); "
+    "'adaptlab prompt render -c NAME' shows what is sent",
+    422: "the provider refused the request as sent (its message says why); "
+    "'adaptlab prompt render -c NAME' shows what is sent",
     401: "check the key (OPENAI_API_KEY or api_key_env) and base_url",
     403: "the key has no access to this model: check its project and permissions",
     404: "check 'name' under llms: in adaptlab.yaml (and base_url)",

@@ -323,7 +323,7 @@ def _generative(
         for idx, _sample, pred, _status in consistency:
             by_input.setdefault(idx, []).append(pred)
         agree = [Counter(v).most_common(1)[0][1] / len(v) for v in by_input.values()]
-        valid = [st not in INVALID for *_, st in consistency]
+        valid = [st not in INVALID and st not in FAILED for *_, st in consistency]
         out["consistency_samples"] = max(len(v) for v in by_input.values())
         out["agreement"] = float(np.mean(agree))
         out["format_validity"] = float(np.mean(valid))

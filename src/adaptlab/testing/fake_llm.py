@@ -42,6 +42,9 @@ Faults are strings that ``faults(call)`` returns for a request:
     ``prompt_too_long`` and ``credit_balance`` (an ``invalid_request_error`` with
     Anthropic's message), and a param leads the message (``"temperature: Extra
     inputs are not permitted"``).
+``"refusal"``
+    a 200 answer that was blocked: empty, with ``finish_reason: "content_filter"``
+    (OpenAI; Azure's output filter) or ``stop_reason: "refusal"`` (Anthropic).
 ``"timeout"`` / ``"timeout:5"``
     hold the request that many seconds (default 30; :meth:`FakeLLMServer.stop`
     cuts it short), then drop the connection without an answer.
@@ -292,7 +295,7 @@ def _parse_fault(fault: str) -> tuple[str, str | None]:
 @dataclass(frozen=True)
 class _Answer:
     text: str
-    reason: str  # "stop", "stop_sequence" or "length"
+    reason: str  # "stop", "stop_sequence", "length" or "content_filter"
     stop_sequence: str | None = None
 
 
@@ -314,7 +317,7 @@ def _answer(call: ChatCall, text: str) -> _Answer:
 
 
 def _openai_finish(answer: _Answer) -> str:
-    return "length" if answer.reason == "length" else "stop"
+    return answer.reason if answer.reason in ("length", "content_filter") else "stop"
 
 
 def _pieces(text: str, words_per_piece: int = 2) -> list[str]:
@@ -511,6 +514,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_bytes(
                     200, b'{"id": "broken", "choices": [{"index": 0, ', "application/json"
                 )
+        elif name == "refusal":
+            # Answered, but blocked: an empty answer with OpenAI's (Azure's output filter)
+            # finish_reason "content_filter", or Anthropic's stop_reason "refusal".
+            refused = _Answer("", "content_filter")
+            if call.api == "openai":
+                self._openai(call, refused)
+            else:
+                self._anthropic(call, refused)
         elif name in ("truncated", "incomplete", "stream-error"):
             answer = _answer(call, self.server.owner.responder(call))
             if call.stream and call.api == "openai":
@@ -630,7 +641,11 @@ class _Handler(BaseHTTPRequestHandler):
         return sent if isinstance(sent, dict) else {}
 
     def _anthropic_body(self, call: ChatCall, answer: _Answer) -> dict[str, Any]:
-        stop_reason = {"length": "max_tokens", "stop_sequence": "stop_sequence"}
+        stop_reason = {
+            "length": "max_tokens",
+            "stop_sequence": "stop_sequence",
+            "content_filter": "refusal",
+        }
         return {
             "id": f"msg_fake_{call.index}",
             "type": "message",
