@@ -187,6 +187,17 @@ def test_tables_never_cut_numbers(
     assert _numbers(result.stdout) <= _numbers(wide)
 
 
+@pytest.mark.parametrize("columns", [40, 30])
+def test_a_very_narrow_terminal_folds_numbers_rather_than_cutting_them(
+    cli: Any, tmp_path: Path, columns: int
+) -> None:
+    root = stored_project(tmp_path / "p", ["billing", "shipping", "refund"], 60, names=LONG)
+    result = cli("report", "-p", root, columns=columns)
+    result.ok()
+    assert "…" not in result.stdout
+    assert "left out at this width" in " ".join(result.stdout.split())
+
+
 @pytest.mark.parametrize("columns", [80, 50])
 def test_the_recommendation_never_breaks_inside_a_word(
     cli: Any, tmp_path: Path, columns: int

@@ -128,51 +128,82 @@ def fmt_p(p: float) -> str:
 _SHORT = {"accuracy": "acc.", "field_f1": "field F1", "token_f1": "tok. F1", "exact_match": "EM"}
 
 
+class FittedTable:
+    """A table whose numbers are never cut, laid out for the width it is printed at.
+
+    ``columns`` are (header, optional) of the right-aligned value columns; each row is
+    (name, values). Values do not wrap; the name column folds instead. When the values
+    do not fit beside 10 characters of name, optional columns are left out from the
+    right (a caption says which); on a terminal narrower still, values fold onto a
+    second line rather than end in "…".
+    """
+
+    def __init__(
+        self,
+        title: str,
+        name_header: str,
+        columns: list[tuple[str, bool]],
+        rows: list[tuple[str, list[str]]],
+        width: int | None = None,
+    ) -> None:
+        self.title, self.name_header, self.columns, self.rows = title, name_header, columns, rows
+        self.width = width
+
+    def table(self, width: int) -> Any:
+        from rich import box
+        from rich.table import Table
+
+        def cell_width(text: str) -> int:
+            return max((Text(line).cell_len for line in text.split("\n")), default=0)
+
+        columns, rows = self.columns, self.rows
+        widths = [
+            max([cell_width(header)] + [cell_width(values[i]) for _, values in rows])
+            for i, (header, _) in enumerate(columns)
+        ]
+
+        def fits(keep: list[int]) -> bool:
+            return sum(widths[j] + 3 for j in keep) + 10 <= width  # padding and separator
+
+        keep = list(range(len(columns)))
+        for i in reversed(range(len(columns))):
+            if fits(keep):
+                break
+            if columns[i][1]:
+                keep.remove(i)
+        dropped = [columns[i][0].replace("\n", " ") for i in range(len(columns)) if i not in keep]
+        table = Table(
+            title=Text(self.title),
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            caption=Text(f"left out at this width: {', '.join(dropped)}") if dropped else None,
+        )
+        table.add_column(self.name_header, overflow="fold", min_width=6)
+        fold = not fits(keep)
+        for i in keep:
+            table.add_column(
+                columns[i][0],
+                justify="right",
+                no_wrap=not fold,
+                overflow="fold",
+                min_width=None if fold else widths[i],
+            )
+        for name, values in rows:
+            table.add_row(Text(name, overflow="fold"), *(Text(values[i]) for i in keep))
+        return table
+
+    def __rich_console__(self, console: Console, options: Any) -> Iterator[Any]:
+        yield self.table(self.width or options.max_width)
+
+
 def fitted_table(
     title: str,
     name_header: str,
     columns: list[tuple[str, bool]],
     rows: list[tuple[str, list[str]]],
     width: int | None = None,
-) -> Any:
-    """A table whose numbers are never cut: at the console's width, optional columns go first.
-
-    ``columns`` are (header, optional) of the right-aligned value columns; each row is
-    (name, values). Values never wrap; the name column folds instead. When the values
-    alone do not fit (with room for 10 characters of name), optional columns are left
-    out from the right and a caption says which.
-    """
-    from rich import box
-    from rich.table import Table
-
-    width = width or console.width
-
-    def cell_width(text: str) -> int:
-        return max((Text(line).cell_len for line in text.split("\n")), default=0)
-
-    widths = [
-        max([cell_width(header)] + [cell_width(values[i]) for _, values in rows])
-        for i, (header, _) in enumerate(columns)
-    ]
-    keep = list(range(len(columns)))
-    for i in reversed(range(len(columns))):
-        if sum(widths[j] + 3 for j in keep) + 10 <= width:  # padding and separator
-            break
-        if columns[i][1]:
-            keep.remove(i)
-    dropped = [columns[i][0].replace("\n", " ") for i in range(len(columns)) if i not in keep]
-    table = Table(
-        title=Text(title),
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        caption=Text(f"left out at this width: {', '.join(dropped)}") if dropped else None,
-    )
-    table.add_column(name_header, overflow="fold", min_width=6)
-    for i in keep:
-        table.add_column(columns[i][0], justify="right", no_wrap=True, min_width=widths[i])
-    for name, values in rows:
-        table.add_row(Text(name, overflow="fold"), *(Text(values[i]) for i in keep))
-    return table
+) -> FittedTable:
+    return FittedTable(title, name_header, columns, rows, width)
 
 
 def results_table(summary: RunSummary, width: int | None = None) -> Any:
