@@ -15,6 +15,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from adaptlab.strategies.base import Advance, ProgressSink
 
@@ -44,6 +45,10 @@ class RichProgress(ProgressSink):
 
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
+
+    def note(self, message: str) -> None:
+        """A warning above the bars, printed as written (a path or label may hold brackets)."""
+        self.progress.console.print(Text.assemble(("warning:", "yellow"), f" {message}"))
 
     @contextmanager
     def task(self, description: str, total: int | None) -> Iterator[Advance]:
