@@ -8,6 +8,7 @@ matplotlib escapes the text it writes into them.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import tempfile
@@ -380,10 +381,26 @@ def render_report(summary: RunSummary) -> str:
 
 
 def write_report(summary: RunSummary, path: str | Path) -> Path:
-    """Render and write atomically: a reader never sees a half-written report."""
+    """Render and write atomically: a reader never sees a half-written report.
+
+    A folder that cannot be written (a file in its place, no rights, a full disk)
+    raises an :class:`~adaptlab.errors.AdaptlabError` naming it and the fix.
+    """
+    from adaptlab.store.files import os_error
+
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     html = render_report(summary)
+    try:
+        _write_atomically(target, html)
+    except OSError as exc:
+        raise os_error(exc, "the report") from exc
+    return target
+
+
+def _write_atomically(target: Path, html: str) -> None:
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", str(target))
+    target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the report from whoever it is shared with
@@ -395,4 +412,3 @@ def write_report(summary: RunSummary, path: str | Path) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return target
