@@ -367,6 +367,27 @@ def test_a_garbage_journal_beside_a_good_store_is_ignored(cli: Any, tmp_path: Pa
     cli("report", "-p", tmp_path / "p").ok()
 
 
+def _foreign_db(path: Path) -> None:
+    """Another tool's SQLite file under our name: valid, but with tables of its own."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.execute("CREATE TABLE responses (key TEXT PRIMARY KEY, body BLOB)")
+        conn.execute("INSERT INTO responses VALUES ('k', x'00')")
+
+
+@pytest.mark.parametrize("name", ["runs.db", "llm_cache.db"])
+def test_another_tools_database_under_our_name(
+    cli: Any, tmp_path: Path, server: FakeLLMServer, name: str
+) -> None:
+    root = llm_project(tmp_path / "p", server.base_url)
+    _foreign_db(root / ".adaptlab" / name)
+    before = len(server.calls)
+    cli("run", "-p", root).error(name)
+    # The answers it could not store are not asked for again on a rerun once it is fixed.
+    assert len(server.calls) <= before + 6
+
+
 # ---------------------------------------------------------------- the response cache
 
 
