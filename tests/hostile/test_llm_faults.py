@@ -108,7 +108,9 @@ ONE_INPUT = [
     ("openai", False, "400@content_policy_violation", "filtered", "safety system"),
     ("openai", False, "400@string_above_max_length@messages[1].content", "too_long", "messages"),
     ("openai", False, "400@invalid_value@messages[1].content", "error", "messages[1].content"),
+    ("openai", False, "413", "too_long", "HTTP 413"),
     ("anthropic", False, "400@prompt_too_long", "too_long", "prompt is too long"),
+    ("anthropic", False, "413", "too_long", "HTTP 413"),
     ("anthropic", True, "400@prompt_too_long", "too_long", "prompt is too long"),
     ("anthropic", False, "400@invalid_request_error@messages.0.content", "error", "messages.0"),
 ]

@@ -124,7 +124,14 @@ class Judge:
         self._check_available(requests)
         before = (self.runner.stats.sent, self.runner.stats.cache_hits)
         responses = self.runner.run_sync(requests, description=f"judging with {self.name}")
-        scores = [parse_score(r.text) for r in responses]
+        from adaptlab.llm.parse import strip_reasoning
+        from adaptlab.llm.types import failure_status
+
+        # A grading request the provider refused has no grade (its text is the error).
+        scores = [
+            None if failure_status(r.finish_reason) else parse_score(strip_reasoning(r.text))
+            for r in responses
+        ]
         self.stats.requests += len(requests)
         self.stats.sent += self.runner.stats.sent - before[0]
         self.stats.cache_hits += self.runner.stats.cache_hits - before[1]

@@ -114,9 +114,10 @@ def classify(
             f"the provider refused this prompt ({shown}): {message}", status=status_name
         )
     if (
-        code_l in _TOO_LONG_CODES
+        status == 413  # payload too large: this request's size
+        or code_l in _TOO_LONG_CODES
         or type_l in _TOO_LONG_CODES
-        or (_TOO_LONG_TEXT.search(message) and status in (400, 413, None))
+        or (_TOO_LONG_TEXT.search(message) and status in (400, None))
     ):
         return InputError(
             f"this input does not fit the context window of {where} ({shown}): {message}",
@@ -124,20 +125,26 @@ def classify(
         )
     named = param_l or _named_param(message, field_first=provider == "anthropic")
     if named and named.startswith(_INPUT_PARAMS):
-        return InputError(
-            f"the provider refused this input ({shown}): {message}", status="error"
-        )
+        return InputError(f"the provider refused this input ({shown}): {message}", status="error")
     if status is None or status == 403:
         return None
     if named or code_l in _PARAM_CODES:
         name = named or "?"
-        return PermanentError(
-            f"{where} does not accept the parameter '{name}' ({shown}): {message}",
-            kind="param",
-            fix=_PARAM_FIX.get(
+        if code_l in ("unsupported_parameter", "unsupported_value") or not code_l:
+            what = "does not accept the parameter"
+            fix = _PARAM_FIX.get(
                 name.split(".")[0],
                 f"stop sending '{name}' to this model (see its documentation at the provider)",
-            ),
+            )
+        else:  # a value out of range, say
+            what = "refused the value of the parameter"
+            fix = (
+                "lower max_tokens in the candidate's params"
+                if name in ("max_tokens", "max_completion_tokens")
+                else f"change '{name}' to a value the provider accepts (its message says which)"
+            )
+        return PermanentError(
+            f"{where} {what} '{name}' ({shown}): {message}", kind="param", fix=fix
         )
     return None
 

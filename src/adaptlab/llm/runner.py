@@ -76,18 +76,7 @@ class RunnerStats:
     sent: int = 0  # HTTP attempts (or local generations) made
     retries: int = 0
     retries_by_kind: Counter[str] = field(default_factory=Counter)
-    # Answers that are no answer (filtered, too_long, error) and answers cut off at the
-    # output limit (finish_reason length), among those received in this run.
-    failed: Counter[str] = field(default_factory=Counter)
-    cut_off: int = 0
     wall_seconds: float = 0.0
-
-    def count(self, response: ChatResponse) -> None:
-        status = failure_status(response.finish_reason)
-        if status is not None:
-            self.failed[status] += 1
-        elif response.finish_reason == "length":
-            self.cut_off += 1
 
 
 class _Bucket:
@@ -200,7 +189,6 @@ class LLMRunner:
             if hit is not None:
                 out[i] = hit
                 self.stats.cache_hits += 1
-                self.stats.count(hit)
             else:
                 todo.append(i)
         # Identical requests in one call are sent once.
@@ -250,7 +238,6 @@ class LLMRunner:
                     failure.append(exc)
                     return
                 self._store(keys[i], requests[i], resp)
-                self.stats.count(resp)
                 out[i] = resp
                 advance(1)
                 refused = failure_status(resp.finish_reason) is not None
@@ -367,7 +354,6 @@ class LLMRunner:
                 ) from None
             for i, resp in zip(chunk, answers, strict=True):
                 self._store(keys[i], requests[i], resp)
-                self.stats.count(resp)
                 out[i] = resp
             advance(len(chunk))
 
