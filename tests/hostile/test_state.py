@@ -305,6 +305,41 @@ def test_disk_full_writing_the_report_leaves_no_half_file(
     assert list((root / "reports").iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("code", "needles"),
+    [
+        (errno.ENOSPC, ("no space left", "df -h")),
+        (errno.EDQUOT, ("no space left", "df -h")),
+        (errno.EACCES, ("permission denied", "chmod")),
+        (errno.EROFS, ("read-only", "writable folder")),
+        (errno.ENOTDIR, ("a file is here", "mv")),
+        (errno.EISDIR, ("a folder is here", "mv")),
+        (errno.EMFILE, ("too many open files", "ulimit")),
+        (errno.EIO, ("cannot be used", "check")),
+    ],
+)
+def test_an_os_error_from_anywhere_names_the_file_and_the_fix(
+    cli: Any,
+    tmp_path: Path,
+    server: FakeLLMServer,
+    monkeypatch: pytest.MonkeyPatch,
+    code: int,
+    needles: tuple[str, ...],
+) -> None:
+    """The CLI's last line of defence: an OSError that no layer below turned into words."""
+    root = llm_project(tmp_path / "p", server.base_url)
+    where = root / ".adaptlab" / "checkpoints" / "k" / "model.bin"
+    where.parent.mkdir(parents=True)
+    where.write_text("x")
+
+    def fail(*args: Any, **kw: Any) -> float:
+        raise OSError(code, os.strerror(code), str(where))
+
+    monkeypatch.setattr("adaptlab.runner.run_candidate", fail)
+    cli("run", "-p", root).error(str(where.parent if code == errno.ENOTDIR else where), *needles)
+    assert run_statuses(root) == ["failed"]
+
+
 # ---------------------------------------------------------------- a locked store
 
 
