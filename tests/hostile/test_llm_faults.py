@@ -109,6 +109,8 @@ ONE_INPUT = [
     ("openai", False, "400@string_above_max_length@messages[1].content", "too_long", "messages"),
     ("openai", False, "400@invalid_value@messages[1].content", "error", "messages[1].content"),
     ("openai", False, "413", "too_long", "HTTP 413"),
+    ("openai", True, "stream-error@content_filter", "filtered", "content management policy"),
+    ("anthropic", True, "stream-error@prompt_too_long", "too_long", "prompt is too long"),
     ("anthropic", False, "400@prompt_too_long", "too_long", "prompt is too long"),
     ("anthropic", False, "413", "too_long", "HTTP 413"),
     ("anthropic", True, "400@prompt_too_long", "too_long", "prompt is too long"),
@@ -317,6 +319,14 @@ def test_reasoning_models_get_no_temperature_and_room_to_reason(
     assert all(r["predicted"] == r["gold"] for r in predictions(root))
 
 
+def test_dry_run_counts_a_reasoning_models_hidden_reasoning(cli: Any, tmp_path: Path) -> None:
+    with FakeLLMServer(oracle) as server:
+        root = project(tmp_path / "p", server, model="gpt-5-mini")
+        text = cli("run", "-p", root, "--dry-run").ok()
+    n_test = len(GOOD) // 4  # 6 of the 24 tickets are the holdout
+    assert f"≤{n_test * (16 + 4096):,}" in text and server.calls == []
+
+
 def test_a_chat_model_still_gets_temperature_and_max_tokens(cli: Any, tmp_path: Path) -> None:
     with FakeLLMServer(oracle) as server:
         root = project(tmp_path / "p", server, model="gpt-4o-mini")
@@ -478,6 +488,7 @@ def test_odd_rows_in_the_store_never_crash_a_report(
 
 NO_QUOTA = [
     ("openai", "429@insufficient_quota"),
+    ("openai", "stream-error@insufficient_quota"),
     ("anthropic", "400@credit_balance"),
     ("anthropic", "402@billing_error"),
 ]
@@ -488,7 +499,8 @@ def test_no_quota_left_stops_at_once_and_says_so(
     cli: Any, tmp_path: Path, backend: str, fault: str
 ) -> None:
     with FakeLLMServer(oracle, faults=lambda call: fault) as server:
-        root = project(tmp_path / "p", server, backend=backend, max_retries=6)
+        stream = fault.startswith("stream")
+        root = project(tmp_path / "p", server, backend=backend, max_retries=6, stream=stream)
         text = cli("run", "-p", root).error("the account has no quota left", "billing")
     assert "max_concurrency" not in text  # not advice for a rate limit
     assert set(server.counts().values()) == {1}  # never retried

@@ -64,6 +64,8 @@ Faults are strings that ``faults(call)`` returns for a request:
     a stream that stops after some text with an error event: Anthropic's
     ``event: error`` (``overloaded_error``), as the real API sends when it is
     overloaded mid-answer, or OpenAI's ``data: {"error": …}``.
+    ``"stream-error@content_filter"`` (any code of :data:`ERROR_MESSAGES`) puts that
+    code in the event instead (Azure filters a streamed answer this way).
 
 The usage block is the server's own count unless ``usage`` overrides it (a proxy's
 odd figures): a mapping replaces the block, ``None`` sends ``"usage": null`` (OpenAI)
@@ -522,12 +524,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self._openai(call, refused)
             else:
                 self._anthropic(call, refused)
-        elif name in ("truncated", "incomplete", "stream-error"):
+        elif head in ("truncated", "incomplete", "stream-error"):
+            name = head
             answer = _answer(call, self.server.owner.responder(call))
+            code = extra[0] if extra else None
             if call.stream and call.api == "openai":
-                self._openai_stream(call, answer, fault=name)
+                self._openai_stream(call, answer, fault=name, error_code=code)
             elif call.stream:
-                self._anthropic_stream(call, answer, fault=name)
+                self._anthropic_stream(call, answer, fault=name, error_code=code)
             elif name == "truncated":
                 full = (
                     self._openai_body(call, answer)
@@ -583,7 +587,9 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send_json(200, self._openai_body(call, answer))
 
-    def _openai_stream(self, call: ChatCall, answer: _Answer, *, fault: str | None) -> None:
+    def _openai_stream(
+        self, call: ChatCall, answer: _Answer, *, fault: str | None, error_code: str | None = None
+    ) -> None:
         base = {
             "id": f"chatcmpl-fake-{call.index}",
             "object": "chat.completion.chunk",
@@ -616,7 +622,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._drop()
             return
         if fault == "stream-error":
-            error = {"message": "The server had an error (injected fault).", "type": "server_error"}
+            error: dict[str, Any] = {
+                "message": "The server had an error (injected fault).",
+                "type": "server_error",
+            }
+            if error_code is not None:
+                kind, text = ERROR_MESSAGES.get(error_code, ("server_error", error["message"]))
+                error = {"message": text, "type": kind, "code": error_code, "param": None}
             self._chunk(b"data: " + json.dumps({"error": error}).encode() + b"\n\n")
         elif fault != "incomplete":
             self._chunk(event({}, _openai_finish(answer)))
@@ -663,7 +675,9 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send_json(200, self._anthropic_body(call, answer))
 
-    def _anthropic_stream(self, call: ChatCall, answer: _Answer, *, fault: str | None) -> None:
+    def _anthropic_stream(
+        self, call: ChatCall, answer: _Answer, *, fault: str | None, error_code: str | None = None
+    ) -> None:
         final = self._anthropic_body(call, answer)
         usage = final["usage"]
         start = {
@@ -698,10 +712,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._drop()
             return
         if fault == "stream-error":
-            error = {
-                "error": {"type": "overloaded_error", "message": "Overloaded (injected fault)."}
-            }
-            self._chunk(event("error", error))
+            kind, text = "overloaded_error", "Overloaded (injected fault)."
+            if error_code is not None:
+                default = (error_code, f"{error_code} (injected fault)")
+                kind, text = ERROR_MESSAGES.get(error_code, default)
+            self._chunk(event("error", {"error": {"type": kind, "message": text}}))
         elif fault != "incomplete":
             self._chunk(event("content_block_stop", {"index": 0}))
             delta = {
