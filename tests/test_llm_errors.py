@@ -153,6 +153,16 @@ CASES = [
         "input-too_long",
         "context window",
     ),
+    (
+        "openai",
+        400,
+        "invalid_request_error",
+        None,
+        "invalid_request_error",
+        "Unsupported parameter: 'top_p' is not supported with this model.",
+        "param",
+        "does not accept the parameter 'top_p'",
+    ),
 ]
 
 

@@ -130,7 +130,10 @@ def classify(
         return None
     if named or code_l in _PARAM_CODES:
         name = named or "?"
-        if code_l in ("unsupported_parameter", "unsupported_value") or not code_l:
+        unsupported = code_l in ("unsupported_parameter", "unsupported_value") or re.search(
+            r"unsupported|not supported|extra inputs|unrecognized|unknown parameter", message, re.I
+        )
+        if unsupported or not code_l:
             what = "does not accept the parameter"
             fix = _PARAM_FIX.get(
                 name.split(".")[0],
