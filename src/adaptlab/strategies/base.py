@@ -108,17 +108,27 @@ class StrategyContext:
     def embed(self, texts: Sequence[str], *, description: str = "embedding") -> np.ndarray:
         """Frozen-model embeddings, memoised across the candidates of a run.
 
+        Memoised per list of texts, not per text: a vector's last digits depend on the
+        batch it was computed in, so a candidate's vectors must depend only on what it
+        asks for, never on what another candidate asked first (training amplifies
+        those digits: ``run -c finetune`` and a resumed fine-tune would differ from a
+        full run). Candidates that ask for the same list still share it.
+
         For fitting only: prediction must call the backend itself, so latency and
         CPU time measure real work.
         """
+        import hashlib
+        import json
+
         import numpy as np
 
-        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if missing:
-            with self.progress.task(description, len(missing)) as advance:
-                vectors = self.encoder.embed(missing, on_batch=advance)
-            self._cache.update(zip(missing, vectors, strict=True))
-        return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 0))
+        if not texts:
+            return np.zeros((0, 0))
+        key = hashlib.sha256(json.dumps(list(texts)).encode()).hexdigest()
+        if key not in self._cache:
+            with self.progress.task(description, len(texts)) as advance:
+                self._cache[key] = self.encoder.embed(list(texts), on_batch=advance)
+        return self._cache[key].copy()  # callers may normalise in place
 
 
 class Strategy(ABC):
