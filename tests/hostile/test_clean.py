@@ -196,3 +196,16 @@ def test_damaged_store_is_an_error_not_a_wipe(cli: Any, project: Path) -> None:
     current = _kept(project)
     cli("clean", "-p", project).error("runs.db")
     assert current.exists()
+
+
+def test_clean_refuses_while_a_run_holds_the_project(cli: Any, project: Path) -> None:
+    import fcntl
+
+    old = _old(project)
+    with open(project / ".adaptlab" / "run.lock", "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        fh.write("pid 4242 on elsewhere\n")
+        fh.flush()
+        cli("clean", "-p", project).error("a run is in progress", "pid 4242")
+        assert old.exists()
+        assert "would remove" in cli("clean", "-p", project, "--dry-run").ok()
