@@ -305,3 +305,41 @@ def test_checkpoint_folder_that_is_a_link(cli: Any, tmp_path: Path) -> None:
     workdir.symlink_to(elsewhere)
     cli("run", "-p", root).error("link", "rm ")
     assert list(elsewhere.iterdir()) == []
+
+
+def test_checkpoint_failing_half_way_leaves_a_clean_start(backend: Any, tmp_path: Path) -> None:
+    """One that passes every check but fails while applied: nothing of it survives."""
+    import torch
+
+    from adaptlab.data import Example
+    from adaptlab.strategies import StrategyContext, get_strategy
+
+    labels = {"a": "about a", "b": "about b", "c": "about c"}
+    words = {"a": "invoice charge", "b": "parcel delivery", "c": "password login"}
+    rows = [Example(f"{words[lab]} number {i}", lab, "d.jsonl", i) for i in range(30)
+            for lab in labels]  # fmt: skip
+    train, val, test = rows[:60], rows[60:75], [ex.text for ex in rows[75:]]
+
+    def fit(workdir: Path, epochs: int) -> Any:
+        cls = get_strategy("finetune")
+        opts = cls.Options.model_validate({"epochs": epochs, "patience": 5, "batch_size": 8,
+                                           "save_model": False})  # fmt: skip
+        workdir.mkdir(exist_ok=True)
+        strategy = cls(opts, StrategyContext(backend=backend, labels=labels, seed=0,
+                                             workdir=workdir))  # fmt: skip
+        strategy.fit(train, val)
+        return strategy
+
+    clean = fit(tmp_path / "clean", 2)
+    fit(tmp_path / "foreign", 1)  # leaves last.pt and best.pt of a finished epoch
+    last = tmp_path / "foreign" / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    ckpt["generator"] = torch.zeros(3, dtype=torch.uint8)  # the type is right, the size not
+    torch.save(ckpt, last)
+    again = fit(tmp_path / "foreign", 2)
+    assert "RuntimeError" in str(again.info["checkpoint_discarded"])  # failed while applied
+    assert "resumed_from_epoch" not in again.info
+    assert again.curves == clean.curves
+    assert [(p.label, p.score) for p in again.predict(test)] == [
+        (p.label, p.score) for p in clean.predict(test)
+    ]

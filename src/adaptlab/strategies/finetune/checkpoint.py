@@ -168,9 +168,13 @@ def check_optimizer(saved: Any, optimizer: torch.optim.Optimizer) -> None:
         need(isinstance(values, dict), "optimizer state")
         for key, value in values.items():
             need(key in ("step", "exp_avg", "exp_avg_sq"), f"optimizer state '{key}'")
-            need(isinstance(value, torch.Tensor | int | float), f"optimizer state '{key}'")
-            if key != "step":
-                need(value.shape == params[pid].shape, f"optimizer state '{key}'")
+            if key == "step":
+                need(isinstance(value, torch.Tensor | int | float), "optimizer step")
+            else:
+                need(
+                    isinstance(value, torch.Tensor) and value.shape == params[pid].shape,
+                    f"optimizer state '{key}'",
+                )
 
 
 def check_plain(saved: Any, ref: dict[str, Any], what: str) -> None:

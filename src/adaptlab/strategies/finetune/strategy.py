@@ -355,7 +355,14 @@ class Finetune(Strategy):
             state.update(ckpt["state"])
             self.curves = points
             return best_state
-        except (CheckpointError, TypeError, ValueError, KeyError, RuntimeError) as exc:
+        except (
+            CheckpointError,
+            TypeError,
+            ValueError,
+            KeyError,
+            AttributeError,
+            RuntimeError,
+        ) as exc:
             if current is not None:  # undo a half-applied checkpoint
                 model.load_state_dict(current["model"])
                 for h, sd in zip(heads, current["heads"], strict=True):
