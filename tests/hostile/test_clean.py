@@ -209,3 +209,22 @@ def test_clean_refuses_while_a_run_holds_the_project(cli: Any, project: Path) ->
         cli("clean", "-p", project).error("a run is in progress", "pid 4242")
         assert old.exists()
         assert "would remove" in cli("clean", "-p", project, "--dry-run").ok()
+
+
+def test_checkpoints_of_the_current_candidates_are_kept(cli: Any, project: Path) -> None:
+    """After ``run -c zero-shot`` the latest run lacks the fine-tune; its model stays."""
+    import yaml
+
+    from adaptlab.project import Project
+    from adaptlab.runner import result_key
+
+    cfg = yaml.safe_load((project / "adaptlab.yaml").read_text())
+    cfg["candidates"].append({"name": "ft", "strategy": "finetune"})
+    (project / "adaptlab.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    loaded = Project.load(project)
+    key = result_key(loaded, loaded.config.candidates[-1], loaded.split())
+    model = _old(project, key)
+    old = _old(project)
+    text = cli("clean", "-p", project).ok()
+    assert model.exists() and not old.exists()
+    assert "candidates in adaptlab.yaml" in text

@@ -89,6 +89,23 @@ def referenced_keys(project: Project, *, all_runs: bool) -> set[str]:
         return {str(r["result_key"]) for r in store.run_candidates(run["id"])}
 
 
+def current_keys(project: Project) -> set[str]:
+    """Result keys of the candidates in adaptlab.yaml now: what the next run would use.
+
+    So ``run -c zero-shot`` (a latest run without the fine-tune) followed by ``clean``
+    keeps the fine-tuned model that the next full run reuses. Empty when the project
+    cannot be split as it stands (then only the runs decide).
+    """
+    from adaptlab.errors import AdaptlabError
+    from adaptlab.runner import result_key
+
+    try:
+        split = project.split()
+        return {result_key(project, c, split) for c in project.config.candidates}
+    except AdaptlabError:
+        return set()
+
+
 def stored_keys(project: Project) -> set[str]:
     from adaptlab.store import RunStore
 
@@ -101,15 +118,18 @@ def stored_keys(project: Project) -> set[str]:
 def plan_clean(project: Project, *, everything: bool = False, all_runs: bool = False) -> CleanPlan:
     """What ``clean`` would remove: every entry no kept result references.
 
-    Kept: checkpoints of the latest finished run's results (``all_runs``: of any run's),
-    and folders holding a resume checkpoint (``last.pt``) of a fine-tune with no stored
-    result yet, which ``adaptlab run`` would resume. ``everything`` keeps nothing.
+    Kept: checkpoints of the latest finished run's results (``all_runs``: of any run's)
+    and of the candidates as adaptlab.yaml defines them now, and folders holding a resume
+    checkpoint (``last.pt``) of a fine-tune with no stored result yet, which ``adaptlab
+    run`` would resume. ``everything`` keeps nothing.
     """
     plan = CleanPlan()
     folder = checkpoints_folder(project)
     if folder is None:
         return plan
-    keep = set() if everything else referenced_keys(project, all_runs=all_runs)
+    keep = set()
+    if not everything:
+        keep = referenced_keys(project, all_runs=all_runs) | current_keys(project)
     stored = stored_keys(project) if not everything else set()
     for entry in sorted(folder.iterdir()):
         if entry.name in keep and not entry.is_symlink():
@@ -175,7 +195,7 @@ def _refuse_while_running(holder: str) -> None:
     help="Remove every checkpoint, unfinished fine-tunes included (they then start again).",
 )
 def clean(project_dir: str, dry_run: bool, keep_all_runs: bool, everything: bool) -> None:
-    """Remove fine-tuning checkpoints that the latest finished run's results do not use.
+    """Remove checkpoints that neither the latest finished run nor adaptlab.yaml uses.
 
     Checkpoints of an unfinished fine-tune (which 'adaptlab run' resumes) are kept
     unless --all. Nothing outside .adaptlab/checkpoints is touched; links are
@@ -209,7 +229,11 @@ def clean(project_dir: str, dry_run: bool, keep_all_runs: bool, everything: bool
         )
     which = "any run's" if keep_all_runs else "the latest finished run's"
     if plan.kept:
-        console.print(f"kept {len(plan.kept)} checkpoint(s) of {which} results", markup=False)
+        console.print(
+            f"kept {len(plan.kept)} checkpoint(s) of {which} results or of the candidates "
+            "in adaptlab.yaml",
+            markup=False,
+        )
     if not plan.remove:
         console.print("nothing to remove", markup=False)
         return
