@@ -155,8 +155,8 @@ BOMBS = {
         "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
         "loop over more than",
     ),
-    "str-mul": ("{{ 'x' * 10**10 }}", "over 1,000,000 characters"),
-    "list-mul": ("{{ (['x' * 1000] * 100000)|length }}", "over 1,000,000 characters"),
+    "str-mul": ("{{ 'x' * 10**10 }}", "over 4,000,000 characters"),
+    "list-mul": ("{{ (['x' * 1000] * 100000)|length }}", "over 4,000,000 characters"),
     "pow": ("{{ 2 ** (10 ** 9) }}", "numbers that large"),
     "format-width": ("{{ '{:>9999999999}'.format(1) }}", "size or count"),
     "format-nested": ("{{ '{:>{w}}'.format(1, w=10**10) }}", "size or count"),
@@ -164,12 +164,12 @@ BOMBS = {
     "percent-star": ("{{ '%*d' % (10**10, 1) }}", "size or count"),
     "center-filter": ("{{ 'x'|center(10**10) }}", "size or count"),
     "ljust-method": ("{{ 'x'.ljust(10**10) }}", "size or count"),
-    "replace": ("{{ ('x' * 100000)|replace('x', 'y' * 1000) }}", "over 1,000,000 characters"),
-    "join": ("{{ (['x' * 100000] * 100)|join }}", "over 1,000,000 characters"),
+    "replace": ("{{ ('x' * 100000)|replace('x', 'y' * 1000) }}", "over 4,000,000 characters"),
+    "join": ("{{ (['x' * 100000] * 100)|join }}", "over 4,000,000 characters"),
     "concat-doubling": (
         "{% set ns = namespace(a='xxxxxxxxxx') %}{% for i in range(60) %}"
         "{% set ns.a = ns.a ~ ns.a %}{% endfor %}{{ ns.a|length }}",
-        "over 1,000,000 characters",
+        "over 4,000,000 characters",
     ),
     "output": ("{% for i in range(100000) %}{{ 'y' * 100 }}{% endfor %}", "render a part over"),
     "macro-recursion": (

@@ -36,7 +36,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import _PassArg
 
-MAX_CHARS = 1_000_000  # a value or a rendered part; far above any real prompt
+MAX_CHARS = 4_000_000  # a value or a rendered part: about 1M tokens, the largest context windows
 MAX_SOURCE = 1_000_000  # bytes of one template file
 MAX_LOOP = 1_000_000  # numbers all range() calls of one render may produce
 MAX_SECONDS = 10.0
