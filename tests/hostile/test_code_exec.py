@@ -155,6 +155,10 @@ BOMBS = {
         "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
         "loop over more than",
     ),
+    "nested-string-loops": (
+        "{% for a in 'x' * 4000000 %}{% for b in 'x' * 4000000 %}{% endfor %}{% endfor %}",
+        "loop more than",
+    ),
     "str-mul": ("{{ 'x' * 10**10 }}", "over 4,000,000 characters"),
     "list-mul": ("{{ (['x' * 1000] * 100000)|length }}", "over 4,000,000 characters"),
     "pow": ("{{ 2 ** (10 ** 9) }}", "numbers that large"),

@@ -11,9 +11,11 @@ Python internals (``__class__``, ``__globals__``, …) and mutation; on top of i
   a method or a macro — is checked against :data:`MAX_CHARS` *before* it is built
   where its size can be known in advance (``'x' * 10**10`` never allocates), and
   after otherwise, so no chain of steps can grow past it;
-* ``range`` shares one budget of :data:`MAX_LOOP` numbers per render, ``lipsum``
-  is gone, and a render stops after :data:`MAX_SECONDS` (checked at each call and
-  operator).
+* ``range`` shares one budget of :data:`MAX_LOOP` numbers per render, and every
+  ``{% for %}`` one of :data:`MAX_LOOP` iterations (nested loops over long strings
+  would otherwise spin for hours without building anything); ``lipsum`` is gone,
+  and a render stops after :data:`MAX_SECONDS` (checked at each call, operator and
+  thousandth iteration).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import os
 import re
 import string
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +33,15 @@ import jinja2
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.loaders import split_template_path
-from jinja2.nodes import Concat
+from jinja2.nodes import Concat, Filter, For, Template
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from jinja2.utils import _PassArg
+from jinja2.utils import _PassArg, pass_context
 
 MAX_CHARS = 4_000_000  # a value or a rendered part: about 1M tokens, the largest context windows
 MAX_SOURCE = 1_000_000  # bytes of one template file
-MAX_LOOP = 1_000_000  # numbers all range() calls of one render may produce
+MAX_LOOP = 1_000_000  # numbers all range() calls of one render may produce; loop turns, too
+_LOOP_FILTER = "adaptlab_loop_budget"
 MAX_SECONDS = 10.0
 _MAX_BITS = 100_000  # integers from ** (a 30,000-digit number)
 
@@ -160,12 +163,31 @@ class PromptEnvironment(ImmutableSandboxedEnvironment):
         self.globals.pop("lipsum", None)
         self.globals["range"] = self._range
         self.filters = {name: _guard_filter(name, f) for name, f in self.filters.items()}
+        self.filters[_LOOP_FILTER] = self._loop_budget
         self.start_render()
 
     def start_render(self) -> None:
-        """Reset the loop budget and the clock; the template calls this before rendering."""
+        """Reset the loop budgets and the clock; the template calls this before rendering."""
         self._deadline = time.monotonic() + MAX_SECONDS
         self._loop_left = MAX_LOOP
+        self._turns_left = MAX_LOOP
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> Template:
+        """Every ``{% for %}`` iterates through :meth:`_loop_budget`."""
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(For):
+            loop.iter = Filter(loop.iter, _LOOP_FILTER, [], [], None, None, lineno=loop.lineno)
+        return tree
+
+    @pass_context  # never folded into a constant at compile time: it counts per render
+    def _loop_budget(self, context: Context, iterable: Any) -> Iterator[Any]:
+        for item in iterable:
+            self._turns_left -= 1
+            if self._turns_left < 0:
+                raise Refused(f"templates may not loop more than {MAX_LOOP:,} times in all")
+            if self._turns_left % 1000 == 0:
+                self._tick()
+            yield item
 
     def _tick(self) -> None:
         if time.monotonic() > self._deadline:
