@@ -16,6 +16,7 @@ strategy, the fine-tune through `adaptlab run` on the project `bench/banking77/`
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -60,6 +61,10 @@ def main() -> int:
     ap.add_argument("--draws", type=int, default=10)
     args = ap.parse_args()
     project_dir = Path(__file__).resolve().parent / "banking77"
+    # The project reads BANKING77 from ../shared, outside its folder: allowed by the user's
+    # environment (as a user allows their own data folder), never by the project itself.
+    shared = project_dir.parents[2] / "shared" / "data"
+    os.environ.setdefault("ADAPTLAB_DATA_DIRS", str(shared))
     ok = True
     if args.only in (None, "fewshot"):
         t0 = time.perf_counter()

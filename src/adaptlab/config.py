@@ -833,20 +833,43 @@ def _check_paths(config: ProjectConfig, file: Path, root: yaml.Node | None) -> N
         template = cand.params.get("template")
         if isinstance(template, str) and (template.endswith(".j2") or set(template) & {"/", "\\"}):
             paths.append((("candidates", i, "params", "template"), template))
+    allowed = _data_dirs()
     for loc, rel in paths:
         key = ".".join(str(p) for p in loc if not isinstance(p, int))
         if not rel.strip():
             raise ConfigError(
                 f"{key} is empty", file=file, line=_node_line(root, loc), fix="name a file"
             )
-        if _outside(folder, rel):
-            raise ConfigError(
-                f"{key} '{rel}' points outside the project folder",
-                file=file,
-                line=_node_line(root, loc),
-                fix="copy the file into the project folder (e.g. data/) and give its path "
-                "relative to adaptlab.yaml; 'adaptlab init --data FILE' copies a data file",
-            )
+        if not _outside(folder, rel):
+            continue
+        target = (folder / rel).resolve()
+        if loc[0] == "data" and any(target.is_relative_to(d) for d in allowed):
+            continue  # the user (not the project) allowed data from this folder
+        raise ConfigError(
+            f"{key} '{rel}' points outside the project folder",
+            file=file,
+            line=_node_line(root, loc),
+            fix="copy the file into the project folder (e.g. data/) and give its path "
+            "relative to adaptlab.yaml ('adaptlab init --data FILE' copies a data file)"
+            + (
+                f", or allow data from its folder: export {DATA_DIRS_ENV}={target.parent}"
+                if loc[0] == "data"
+                else ""
+            ),
+        )
+
+
+#: Folders (os.pathsep-separated) the user allows data.path / data.test_path to read
+#: from besides the project folder. An environment setting, never a project setting:
+#: a project folder from someone else must not choose which of your files it reads.
+DATA_DIRS_ENV = "ADAPTLAB_DATA_DIRS"
+
+
+def _data_dirs() -> list[Path]:
+    import os
+
+    raw = os.environ.get(DATA_DIRS_ENV, "")
+    return [Path(d).expanduser().resolve() for d in raw.split(os.pathsep) if d.strip()]
 
 
 def _device_problem(device: str) -> str | None:

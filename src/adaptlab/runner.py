@@ -202,6 +202,8 @@ def run_candidate(
 ) -> float:
     cfg = project.config
     workdir = project.checkpoint_dir(key)
+    if workdir.is_symlink() or (workdir.exists() and not workdir.is_dir()):
+        workdir.unlink()  # a link or file left in the checkpoint folder is never followed
     if force and workdir.exists():
         shutil.rmtree(workdir)  # --force means from scratch, not from the last checkpoint
     workdir.mkdir(parents=True, exist_ok=True)

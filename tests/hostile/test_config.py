@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.hostile.conftest import write_project
+from tests.hostile.conftest import GOOD, jsonl, write_project
 
 BASE = """\
 name: hostile
@@ -468,3 +468,19 @@ def test_schema_file(
     start = time.monotonic()
     cli("data", "check", "-p", root).error("schema.json", *needles)
     assert time.monotonic() - start < 10
+
+
+def test_data_outside_allowed_by_the_users_environment(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ADAPTLAB_DATA_DIRS (the user's setting, not the project's) lets data live elsewhere;
+    it opens data paths only, never template or schema files."""
+    shared = tmp_path / "datasets"
+    shared.mkdir()
+    (shared / "d.jsonl").write_bytes(jsonl(GOOD))
+    root = write_project(tmp_path / "p")
+    cfg = (root / "adaptlab.yaml").read_text().replace("data/d.jsonl", str(shared / "d.jsonl"))
+    (root / "adaptlab.yaml").write_text(cfg)
+    cli("data", "check", "-p", root).error("outside the project folder", "ADAPTLAB_DATA_DIRS")
+    monkeypatch.setenv("ADAPTLAB_DATA_DIRS", str(shared))
+    cli("data", "check", "-p", root).ok()

@@ -101,7 +101,7 @@ def load_sentence_transformer(name: str, device: str) -> Any:
         quiet_library_progress()
         try:
             _LOADED[key] = st.SentenceTransformer(path, device=device)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a module class it refuses to import
             raise AdaptlabError(
                 f"cannot load model '{name}': {exc}",
                 fix="use the bundled 'all-MiniLM-L6-v2', or a local folder saved with "

@@ -30,7 +30,10 @@ def run_and_summarize(
         f"'adaptlab run -p {project_dir}' resumes from there"
     )
     with RichProgress(console) as progress:
-        say = progress.progress.console.print
+
+        def say(line: Text) -> None:
+            # One event, one line: a log keeps it whole, a terminal wraps it as it likes.
+            progress.progress.console.print(line, soft_wrap=True)
 
         def start(name: str) -> None:
             progress.set_candidate(name)

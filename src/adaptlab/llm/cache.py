@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS responses (
 
 class ResponseCache:
     def __init__(self, path: str | Path) -> None:
-        from adaptlab.store.files import connect
+        from adaptlab.store.files import connect, enable_wal
 
         self.path = Path(path)
         fix = (
@@ -46,7 +46,7 @@ class ResponseCache:
             self.path, damaged_fix=fix, isolation_level=None, check_same_thread=False
         )
         try:
-            self.conn.execute("PRAGMA journal_mode=WAL")
+            enable_wal(self.conn)
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.executescript(_SCHEMA)
             self.conn.execute("SELECT key FROM responses LIMIT 1").fetchone()

@@ -219,3 +219,26 @@ def connect(path: Path, *, damaged_fix: str, **kw: Any) -> GuardedConnection:
     assert isinstance(conn, GuardedConnection)
     conn.path, conn.damaged_fix = path, damaged_fix
     return conn
+
+
+def enable_wal(conn: sqlite3.Connection) -> None:
+    """Put a connection's file in WAL mode, waiting out another process opening it too.
+
+    Switching a fresh file to WAL needs a moment alone with it, and SQLite answers
+    "locked" at once, without its busy handler, when another process opens the same
+    fresh file at that moment; so retry for as long as a busy store is waited for.
+    ``conn`` comes from :func:`connect` (its errors are :class:`StoreError`).
+    """
+    import time
+
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except StoreError as exc:
+            if exc.issue.code != "locked" or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from adaptlab.store.files import StoreError, connect
+from adaptlab.store.files import StoreError, connect, enable_wal
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -183,7 +183,7 @@ class RunStore:
             self.conn.row_factory = sqlite3.Row
             self._refuse_newer()
             self.conn.execute("PRAGMA foreign_keys = ON")
-            self.conn.execute("PRAGMA journal_mode = WAL")
+            enable_wal(self.conn)
             self.migrate()
         except BaseException:
             self.conn.close()

@@ -35,7 +35,19 @@ def save(obj: dict[str, Any], path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     if os.path.lexists(tmp):  # never write through a link someone left there
         os.unlink(tmp)
-    torch.save(obj, tmp)
+    try:
+        torch.save(obj, tmp)
+    except RuntimeError as exc:  # torch reports a failed write (a full disk) this way
+        Path(tmp).unlink(missing_ok=True)
+        from adaptlab.errors import AdaptlabError
+
+        raise AdaptlabError(
+            f"cannot write the resume checkpoint {tmp}: {exc}".splitlines()[0],
+            file=tmp,
+            fix="free disk space (df -h) and rerun 'adaptlab run': training resumes from "
+            "the last checkpoint that was written",
+            code="disk",
+        ) from None
     os.replace(tmp, path)  # replaces a link at `path` itself, not what it points to
 
 
