@@ -1,0 +1,341 @@
+"""The ``adaptlab.yaml`` schema: the one source of validation, defaults and help.
+
+Every field carries its help text; ``adaptlab config schema`` prints them and the
+error messages quote them. Strategy parameters are checked against the options
+class of the strategy they name (see :mod:`adaptlab.strategies.registry`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+
+CONFIG_FILE = "adaptlab.yaml"
+BUNDLED_MODEL = "all-MiniLM-L6-v2"
+
+
+# strict: `seed: yes` is not the integer 1 and `name: 2024` is not text; no NaN or
+# infinity in a float field (they pass `ge=0` checks and break arithmetic later).
+_STRICT = ConfigDict(extra="forbid", validate_default=True, strict=True, allow_inf_nan=False)
+
+
+class _Strict(BaseModel):
+    model_config = _STRICT
+
+
+_DEVICE = re.compile(r"cpu|auto|mps|cuda(:\d{1,3})?")
+
+
+def _device_name(v: str) -> str:
+    if not _DEVICE.fullmatch(v):
+        raise ValueError(f"unknown device {v!r}: use 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'")
+    return v
+
+
+class DataConfig(_Strict):
+    path: str = Field(
+        description="Labelled examples, JSONL or CSV, relative to the project folder."
+    )
+    test_path: str | None = Field(
+        default=None,
+        description="An optional holdout file of your own; when set, no test split is carved out.",
+    )
+    format: Literal["auto", "jsonl", "csv"] = Field(
+        default="auto", description="File format; 'auto' goes by the file extension."
+    )
+    input_field: str = Field(default="text", description="Field (column) holding the input text.")
+    label_field: str = Field(default="label", description="Field (column) holding the label.")
+    test_size: float = Field(
+        default=0.2, gt=0, lt=1, description="Share of examples held out for the test split."
+    )
+    val_size: float = Field(
+        default=0.1,
+        ge=0,
+        lt=1,
+        description="Share of the training split carved out for validation (early stopping).",
+    )
+    encoding: str = Field(
+        default="utf-8",
+        description="Text encoding of the data files (utf-8, cp1252 for Excel on Windows, "
+        "latin-1, utf-16); a byte-order mark in the file overrides it.",
+    )
+    delimiter: str = Field(
+        default="auto",
+        description="CSV column delimiter: 'auto' (sniffed among , ; tab |), or one "
+        "character such as ';' (German Excel) or '\\t' (tab).",
+    )
+    max_file_mb: float = Field(
+        default=1024,
+        gt=0,
+        le=1 << 20,
+        description="Largest data file read, in MB; a bigger file is refused, not swallowed.",
+    )
+    conflicts: Literal["error", "warn"] = Field(
+        default="error",
+        description="Same input with different labels: stop ('error'), or keep both and "
+        "report them ('warn', for published datasets you must not edit).",
+    )
+    leakage: Literal["error", "warn"] = Field(
+        default="error",
+        description="A test_path input that also appears in train: stop ('error'), or keep "
+        "it and report the count ('warn', to reproduce published numbers).",
+    )
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(v)
+        except LookupError:
+            raise ValueError(
+                f"unknown encoding '{v}' (use utf-8, cp1252, latin-1 or utf-16)"
+            ) from None
+        return v
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character(cls, v: str) -> str:
+        v = "\t" if v in ("tab", "\\t") else v
+        if v != "auto" and (len(v) != 1 or v in '"\r\n' or v.isalnum() or v == " "):
+            raise ValueError(
+                f"the delimiter must be 'auto' or one character such as ',' ';' '\\t' '|', "
+                f"not {v!r}"
+            )
+        return v
+
+
+class ModelConfig(_Strict):
+    backend: str = Field(
+        default="sentence-transformers", description="Backend that runs the model."
+    )
+    name: str = Field(
+        default=BUNDLED_MODEL,
+        description="Model name or local path; 'all-MiniLM-L6-v2' is the bundled offline model.",
+    )
+    device: str = Field(
+        default="cpu", description="'cpu', 'cuda', 'cuda:1', 'mps' or 'auto' (a GPU if any)."
+    )
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        default="auto",
+        description="'auto' uses bf16 autocast only where the hardware has native bf16, else fp32.",
+    )
+    batch_size: int = Field(default=64, ge=1, le=65536, description="Texts per forward pass.")
+    max_seq_length: int = Field(default=128, ge=8, le=1 << 20, description="Tokens kept per input.")
+
+    _device = field_validator("device")(_device_name)
+
+
+class PriceConfig(_Strict):
+    """USD per 1M tokens; overrides the shipped price table for one model."""
+
+    input: float = Field(ge=0, description="USD per 1M input tokens.")
+    output: float = Field(ge=0, description="USD per 1M output tokens.")
+    cached_input: float | None = Field(
+        default=None, ge=0, description="USD per 1M cached input tokens (default: input price)."
+    )
+
+
+class LLMConfig(_Strict):
+    backend: str = Field(
+        description="'openai' (any OpenAI-compatible server), 'anthropic' or 'hf'."
+    )
+    name: str = Field(description="Model id at the provider, or a local folder for 'hf'.")
+    base_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible endpoint: vLLM, Ollama (http://localhost:11434/v1), "
+        "llama.cpp server, LM Studio, Azure; default is the provider's own.",
+    )
+    api_key_env: str | None = Field(
+        default=None,
+        description="Environment variable (or keys-file entry) holding the key; default "
+        "OPENAI_API_KEY / ANTHROPIC_API_KEY. Keys are never written anywhere.",
+    )
+    max_concurrency: int = Field(default=16, ge=1, description="Requests in flight at once.")
+    requests_per_minute: int | None = Field(
+        default=None, ge=1, description="Client-side limit of requests per minute."
+    )
+    tokens_per_minute: int | None = Field(
+        default=None, ge=1, description="Client-side limit of (estimated) tokens per minute."
+    )
+    timeout_s: float = Field(default=60.0, gt=0, description="Seconds before a call is abandoned.")
+    max_retries: int = Field(
+        default=6, ge=0, description="Retries of a failed call (429, 5xx, timeouts, broken bodies)."
+    )
+    stream: bool = Field(default=False, description="Stream responses (server-sent events).")
+    adapter: str | None = Field(
+        default=None, description="'hf' only: folder of a PEFT (LoRA) adapter to load on top."
+    )
+    device: str = Field(
+        default="cpu", description="'hf' only: 'cpu', 'cuda', 'cuda:1', 'mps' or 'auto'."
+    )
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        default="auto", description="'hf' only: bf16 where the hardware has it natively."
+    )
+    batch_size: int = Field(
+        default=8, ge=1, le=65536, description="'hf' only: prompts per generate()."
+    )
+    prices: PriceConfig | None = Field(
+        default=None, description="Override the shipped price table for this model."
+    )
+
+    _device = field_validator("device")(_device_name)
+
+
+class CandidateConfig(_Strict):
+    name: str = Field(description="Unique name of this candidate in reports.")
+    strategy: str = Field(description="Adaptation strategy: zero-shot, few-shot, rag, finetune, …")
+    llm: str | None = Field(
+        default=None,
+        description="Generative strategies: the name of an entry under 'llms:' to prompt.",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Options of the strategy (see `adaptlab strategies`)."
+    )
+
+
+class EvaluationConfig(_Strict):
+    bootstrap_resamples: int = Field(
+        default=1000, ge=100, description="Resamples for the bootstrap confidence intervals."
+    )
+    confidence: float = Field(default=0.95, gt=0.5, lt=1, description="Confidence level.")
+    alpha: float = Field(
+        default=0.05, gt=0, lt=0.5, description="Significance level of the paired tests."
+    )
+    latency_samples: int = Field(
+        default=100,
+        ge=0,
+        description="Test inputs sent one at a time to measure per-request latency.",
+    )
+    consistency_samples: int = Field(
+        default=0,
+        ge=0,
+        le=20,
+        description="Send each of the first consistency_inputs test inputs this many times "
+        "(2 or more) and report how often the answers agree; 0 turns it off.",
+    )
+    consistency_inputs: int = Field(
+        default=20, ge=1, description="Test inputs used for the consistency measurement."
+    )
+    generation_metric: Literal["token_f1", "exact_match", "similarity", "judge"] = Field(
+        default="token_f1",
+        description="Generation tasks: the primary score (SQuAD token F1, exact match, "
+        "embedding cosine, or an LLM judge with a rubric).",
+    )
+    judge_llm: str | None = Field(
+        default=None, description="Entry under 'llms:' that grades answers for the 'judge' metric."
+    )
+    judge_rubric: str = Field(
+        default="Score 1 if the answer says the same as the reference, else 0.",
+        description="What the judge is told to score (from 0 to 1).",
+    )
+
+
+class CostConfig(_Strict):
+    cpu_hour_usd: float = Field(
+        default=0.048,
+        ge=0,
+        description="Price of one CPU core-hour (a cloud vCPU on demand is about 0.04–0.05 USD).",
+    )
+    gpu_hour_usd: float = Field(default=2.5, ge=0, description="Price of one GPU-hour.")
+    monthly_requests: int = Field(
+        default=50_000, ge=0, description="Forecast of requests per month, for break-even."
+    )
+    tie_tolerance: float = Field(
+        default=0.25,
+        ge=0,
+        description="Costs within this share of the cheapest count as equal (CPU timings "
+        "are noisy); among candidates tied on quality and cost the more accurate wins.",
+    )
+    horizon_months: int = Field(
+        default=12, ge=1, description="Months over which setup (training) cost is paid back."
+    )
+
+
+class ProjectConfig(_Strict):
+    model_config = ConfigDict(**_STRICT, validate_by_name=True, serialize_by_alias=True)
+
+    name: str = Field(description="Project name, shown in reports.")
+    task: Literal["classification", "extraction", "generation"] = Field(
+        default="classification",
+        description="'classification' (a label per input), 'extraction' (a JSON object per "
+        "input, following 'schema') or 'generation' (free text scored against a reference).",
+    )
+    seed: int = Field(
+        default=42,
+        ge=0,
+        lt=1 << 32,
+        description="Seed for splits, sampling and training: 0 ≤ seed < 2**32 (what numpy "
+        "and torch accept).",
+    )
+    data: DataConfig = Field(description="Where the labelled examples are and how to split them.")
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Classification: every label with a one-line description; the descriptions are "
+            "the 'prompt' that zero-shot classifies against."
+        ),
+    )
+    schema_: dict[str, Any] | str | None = Field(
+        default=None,
+        alias="schema",
+        description="Extraction: the JSON schema of the target object, inline or a .json file.",
+    )
+    instruction: str | None = Field(
+        default=None, description="Generation: what the model is asked to do with each input."
+    )
+    model: ModelConfig = Field(
+        default_factory=ModelConfig,
+        description="The encoder: embeddings for the classifier strategies, example selection "
+        "and retrieval.",
+    )
+    llms: dict[str, LLMConfig] = Field(
+        default_factory=dict,
+        description="Generative models by name; a candidate names one with 'llm:'.",
+    )
+    candidates: list[CandidateConfig] = Field(
+        min_length=1,
+        description="The candidates to compare: each a unique name, a strategy and its params.",
+    )
+    evaluation: EvaluationConfig = Field(
+        default_factory=EvaluationConfig, description="Statistics of the comparison."
+    )
+    cost: CostConfig = Field(default_factory=CostConfig, description="Prices and volume.")
+
+    @field_validator("labels")
+    @classmethod
+    def _label_descriptions(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        if info.data.get("task", "classification") == "classification" and len(v) < 2:
+            raise ValueError("a classification task needs at least two labels")
+        for label, desc in v.items():
+            if not str(desc).strip():
+                raise ValueError(f"label '{label}' has an empty description")
+        return v
+
+    @field_validator("schema_")
+    @classmethod
+    def _schema_for_extraction(cls, v: Any, info: ValidationInfo) -> Any:
+        if info.data.get("task") == "extraction" and v is None:
+            raise ValueError("an extraction task needs 'schema:' (the JSON schema of the target)")
+        return v
+
+    @field_validator("candidates")
+    @classmethod
+    def _unique_candidates(cls, v: list[CandidateConfig]) -> list[CandidateConfig]:
+        seen: set[str] = set()
+        for cand in v:
+            if cand.name in seen:
+                raise ValueError(
+                    f"candidate name '{cand.name}' appears twice; names must be unique"
+                )
+            seen.add(cand.name)
+        return v
