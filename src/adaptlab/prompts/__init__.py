@@ -91,12 +91,7 @@ class PromptTemplate:
             self.template = self.env.get_template(self.file.name)
             self.chain = self._chain()
         except jinja2.TemplateSyntaxError as exc:
-            raise ConfigError(
-                f"template syntax error: {exc.message}",
-                file=Path(exc.filename or self.file),
-                line=exc.lineno,
-                fix="see https://jinja.palletsprojects.com/templates/ for the syntax",
-            ) from None
+            raise self._syntax_error(exc) from None
         except jinja2.TemplateNotFound as exc:
             raise self._not_found(exc) from None
         unknown = {name for t in self.chain for name in t.blocks} - set(PARTS)
@@ -106,6 +101,14 @@ class PromptTemplate:
                 file=self.file,
                 fix=f"a template's blocks are named {', '.join(PARTS)}",
             )
+
+    def _syntax_error(self, exc: jinja2.TemplateSyntaxError) -> ConfigError:
+        return ConfigError(
+            f"template syntax error: {exc.message}",
+            file=Path(exc.filename or self.file),
+            line=exc.lineno,
+            fix="see https://jinja.palletsprojects.com/templates/ for the syntax",
+        )
 
     def _not_found(self, exc: jinja2.TemplateNotFound) -> ConfigError:
         return ConfigError(
@@ -146,12 +149,7 @@ class PromptTemplate:
         except jinja2.TemplateNotFound as exc:
             raise self._not_found(exc) from None
         except jinja2.TemplateSyntaxError as exc:
-            raise ConfigError(
-                f"template syntax error: {exc.message}",
-                file=Path(exc.filename or self.file),
-                line=exc.lineno,
-                fix="see https://jinja.palletsprojects.com/templates/ for the syntax",
-            ) from None
+            raise self._syntax_error(exc) from None
         return digest.hexdigest()[:12]
 
     def render(self, variables: dict[str, Any], *, system: str | None = None) -> RenderedPrompt:
