@@ -203,7 +203,15 @@ def run_candidate(
     cfg = project.config
     workdir = project.checkpoint_dir(key)
     if workdir.is_symlink() or (workdir.exists() and not workdir.is_dir()):
-        workdir.unlink()  # a link or file left in the checkpoint folder is never followed
+        from adaptlab.errors import AdaptlabError
+
+        # Never followed: --force would empty whatever folder the link points to.
+        raise AdaptlabError(
+            "this candidate's checkpoint folder is a link or a file, not a folder",
+            file=workdir,
+            fix=f"remove it (rm {workdir}) and run again; adaptlab makes a fresh folder",
+            code="checkpoint-link",
+        )
     if force and workdir.exists():
         shutil.rmtree(workdir)  # --force means from scratch, not from the last checkpoint
     workdir.mkdir(parents=True, exist_ok=True)
