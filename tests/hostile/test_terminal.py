@@ -235,3 +235,18 @@ def test_other_libraries_progress_bars_stay_out(tmp_path: Path) -> None:
     for foreign in ("Loading weights", "Batches", "it/s]", "Downloading", "Fetching"):
         assert foreign not in out, out
     assert "✓ zs" in out
+
+
+def test_data_check_with_a_thousand_labels_prints_one_page(cli: Any, tmp_path: Path) -> None:
+    labels = [f"intent_{i:04d}" for i in range(1000)]
+    rows = [{"text": f"request {j} for {lab} case", "label": lab} for lab in labels for j in (1, 2)]
+    rows.append({"text": "one more for the first intent", "label": labels[0]})
+    cfg = base_config(labels={lab: f"about {lab}" for lab in labels})
+    root = write_project(tmp_path / "p", jsonl(rows), config=cfg)
+    out = cli("data", "check", "-p", root).stdout
+    table = out.split("warning:")[0]
+    shown = [lab for lab in labels if lab in table]
+    assert len(shown) == 50, len(shown)
+    assert labels[0] not in table  # it has 3 examples, the rarest have 2
+    assert "the 50 rarest of 1000 labels" in " ".join(out.split())
+    assert "… and 994 more like these" in " ".join(out.split())  # 999 rare labels, 5 shown

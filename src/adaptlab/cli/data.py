@@ -6,6 +6,11 @@ import click
 
 from adaptlab.cli.common import console, project_option
 
+#: Rows of the label table `data check` prints; with more labels, the rarest are shown.
+MAX_LABEL_ROWS = 50
+#: Warnings of one kind printed in full before the rest are counted.
+MAX_WARNINGS_PER_KIND = 5
+
 
 @click.group()
 def data() -> None:
@@ -30,8 +35,16 @@ def check(project_dir: str) -> None:
         table.add_column("label")
         table.add_column("examples", justify="right")
         table.add_column("description")
-        for label, n in report.label_counts.items():
+        # A terminal page, not 10,000 rows: the rarest labels are the ones to look at.
+        counts = sorted(report.label_counts.items(), key=lambda kv: (kv[1], kv[0]))
+        shown = counts if len(counts) <= MAX_LABEL_ROWS else counts[:MAX_LABEL_ROWS]
+        for label, n in sorted(shown, key=lambda kv: list(report.label_counts).index(kv[0])):
             table.add_row(Text(label), str(n), Text(project.config.labels[label]))
+        if len(shown) < len(counts):
+            table.caption = (
+                f"the {len(shown)} rarest of {len(counts)} labels; the others have "
+                f"{counts[len(shown)][1]} or more examples each"
+            )
         console.print(table)
         if _bare_descriptions(project.config.labels):
             console.print(
@@ -52,8 +65,21 @@ def check(project_dir: str) -> None:
             f"{title} per input, {report.mean_target_words:.1f} per reference answer",
             soft_wrap=True,
         )
+    # A handful of each kind: a thousand rare labels make one point, not a thousand lines.
+    by_code: dict[str, int] = {}
     for issue in report.warnings:
-        console.print(Text.assemble(("warning:", "yellow"), f" {issue}"), soft_wrap=True)
+        by_code[issue.code] = by_code.get(issue.code, 0) + 1
+        if by_code[issue.code] <= MAX_WARNINGS_PER_KIND:
+            console.print(Text.assemble(("warning:", "yellow"), f" {issue}"), soft_wrap=True)
+    for code, n in by_code.items():
+        if n > MAX_WARNINGS_PER_KIND:
+            console.print(
+                Text.assemble(
+                    ("warning:", "yellow"),
+                    f" … and {n - MAX_WARNINGS_PER_KIND} more like these ({code})",
+                ),
+                soft_wrap=True,
+            )
     if report.errors:
         raise DataError(f"{len(report.errors)} data error(s)", issues=report.errors)
     split = project.split()
