@@ -36,9 +36,9 @@ def check(project_dir: str) -> None:
         table.add_column("examples", justify="right")
         table.add_column("description")
         # A terminal page, not 10,000 rows: the rarest labels are the ones to look at.
-        by_size = sorted(report.label_by_size.items(), key=lambda kv: (kv[1], kv[0]))
+        by_size = sorted(report.label_counts.items(), key=lambda kv: (kv[1], kv[0]))
         shown = by_size if len(by_size) <= MAX_LABEL_ROWS else by_size[:MAX_LABEL_ROWS]
-        for label, n in sorted(shown, key=lambda kv: list(report.label_by_size).index(kv[0])):
+        for label, n in sorted(shown, key=lambda kv: list(report.label_counts).index(kv[0])):
             table.add_row(Text(label), str(n), Text(project.config.labels[label]))
         if len(shown) < len(by_size):
             table.caption = (
