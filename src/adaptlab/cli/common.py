@@ -49,8 +49,6 @@ def handle_errors() -> Iterator[None]:
     """Print user errors as 'where: what / fix: how' and exit 2; no traceback."""
     import sqlite3
 
-    from adaptlab.store.files import os_error
-
     set_interrupt_hint("interrupted")  # a command that has a better hint sets its own
     try:
         yield
@@ -71,6 +69,8 @@ def handle_errors() -> Iterator[None]:
         err_console.print(_interrupt_hint, markup=False, soft_wrap=True)
         sys.exit(130)
     except OSError as exc:  # a full disk, a read-only folder, a file where a folder belongs
+        from adaptlab.store.files import os_error
+
         print_error(os_error(exc))
         sys.exit(2)
     except sqlite3.Error as exc:
