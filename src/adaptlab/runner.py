@@ -257,10 +257,6 @@ def run_candidate(
     ]
     consistency = _consistency(strategy, texts, cfg.evaluation)
     if ctx.llm is not None:
-        from collections import Counter
-
-        from adaptlab.evaluation.scoring import FAILED
-
         stats = ctx.llm.stats
         strategy.info["llm"] = {
             "requests": stats.requests,
@@ -269,10 +265,6 @@ def run_candidate(
             "retries": stats.retries,
             "retries_by_kind": dict(stats.retries_by_kind),
             "usage_exact": all(p.tokens_exact is not False for p in preds),
-            # Holdout answers the provider refused (by status) and answers cut off at
-            # the output limit; the report recounts both from the stored rows.
-            "failed": dict(Counter(p.status for p in preds if p.status in FAILED)),
-            "cut_off": sum(p.finish_reason == "length" for p in preds),
         }
     result = ResultRow(
         key=key,
