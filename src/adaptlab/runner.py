@@ -7,6 +7,7 @@ the store is not recomputed; this is what makes a killed ``adaptlab run`` resume
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import shutil
@@ -183,6 +184,11 @@ def make_context(
         progress=progress,
         _cache=models.embeddings,
         llm=models.llm(cand.llm, progress) if cand.llm is not None and with_llm else None,
+        llm_variant=(
+            functools.partial(models.llm_variant, cand.llm, progress)
+            if cand.llm is not None and with_llm
+            else None
+        ),
         task=cfg.task,
         root=project.root,
         task_options={"schema": cfg.schema_, "instruction": cfg.instruction},
@@ -316,7 +322,12 @@ class _Models:
         return self._encoder
 
     def llm(self, name: str, progress: ProgressSink) -> LLMRunner:
-        if name not in self._runners:
+        return self.llm_variant(name, progress)
+
+    def llm_variant(self, name: str, progress: ProgressSink, **update: Any) -> LLMRunner:
+        """The runner of ``llms: name`` with ``update`` applied (an adapter, a model id)."""
+        runner_key = json.dumps([name, update], sort_keys=True, default=str)
+        if runner_key not in self._runners:
             from adaptlab.backends import load_llm
             from adaptlab.llm.cache import ResponseCache
             from adaptlab.llm.runner import LLMRunner
@@ -324,9 +335,12 @@ class _Models:
             if self._cache is None:
                 self._cache = ResponseCache(self.project.llm_cache_path)
             quiet_library_progress()  # a local model (hf backend) loads through transformers
-            backend = load_llm(self.project.config.llms[name])
-            self._runners[name] = LLMRunner(backend, cache=self._cache, progress=progress)
-        return self._runners[name]
+            config = self.project.config.llms[name]
+            if update:
+                config = config.model_copy(update=update)
+            backend = load_llm(config)
+            self._runners[runner_key] = LLMRunner(backend, cache=self._cache, progress=progress)
+        return self._runners[runner_key]
 
     def close(self) -> None:
         if self._cache is not None:

@@ -98,6 +98,11 @@ class StrategyContext:
     task: str = "classification"
     root: Path = field(default_factory=Path.cwd)  # the project folder, for template paths
     task_options: dict[str, object] = field(default_factory=dict)
+    #: The candidate's model with some ``llms:`` fields changed, for a strategy that
+    #: trains its own: ``llm_variant(adapter="…/adapter")`` (a local LoRA adapter) or
+    #: ``llm_variant(name="ft:gpt-4o-mini:…")`` (a provider's fine-tuned model). The
+    #: runner shares the project's response cache; each variant loads once per run.
+    llm_variant: Callable[..., LLMRunner] | None = None
 
     @property
     def encoder(self) -> EncoderBackend:

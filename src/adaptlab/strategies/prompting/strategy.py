@@ -103,6 +103,10 @@ class PromptStrategy(Strategy):
     # ------------------------------------------------------------ examples
 
     def fit(self, train: Sequence[Example], val: Sequence[Example]) -> None:
+        self.select_shots(train)
+
+    def select_shots(self, train: Sequence[Example]) -> None:
+        """Pick the examples the prompts show (a fixed set, or a pool to search per input)."""
         self._pool = list(train)
         k = min(self.opts.shots, len(self._pool))
         if not k:
@@ -188,6 +192,20 @@ class PromptStrategy(Strategy):
             rendered = self.template.render(self.variables(text, examples), system=self.opts.system)
             out.append(ChatRequest(rendered.messages, params, sample))
         return out
+
+    def chat_records(self, examples: Sequence[Example]) -> list[list[dict[str, str]]]:
+        """Each example as the chat a model would be fine-tuned on: ``[{role, content}, …]``.
+
+        The messages are exactly the request this candidate sends for the example's
+        input (template, system prompt, shots picked by :meth:`select_shots`), followed
+        by one assistant message holding the target (label, JSON or reference answer).
+        """
+        requests = self.requests([ex.text for ex in examples])
+        return [
+            [{"role": m.role, "content": m.content} for m in req.messages]
+            + [{"role": "assistant", "content": ex.label}]
+            for req, ex in zip(requests, examples, strict=True)
+        ]
 
     # ------------------------------------------------------------ answers
 
