@@ -1,0 +1,1 @@
+"""LLM fine-tuning: chat data, the local trainer, provider jobs."""
