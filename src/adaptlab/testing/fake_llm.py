@@ -740,7 +740,7 @@ class _Server(ThreadingHTTPServer):
         self.owner = owner
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
-        super().__init__(address, _Handler)
+        super().__init__(address, owner.handler_class)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._open_lock:
@@ -776,7 +776,13 @@ class FakeLLMServer:
     streamed chunk, ``cached_tokens`` of each prompt are reported as cached,
     ``usage`` overrides the usage block (see the module docstring), and
     ``require_key`` answers 401 to a request that sends no key.
+
+    A subclass serves more endpoints by setting ``handler_class`` to a subclass of
+    the request handler (:mod:`adaptlab.testing.fake_finetune` adds files and
+    fine-tuning jobs this way, so one server answers both).
     """
+
+    handler_class: type[BaseHTTPRequestHandler] = _Handler
 
     def __init__(
         self,
