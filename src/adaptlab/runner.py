@@ -112,16 +112,14 @@ def result_key(project: Project, cand: CandidateConfig, split: Split) -> str:
 
 def llm_unavailable(llm: LLMConfig) -> str | None:
     """Why this model cannot run here (no key, no local folder), or None when it can."""
-    from pathlib import Path
-
     from adaptlab.backends import BACKENDS, llm_key_var
     from adaptlab.llm.keys import find_key
 
     cls = BACKENDS.get(llm.backend)
     if getattr(cls, "local", False):
-        if not Path(llm.name).expanduser().is_dir():
-            return f"local model folder '{llm.name}' not found"
-        return None
+        from adaptlab.backends.gguf import local_model_problem
+
+        return local_model_problem(llm.name)
     var = llm_key_var(llm)
     if var and llm.base_url is None and not find_key(var):
         local = " (or set base_url to a local server)" if llm.backend == "openai" else ""
@@ -338,6 +336,10 @@ class _Models:
             config = self.project.config.llms[name]
             if update:
                 config = config.model_copy(update=update)
+            if config.backend == "hf":
+                from adaptlab.backends.gguf import resolve_model
+
+                resolve_model(config.name, progress=progress)  # a GGUF converts once, shown
             backend = load_llm(config)
             self._runners[runner_key] = LLMRunner(backend, cache=self._cache, progress=progress)
         return self._runners[runner_key]

@@ -2,11 +2,13 @@
 
 The model is loaded from a local folder through the ordinary
 ``AutoModelForCausalLM.from_pretrained`` path (a user's own checkpoint takes the
-same one), once per process. Requests are rendered with the tokenizer's chat
-template when it has one, left-padded and answered by one ``generate`` call per
-batch. Each sampled request draws from its own generator seeded by
-``(params.seed, request.sample)``, so a draw depends neither on the other requests
-in the batch nor on earlier calls; token counts are exact.
+same one), once per process; a GGUF file or the bundled ``smollm2-135m-instruct``
+is first converted to such a folder (:mod:`adaptlab.backends.gguf`). Requests are
+rendered with the tokenizer's chat template when it has one, left-padded and
+answered by one ``generate`` call per batch. Each sampled request draws from its
+own generator seeded by ``(params.seed, request.sample)``, so a draw depends
+neither on the other requests in the batch nor on earlier calls; token counts are
+exact.
 """
 
 from __future__ import annotations
@@ -117,12 +119,17 @@ def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
 
 
 def load_causal_lm(
-    name: str, adapter: str | None, device: str, precision: str
+    name: str, adapter: str | None, device: str, precision: str, *, progress: Any = None
 ) -> tuple[_Loaded, str]:
-    """Load (once per process) the model, adapter and tokenizer; return them and the dtype name."""
+    """Load (once per process) the model, adapter and tokenizer; return them and the dtype name.
+
+    ``name`` is a model folder, a ``.gguf`` file or a bundled alias (see
+    :mod:`adaptlab.backends.gguf`); a GGUF source is converted once, with progress.
+    """
+    from adaptlab.backends.gguf import resolve_model
     from adaptlab.backends.sentence_transformers import bf16_supported
 
-    model_dir = _folder(name, "model", "config.json")
+    model_dir = _folder(str(resolve_model(name, progress=progress)), "model", "config.json")
     adapter_dir = _folder(adapter, "adapter", "adapter_config.json") if adapter else None
     torch = _import("torch")
     transformers = _import("transformers")

@@ -36,11 +36,12 @@ from adaptlab.llm.types import Message
 from adaptlab.prompts.sandbox import MAX_CHARS, ProjectLoader, PromptEnvironment, Refused
 
 PARTS = ("system", "context", "examples", "task", "output_format")
-BUILTIN = ("classify", "extract", "generate")
+BUILTIN = ("classify", "classify-short", "extract", "generate")
 _BUILTIN_DIR = Path(__file__).parent / "templates"
 _SANDBOX_FIX = (
     "a template may use its variables, Jinja's filters and tests, and templates in its "
-    "own folder or the built-ins (classify.j2, extract.j2, generate.j2); nothing else"
+    "own folder or the built-ins (classify.j2, classify-short.j2, extract.j2,"
+    " generate.j2); nothing else"
 )
 
 

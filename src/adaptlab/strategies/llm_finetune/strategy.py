@@ -1,0 +1,172 @@
+"""Fine-tune the candidate's local generative model (LoRA by default), then prompt it.
+
+The training chats are exactly the requests the candidate sends at test time (the
+same template, system prompt and shots; see
+:meth:`~adaptlab.strategies.prompting.PromptStrategy.chat_records`) with the target
+as the assistant's answer, so the model learns the prompt it will be asked with.
+``fit`` trains on the train split with early stopping on the val split
+(:func:`adaptlab.train.train_causal_lm`); the test split is answered by the
+checkpoint with the best validation loss and, for the overfitting report, by the
+last one. Answers are parsed and scored like any prompted candidate's.
+
+A killed run resumes: training from its last checkpoint to the same weights, and a
+finished training is reused (the candidate's checkpoint folder keeps it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from adaptlab.errors import ConfigError
+from adaptlab.strategies.base import Prediction, StrategyContext, StrategyOptions
+from adaptlab.strategies.llm_finetune.config import LLMFinetuneOptions
+from adaptlab.strategies.prompting.config import PromptOptions
+from adaptlab.strategies.prompting.strategy import PromptStrategy
+from adaptlab.train.options import TrainOptions
+
+if TYPE_CHECKING:
+    from adaptlab.data import Example
+    from adaptlab.llm.runner import LLMRunner
+    from adaptlab.prompts import PromptTemplate
+    from adaptlab.train.trainer import TrainResult
+
+
+class LLMFinetune(PromptStrategy):
+    """LoRA / full / QLoRA fine-tuning of a local (``hf``) model, answered through a prompt."""
+
+    name: ClassVar[str] = "llm-finetune"
+    Options: ClassVar[type[StrategyOptions]] = LLMFinetuneOptions
+    trains_weights: ClassVar[bool] = True
+
+    def __init__(self, options: StrategyOptions, ctx: StrategyContext) -> None:
+        super().__init__(options, ctx)
+        assert isinstance(options, LLMFinetuneOptions)
+        self.ft: LLMFinetuneOptions = options
+        self._last: LLMRunner | None = None
+        self.training: TrainResult | None = None
+
+    @classmethod
+    def template_for(cls, options: PromptOptions, root: Path, task: str) -> PromptTemplate:
+        from adaptlab.prompts import PromptTemplate
+
+        if options.template == "auto" and task == "classification":
+            return PromptTemplate("classify-short", root)
+        return super().template_for(options, root, task)
+
+    def train_options(self) -> TrainOptions:
+        """The training half of this candidate's options."""
+        fields = set(TrainOptions.model_fields)
+        return TrainOptions.model_validate(self.ft.model_dump(include=fields))
+
+    # ------------------------------------------------------------ training
+
+    def fit(self, train: Sequence[Example], val: Sequence[Example]) -> None:
+        from adaptlab.backends.gguf import resolve_model
+        from adaptlab.train.trainer import train_causal_lm
+
+        config = self.runner.config
+        if config.backend != "hf":
+            raise ConfigError(
+                f"llm-finetune trains a local model, but llm '{config.name}' uses backend "
+                f"'{config.backend}'",
+                fix="point the candidate's llm at an 'hf' entry (e.g. name: "
+                "smollm2-135m-instruct), or use strategy openai-finetune for a provider job",
+            )
+        if config.adapter is not None:
+            raise ConfigError(
+                f"llm-finetune trains a new adapter, but llm '{config.name}' already loads "
+                f"adapter '{config.adapter}'",
+                fix="use an llms: entry without adapter: (merge that adapter into a model "
+                "folder first to train on top of it)",
+            )
+        if not val:
+            raise ConfigError(
+                "llm-finetune needs a validation split for early stopping and the "
+                "overfitting report, and this project's is empty",
+                fix="set data.val_size (e.g. 0.1) in adaptlab.yaml",
+            )
+        self.select_shots(train)
+        records = self.chat_records(train)
+        val_records = self.chat_records(val)
+        fingerprint = hashlib.sha256(
+            json.dumps([records, val_records], ensure_ascii=False).encode()
+        ).hexdigest()[:16]
+        backend: Any = self.runner.backend
+        result = train_causal_lm(
+            resolve_model(config.name, progress=self.ctx.progress),
+            records,
+            val_records,
+            self.ctx.workdir / "train",
+            self.train_options(),
+            seed=self.ctx.seed,
+            device=getattr(backend, "device", "cpu"),
+            progress=self.ctx.progress,
+            data_fingerprint=fingerprint,
+        )
+        self.training = result
+        self.curves = list(result.curves)
+        best = self._variant(result.best_dir)
+        # The runner reads token and cache statistics from ctx.llm after predicting.
+        from adaptlab.llm.runner import RunnerStats
+
+        best.stats = RunnerStats()
+        self.ctx.llm = best
+        if self.ft.evaluate == "best-and-last" and result.last_step != result.best_step:
+            self._last = self._variant(result.last_dir)
+        self.info["training"] = training_info(result, fingerprint, len(records), len(val_records))
+
+    def _variant(self, folder: Path) -> LLMRunner:
+        if self.ctx.llm_variant is None:
+            raise RuntimeError("llm-finetune needs StrategyContext.llm_variant")
+        if self.ft.method == "full":
+            return self.ctx.llm_variant(name=str(folder), adapter=None)
+        return self.ctx.llm_variant(adapter=str(folder))
+
+    # ------------------------------------------------------------ answers
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        preds = super().predict(texts)
+        if self._last is not None and self.training is not None:
+            responses = self._last.run_sync(
+                self.requests(texts), description="answers of the last checkpoint"
+            )
+            last = [self._prediction(r) for r in responses]
+            self.info["last_checkpoint"] = {
+                "step": self.training.last_step,
+                "predictions": [p.label for p in last],
+                "unparsed": sum(p.status in ("unparsed", "invalid") for p in last),
+            }
+        return preds
+
+
+def training_info(
+    result: TrainResult, fingerprint: str, n_train: int, n_val: int
+) -> dict[str, object]:
+    """What the overfitting report needs, JSON-ready: losses at the best step and the gap.
+
+    The gap is validation loss minus the training loss logged nearest before the best
+    step (both mean cross-entropy over assistant tokens, nats).
+    """
+    train_points = [p for p in result.curves if p.split == "train" and p.metric == "loss"]
+    before = [p for p in train_points if p.step <= result.best_step] or train_points[:1]
+    train_loss = before[-1].value if before else None
+    return {
+        "method": result.method,
+        "precision": result.precision,
+        "best_step": result.best_step,
+        "last_step": result.last_step,
+        "best_val_loss": result.best_val_loss,
+        "last_val_loss": result.last_val_loss,
+        "train_loss_at_best": train_loss,
+        "gap_at_best": None if train_loss is None else result.best_val_loss - train_loss,
+        "stopped_early": result.stopped_early,
+        "train_tokens": result.train_tokens,
+        "tokens_per_second": result.tokens_per_second,
+        "truncated": result.truncated,
+        "examples": {"train": n_train, "val": n_val},
+        "data_fingerprint": fingerprint,
+    }
