@@ -1,0 +1,118 @@
+"""Chats to token ids with assistant-only labels, and the collators that batch them.
+
+A chat is a list of ``{"role", "content"}`` messages whose last one is the
+assistant's answer. Only that answer (and the template's end-of-turn tokens after
+it) is trained; every other position gets the label -100, which the loss ignores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from adaptlab.errors import DataError
+
+IGNORE = -100  # the label PyTorch's cross-entropy and transformers' losses skip
+
+Chat = list[dict[str, str]]
+
+
+@dataclass
+class Encoded:
+    """Token ids and labels of a set of chats.
+
+    ``features`` holds one ``{"input_ids": [...], "labels": [...]}`` per kept
+    chat; ``truncated`` counts chats cut at ``max_length``; ``dropped`` counts
+    those left without a single trained token by the cut (not in ``features``).
+    """
+
+    features: list[dict[str, list[int]]] = field(default_factory=list)
+    truncated: int = 0
+    dropped: int = 0
+
+    @property
+    def tokens(self) -> int:
+        """Tokens in all kept chats (none of them padding)."""
+        return sum(len(f["input_ids"]) for f in self.features)
+
+
+def _ids(rendered: Any) -> list[int]:
+    # transformers 5 returns a BatchEncoding from a tokenizing apply_chat_template, 4.x a list.
+    ids = rendered["input_ids"] if hasattr(rendered, "keys") else rendered
+    return [int(i) for i in ids]
+
+
+def encode_chat(tokenizer: Any, chat: Chat, *, index: int = 0) -> dict[str, list[int]]:
+    """Token ids of one chat, labelled for loss on the last (assistant) message only.
+
+    The prompt (every message before the answer, rendered with
+    ``add_generation_prompt=True``) must be a token prefix of the whole chat's
+    rendering, so the answer's span is exactly what follows it.
+
+    Raises:
+        DataError: the chat is empty, its last message is not the assistant's,
+            the tokenizer has no chat template, or the template renders the
+            prompt differently inside the whole chat (the span is unknowable).
+    """
+    if not chat or chat[-1].get("role") != "assistant":
+        raise DataError(
+            f"training example {index} does not end with an assistant message",
+            fix="each training chat must be a list of {role, content} messages "
+            "whose last role is 'assistant'",
+        )
+    if not getattr(tokenizer, "chat_template", None):
+        raise DataError(
+            "the base model's tokenizer has no chat template",
+            fix="use an instruction-tuned base model (its tokenizer_config.json has a "
+            "chat_template) or add one to the tokenizer",
+        )
+    full = _ids(tokenizer.apply_chat_template(chat, tokenize=True))
+    prompt = _ids(
+        tokenizer.apply_chat_template(chat[:-1], tokenize=True, add_generation_prompt=True)
+    )
+    if len(prompt) >= len(full) or full[: len(prompt)] != prompt:
+        raise DataError(
+            f"training example {index}: the chat template renders the prompt differently when the "
+            "answer follows, so the answer's tokens cannot be found",
+            fix="use a chat template whose generation prompt is a prefix of the rendered chat "
+            "(ChatML, Llama 3 and most instruction templates are)",
+        )
+    return {"input_ids": full, "labels": [IGNORE] * len(prompt) + full[len(prompt) :]}
+
+
+def encode_chats(tokenizer: Any, chats: Sequence[Chat], max_length: int) -> Encoded:
+    """Encode every chat, cutting each at ``max_length`` tokens (the end goes).
+
+    A chat whose cut leaves no trained token is dropped and counted in
+    ``dropped`` (it would only add a zero-weight row).
+    """
+    out = Encoded()
+    for i, chat in enumerate(chats):
+        feat = encode_chat(tokenizer, chat, index=i)
+        if len(feat["input_ids"]) > max_length:
+            out.truncated += 1
+            feat = {k: v[:max_length] for k, v in feat.items()}
+            if all(label == IGNORE for label in feat["labels"]):
+                out.dropped += 1
+                continue
+        out.features.append(feat)
+    return out
+
+
+def make_collator(batching: str, tokenizer: Any) -> Any:
+    """The data collator for a batching mode.
+
+    ``padding-free``: transformers' ``DataCollatorWithFlattening`` joins a batch
+    into one row of shape ``[1, total_tokens]`` with ``position_ids`` restarting
+    at 0 per example and no attention mask; transformers' mask builder
+    (``masking_utils.find_packed_sequence_indices``) turns those restarts into a
+    block-diagonal causal mask, so no example attends to another (checked by
+    ``tests/train/test_collate.py``). ``length-grouped``/``padded``: rows padded
+    to the batch's longest, labels padded with -100.
+    """
+    from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
+
+    if batching == "padding-free":
+        return DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE)  # type: ignore[no-untyped-call]
+    return DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE)

@@ -1,0 +1,97 @@
+"""Options of the local LLM trainer; pydantic only, so reading a config never imports torch."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Method = Literal["lora", "full", "qlora"]
+
+
+class TrainOptions(BaseModel):
+    """How :func:`adaptlab.train.trainer.train_causal_lm` fine-tunes a causal LM.
+
+    Defaults follow common LoRA practice for small instruction models (r=16,
+    alpha=32, lr 2e-4; the QLoRA paper, Dettmers et al. 2023, uses lr 2e-4 for
+    adapters and full fine-tunes take about a tenth of it).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Method = Field(
+        "lora",
+        description="'lora' trains low-rank adapters, 'full' every weight, 'qlora' adapters on a "
+        "4-bit base (CUDA GPU and bitsandbytes only).",
+    )
+    lora_r: int = Field(16, ge=1, description="Rank of each LoRA update matrix.")
+    lora_alpha: int = Field(
+        32, ge=1, description="LoRA scale numerator: updates are scaled by alpha/r."
+    )
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear",
+        description="Module names LoRA wraps, or 'all-linear' for every linear layer "
+        "but the output head.",
+    )
+    epochs: float = Field(3, gt=0, description="Passes over the training set (may be fractional).")
+    learning_rate: float | None = Field(
+        None, gt=0, description="Peak learning rate; None: 2e-4 for lora/qlora, 2e-5 for full."
+    )
+    batch_size: int = Field(8, ge=1, description="Examples per device step.")
+    gradient_accumulation_steps: int = Field(
+        1, ge=1, description="Device steps summed into one optimizer step."
+    )
+    max_length: int = Field(
+        512, ge=8, description="Tokens per example; longer examples are cut at the end and counted."
+    )
+    batching: Literal["padding-free", "length-grouped", "padded"] = Field(
+        "padding-free",
+        description="'padding-free' packs a batch into one row with position ids restarting per "
+        "example (no padding at all); 'length-grouped' pads batches of similar length; "
+        "'padded' pads random batches.",
+    )
+    eval_steps: int = Field(
+        20, ge=1, description="Evaluate on the validation set every N optimizer steps."
+    )
+    save_steps: int | None = Field(
+        None, ge=1, description="Checkpoint every N optimizer steps; None: every eval_steps."
+    )
+    early_stopping_patience: int | None = Field(
+        3,
+        ge=1,
+        description="Stop after this many evaluations without a lower validation loss; "
+        "None: never.",
+    )
+    warmup_ratio: float = Field(
+        0.05, ge=0.0, le=1.0, description="Fraction of steps of linear warm-up."
+    )
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto",
+        description="'auto': bf16 mixed precision where the device computes bf16 natively, "
+        "else fp32.",
+    )
+    gradient_checkpointing: bool | None = Field(
+        None,
+        description="Recompute activations to save memory; None: on for full/qlora on a GPU, "
+        "off otherwise.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainOptions:
+        if isinstance(self.target_modules, list) and not self.target_modules:
+            raise ValueError("target_modules is empty; name modules or use 'all-linear'")
+        return self
+
+    @property
+    def lr(self) -> float:
+        """The learning rate in effect (the method's default when unset)."""
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return 2e-5 if self.method == "full" else 2e-4
+
+    @property
+    def checkpoint_steps(self) -> int:
+        """Optimizer steps between checkpoints."""
+        return self.save_steps if self.save_steps is not None else self.eval_steps

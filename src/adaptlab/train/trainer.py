@@ -1,0 +1,624 @@
+"""Fine-tune a local causal LM on chats with transformers' Trainer and PEFT.
+
+The training loop, checkpoints, resume (RNG states included), evaluation and
+early stopping are Trainer's; this module chooses their settings, encodes the
+chats (:mod:`adaptlab.train.collate`), and turns the run into two folders
+(``best/``, ``last/``) and a ``result.json``. torch and transformers are
+imported inside the functions, so importing this module stays light.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from adaptlab.errors import ConfigError, DataError
+from adaptlab.train.options import TrainOptions
+
+if TYPE_CHECKING:
+    from adaptlab.strategies.base import CurvePoint, ProgressSink
+
+Chat = list[dict[str, str]]
+
+RESULT = "result.json"
+RUN_KEY = "adaptlab-run.json"  # in out/checkpoints: which run the checkpoints belong to
+# Files of a checkpoint folder that make up the model (adapter or full weights);
+# optimizer, scheduler, RNG states and the pickled training_args.bin stay behind.
+_MODEL_FILES = (
+    "*.safetensors",
+    "*.safetensors.index.json",
+    "config.json",
+    "generation_config.json",
+    "adapter_config.json",
+)
+
+
+@dataclass
+class TrainResult:
+    """What a fine-tune produced; persisted as ``out/result.json``.
+
+    ``best_dir``/``last_dir`` hold an adapter (lora/qlora: ``adapter_config.json``
+    + ``adapter_model.safetensors``) or a full model (``method == 'full'``), a
+    tokenizer and a ``README.md`` card. Losses are mean token cross-entropy (nats)
+    over assistant tokens; steps count optimizer steps. ``train_tokens`` counts
+    non-padding tokens fed to training (prompt tokens included, as they are
+    computed on); ``tokens_per_second`` divides the tokens of this process's
+    session by its wall time in ``Trainer.train`` (evaluations included).
+    ``truncated`` counts training and validation examples cut at ``max_length``.
+    """
+
+    best_dir: Path
+    last_dir: Path
+    curves: list[CurvePoint]
+    best_step: int
+    last_step: int
+    best_val_loss: float
+    last_val_loss: float
+    train_tokens: int
+    tokens_per_second: float
+    stopped_early: bool
+    precision: str
+    method: str
+    truncated: int
+    dropped: int = 0
+    max_steps: int = 0
+    run_key: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (paths as strings, curves as dicts)."""
+        data = asdict(self)
+        data["best_dir"] = str(self.best_dir)
+        data["last_dir"] = str(self.last_dir)
+        data["curves"] = [asdict(p) for p in self.curves]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainResult:
+        """Inverse of :meth:`to_json`; raises ``KeyError``/``TypeError`` on a malformed dict."""
+        from adaptlab.strategies.base import CurvePoint
+
+        kw = dict(data)
+        kw["best_dir"] = Path(kw["best_dir"])
+        kw["last_dir"] = Path(kw["last_dir"])
+        kw["curves"] = [CurvePoint(**p) for p in kw["curves"]]
+        return cls(**kw)
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """'bf16' or 'fp32': bf16 only where ``device`` computes it natively.
+
+    Raises:
+        ConfigError: ``precision: bf16`` on a device without native bf16.
+    """
+    from adaptlab.backends.sentence_transformers import bf16_supported
+
+    native = bf16_supported(device)
+    if precision == "auto":
+        return "bf16" if native else "fp32"
+    if precision == "bf16" and not native:
+        raise ConfigError(
+            f"precision bf16 asked for, but {device} has no native bf16 "
+            "(it would be emulated, slower than fp32)",
+            fix="set precision: auto or fp32 in the fine-tuning options",
+        )
+    return precision
+
+
+def check_method(method: str, device: str) -> None:
+    """Refuse QLoRA where it cannot run.
+
+    Raises:
+        ConfigError: method 'qlora' without a CUDA device or bitsandbytes.
+    """
+    if method != "qlora":
+        return
+    import importlib.util
+
+    import torch
+
+    if not (
+        device.startswith("cuda")
+        and torch.cuda.is_available()
+        and importlib.util.find_spec("bitsandbytes")
+    ):
+        raise ConfigError(
+            "QLoRA needs a CUDA GPU and bitsandbytes; use method: lora on CPU",
+            fix="set method: lora (or full) in the fine-tuning options, or run on a CUDA GPU "
+            "with bitsandbytes installed",
+        )
+
+
+def run_key(
+    base: Path,
+    train: Sequence[Chat],
+    val: Sequence[Chat],
+    options: TrainOptions,
+    seed: int,
+    data_fingerprint: str,
+) -> str:
+    """Hash of everything that decides the trained weights (sha256 hex, 16 chars).
+
+    Checkpoints and a result are reused only under the same key.
+    """
+    h = hashlib.sha256()
+    meta = {
+        "base": str(base.resolve()),
+        "options": options.model_dump(mode="json"),
+        "seed": seed,
+        "data": data_fingerprint,
+    }
+    h.update(json.dumps(meta, sort_keys=True).encode())
+    h.update(json.dumps([list(train), list(val)], sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def train_causal_lm(
+    base: Path,
+    train: Sequence[Chat],
+    val: Sequence[Chat],
+    out: Path,
+    options: TrainOptions,
+    *,
+    seed: int,
+    device: str = "cpu",
+    progress: ProgressSink | None = None,
+    data_fingerprint: str = "",
+) -> TrainResult:
+    """Fine-tune the causal LM in folder ``base`` on chats; write ``out/{best,last,result.json}``.
+
+    Each chat is a list of ``{"role", "content"}`` messages ending with the
+    assistant's answer; only the answer's tokens are trained. Validation loss is
+    computed every ``options.eval_steps`` optimizer steps and at the end; a
+    checkpoint goes to ``out/checkpoints/`` every ``options.checkpoint_steps``
+    steps and whenever the validation loss improves. Rerunning with the same
+    arguments after a kill resumes from the latest checkpoint (weights, optimizer,
+    scheduler, data order and RNG states, so the end weights equal an
+    uninterrupted run's); once ``out/result.json`` exists for the same arguments it
+    is returned without training. ``out/checkpoints/`` is removed at the end.
+
+    Works unchanged under ``accelerate launch`` (each process trains its shard;
+    the main process writes the folders).
+
+    Raises:
+        ConfigError: ``base`` is not a model folder, QLoRA without CUDA and
+            bitsandbytes, bf16 asked for where it is not native.
+        DataError: no training or validation chats, a chat not ending with the
+            assistant, a template whose prompt is not a prefix of the chat, or
+            every example cut to nothing by ``max_length``.
+    """
+    from adaptlab.strategies.base import ProgressSink
+
+    progress = progress or ProgressSink()
+    base, out = Path(base), Path(out).absolute()
+    if not (base / "config.json").is_file():
+        raise ConfigError(
+            f"{base} is not a model folder (no config.json)",
+            fix="point the fine-tune at a local Hugging Face model folder "
+            "(config.json, safetensors, tokenizer)",
+        )
+    if not train or not val:
+        raise DataError(
+            f"fine-tuning needs training and validation chats (got {len(train)} and {len(val)})",
+            fix="add examples to the data file, or lower the validation share of the split",
+        )
+    for path in (out, out / "checkpoints", out / "best", out / "last"):
+        if path.is_symlink():
+            raise ConfigError(
+                f"{path} is a symbolic link; adaptlab writes and deletes there, "
+                "so it refuses links",
+                fix=f"remove the link {path} and run again",
+            )
+    key = run_key(base, train, val, options, seed, data_fingerprint)
+    done = _finished(out, key)
+    if done is not None:
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        return done
+    check_method(options.method, device)
+    precision = resolve_precision(options.precision, device)
+
+    from adaptlab.backends.quiet import quiet_library_progress
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs nothing from the hub
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    quiet_library_progress()
+    from transformers import AutoTokenizer, Trainer, set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from adaptlab.train.collate import encode_chats, make_collator
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    enc_train = encode_chats(tokenizer, train, options.max_length)
+    enc_val = encode_chats(tokenizer, val, options.max_length)
+    if not enc_train.features or not enc_val.features:
+        raise DataError(
+            f"every {'training' if not enc_train.features else 'validation'} example is "
+            f"longer than max_length={options.max_length} tokens before its answer",
+            fix="raise max_length in the fine-tuning options",
+        )
+    truncated = enc_train.truncated + enc_val.truncated
+    dropped = enc_train.dropped + enc_val.dropped
+    if truncated:
+        progress.note(
+            f"{truncated} fine-tuning examples are longer than max_length="
+            f"{options.max_length} tokens and were cut ({dropped} lost their whole answer "
+            "and were left out); raise max_length to keep them"
+        )
+
+    ckdir = out / "checkpoints"
+    _claim_checkpoints(ckdir, key)
+    set_seed(seed)  # LoRA's A matrices are drawn at wrapping
+    model = _load_model(base, options, device)
+    args = _training_args(
+        options,
+        ckdir,
+        seed=seed,
+        device=device,
+        precision=precision,
+        n_train=len(enc_train.features),
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=enc_train.features,
+        eval_dataset=enc_val.features,
+        data_collator=make_collator(options.batching, tokenizer),
+        callbacks=_callbacks(options, progress),
+    )
+    _silence(trainer)
+    # The checkpoint with the highest step; Trainer loads it tensor-only (weights_only=True,
+    # safetensors) and restores optimizer, scheduler, data order and RNG states.
+    resume = get_last_checkpoint(str(ckdir))  # type: ignore[no-untyped-call]
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume)
+    wall = time.perf_counter() - start
+    state = trainer.state
+    session_tokens = state.num_input_tokens_seen - getattr(
+        trainer, "_initial_num_input_tokens_seen", 0
+    )
+
+    evals = [(int(e["step"]), float(e["eval_loss"])) for e in state.log_history if "eval_loss" in e]
+    best_step = int(state.best_global_step or evals[-1][0])
+    result = TrainResult(
+        best_dir=out / "best",
+        last_dir=out / "last",
+        curves=_curves(state.log_history),
+        best_step=best_step,
+        last_step=int(state.global_step),
+        best_val_loss=float(state.best_metric if state.best_metric is not None else evals[-1][1]),
+        last_val_loss=evals[-1][1],
+        train_tokens=int(state.num_input_tokens_seen),
+        tokens_per_second=session_tokens / wall if wall > 0 else 0.0,
+        stopped_early=state.global_step < state.max_steps,
+        precision=precision,
+        method=options.method,
+        truncated=truncated,
+        dropped=dropped,
+        max_steps=int(state.max_steps),
+        run_key=key,
+    )
+    if trainer.is_world_process_zero():
+        _save_outputs(
+            trainer,
+            tokenizer,
+            result,
+            ckdir,
+            base=base,
+            options=options,
+            data_fingerprint=data_fingerprint,
+        )
+    trainer.accelerator.wait_for_everyone()
+    return result
+
+
+def _finished(out: Path, key: str) -> TrainResult | None:
+    path = out / RESULT
+    if not path.is_file():
+        return None
+    try:
+        result = TrainResult.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError):
+        return None  # a damaged result is redone, not trusted
+    result.best_dir, result.last_dir = out / "best", out / "last"  # the folder may have moved
+    if result.run_key != key or not (result.best_dir.is_dir() and result.last_dir.is_dir()):
+        return None
+    return result
+
+
+def _claim_checkpoints(ckdir: Path, key: str) -> None:
+    """Keep ``ckdir`` only if its checkpoints belong to this run (same key)."""
+    marker = ckdir / RUN_KEY
+    if ckdir.is_dir():
+        try:
+            same = json.loads(marker.read_text(encoding="utf-8")).get("run_key") == key
+        except (OSError, ValueError, AttributeError):
+            same = False
+        if not same:
+            shutil.rmtree(ckdir)
+    ckdir.mkdir(parents=True, exist_ok=True)
+    if not marker.exists():
+        marker.write_text(json.dumps({"run_key": key}), encoding="utf-8")
+
+
+def _load_model(base: Path, options: TrainOptions, device: str) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kw: dict[str, Any] = {"dtype": torch.float32, "attn_implementation": "sdpa"}
+    if options.method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        # NF4 with double quantisation and bf16 compute: the QLoRA paper's recipe
+        # (Dettmers et al. 2023, section 3).
+        kw["quantization_config"] = BitsAndBytesConfig(  # type: ignore[no-untyped-call]
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+        kw["device_map"] = {"": torch.cuda.current_device()}
+    model = AutoModelForCausalLM.from_pretrained(base, **kw)
+    if options.method == "full":
+        return model
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if options.method == "qlora":
+        model = prepare_model_for_kbit_training(  # type: ignore[no-untyped-call]
+            model, use_gradient_checkpointing=_checkpointing(options, device)
+        )
+    config = LoraConfig(
+        r=options.lora_r,
+        lora_alpha=options.lora_alpha,
+        lora_dropout=options.lora_dropout,
+        target_modules=options.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def _checkpointing(options: TrainOptions, device: str) -> bool:
+    if options.gradient_checkpointing is not None:
+        return options.gradient_checkpointing
+    # Recomputing activations costs about a third more compute; worth it only where
+    # memory is short: a GPU holding every weight's gradient (full) or a 4-bit base.
+    return device.startswith("cuda") and options.method in ("full", "qlora")
+
+
+def _training_args(
+    options: TrainOptions, ckdir: Path, *, seed: int, device: str, precision: str, n_train: int
+) -> Any:
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(ckdir),
+        num_train_epochs=options.epochs,
+        per_device_train_batch_size=options.batch_size,
+        per_device_eval_batch_size=options.batch_size,
+        gradient_accumulation_steps=options.gradient_accumulation_steps,
+        learning_rate=options.lr,
+        weight_decay=options.weight_decay,
+        warmup_steps=options.warmup_ratio,  # a float in [0, 1) is a ratio of all steps
+        lr_scheduler_type="linear",
+        eval_strategy="steps",
+        eval_steps=options.eval_steps,
+        save_strategy="steps",
+        save_steps=options.checkpoint_steps,
+        save_total_limit=2,  # the latest (to resume) and the best (kept apart by Trainer)
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        # Both the last and the best weights are kept: best/ is copied from its checkpoint.
+        load_best_model_at_end=False,
+        restore_callback_states_from_checkpoint=True,  # early stopping's counter resumes too
+        logging_strategy="steps",
+        logging_steps=1,
+        include_num_input_tokens_seen="non_padding",
+        bf16=precision == "bf16",
+        use_cpu=device == "cpu",
+        activation_checkpointing=_checkpointing(options, device),
+        activation_checkpointing_kwargs={"use_reentrant": False},
+        train_sampling_strategy="group_by_length"
+        if options.batching == "length-grouped"
+        else "random",
+        seed=seed,
+        data_seed=seed,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        ddp_find_unused_parameters=False,
+        report_to="none",
+        push_to_hub=False,
+        disable_tqdm=True,
+        log_level="error",
+        log_level_replica="error",
+    )
+
+
+def _callbacks(options: TrainOptions, progress: ProgressSink) -> list[Any]:
+    from transformers import EarlyStoppingCallback, TrainerCallback
+
+    class SaveOnImprovement(TrainerCallback):  # type: ignore[misc]
+        """Checkpoint each step with a new best validation loss, to copy best/ from."""
+
+        def on_evaluate(
+            self, args: Any, state: Any, control: Any, metrics: Any = None, **kw: Any
+        ) -> None:
+            loss = (metrics or {}).get("eval_loss")
+            if loss is not None and (state.best_metric is None or loss < state.best_metric):
+                control.should_save = True
+
+    class Progress(TrainerCallback):  # type: ignore[misc]
+        """Advance the caller's progress task once per optimizer step."""
+
+        def __init__(self) -> None:
+            self.stack = contextlib.ExitStack()
+            self.advance: Any = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.is_world_process_zero:
+                self.advance = self.stack.enter_context(
+                    progress.task(f"fine-tuning ({options.method})", state.max_steps)
+                )
+                if state.global_step:
+                    self.advance(state.global_step)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.advance is not None:
+                self.advance(1)
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.stack.close()
+            self.advance = None
+
+    callbacks: list[Any] = [SaveOnImprovement(), Progress()]
+    if options.early_stopping_patience is not None:
+        callbacks.append(
+            EarlyStoppingCallback(early_stopping_patience=options.early_stopping_patience)
+        )
+    return callbacks
+
+
+def _silence(trainer: Any) -> None:
+    # With tqdm off, Trainer prints every log dict to stdout through PrinterCallback.
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+
+
+def _curves(log_history: list[dict[str, Any]]) -> list[CurvePoint]:
+    from adaptlab.strategies.base import CurvePoint
+
+    points = []
+    for entry in log_history:
+        for key, split in (("loss", "train"), ("eval_loss", "val")):
+            if key in entry:
+                points.append(
+                    CurvePoint(
+                        int(entry["step"]),
+                        float(entry.get("epoch", 0.0)),
+                        split,
+                        "loss",
+                        float(entry[key]),
+                    )
+                )
+    return points
+
+
+def _save_outputs(
+    trainer: Any,
+    tokenizer: Any,
+    result: TrainResult,
+    ckdir: Path,
+    *,
+    base: Path,
+    options: TrainOptions,
+    data_fingerprint: str,
+) -> None:
+    from adaptlab.train.card import write_card
+
+    out = result.last_dir.parent
+    best_ck = ckdir / f"checkpoint-{result.best_step}"
+    for folder in (result.last_dir, result.best_dir):
+        if folder.exists():
+            shutil.rmtree(folder)
+    trainer.model.save_pretrained(result.last_dir, safe_serialization=True)
+    if best_ck.is_dir():
+        result.best_dir.mkdir(parents=True)
+        for pattern in _MODEL_FILES:
+            for f in best_ck.glob(pattern):
+                shutil.copy2(f, result.best_dir / f.name)
+    else:  # its checkpoint is gone (only if removed by hand): the last weights stand in
+        shutil.copytree(result.last_dir, result.best_dir)
+    hyper = {
+        "method": options.method,
+        **(
+            {}
+            if options.method == "full"
+            else {
+                "lora_r": options.lora_r,
+                "lora_alpha": options.lora_alpha,
+                "lora_dropout": options.lora_dropout,
+                "target_modules": options.target_modules,
+            }
+        ),
+        "epochs": options.epochs,
+        "learning_rate": options.lr,
+        "batch_size": options.batch_size,
+        "gradient_accumulation_steps": options.gradient_accumulation_steps,
+        "max_length": options.max_length,
+        "batching": options.batching,
+        "warmup_ratio": options.warmup_ratio,
+        "weight_decay": options.weight_decay,
+        "precision": result.precision,
+    }
+    for which, folder, step, loss in (
+        ("best", result.best_dir, result.best_step, result.best_val_loss),
+        ("last", result.last_dir, result.last_step, result.last_val_loss),
+    ):
+        tokenizer.save_pretrained(folder)
+        metrics = {
+            "step": step,
+            "val_loss": loss,
+            "best_step": result.best_step,
+            "best_val_loss": result.best_val_loss,
+            "last_step": result.last_step,
+            "stopped_early": result.stopped_early,
+            "train_tokens": result.train_tokens,
+            "tokens_per_second": round(result.tokens_per_second, 1),
+            "truncated_examples": result.truncated,
+        }
+        write_card(
+            folder,
+            which=which,
+            base=base,
+            method=options.method,
+            data_fingerprint=data_fingerprint,
+            hyperparameters=hyper,
+            metrics=metrics,
+        )
+    tmp = out / (RESULT + ".tmp")
+    tmp.write_text(json.dumps(result.to_json(), indent=1), encoding="utf-8")
+    tmp.replace(out / RESULT)  # the result appears whole or not at all
+    shutil.rmtree(ckdir, ignore_errors=True)
+
+
+def merge_adapter(base: Path, adapter: Path, out: Path) -> Path:
+    """Fold a LoRA adapter into its base model; save the full model to ``out``.
+
+    Uses PEFT's ``merge_and_unload`` (W + B·A·alpha/r per wrapped layer), saves
+    safetensors in fp32 and the adapter folder's tokenizer (else the base's).
+    Returns ``out``.
+
+    Raises:
+        ConfigError: ``adapter`` has no ``adapter_config.json``.
+    """
+    base, adapter, out = Path(base), Path(adapter), Path(out)
+    if not (adapter / "adapter_config.json").is_file():
+        raise ConfigError(
+            f"{adapter} is not a LoRA adapter folder (no adapter_config.json)",
+            fix="pass the best/ or last/ folder of a lora fine-tune",
+        )
+    from adaptlab.backends.quiet import quiet_library_progress
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    quiet_library_progress()
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    out.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(out, safe_serialization=True)
+    tok_src = adapter if (adapter / "tokenizer_config.json").is_file() else base
+    AutoTokenizer.from_pretrained(tok_src).save_pretrained(out)
+    return out
