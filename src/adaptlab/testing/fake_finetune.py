@@ -469,6 +469,11 @@ class _FinetuneHandler(_Handler):
         job._event(f"Validating training file: {train.id}")
         owner.jobs[job.id] = job
         owner.jobs_created += 1
+        if owner.lose_create_answers > 0:
+            # The job exists, the client never hears of it (a crash, a cut connection).
+            owner.lose_create_answers -= 1
+            self._drop()
+            return
         self._send_json(200, job.to_api())
 
 
@@ -478,7 +483,8 @@ class FakeFinetuneServer(FakeLLMServer):
     ``scenario`` is ``"succeed"``, ``"fail"`` or ``"hang"``, or a callable of the
     create request's body returning one; ``error`` is the error object a failed job
     carries; ``validate_s``, ``queue_s`` and ``step_s`` are the seconds a job spends
-    validating, queued, and per training step.
+    validating, queued, and per training step; the first ``lose_create_answers``
+    create requests make their job but close the connection without an answer.
     """
 
     handler_class = _FinetuneHandler
@@ -492,6 +498,7 @@ class FakeFinetuneServer(FakeLLMServer):
         validate_s: float = 0.02,
         queue_s: float = 0.02,
         step_s: float = 0.01,
+        lose_create_answers: int = 0,
         **kw: Any,
     ) -> None:
         self._base_responder = responder or default_responder
@@ -502,6 +509,7 @@ class FakeFinetuneServer(FakeLLMServer):
         self.files: dict[str, _File] = {}
         self.jobs: dict[str, FakeJob] = {}
         self.jobs_created = 0
+        self.lose_create_answers = lose_create_answers
         self.uploads: list[tuple[str, float]] = []
 
     def _list_jobs(self, query: Mapping[str, str]) -> list[dict[str, Any]]:
