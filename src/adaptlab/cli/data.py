@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from adaptlab.cli.common import console, project_option
+
+if TYPE_CHECKING:
+    from adaptlab.data.chat import ChatStats
 
 #: Rows of the label table `data check` prints; with more labels, the rarest are shown.
 MAX_LABEL_ROWS = 50
 #: Warnings of one kind printed in full before the rest are counted.
 MAX_WARNINGS_PER_KIND = 5
+#: The model whose tokenizer counts a chat file's tokens when --model is not given.
+DEFAULT_CHAT_MODEL = "gpt-4o-mini"
 
 
 @click.group()
@@ -18,9 +25,62 @@ def data() -> None:
 
 
 @data.command("check")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
 @project_option
-def check(project_dir: str) -> None:
-    """Validate the data: fields, labels, duplicates, conflicts, balance, split, leakage."""
+@click.option(
+    "--model",
+    default=DEFAULT_CHAT_MODEL,
+    show_default=True,
+    help="Chat FILE only: the model whose tokenizer counts tokens and whose context window "
+    "and training price apply (an OpenAI model id, smollm2-135m-instruct, a local folder).",
+)
+@click.option(
+    "--val",
+    "val_file",
+    type=click.Path(dir_okay=False),
+    help="Chat FILE only: a validation "
+    "file, checked too and compared with FILE for shared prompts.",
+)
+@click.option(
+    "--test",
+    "test_file",
+    type=click.Path(dir_okay=False),
+    help="Chat FILE only: a test file, "
+    "checked too and compared with FILE (and --val) for shared prompts.",
+)
+@click.option(
+    "--max-file-mb",
+    default=1024.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Chat FILE only: refuse larger files.",
+)
+def check(
+    file: str | None,
+    project_dir: str,
+    model: str,
+    val_file: str | None,
+    test_file: str | None,
+    max_file_mb: float,
+) -> None:
+    """Validate the project's data, or a chat JSONL FILE for fine-tuning.
+
+    \b
+    adaptlab data check -p my-task          labelled data: fields, labels, duplicates,
+                                            conflicts, balance, split, leakage
+    adaptlab data check train.jsonl --val val.jsonl --model gpt-4o-mini
+                                            chat data: OpenAI's format checks, tokens,
+                                            duplicates, personal data, training cost
+    """
+    if file is None:
+        if val_file or test_file:
+            raise click.UsageError("--val and --test compare chat files: give FILE too")
+        _check_project(project_dir)
+        return
+    _check_chat(file, model=model, val=val_file, test=test_file, max_file_mb=max_file_mb)
+
+
+def _check_project(project_dir: str) -> None:
     from rich.table import Table
     from rich.text import Text
 
@@ -108,3 +168,296 @@ def _bare_descriptions(labels: dict[str, str]) -> bool:
         return " ".join(text.replace("_", " ").replace("-", " ").casefold().split())
 
     return bool(labels) and all(words(desc) == words(label) for label, desc in labels.items())
+
+
+def _warn(text: str) -> None:
+    from rich.text import Text
+
+    console.print(Text.assemble(("warning:", "yellow"), f" {text}"), soft_wrap=True)
+
+
+def _lines(lines: list[int], limit: int = 8) -> str:
+    return ", ".join(map(str, lines[:limit])) + (" …" if len(lines) > limit else "")
+
+
+def _check_chat(
+    file: str, *, model: str, val: str | None, test: str | None, max_file_mb: float
+) -> None:
+    """``data check FILE``: every file's format first (exit 2 on errors), then statistics."""
+    from pathlib import Path
+
+    from rich.text import Text
+
+    from adaptlab.data.chat import (
+        chat_stats,
+        find_chat_leakage,
+        load_chat_file,
+        token_counter,
+    )
+    from adaptlab.errors import DataError
+
+    files = {"train": file, **({"val": val} if val else {}), **({"test": test} if test else {})}
+    loaded = {}
+    failed: list[DataError] = []
+    for name, path in files.items():
+        try:
+            loaded[name] = load_chat_file(Path(path), max_file_mb=max_file_mb)
+        except DataError as exc:  # every file's errors at once, not one file per attempt
+            failed.append(exc)
+    if len(failed) == 1:
+        raise failed[0]
+    if failed:
+        issues = [issue for exc in failed for issue in exc.issues]
+        heads = "; ".join(str(exc.args[0]) for exc in failed)
+        raise DataError(f"{len(failed)} chat files have problems: {heads}", issues=issues)
+    counter = token_counter(model)
+    stats = {}
+    for name, (examples, warnings) in loaded.items():
+        stats[name] = chat_stats(examples, counter)
+        _print_chat_stats(files[name], stats[name], counter.exact)
+        by_code: dict[str, int] = {}
+        for issue in warnings:
+            by_code[issue.code] = by_code.get(issue.code, 0) + 1
+            if by_code[issue.code] <= MAX_WARNINGS_PER_KIND:
+                _warn(str(issue))
+        for code, n in by_code.items():
+            if n > MAX_WARNINGS_PER_KIND:
+                _warn(f"… and {n - MAX_WARNINGS_PER_KIND} more like these ({code})")
+    if len(loaded) > 1:
+        leaks = find_chat_leakage({files[n]: loaded[n][0] for n in loaded})
+        for leak in leaks:
+            pairs = ", ".join(f"{a}/{b}" for a, b in leak.lines)
+            _warn(
+                f"{leak.count} user prompt(s) of {leak.first} also appear in {leak.second} "
+                f"(lines {pairs}{' …' if leak.count > len(leak.lines) else ''}); a model "
+                "tested on what it trained on scores too high: remove them from one file"
+            )
+        if not leaks:
+            console.print("[green]ok[/]: no user prompt appears in two files")
+    _print_training_cost(model, stats["train"].token_counts, counter.exact)
+    console.print(Text(f"tokens: {counter.model}, {counter.note}"), soft_wrap=True)
+
+
+def _print_chat_stats(file: str, stats: ChatStats, exact: bool) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from adaptlab.data.validate import IMBALANCE_RATIO
+
+    n = stats.n_examples
+    table = Table(title=Text(f"{file}: {n} chat examples"))
+    table.add_column("per example")
+    for col in ("min", "p5", "median", "p95", "max", "mean"):
+        table.add_column(col, justify="right")
+    tok = "tokens" if exact else "tokens (estimate)"
+    for name, dist in (
+        ("messages", stats.messages),
+        (tok, stats.tokens),
+        (f"assistant {tok}", stats.assistant_tokens),
+    ):
+        table.add_row(
+            name,
+            *(f"{v:,.0f}" for v in (dist.min, dist.p5, dist.median, dist.p95, dist.max)),
+            f"{dist.mean:,.1f}",
+        )
+    console.print(table)
+    window = f"{stats.context_window:,}" if stats.context_window else "unknown"
+    console.print(
+        f"over the context window ({window} tokens): {stats.over_context}; over the "
+        f"per-example training cap ({stats.cap:,} tokens, cut off and not billed): "
+        f"{stats.over_cap}",
+        soft_wrap=True,
+    )
+    console.print(
+        f"system message in {stats.with_system} of {n} examples "
+        f"({stats.system_prompts} distinct); without a user message: {stats.without_user}",
+        soft_wrap=True,
+    )
+    if stats.answers is not None:
+        answers = Table(title=f"answers: {len(stats.answers)} distinct")
+        answers.add_column("answer")
+        answers.add_column("examples", justify="right")
+        answers.add_column("share", justify="right")
+        top = stats.answers.most_common(MAX_LABEL_ROWS)
+        for answer, count in top:
+            answers.add_row(Text(answer), str(count), f"{count / n:.1%}")
+        if len(stats.answers) > len(top):
+            answers.caption = f"the {len(top)} most common of {len(stats.answers)}"
+        console.print(answers)
+        counts = list(stats.answers.values())
+        if len(counts) > 1 and max(counts) > IMBALANCE_RATIO * min(counts):
+            _warn(
+                f"answers are imbalanced: the most common has {max(counts)} examples, the "
+                f"rarest {min(counts)} (more than {IMBALANCE_RATIO:g}x); a fine-tuned model "
+                "learns to prefer the common ones: add examples of the rare answers"
+            )
+    dups = stats.duplicate_groups
+    if dups:
+        extra = sum(len(g) - 1 for g in dups)
+        _warn(
+            f"{extra} duplicate record(s) in {len(dups)} group(s), e.g. lines "
+            f"{_lines(dups[0])}: each copy is trained on (and billed) again; keep one"
+        )
+    if stats.conflicts:
+        _warn(
+            f"{len(stats.conflicts)} prompt(s) have different answers, e.g. lines "
+            f"{_lines(stats.conflicts[0])}: the model learns to pick at random; decide on one"
+        )
+    if not dups and not stats.conflicts:
+        console.print("duplicates: none; conflicting answers: none")
+    if stats.pii:
+        pii = Table(title="personal data (masked)")
+        pii.add_column("kind")
+        pii.add_column("found", justify="right")
+        pii.add_column("first places")
+        for kind, finding in stats.pii.items():
+            places = "; ".join(f"{f}:{line} {value}" for f, line, value in finding.places)
+            pii.add_row(kind, str(finding.count), Text(places))
+        console.print(pii)
+        _warn(
+            "personal data in training data is learnt and can be repeated to other users: "
+            "remove or pseudonymise it before fine-tuning (or sending it to a provider)"
+        )
+    else:
+        console.print("personal data: none found (e-mail, phone, IBAN, card numbers)")
+
+
+def _print_training_cost(model: str, tokens: list[int], exact: bool) -> None:
+    """The provider's bill for fine-tuning ``model`` on these examples, when it has a price."""
+    from adaptlab.train.cost import estimate_training_cost
+
+    cost = estimate_training_cost(tokens, model)
+    approx = "" if exact else "~"
+    per_epoch = f"{approx}{cost.tokens_per_epoch:,} billed tokens per epoch"
+    if cost.usd is None:  # self-hosted or not fine-tunable at a provider: no epochs to guess
+        console.print(f"training: {per_epoch}; {cost.source}", soft_wrap=True)
+        return
+    console.print(
+        f"training cost for {model}: {cost.epochs} epochs (as OpenAI picks them for "
+        f"{_examples(len(tokens))}) x {per_epoch} = {approx}{cost.billed_tokens:,} tokens, "
+        f"{approx}{cost.usd:,.2f} USD ({cost.source})",
+        soft_wrap=True,
+    )
+
+
+def _examples(n: int) -> str:
+    return f"{n:,} example" + ("" if n == 1 else "s")
+
+
+@data.command("convert")
+@project_option
+@click.option(
+    "-c",
+    "--candidate",
+    "name",
+    required=True,
+    help="A prompting candidate: its template, system prompt and shots make the messages.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Chat JSONL to write [default: data/chat/<candidate>-<split>.jsonl in the project].",
+)
+@click.option(
+    "--split",
+    "which",
+    type=click.Choice(["train", "val", "test", "all"]),
+    default="train",
+    show_default=True,
+    help="Which part of the project's split to convert; 'all' writes every example.",
+)
+def convert(project_dir: str, name: str, output: str | None, which: str) -> None:
+    """Write the project's examples as chat JSONL, through a candidate's prompt template.
+
+    Each line is {"messages": [...]}: exactly the request the candidate sends for the
+    example's input (system prompt, shots, task), then the target as the assistant's
+    answer; what a provider fine-tuning job or the local trainer takes.
+    """
+    import json
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from rich.markup import escape
+
+    from adaptlab.errors import ConfigError
+    from adaptlab.project import Project
+    from adaptlab.runner import _Models, make_context
+    from adaptlab.strategies.base import ProgressSink
+    from adaptlab.strategies.prompting import PromptStrategy
+    from adaptlab.strategies.registry import get_strategy
+
+    project = Project.load(project_dir)
+    cfg = project.config
+    config_file = project.root / "adaptlab.yaml"
+    prompting = [
+        c.name for c in cfg.candidates if issubclass(get_strategy(c.strategy), PromptStrategy)
+    ]
+    cand = next((c for c in cfg.candidates if c.name == name), None)
+    if cand is None or cand.name not in prompting:
+        what = "no candidate" if cand is None else f"candidate '{name}' ({cand.strategy}) is not"
+        raise ConfigError(
+            f"{what} named '{name}'" if cand is None else f"{what} a prompting candidate",
+            file=config_file,
+            fix="choose a candidate with a prompt template (an llm-* strategy): "
+            + (", ".join(prompting) or "none; add one with 'strategy: llm-zero-shot' and 'llm:'"),
+        )
+    split = project.split()
+    examples = {
+        "train": split.train,
+        "val": split.val,
+        "test": split.test,
+        "all": [*split.train, *split.val, *split.test],
+    }[which]
+    if not examples:
+        raise ConfigError(
+            f"the {which} split is empty",
+            file=config_file,
+            fix="choose another --split, or give the split more examples (data.val_size)",
+        )
+    out = (
+        Path(output)
+        if output is not None
+        else project.root / "data" / "chat" / f"{_safe_name(name)}-{which}.jsonl"
+    )
+    inputs = {Path(ex.file).resolve() for ex in [*split.train, *split.val, *split.test]}
+    if out.resolve() in inputs:
+        raise ConfigError(
+            f"'{out}' is the project's data file; converting would overwrite it",
+            fix="write the chat records elsewhere: -o data/chat.jsonl",
+        )
+    strategy, _ = make_context(
+        project, cand, project.state_dir, _Models(project), ProgressSink(), with_llm=False
+    )
+    assert isinstance(strategy, PromptStrategy)
+    # The shots come from train whatever is converted: the prompts of val and test
+    # examples are what the candidate sends for them, never showing them themselves.
+    strategy.select_shots(split.train)
+    records = strategy.chat_records(examples)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            for messages in records:
+                fh.write(json.dumps({"messages": messages}, ensure_ascii=False) + "\n")
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    llm = cfg.llms[cand.llm].name if cand.llm is not None else DEFAULT_CHAT_MODEL
+    console.print(
+        f"[green]ok[/]: wrote {len(records)} chat examples ({escape(which)} split, "
+        f"candidate {escape(name)}, template {escape(strategy.template.name)} @ "
+        f"{strategy.template.version}) to {escape(str(out))}",
+        soft_wrap=True,
+    )
+    console.print(f"check them: adaptlab data check {escape(str(out))} --model {escape(llm)}")
+
+
+def _safe_name(name: str) -> str:
+    """A candidate name as a file name: letters, digits, '-', '_' and '.' kept."""
+    import re
+
+    return re.sub(r"[^\w.-]", "_", name).strip(".") or "candidate"

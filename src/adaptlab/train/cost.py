@@ -154,8 +154,8 @@ def estimate_training_cost(
     else:
         usd = training_cost_usd(per_epoch, price, epochs=epochs)
         source = (
-            f"{price.training:g} USD per 1M training tokens, {price.source} "
-            f"(checked {price_table_checked()})"
+            f"{price.training:g} USD per 1M training tokens: price table of "
+            f"{price_table_checked()}, {price.source}"
         )
     return TrainingCost(
         epochs=epochs,
