@@ -317,6 +317,11 @@ def print_summary(summary: RunSummary) -> None:
     extra = llm_table(summary)
     if extra is not None:
         console.print(extra)
+    for c in summary.candidates:
+        if c.overfit is not None:
+            console.print(Text.assemble(("overfitting ", "bold"), (c.name, "bold"), ":"))
+            for line in c.overfit.lines():
+                console.print(Padding(Text(line), (0, 0, 0, 2)))
     from adaptlab.report.html import KINDS
 
     kind = KINDS.get(rec.kind, (rec.kind, ""))[0]

@@ -24,6 +24,7 @@ from adaptlab.data.validate import MIN_FINETUNE_EXAMPLES, MIN_FINETUNE_EXAMPLES_
 from adaptlab.errors import AdaptlabError
 from adaptlab.evaluation.judge import JudgeStats
 from adaptlab.evaluation.metrics import ClassificationMetrics
+from adaptlab.evaluation.overfit import OverfitReport, overfit_report
 from adaptlab.evaluation.scoring import (
     FAILED,
     INVALID,
@@ -100,6 +101,8 @@ class CandidateSummary:
     consistency_samples: int = 0
     agreement: float | None = None  # mean share of samples that agree with the majority
     format_validity: float | None = None  # share of samples that parsed / validated
+    # A fine-tuned generative model: train/val gap, best against last checkpoint.
+    overfit: OverfitReport | None = None
 
     @property
     def quality(self) -> float:
@@ -242,6 +245,11 @@ def _candidate(store: RunStore, link: Any, cfg: ProjectConfig, scorer: Scorer) -
         generation=scored.generation,
         macro_f1_ci=scored.macro_f1_ci,
         answers=scored.answers,
+        overfit=overfit_report(
+            res.info,
+            [r.gold for r in rows] if cfg.task == "classification" else [],
+            [r.predicted for r in rows],
+        ),
         **extra,
     )
 

@@ -122,7 +122,10 @@ def _p_cell(test: PairedTest, s: RunSummary) -> str:
 
 
 def _fit_note(c: CandidateSummary) -> str:
-    """The overfitting read-out: train vs validation loss at the best epoch."""
+    """The overfitting read-out: train vs validation loss at the best epoch (or step)."""
+    if c.overfit is not None:
+        text = "; ".join(c.overfit.lines())
+        return text[:1].upper() + text[1:] + "."
     best = c.info.get("best_epoch")
     if not isinstance(best, int | float) or best <= 0:
         return "No best epoch was recorded for this candidate."

@@ -340,9 +340,12 @@ def _grouped_f1(
 def training_curves(c: CandidateSummary) -> str:
     """Loss (train and val) on the left, other validation metrics on the right."""
     series: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for _step, epoch, split, metric, value in c.curves:
-        series.setdefault((split, metric), []).append((epoch, value))
-    best = c.info.get("best_epoch")
+    # A generative fine-tune evaluates every N optimizer steps, not once per epoch.
+    by_step = c.overfit is not None
+    for step, epoch, split, metric, value in c.curves:
+        series.setdefault((split, metric), []).append((step if by_step else epoch, value))
+    best = c.overfit.best_step if c.overfit is not None else c.info.get("best_epoch")
+    unit = "step" if by_step else "epoch"
     split_color = {"train": PALETTE[0], "val": PALETTE[2]}
     from matplotlib.ticker import MaxNLocator
 
@@ -362,9 +365,9 @@ def training_curves(c: CandidateSummary) -> str:
         for ax in (loss_ax, metric_ax):
             if isinstance(best, int | float) and best > 0:
                 ax.axvline(
-                    best, color=MUTED, linestyle="--", linewidth=1, label=f"best epoch ({best:g})"
+                    best, color=MUTED, linestyle="--", linewidth=1, label=f"best {unit} ({best:g})"
                 )
-            ax.set_xlabel("epoch")
+            ax.set_xlabel(f"optimizer {unit}" if by_step else unit)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.margins(y=0.08)
             ax.legend(loc="best", fontsize=8)
