@@ -234,7 +234,8 @@ def _check_chat(
             )
         if not leaks:
             console.print("[green]ok[/]: no user prompt appears in two files")
-    _print_training_cost(model, stats["train"].token_counts, counter.exact)
+    train = stats["train"]
+    _print_training_cost(model, train.token_counts, counter.exact, cap=train.cap)
     console.print(Text(f"tokens: {counter.model}, {counter.note}"), soft_wrap=True)
 
 
@@ -263,12 +264,13 @@ def _print_chat_stats(file: str, stats: ChatStats, exact: bool) -> None:
         )
     console.print(table)
     window = f"{stats.context_window:,}" if stats.context_window else "unknown"
-    console.print(
-        f"over the context window ({window} tokens): {stats.over_context}; over the "
-        f"per-example training cap ({stats.cap:,} tokens, cut off and not billed): "
-        f"{stats.over_cap}",
-        soft_wrap=True,
-    )
+    over = f"over the context window ({window} tokens): {stats.over_context}"
+    if stats.cap != stats.context_window:
+        over += (
+            f"; over the provider's per-example training cap ({stats.cap:,} tokens; the "
+            f"rest is cut off and not billed): {stats.over_cap}"
+        )
+    console.print(over, soft_wrap=True)
     console.print(
         f"system message in {stats.with_system} of {n} examples "
         f"({stats.system_prompts} distinct); without a user message: {stats.without_user}",
@@ -323,20 +325,23 @@ def _print_chat_stats(file: str, stats: ChatStats, exact: bool) -> None:
         console.print("personal data: none found (e-mail, phone, IBAN, card numbers)")
 
 
-def _print_training_cost(model: str, tokens: list[int], exact: bool) -> None:
+def _print_training_cost(model: str, tokens: list[int], exact: bool, *, cap: int) -> None:
     """The provider's bill for fine-tuning ``model`` on these examples, when it has a price."""
     from adaptlab.train.cost import estimate_training_cost
 
-    cost = estimate_training_cost(tokens, model)
+    cost = estimate_training_cost(tokens, model, cap=cap)
     approx = "" if exact else "~"
-    per_epoch = f"{approx}{cost.tokens_per_epoch:,} billed tokens per epoch"
     if cost.usd is None:  # self-hosted or not fine-tunable at a provider: no epochs to guess
-        console.print(f"training: {per_epoch}; {cost.source}", soft_wrap=True)
+        console.print(
+            f"training tokens per epoch: {approx}{cost.tokens_per_epoch:,} ({cost.source})",
+            soft_wrap=True,
+        )
         return
     console.print(
         f"training cost for {model}: {cost.epochs} epochs (as OpenAI picks them for "
-        f"{_examples(len(tokens))}) x {per_epoch} = {approx}{cost.billed_tokens:,} tokens, "
-        f"{approx}{cost.usd:,.2f} USD ({cost.source})",
+        f"{_examples(len(tokens))}) x {approx}{cost.tokens_per_epoch:,} billed tokens per "
+        f"epoch = {approx}{cost.billed_tokens:,} tokens, {approx}{cost.usd:,.2f} USD "
+        f"({cost.source})",
         soft_wrap=True,
     )
 

@@ -55,6 +55,8 @@ LABEL_MAX_CHARS = 60
 LABEL_MAX_DISTINCT_SHARE = 0.5
 #: Places listed per kind of personal data.
 PII_PLACES = 3
+#: Distinct lines whose findings are remembered while scanning a file for personal data.
+PII_MEMO_LINES = 200_000
 
 _FIX = {
     "data_type": 'write each line as one JSON object: {"messages": [{"role": "user", '
@@ -563,7 +565,7 @@ class ChatStats:
     exact: bool
     context_window: int | None
     over_context: int
-    cap: int
+    cap: int  # tokens of an example trained on (and billed) at most
     over_cap: int
     with_system: int
     system_prompts: int  # distinct system messages
@@ -583,7 +585,7 @@ def _answers_are_labels(answers: Sequence[str]) -> bool:
 
 def chat_stats(examples: Sequence[ChatExample], counter: TokenCounter) -> ChatStats:
     """Statistics of valid ``examples`` (at least one), tokens counted by ``counter``."""
-    from adaptlab.train.cost import max_tokens_per_example
+    from adaptlab.train.cost import DEFAULT_MAX_TOKENS_PER_EXAMPLE, max_tokens_per_example
 
     if not examples:
         raise ValueError("no examples")
@@ -597,7 +599,11 @@ def chat_stats(examples: Sequence[ChatExample], counter: TokenCounter) -> ChatSt
         )
         for ex in examples
     ]
-    cap = max_tokens_per_example(counter.model)
+    # A provider cuts (and bills) examples at its cap; a local trainer at the context window.
+    if counter.kind == "hf":
+        cap = counter.context_window or DEFAULT_MAX_TOKENS_PER_EXAMPLE
+    else:
+        cap = max_tokens_per_example(counter.model)
     answers = [ex.answer for ex in examples]
     by_record: dict[str, list[int]] = defaultdict(list)
     by_prompt: dict[str, list[ChatExample]] = defaultdict(list)
@@ -610,17 +616,25 @@ def chat_stats(examples: Sequence[ChatExample], counter: TokenCounter) -> ChatSt
         if len({e.answer for e in group}) > 1
     ]
     pii: dict[str, PiiFinding] = {kind: PiiFinding() for kind in KINDS}
+    # Line by line, each distinct line scanned once: a prompt template repeats the same
+    # lines (instructions, the label list) in every example, and only the input differs.
+    memo: dict[str, tuple[PiiMatch, ...]] = {}
     for ex in examples:
         for message in ex.messages:
             content = message.get("content")
             if not isinstance(content, str):
                 continue
-            match: PiiMatch
-            for match in find_pii(content):
-                finding = pii[match.kind]
-                finding.count += 1
-                if len(finding.places) < PII_PLACES:
-                    finding.places.append((ex.file, ex.line, match.masked))
+            for text_line in content.split("\n"):
+                found = memo.get(text_line)
+                if found is None:
+                    found = tuple(find_pii(text_line))
+                    if len(memo) < PII_MEMO_LINES:
+                        memo[text_line] = found
+                for match in found:
+                    finding = pii[match.kind]
+                    finding.count += 1
+                    if len(finding.places) < PII_PLACES:
+                        finding.places.append((ex.file, ex.line, match.masked))
     systems = [
         str(m.get("content")) for ex in examples for m in ex.messages if m.get("role") == "system"
     ]

@@ -148,8 +148,8 @@ def estimate_training_cost(
     if price is None or price.training is None:
         usd = None
         source = (
-            f"no per-token training price for '{model}' in the price table "
-            f"(checked {price_table_checked()})"
+            f"no per-token training price for '{model}' in the price table of "
+            f"{price_table_checked()}"
         )
     else:
         usd = training_cost_usd(per_epoch, price, epochs=epochs)
