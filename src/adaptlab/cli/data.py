@@ -246,7 +246,8 @@ def _print_chat_stats(file: str, stats: ChatStats, exact: bool) -> None:
     from adaptlab.data.validate import IMBALANCE_RATIO
 
     n = stats.n_examples
-    console.print(Text(f"{file}: {n} chat examples", style="bold"), soft_wrap=True)
+    plural = "" if n == 1 else "s"
+    console.print(Text(f"{file}: {n:,} chat example{plural}", style="bold"), soft_wrap=True)
     table = Table()
     table.add_column("per example")
     for col in ("min", "p5", "median", "p95", "max", "mean"):
