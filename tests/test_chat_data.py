@@ -321,3 +321,44 @@ def test_banking77_converted_to_chat_prints_statistics(cli: Any, tmp_path: Path)
     assert re.search(r"messages │ 3 │ 3 │ 3 │ 3 │ 3 │ 3\.0", text), text
     # OpenAI's epochs for this many examples: 3 (between 34 and 8,333 examples)
     assert f"3 epochs (as OpenAI picks them for {len(rows)} examples)" in text
+
+
+def test_openai_model_counts_exactly_with_a_cached_encoding(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the encoding's file cached (a stand-in: one token per byte), counts are exact:
+    3 to prime the reply, and per message 3 plus the tokens of its role and content."""
+    import hashlib
+
+    import tiktoken
+    import tiktoken.load
+
+    from adaptlab.llm.tokens import ENCODING_FILES, cache_path
+
+    content = b"stand-in for the real BPE file\n"
+    url = "https://example.invalid/o200k_base.tiktoken"
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+    monkeypatch.setitem(ENCODING_FILES, "o200k_base", ((url, hashlib.sha256(content).hexdigest()),))
+    Path(cache_path(url, str(tmp_path))).write_bytes(content)
+    byte_encoding = tiktoken.Encoding(
+        name="bytes",
+        pat_str=r"\S+|\s+",
+        mergeable_ranks={bytes([i]): i for i in range(256)},
+        special_tokens={},
+    )
+    monkeypatch.setattr(tiktoken, "get_encoding", lambda name: byte_encoding)
+    monkeypatch.setattr(tiktoken.load, "read_file", lambda *a: pytest.fail("download"))
+    rows = [_chat("hi", "yes", system=None), _chat("hello there", "no", system="Be brief.")]
+    path = _write(tmp_path / "c.jsonl", rows)
+    result = cli("data", "check", path, "--model", "gpt-4o-mini")
+    assert result.code == 0, result.text
+    lengths = [
+        3 + sum(3 + len(m["role"]) + len(m["content"].encode()) for m in r["messages"])
+        for r in rows
+    ]
+    assert "estimate" not in result.text and "tiktoken o200k_base" in result.text
+    assert re.search(rf"tokens │ {min(lengths)} │ .* │ {max(lengths)} │", result.text), result.text
+    assert f"x {sum(lengths)} billed tokens per epoch" in result.text
+    # 2 examples: 100 // 2 = 50 epochs to reach 100 visits, capped at OpenAI's 25
+    assert "25 epochs (as OpenAI picks them for 2 examples)" in result.text
+    assert f"= {25 * sum(lengths):,} tokens" in result.text
