@@ -34,6 +34,9 @@ from adaptlab.testing.fake_finetune import FakeFinetuneServer
 from tests.conftest import adaptlab_process, small_project
 
 BASE = "gpt-4o-mini-2024-07-18"
+# A "hang" job runs until cancelled: a regression that starts a second one would wait
+# for ever instead of failing.
+pytestmark = pytest.mark.timeout(120)
 
 
 def ft_project(
