@@ -362,3 +362,15 @@ def test_openai_model_counts_exactly_with_a_cached_encoding(
     # 2 examples: 100 // 2 = 50 epochs to reach 100 visits, capped at OpenAI's 25
     assert "25 epochs (as OpenAI picks them for 2 examples)" in result.text
     assert f"= {25 * sum(lengths):,} tokens" in result.text
+
+
+def test_huge_line_is_counted_over_the_window_or_refused_by_size(cli: Any, tmp_path: Path) -> None:
+    huge = "word " * 140_000  # ~700,000 characters: ~175,000 tokens by the estimate
+    path = _write(tmp_path / "h.jsonl", [_chat(huge, "ok"), _chat("small", "ok")])
+    result = cli("data", "check", path)
+    assert result.code == 0, result.text
+    assert "over the context window (128,000 tokens): 1" in result.text
+    refused = cli("data", "check", path, "--max-file-mb", "0.5")
+    assert refused.code == 2, refused.text
+    assert f"{path}: the chat file is" in refused.text
+    assert "over the limit --max-file-mb" in refused.text and "fix:" in refused.text
