@@ -298,3 +298,12 @@ def test_kill_9_after_the_job_was_created_then_rerun_pays_for_one_job(
         assert info["fine_tuned_model"] == job.fine_tuned_model and preds
         # The re-attached run read the whole event history: every step's loss.
         assert len([c for c in curves if c[1] == "train"]) == job.total_steps
+
+
+def test_a_dry_run_starts_no_job(tmp_path: Path, example_project: Path) -> None:
+    with FakeFinetuneServer() as server:
+        project = ft_project(tmp_path, example_project, server)
+        result = run_cli("run", "-p", str(project), "--dry-run")
+        assert result.exit_code == 0, result.output
+        assert "dry run: nothing was sent" in result.output
+        assert server.uploads == [] and server.jobs_created == 0 and server.calls == []

@@ -98,8 +98,12 @@ class OpenAIFinetune(PromptStrategy):
     def fit(self, train: Sequence[Example], val: Sequence[Example]) -> None:
         from adaptlab.train.provider import JobSpec, OpenAIJobs, run_job, to_jsonl
 
-        config = self._llm_config()
         self.select_shots(train)
+        if self.ctx.llm is None and self.ctx.llm_variant is None:
+            # Built to render prompts (a dry run, 'adaptlab prompt render'): no model to
+            # call, so picking the examples is all of fitting; never start a paid job here.
+            return
+        config = self._llm_config()
         train_records = self.chat_records(train)
         val_records = self.chat_records(val) if self.ft.validation and val else None
         spec = JobSpec(
