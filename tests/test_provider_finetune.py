@@ -307,3 +307,8 @@ def test_a_dry_run_starts_no_job(tmp_path: Path, example_project: Path) -> None:
         assert result.exit_code == 0, result.output
         assert "dry run: nothing was sent" in result.output
         assert server.uploads == [] and server.jobs_created == 0 and server.calls == []
+        listed = run_cli("list", "-p", str(project), command=jobs)
+        assert listed.exit_code == 0 and "no provider fine-tuning jobs" in listed.output
+        unknown = run_cli("cancel", "-p", str(project), "ft", command=jobs)
+        assert unknown.exit_code == 2
+        assert "no fine-tuning job recorded for 'ft'" in unknown.output
