@@ -189,7 +189,7 @@ def test_model_choice(cli: Any, tmp_path: Path) -> None:
     assert "--val and --test compare chat files" in cli("data", "check", "--val", path).text
 
 
-def _tiny_tokenizer_folder(folder: Path, window: int) -> Any:
+def _tiny_tokenizer_folder(folder: Path, window: int, prefix: str = "") -> Any:
     """A word-level tokenizer with a ChatML-like template, saved like a model folder."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
@@ -198,7 +198,7 @@ def _tiny_tokenizer_folder(folder: Path, window: int) -> Any:
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
-    fast.chat_template = (
+    fast.chat_template = prefix + (
         "{% for m in messages %}<|im_start|> {{ m.role }} {{ m.content }} <|im_end|> {% endfor %}"
     )
     fast.save_pretrained(folder)
@@ -374,3 +374,29 @@ def test_huge_line_is_counted_over_the_window_or_refused_by_size(cli: Any, tmp_p
     assert refused.code == 2, refused.text
     assert f"{path}: the chat file is" in refused.text
     assert "over the limit --max-file-mb" in refused.text and "fix:" in refused.text
+
+
+def test_local_template_refusing_a_conversation_names_the_line(cli: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "strict-model"
+    _tiny_tokenizer_folder(
+        folder,
+        window=64,
+        prefix="{% if messages[0].role != 'user' %}"
+        "{{ raise_exception('Conversations must start with a user message') }}{% endif %}",
+    )
+    rows = [_chat("q", "yes", system=None), _chat("q", "no", system="sys"), _chat("r", "no")]
+    path = _write(tmp_path / "c.jsonl", rows)
+    result = cli("data", "check", path, "--model", folder)
+    assert result.code == 2, result.text
+    for line in (2, 3):
+        assert f"{path}:{line}: the chat template of {folder} refuses this conversation" in (
+            result.text
+        )
+    assert "Conversations must start with a user message (template_refused)" in result.text
+    assert f"{path}:1:" not in result.text
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "tokenizer.json").write_text("{not json")
+    (broken / "tokenizer_config.json").write_text("{}")
+    refused = cli("data", "check", path, "--model", broken)
+    assert refused.code == 2 and "cannot load a tokenizer" in refused.text, refused.text

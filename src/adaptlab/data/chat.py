@@ -155,7 +155,7 @@ def read_chat_records(path: Path, *, max_file_mb: float = 1024) -> list[tuple[in
         raw = raw.removesuffix("\r")
         if not raw.strip(" \t\r"):
             continue
-        if not records and not issues and raw.lstrip().startswith("["):
+        if not records and not issues and raw.lstrip().startswith("[") and _array_file(raw):
             raise DataError(
                 "the file is one JSON array, not JSON Lines (one record per line) (json_array)",
                 file=path,
@@ -191,6 +191,18 @@ def read_chat_records(path: Path, *, max_file_mb: float = 1024) -> list[tuple[in
             code="empty_file",
         )
     return records
+
+
+def _array_file(first: str) -> bool:
+    """Whether a first line starting with '[' opens a JSON array of records (one line or
+    many), rather than being one record that is an array (a ``data_type`` error)."""
+    from adaptlab.data.load import parse_json
+
+    try:
+        value = parse_json(first)
+    except (ValueError, RecursionError):
+        return True  # an array that goes on over the next lines
+    return isinstance(value, list) and any(isinstance(v, dict) for v in value)
 
 
 def _message_issues(message: Any, where: str, path: Path, line: int) -> list[Issue]:
@@ -461,7 +473,7 @@ def _hf_counter(model: str) -> TokenCounter:
         raise MissingDependencyError("transformers", "local") from None
     try:
         tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # a broken folder raises whatever its files make it raise
         raise ConfigError(
             f"cannot load a tokenizer from '{folder}': {str(exc).splitlines()[0]}",
             fix="name a folder saved with save_pretrained() (with its tokenizer files), a "
@@ -472,8 +484,11 @@ def _hf_counter(model: str) -> TokenCounter:
 
     def count(messages: list[dict[str, Any]]) -> int:
         if templated:
-            text = tok.apply_chat_template(messages, tokenize=False)
-            return len(tok(text, add_special_tokens=False)["input_ids"])
+            try:
+                text = tok.apply_chat_template(messages, tokenize=False)
+            except Exception as exc:  # the template's own raise_exception(), or its bug
+                raise TemplateRefused(str(exc).splitlines()[0] if str(exc) else repr(exc)) from None
+            return len(tok(str(text), add_special_tokens=False)["input_ids"])
         # No template: the texts alone, plus the 3 tokens per message most templates add.
         return sum(
             3 + len(tok(t, add_special_tokens=False)["input_ids"])
@@ -486,6 +501,10 @@ def _hf_counter(model: str) -> TokenCounter:
 
     note = "the model's chat template" if templated else "no chat template: texts + 3 per message"
     return TokenCounter(model, "hf", window, count, count_text, f"{type(tok).__name__}, {note}")
+
+
+class TemplateRefused(ValueError):
+    """A model's chat template refused a conversation (e.g. roles that do not alternate)."""
 
 
 def _hf_window(folder: Path) -> int | None:
@@ -584,12 +603,36 @@ def _answers_are_labels(answers: Sequence[str]) -> bool:
 
 
 def chat_stats(examples: Sequence[ChatExample], counter: TokenCounter) -> ChatStats:
-    """Statistics of valid ``examples`` (at least one), tokens counted by ``counter``."""
+    """Statistics of valid ``examples`` (at least one), tokens counted by ``counter``.
+
+    Raises DataError naming each example that a local model's chat template refuses.
+    """
     from adaptlab.train.cost import DEFAULT_MAX_TOKENS_PER_EXAMPLE, max_tokens_per_example
 
     if not examples:
         raise ValueError("no examples")
-    tokens = [counter.count(ex.messages) for ex in examples]
+    tokens: list[int] = []
+    refused: list[Issue] = []
+    for ex in examples:
+        try:
+            tokens.append(counter.count(ex.messages))
+        except TemplateRefused as exc:
+            refused.append(
+                Issue(
+                    f"the chat template of {counter.model} refuses this conversation: {exc} "
+                    "(template_refused)",
+                    file=ex.file,
+                    line=ex.line,
+                    fix="write the messages in the order the model was trained on (most "
+                    "templates want user and assistant to alternate, a system message first)",
+                    code="template_refused",
+                )
+            )
+    if refused:
+        raise DataError(
+            f"{len(refused)} example(s) do not fit {counter.model}'s chat template",
+            issues=_fold(refused),
+        )
     # The cookbook's "tokens in assistant's messages": the contents alone, per example.
     assistant = [
         sum(
@@ -699,6 +742,7 @@ __all__ = [
     "Distribution",
     "Leak",
     "PiiFinding",
+    "TemplateRefused",
     "TokenCounter",
     "chat_stats",
     "check_chat_records",
