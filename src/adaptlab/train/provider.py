@@ -196,6 +196,12 @@ def _api_error(exc: Exception, doing: str, *, job_id: str | None = None) -> JobE
     )
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
         fix = "check the key (OPENAI_API_KEY or api_key_env) and base_url of the candidate's llm"
+    elif isinstance(exc, openai.NotFoundError):
+        fix = (
+            "the provider does not know it: check base_url and that the key belongs to the "
+            "organisation and project that made it; 'adaptlab run --force -c CANDIDATE' "
+            "starts over"
+        )
     elif isinstance(exc, openai.APIConnectionError):
         fix = f"check the network and base_url, then run again{running}"
     elif isinstance(exc, openai.APIStatusError) and exc.status_code < 500:
