@@ -273,7 +273,7 @@ def _print_chat_stats(file: str, stats: ChatStats, exact: bool) -> None:
         )
     console.print(over, soft_wrap=True)
     console.print(
-        f"system message in {stats.with_system} of {n} examples "
+        f"system message in {stats.with_system:,} of {n:,} examples "
         f"({stats.system_prompts} distinct); without a user message: {stats.without_user}",
         soft_wrap=True,
     )
