@@ -1,4 +1,5 @@
-"""``adaptlab data check``: validate, count and split before spending compute."""
+"""``adaptlab data check`` and ``data convert``: validate, count and split before spending
+compute; check chat JSONL for fine-tuning and write it from a prompting candidate."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ DEFAULT_CHAT_MODEL = "gpt-4o-mini"
 
 @click.group()
 def data() -> None:
-    """Inspect and validate the project's data."""
+    """Validate the project's data or a chat JSONL file; convert examples to chat JSONL."""
 
 
 @data.command("check")
