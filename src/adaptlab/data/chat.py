@@ -226,8 +226,8 @@ def _message_issues(message: Any, where: str, path: Path, line: int) -> list[Iss
         found.append(issue("unrecognized_role", f"has role {json.dumps(role)}"))
     content = message.get("content")
     if "content" in message or not missing:
-        if calls and content is None:
-            pass  # an assistant message that only calls a function
+        if calls and content in (None, ""):
+            pass  # an assistant message that only calls a function (the cookbook allows it)
         elif not isinstance(content, str):
             found.append(issue("missing_content", f"content is {_json_kind(content)}"))
         elif not content.strip():
