@@ -400,3 +400,23 @@ def test_local_template_refusing_a_conversation_names_the_line(cli: Any, tmp_pat
     (broken / "tokenizer_config.json").write_text("{}")
     refused = cli("data", "check", path, "--model", broken)
     assert refused.code == 2 and "cannot load a tokenizer" in refused.text, refused.text
+
+
+def test_function_calls_and_tools_are_chat_format(cli: Any, tmp_path: Path) -> None:
+    call = {"name": "refund", "arguments": '{"order": "A-1"}'}
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": "refund order A-1"},
+                {"role": "assistant", "content": None, "function_call": call},
+                {"role": "function", "name": "refund", "content": "done"},
+                {"role": "assistant", "content": "Refunded.", "weight": 1},
+            ],
+            "functions": [{"name": "refund", "parameters": {"type": "object"}}],
+        },
+        {**_chat("hi", "hello"), "id": 7},
+    ]
+    result = cli("data", "check", _write(tmp_path / "f.jsonl", rows))
+    assert result.code == 0, result.text
+    assert "2 chat examples" in result.text
+    assert "record keys ['id'] are not part of the chat format" in result.text  # a warning
