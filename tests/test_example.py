@@ -45,9 +45,12 @@ def _stored(demo_dir: Path) -> dict[str, list[tuple[str, str | None]]]:
         }
 
 
+DEMO = {"zero-shot", "few-shot-8", "rag-knn", "finetune", "smollm2-zero-shot", "smollm2-few-shot"}
+
+
 def test_finetune_beats_zero_shot_significantly(demo_dir: Path) -> None:
     rows = _stored(demo_dir)
-    assert set(rows) == {"zero-shot", "few-shot-8", "rag-knn", "finetune"}
+    assert set(rows) == DEMO  # the LoRA fine-tune waits for --full; gpt-4o-mini for a key
     assert len(rows["finetune"]) >= 120  # 20% of 690
     correct = {k: np.array([g == p for g, p in v]) for k, v in rows.items()}
     assert correct["finetune"].mean() > correct["zero-shot"].mean()
@@ -60,6 +63,19 @@ def test_report_numbers_come_from_stored_predictions(demo_dir: Path) -> None:
         acc = sum(g == p for g, p in pairs) / len(pairs)
         assert f"{100 * acc:.1f}%" in html, f"{name}: {100 * acc:.1f}% not in the report"
     assert html.count("<svg") >= 4
+
+
+def test_the_demo_shows_a_generative_model_answering(demo_dir: Path) -> None:
+    with sqlite3.connect(demo_dir / ".adaptlab" / "runs.db") as conn:
+        answers = conn.execute(
+            "SELECT p.raw, p.output_tokens FROM predictions p JOIN run_candidates r "
+            "ON p.result_key = r.result_key WHERE r.name = 'smollm2-zero-shot'"
+        ).fetchall()
+    assert len(answers) >= 120
+    # Real generated text, counted by the model's own tokenizer.
+    assert sum(bool(raw and raw.strip()) for raw, _ in answers) >= 0.9 * len(answers)
+    assert all(isinstance(n, int) and n >= 1 for _, n in answers)
+    assert len({raw for raw, _ in answers}) > 10
 
 
 def test_report_makes_no_external_requests(demo_dir: Path) -> None:
@@ -79,5 +95,7 @@ def test_demo_again_reuses_everything(
         main()
     assert exc.value.code == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert out.count("reusing stored predictions") == 4
+    assert out.count("reusing stored predictions") == len(DEMO)
+    assert "smollm2-lora: skipped, fine-tunes a generative model" in out
+    assert "adaptlab demo --full" in out
     assert "recommendation:" in out

@@ -143,6 +143,9 @@ class Recorder(ProgressSink):
     def note(self, message: str) -> None:
         self.messages.append((time.time(), message))
 
+    def info(self, message: str) -> None:
+        self.messages.append((time.time(), message))
+
 
 def test_the_cost_estimate_comes_before_any_upload_and_max_usd_stops_it(
     tmp_path: Path, example_project: Path

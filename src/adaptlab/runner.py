@@ -12,7 +12,7 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -322,9 +322,9 @@ class _Models:
     def llm(self, name: str, progress: ProgressSink) -> LLMRunner:
         return self.llm_variant(name, progress)
 
-    def llm_variant(self, name: str, progress: ProgressSink, **update: Any) -> LLMRunner:
-        """The runner of ``llms: name`` with ``update`` applied (an adapter, a model id)."""
-        runner_key = json.dumps([name, update], sort_keys=True, default=str)
+    def llm_variant(self, llm: str, progress: ProgressSink, /, **update: Any) -> LLMRunner:
+        """The runner of ``llms: <llm>`` with ``update`` applied (an adapter, a model id)."""
+        runner_key = json.dumps([llm, update], sort_keys=True, default=str)
         if runner_key not in self._runners:
             from adaptlab.backends import load_llm
             from adaptlab.llm.cache import ResponseCache
@@ -333,7 +333,7 @@ class _Models:
             if self._cache is None:
                 self._cache = ResponseCache(self.project.llm_cache_path)
             quiet_library_progress()  # a local model (hf backend) loads through transformers
-            config = self.project.config.llms[name]
+            config = self.project.config.llms[llm]
             if update:
                 config = config.model_copy(update=update)
             if config.backend == "hf":
@@ -356,8 +356,13 @@ def run_project(
     force: bool = False,
     progress: ProgressSink | None = None,
     events: RunEvents | None = None,
+    leave_out: Mapping[str, str] | None = None,
 ) -> RunOutcome:
-    """Validate data, split, run every (selected) candidate, record a run."""
+    """Validate data, split, run every (selected) candidate, record a run.
+
+    ``leave_out`` maps candidate names to why they are not run this time (``demo``
+    leaves out the LLM fine-tunes); they are reported like unavailable candidates.
+    """
     progress = progress or ProgressSink()
     events = events or RunEvents()
     cfg = project.config
@@ -374,8 +379,12 @@ def run_project(
                 fix="choose from: " + ", ".join(c.name for c in cfg.candidates),
             )
 
-    unavailable: dict[str, str] = {}
+    unavailable: dict[str, str] = {
+        c.name: leave_out[c.name] for c in candidates if leave_out and c.name in leave_out
+    }
     for cand in candidates:
+        if cand.name in unavailable:
+            continue
         reason = llm_unavailable(cfg.llms[cand.llm]) if cand.llm is not None else None
         if reason is not None:
             if only:  # asked for by name: an error, not a skip

@@ -15,6 +15,7 @@ from adaptlab.cli.clean import clean
 from adaptlab.cli.common import handle_errors
 from adaptlab.cli.data import data
 from adaptlab.cli.info import schema, strategies
+from adaptlab.cli.jobs import jobs
 from adaptlab.cli.project import demo, init
 from adaptlab.cli.prompt import prompt
 from adaptlab.cli.report import report
@@ -34,7 +35,7 @@ def cli() -> None:
     """
 
 
-for command in (init, demo, data, run, prompt, report, clean, strategies, schema):
+for command in (init, demo, data, run, prompt, report, clean, jobs, strategies, schema):
     cli.add_command(command)
 
 

@@ -50,6 +50,10 @@ class RichProgress(ProgressSink):
         """A warning above the bars, printed as written (a path or label may hold brackets)."""
         self.progress.console.print(Text.assemble(("warning:", "yellow"), f" {message}"))
 
+    def info(self, message: str) -> None:
+        """A line of information above the bars (an estimate, a status), as written."""
+        self.progress.console.print(Text(message))
+
     @contextmanager
     def task(self, description: str, total: int | None) -> Iterator[Advance]:
         task_id = self.progress.add_task(f"{self.prefix}{escape(description)}", total=total)

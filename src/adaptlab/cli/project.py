@@ -71,8 +71,16 @@ def init(
 
 @click.command()
 @click.argument("directory", default="adaptlab-demo", type=click.Path(file_okay=False))
-def demo(directory: str) -> None:
-    """Init the support-tickets example, run every candidate, write the report. Offline."""
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Also fine-tune the generative model (LoRA on SmolLM2; minutes on a CPU).",
+)
+def demo(directory: str, full: bool) -> None:
+    """Init the support-tickets example, run its candidates, write the report. Offline.
+
+    Without --full, candidates that fine-tune a generative model are left out.
+    """
     from adaptlab.cli.run import run_and_summarize
     from adaptlab.config import CONFIG_FILE
     from adaptlab.report import write_report
@@ -83,6 +91,23 @@ def demo(directory: str) -> None:
         console.print(f"[green]created[/] {escape(directory)} from the support-tickets example")
     else:
         console.print(f"reusing {directory} (stored results are not recomputed)", markup=False)
-    project, summary = run_and_summarize(directory)
+    leave_out = None if full else _llm_finetunes(directory)
+    project, summary = run_and_summarize(directory, leave_out=leave_out)
     path = write_report(summary, project.report_path)
     console.print(f"[bold]report:[/] {escape(str(path))} (open it in a browser)")
+
+
+#: Strategies that train a generative model: minutes to hours, so `demo` asks for --full.
+LLM_TRAINING = ("llm-finetune", "openai-finetune")
+
+
+def _llm_finetunes(directory: str) -> dict[str, str]:
+    from adaptlab.project import Project
+
+    config = Project.load(directory).config
+    return {
+        c.name: "fine-tunes a generative model; run it with 'adaptlab demo --full' or "
+        f"'adaptlab run -p {directory} -c {c.name}'"
+        for c in config.candidates
+        if c.strategy in LLM_TRAINING
+    }

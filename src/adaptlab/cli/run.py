@@ -16,9 +16,15 @@ if TYPE_CHECKING:
 
 
 def run_and_summarize(
-    project_dir: str | Path, only: tuple[str, ...] = (), force: bool = False
+    project_dir: str | Path,
+    only: tuple[str, ...] = (),
+    force: bool = False,
+    leave_out: dict[str, str] | None = None,
 ) -> tuple[Project, RunSummary]:
-    """Run the project with rich progress and print the results."""
+    """Run the project with rich progress and print the results.
+
+    ``leave_out``: candidate names not to run this time, with the reason shown.
+    """
     from adaptlab import summarize_project
     from adaptlab.cli.progress import RichProgress
     from adaptlab.project import Project
@@ -55,7 +61,12 @@ def run_and_summarize(
             ),
         )
         outcome = run_project(
-            project, only=only or None, force=force, progress=progress, events=events
+            project,
+            only=only or None,
+            force=force,
+            progress=progress,
+            events=events,
+            leave_out=leave_out,
         )
     summary = summarize_project(project, outcome.run_id)
     print_summary(summary)

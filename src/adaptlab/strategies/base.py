@@ -79,6 +79,12 @@ class ProgressSink:
 
         print(f"warning: {message}", file=sys.stderr)
 
+    def info(self, message: str) -> None:
+        """A line the user should see before the work goes on (an estimate, a status)."""
+        import sys
+
+        print(message, file=sys.stderr)
+
 
 @dataclass
 class StrategyContext:

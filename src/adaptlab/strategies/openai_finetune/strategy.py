@@ -61,9 +61,7 @@ class OpenAIFinetune(PromptStrategy):
         return config
 
     def _say(self, message: str) -> None:
-        # An 'info' channel where the progress sink has one; 'note' prints as a warning.
-        say = getattr(self.ctx.progress, "info", None) or self.ctx.progress.note
-        say(message)
+        self.ctx.progress.info(message)
 
     def estimate(self, records: Sequence[list[dict[str, str]]], model: str) -> TrainingCost:
         """The training bill of ``records`` (chat records, as :meth:`chat_records` makes).
