@@ -16,6 +16,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from adaptlab import Project, run_project
+from adaptlab import Project, run_project, summarize_project
 from adaptlab.cli import cli
 from adaptlab.cli.common import handle_errors
 from adaptlab.cli.jobs import jobs
@@ -126,6 +127,7 @@ def test_a_job_that_succeeds_is_evaluated_through_its_fine_tuned_model(
         assert preds and all(p == raw and p in cfg["labels"] for p, raw in preds)
         out = result.output
         assert out.index("billed tokens") < out.index(f"fine-tuning job {job.id} created")
+        _assert_priced_as_the_fine_tuned_model(project, job.trained_tokens)
 
         # A rerun reuses the stored result; --force (a fresh folder) finds the job by its
         # metadata and pays for none.
@@ -134,6 +136,35 @@ def test_a_job_that_succeeds_is_evaluated_through_its_fine_tuned_model(
         assert again.exit_code == 0, again.output
         assert f"re-attached to fine-tuning job {job.id}" in again.output
         assert server.jobs_created == 1
+
+
+def _table_entry(model: str) -> dict[str, Any]:
+    """The shipped price table's entry of ``model``, read from the YAML file itself."""
+    text = resources.files("adaptlab.llm").joinpath("prices.yaml").read_text(encoding="utf-8")
+    entry: dict[str, Any] = yaml.safe_load(text)["models"][model]
+    return entry
+
+
+def _assert_priced_as_the_fine_tuned_model(project: Path, trained_tokens: int) -> None:
+    """Setup = the job's training bill + CPU; answers at the fine-tuned model's prices."""
+    summary = summarize_project(Project.load(project))
+    (c,) = summary.candidates
+    entry = _table_entry("gpt-4o-mini")
+    tuned = entry["finetuned"]
+    cpu = c.fit_cpu_seconds * summary.config["cost"]["cpu_hour_usd"] / 3600
+    bill = trained_tokens * tuned["training"] / 1e6
+    assert bill > 0 and c.setup_cost_usd == pytest.approx(bill + cpu)
+    with sqlite3.connect(project / ".adaptlab/runs.db") as conn:
+        usage = conn.execute("SELECT input_tokens, output_tokens FROM predictions").fetchall()
+    assert usage and all(i and o for i, o in usage)
+
+    def per_1k(price: dict[str, float]) -> float:
+        return sum(i * price["input"] + o * price["output"] for i, o in usage) / len(usage) / 1e3
+
+    assert c.api_cost_per_1k_usd == pytest.approx(per_1k(tuned))
+    assert c.cost_per_1k_usd == pytest.approx(per_1k(tuned)) and c.price_kind == "table"
+    # The tuned model costs more per token than its base: priced as the base, it would not.
+    assert per_1k(tuned) > per_1k(entry) * 1.5
 
 
 class Recorder(ProgressSink):

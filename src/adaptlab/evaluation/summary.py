@@ -23,11 +23,10 @@ from adaptlab.config import ProjectConfig
 from adaptlab.data.validate import MIN_FINETUNE_EXAMPLES, MIN_FINETUNE_EXAMPLES_GOOD, SWEET_SPOT
 from adaptlab.errors import AdaptlabError
 from adaptlab.evaluation.judge import JudgeStats
+from adaptlab.evaluation.llm_costs import generative_figures, sane_row, setup_cost_usd
 from adaptlab.evaluation.metrics import ClassificationMetrics
 from adaptlab.evaluation.overfit import OverfitReport, overfit_report
 from adaptlab.evaluation.scoring import (
-    FAILED,
-    INVALID,
     METRICS,
     GenerationSummary,
     MetricInfo,
@@ -199,7 +198,7 @@ def _usd(x: float) -> str:
 def _candidate(store: RunStore, link: Any, cfg: ProjectConfig, scorer: Scorer) -> CandidateSummary:
     key = link["result_key"]
     res = store.result(key)
-    rows: list[PredictionRow] = [_sane(r) for r in store.predictions(key)]
+    rows: list[PredictionRow] = [sane_row(r) for r in store.predictions(key)]
     if not rows:
         raise AdaptlabError(
             f"candidate '{link['name']}' has no stored predictions",
@@ -212,8 +211,9 @@ def _candidate(store: RunStore, link: Any, cfg: ProjectConfig, scorer: Scorer) -
     cpu_per_req = res.predict_cpu_seconds / n
     price = cfg.cost.cpu_hour_usd / 3600
     per_1k = cpu_per_req * 1000 * price
-    setup = res.fit_cpu_seconds * price
-    extra = _generative(cfg, link["name"], rows, store.consistency(key))
+    # A provider fine-tune adds its training bill; a local one's cost is its CPU time.
+    setup = setup_cost_usd(res.fit_cpu_seconds, cfg.cost.cpu_hour_usd, res.info)
+    extra = generative_figures(cfg, link["name"], rows, store.consistency(key), res.info)
     if extra.get("api_cost_per_1k_usd") is not None:
         # A hosted model: the bill is the tokens; the client's CPU is noise beside it.
         per_1k = extra["api_cost_per_1k_usd"]
@@ -252,111 +252,6 @@ def _candidate(store: RunStore, link: Any, cfg: ProjectConfig, scorer: Scorer) -
         ),
         **extra,
     )
-
-
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
-def _number(value: object) -> float | None:
-    """A stored measurement as a finite float, or None (a row may hold anything)."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        x = float(value)
-    except ValueError:
-        return None
-    return x if np.isfinite(x) and x >= 0 else None
-
-
-def _sane(r: PredictionRow) -> PredictionRow:
-    """A stored prediction with every field of the type it should have.
-
-    Rows come from a file that other versions (or other programs) may have written:
-    token counts that are not counts become None (or are clamped, and marked not
-    exact), so no stored row can crash a summary.
-    """
-    from adaptlab.llm.types import token_count
-
-    inp, out, cached = (token_count(v) for v in (r.input_tokens, r.output_tokens, r.cached_tokens))
-    odd = any(
-        raw is not None and got is None
-        for raw, got in ((r.input_tokens, inp), (r.output_tokens, out), (r.cached_tokens, cached))
-    )
-    if inp is not None and cached is not None and cached > inp:
-        cached, odd = inp, True
-    exact = None if r.usage_exact is None else bool(r.usage_exact) and not odd
-    if odd and exact is None:
-        exact = False
-    return PredictionRow(
-        example_id=str(r.example_id),
-        input=str(r.input),
-        gold=str(r.gold),
-        predicted=_text(r.predicted),
-        score=_number(r.score),
-        latency_ms=_number(r.latency_ms),
-        raw=_text(r.raw),
-        status=_text(r.status),
-        input_tokens=inp,
-        output_tokens=out,
-        cached_tokens=cached,
-        finish_reason=_text(r.finish_reason),
-        usage_exact=exact,
-    )
-
-
-def _generative(
-    cfg: ProjectConfig, name: str, rows: list[PredictionRow], consistency: list[Any]
-) -> dict[str, Any]:
-    """Token, cost, parse and consistency figures of a candidate (empty for encoders)."""
-    from collections import Counter
-
-    out: dict[str, Any] = {}
-    cand = next((c for c in cfg.candidates if c.name == name), None)
-    statuses = Counter(r.status for r in rows if r.status is not None)
-    if statuses:
-        out["statuses"] = dict(statuses)
-        out["unparsed"] = sum(statuses.get(st, 0) for st in INVALID)
-        failed = {st: statuses[st] for st in FAILED if statuses.get(st)}
-        out["failed"] = failed
-        out["failed_examples"] = {
-            st: [r.example_id for r in rows if r.status == st][:3] for st in failed
-        }
-        out["valid_rate"] = 1 - (out["unparsed"] + sum(failed.values())) / len(rows)
-    cut = sum(r.finish_reason == "length" for r in rows)
-    if cut:
-        out["cut_off"] = cut
-    if consistency:
-        by_input: dict[int, list[Any]] = {}
-        for idx, _sample, pred, _status in consistency:
-            by_input.setdefault(idx, []).append(pred)
-        agree = [Counter(v).most_common(1)[0][1] / len(v) for v in by_input.values()]
-        valid = [st not in INVALID and st not in FAILED for *_, st in consistency]
-        out["consistency_samples"] = max(len(v) for v in by_input.values())
-        out["agreement"] = float(np.mean(agree))
-        out["format_validity"] = float(np.mean(valid))
-    if cand is None or cand.llm is None or cand.llm not in cfg.llms:
-        return out
-    from adaptlab.llm.prices import cost_usd, price_for, price_kind
-    from adaptlab.llm.types import Usage
-
-    llm = cfg.llms[cand.llm]
-    out["llm"] = f"{llm.backend}:{llm.name}"
-    # Refused inputs were not answered (nor billed): tokens and cost are per answer.
-    used = [r for r in rows if r.input_tokens is not None and r.status not in FAILED]
-    if used:
-        out["input_tokens_per_request"] = float(np.mean([r.input_tokens or 0 for r in used]))
-        out["output_tokens_per_request"] = float(np.mean([r.output_tokens or 0 for r in used]))
-        out["usage_exact"] = not any(r.usage_exact is False for r in used)
-    out["price_kind"] = price_kind(llm)
-    price = price_for(llm)
-    if price is not None and used:
-        total = sum(
-            cost_usd(Usage(r.input_tokens or 0, r.output_tokens or 0, r.cached_tokens or 0), price)
-            for r in used
-        )
-        out["api_cost_per_1k_usd"] = total / len(used) * 1000
-    return out
 
 
 _FAILED_WORDS = {
