@@ -11,22 +11,32 @@ Each test input whose prompt plus output limit will not fit the model's context
 window (from the price table, or an ``hf`` model's ``config.json``) is listed by
 example id (:func:`context_checks`, also what ``adaptlab data check`` prints): such an
 input would be refused and stored as ``too_long``.
+
+A fine-tuned candidate also shows what fitting it trains on (:class:`TrainingPlan`):
+an ``openai-finetune`` job's epochs, billed tokens and USD before anything is uploaded
+(:meth:`~adaptlab.strategies.openai_finetune.OpenAIFinetune.estimate`), and for an
+``llm-finetune`` candidate the tokens per epoch its local trainer will see, counted by
+the trainer's own encoding (:func:`adaptlab.train.collate.encode_chats`). A fine-tuned
+candidate's answers are priced as the fine-tuned model, and none of them can be in the
+response cache yet (no tuned model has answered).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from adaptlab.strategies import ProgressSink, get_strategy
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from adaptlab.config import CandidateConfig
+    from adaptlab.config import CandidateConfig, LLMConfig
     from adaptlab.data import Example, Split
     from adaptlab.llm.types import ChatRequest
     from adaptlab.project import Project
+    from adaptlab.strategies.llm_finetune.strategy import LLMFinetune
+    from adaptlab.strategies.openai_finetune.strategy import OpenAIFinetune
     from adaptlab.strategies.prompting import PromptStrategy
 
 
@@ -44,6 +54,7 @@ class CandidatePlan:
     output_usd_per_1m: float | None
     note: str = ""
     context: ContextCheck | None = None  # test inputs too long for the model, if known
+    training: TrainingPlan | None = None  # a fine-tuned candidate: what fitting trains on
 
     @property
     def cost_usd(self) -> float | None:
@@ -52,6 +63,73 @@ class CandidatePlan:
         return (
             self.input_tokens * self.input_usd_per_1m + self.output_tokens * self.output_usd_per_1m
         ) / 1e6
+
+
+@dataclass
+class TrainingPlan:
+    """What fitting a fine-tuned candidate will train on (and bill), before it starts.
+
+    ``where``: "provider" (a paid job) or "local" (this machine: compute cost only);
+    ``examples``: training chats; ``epochs``: passes over them (``epochs_from`` says
+    whether the candidate set them or the provider's "auto" rule picked them);
+    ``tokens_per_epoch``: a provider's billed tokens per pass (each example up to its
+    cap), or the tokens a local trainer feeds per pass (each chat cut at ``max_length``);
+    ``tokens``: ``tokens_per_epoch`` x ``epochs`` (locally an upper bound: early stopping
+    may end sooner, and a fractional epoch is approximate); ``exact``: counted with the
+    model's tokenizer, not estimated; ``usd``: a provider's training bill (None: local,
+    or no training price); ``source``: where that price comes from, or why there is
+    none; ``cut``: examples over the cap (provider) or cut at ``max_length`` (local);
+    ``loss_tokens_per_epoch``: locally, the answer tokens the loss is computed on;
+    ``problem``: why no estimate could be made (then the counts are 0).
+    """
+
+    where: Literal["provider", "local"]
+    examples: int
+    epochs: float
+    epochs_from: str
+    tokens_per_epoch: int
+    tokens: int
+    exact: bool
+    usd: float | None = None
+    source: str = ""
+    cut: int = 0
+    cap: int = 0
+    loss_tokens_per_epoch: int | None = None
+    problem: str = ""
+
+    def line(self) -> str:
+        """One sentence for the terminal."""
+        if self.problem:
+            return f"training: no estimate, {self.problem}"
+        approx = "" if self.exact else "~"
+        epochs = f"{self.epochs:g} epoch{'s' if self.epochs != 1 else ''} ({self.epochs_from})"
+        if self.where == "provider":
+            usd = "USD unknown" if self.usd is None else f"{self.usd:.6f} USD"
+            cut = (
+                f"; {self.cut} example(s) over the {self.cap:,}-token cap are cut"
+                if self.cut
+                else ""
+            )
+            return (
+                f"training at the provider on {self.examples} examples: {epochs} x "
+                f"{approx}{self.tokens_per_epoch:,} tokens = {approx}{self.tokens:,} billed "
+                f"tokens, {usd} ({self.source}){cut}"
+            )
+        loss = (
+            f", {self.loss_tokens_per_epoch:,} of them answer tokens the loss is on"
+            if self.loss_tokens_per_epoch is not None
+            else ""
+        )
+        cut = (
+            f"; {self.cut} example(s) longer than max_length={self.cap:,} are cut"
+            if self.cut
+            else ""
+        )
+        return (
+            f"training on this machine on {self.examples} examples: {epochs} x "
+            f"{self.tokens_per_epoch:,} tokens{loss} = at most about {self.tokens:,} tokens "
+            f"trained on, compute cost only (no API bill){cut}"
+        )
 
 
 @dataclass(frozen=True)
@@ -194,7 +272,9 @@ def fitted_prompt_strategy(project: Project, cand: CandidateConfig, split: Split
         project, cand, project.state_dir, _Models(project), ProgressSink(), with_llm=False
     )
     assert isinstance(strategy, PromptStrategy)
-    strategy.fit(split.train, split.val)
+    # Picking the shots is all of a prompt's fitting; a fine-tuning strategy's fit() would
+    # train (or start a paid job), and its prompts need only the shots too.
+    strategy.select_shots(split.train)
     return strategy
 
 
@@ -203,7 +283,7 @@ def _plan_generative(
 ) -> CandidatePlan:
     from adaptlab.backends import load_llm
     from adaptlab.llm.cache import ResponseCache
-    from adaptlab.llm.prices import capabilities_for, price_for
+    from adaptlab.llm.prices import capabilities_for, price_for, price_kind
 
     cfg = project.config
     assert cand.llm is not None
@@ -218,7 +298,9 @@ def _plan_generative(
             requests += strategy.requests(subset, sample=s)
     identity = backend.identity()
     cached: set[int] = set()
-    if project.llm_cache_path.exists():
+    # A fine-tuned candidate is answered by a model that does not exist yet: the base
+    # model's cached answers (another candidate's, same prompt) are not its answers.
+    if project.llm_cache_path.exists() and not strategy.trains_weights:
         cache = ResponseCache(project.llm_cache_path)
         cached = {i for i, r in enumerate(requests) if cache.get(r.cache_key(identity))}
         cache.close()
@@ -226,6 +308,10 @@ def _plan_generative(
     counts = [backend.count_tokens(r) for r in todo]
     per_answer, bound = _answer_tokens(strategy, backend)
     price = price_for(llm_cfg)
+    training = training_plan(strategy, split, llm_cfg)
+    if training is not None and training.where == "provider":
+        # Answers come from the tuned model, which the provider prices above its base.
+        price = price.finetuned if price is not None else None
     caps = capabilities_for(llm_cfg)
     context = None
     if caps.context_window is not None:
@@ -254,9 +340,124 @@ def _plan_generative(
         tokens_exact=all(exact for _, exact in counts),
         input_usd_per_1m=price.input if price else None,
         output_usd_per_1m=price.output if price else None,
-        note="" if price else "no price known: set llms.<name>.prices",
+        note=""
+        if price
+        else "runs on this machine: compute cost only"
+        if price_kind(llm_cfg) == "self-hosted"
+        else "no price known: set llms.<name>.prices",
         context=context,
+        training=training,
     )
+
+
+def training_plan(
+    strategy: PromptStrategy, split: Split, llm_cfg: LLMConfig
+) -> TrainingPlan | None:
+    """What fitting ``strategy`` on ``split.train`` will train on; None for a prompt.
+
+    ``strategy`` is fitted for prompts only (:func:`fitted_prompt_strategy`): its
+    training chats are the requests it will send, with the targets as answers.
+    """
+    from adaptlab.strategies.llm_finetune.strategy import LLMFinetune
+    from adaptlab.strategies.openai_finetune.strategy import OpenAIFinetune
+
+    if isinstance(strategy, OpenAIFinetune):
+        return _provider_training(strategy, split, llm_cfg)
+    if isinstance(strategy, LLMFinetune):
+        return _local_training(strategy, split, llm_cfg)
+    return None
+
+
+def _provider_training(strategy: OpenAIFinetune, split: Split, llm_cfg: LLMConfig) -> TrainingPlan:
+    from adaptlab.llm.tokens import openai_token_count
+
+    records = strategy.chat_records(split.train)
+    auto = strategy.ft.n_epochs == "auto"
+    epochs_from = f"auto: OpenAI's rule for {len(records)} examples" if auto else "set"
+    if not records:
+        return TrainingPlan("provider", 0, 0, epochs_from, 0, 0, False, problem="no training split")
+    cost = strategy.estimate(records, llm_cfg.name)
+    # One model, one tokenizer: the first record says whether every count is exact.
+    exact = openai_token_count(llm_cfg.name, [(m["role"], m["content"]) for m in records[0]])[1]
+    return TrainingPlan(
+        where="provider",
+        examples=len(records),
+        epochs=cost.epochs,
+        epochs_from=epochs_from,
+        tokens_per_epoch=cost.tokens_per_epoch,
+        tokens=cost.billed_tokens,
+        exact=bool(exact),
+        usd=cost.usd,
+        source=cost.source,
+        cut=cost.over_cap,
+        cap=cost.cap,
+    )
+
+
+def _local_training(strategy: LLMFinetune, split: Split, llm_cfg: LLMConfig) -> TrainingPlan:
+    from adaptlab.errors import AdaptlabError
+    from adaptlab.train.collate import IGNORE, encode_chats
+
+    options = strategy.train_options()
+
+    def problem(text: str) -> TrainingPlan:
+        return TrainingPlan("local", 0, options.epochs, "set", 0, 0, False, problem=text)
+
+    if llm_cfg.backend != "hf":
+        return problem(
+            f"llm-finetune trains a local model and llm '{llm_cfg.name}' uses backend "
+            f"'{llm_cfg.backend}'; the run would stop (point the candidate at an 'hf' llm)"
+        )
+    if not split.val:
+        return problem(
+            "the validation split is empty and llm-finetune stops early on it; the run "
+            "would stop (set data.val_size, e.g. 0.1)"
+        )
+    records = strategy.chat_records(split.train)
+    if not records:
+        return problem("no training split")
+    try:
+        tokenizer = _local_tokenizer(llm_cfg.name)
+        enc = encode_chats(tokenizer, records, options.max_length)
+    except AdaptlabError as exc:
+        return problem(f"the run would stop: {exc.issue.message} ({exc.issue.fix})")
+    loss = sum(sum(label != IGNORE for label in f["labels"]) for f in enc.features)
+    return TrainingPlan(
+        where="local",
+        examples=len(enc.features),
+        epochs=options.epochs,
+        epochs_from="set",
+        tokens_per_epoch=enc.tokens,
+        tokens=round(enc.tokens * options.epochs),
+        exact=True,
+        cut=enc.truncated,
+        cap=options.max_length,
+        loss_tokens_per_epoch=loss,
+    )
+
+
+def _local_tokenizer(name: str) -> object:
+    """The tokenizer :func:`adaptlab.train.train_causal_lm` loads for model ``name``.
+
+    Offline only: a folder, a .gguf file or a bundled alias (converted once, as a run
+    would). Raises ConfigError when no tokenizer can be read from it.
+    """
+    import os
+
+    from adaptlab.backends.gguf import resolve_model
+    from adaptlab.errors import ConfigError
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoTokenizer
+
+    folder = resolve_model(name)
+    try:
+        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except Exception as exc:  # a broken folder raises whatever its files make it raise
+        raise ConfigError(
+            f"cannot load a tokenizer from '{folder}': {str(exc).splitlines()[0]}",
+            fix="name a model folder saved with save_pretrained() (with its tokenizer files)",
+        ) from None
 
 
 def _answer_tokens(strategy: object, backend: object) -> tuple[int, bool]:

@@ -112,7 +112,7 @@ def print_plan(project_dir: str | Path) -> None:
     table.add_column("model", overflow="fold")
     for col in ("req.", "cached", "in tok", "out tok", "USD"):
         table.add_column(col, justify="right", no_wrap=True)
-    total = 0.0
+    total = training = 0.0
     for p in remote:
         cost = p.cost_usd
         total += cost or 0.0
@@ -130,6 +130,11 @@ def print_plan(project_dir: str | Path) -> None:
     for p in remote:
         if p.note:
             console.print(Padding(Text(f"{p.name}: {p.note}"), (0, 0, 0, 2)))
+        if p.training is not None:
+            style = "yellow" if p.training.problem else ""
+            console.print(Padding(Text(f"{p.name}: {p.training.line()}", style), (0, 0, 0, 2)))
+            total += p.training.usd or 0.0
+            training += p.training.usd or 0.0
         for line in p.context.lines() if p.context is not None else []:
             console.print(Padding(Text(f"too long: {line}", style="yellow"), (0, 0, 0, 2)))
     if any(not p.tokens_exact for p in remote):
@@ -144,4 +149,5 @@ def print_plan(project_dir: str | Path) -> None:
                 Text(f"{', '.join(local)}: run on this machine, compute cost only"), (0, 0, 0, 2)
             )
         )
-    console.print(f"projected API cost of this run: {total:.6f} USD")
+    of_it = f" ({training:.6f} of it training)" if training else ""
+    console.print(f"projected API cost of this run: {total:.6f} USD{of_it}")
