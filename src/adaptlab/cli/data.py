@@ -189,12 +189,8 @@ def _check_chat(
 
     from rich.text import Text
 
-    from adaptlab.data.chat import (
-        chat_stats,
-        find_chat_leakage,
-        load_chat_file,
-        token_counter,
-    )
+    from adaptlab.data.chat import chat_stats, find_chat_leakage, load_chat_file
+    from adaptlab.data.chat_tokens import token_counter
     from adaptlab.errors import DataError
 
     files = {"train": file, **({"val": val} if val else {}), **({"test": test} if test else {})}
