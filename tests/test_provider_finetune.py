@@ -346,3 +346,16 @@ def test_a_dry_run_starts_no_job(tmp_path: Path, example_project: Path) -> None:
         unknown = run_cli("cancel", "-p", str(project), "ft", command=jobs)
         assert unknown.exit_code == 2
         assert "no fine-tuning job recorded for 'ft'" in unknown.output
+
+
+def test_setup_cost_is_the_actual_bill_else_the_estimate_and_cpu_time_locally() -> None:
+    from adaptlab.evaluation.llm_costs import setup_cost_usd
+
+    cpu = 1800 * 0.5 / 3600  # 30 CPU minutes at 0.50 USD an hour
+    both = {"actual_cost_usd": 0.2, "estimated_cost_usd": 0.3}
+    assert setup_cost_usd(1800, 0.5, both) == pytest.approx(cpu + 0.2)
+    # No trained_tokens (or no training price): the estimate shown before the upload.
+    estimate = {"actual_cost_usd": None, "estimated_cost_usd": 0.3}
+    assert setup_cost_usd(1800, 0.5, estimate) == pytest.approx(cpu + 0.3)
+    # A local fine-tune (llm-finetune) pays no provider: its CPU time alone.
+    assert setup_cost_usd(1800, 0.5, {"training": {"train_tokens": 9000}}) == pytest.approx(cpu)
