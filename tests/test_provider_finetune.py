@@ -359,3 +359,7 @@ def test_setup_cost_is_the_actual_bill_else_the_estimate_and_cpu_time_locally() 
     assert setup_cost_usd(1800, 0.5, estimate) == pytest.approx(cpu + 0.3)
     # A local fine-tune (llm-finetune) pays no provider: its CPU time alone.
     assert setup_cost_usd(1800, 0.5, {"training": {"train_tokens": 9000}}) == pytest.approx(cpu)
+    # The bill is recomputed from the trained tokens the job reported, at the table's price.
+    job = {"provider_job": {"base_model": BASE}, "trained_tokens": 2_000_000, **both}
+    training = _table_entry("gpt-4o-mini")["finetuned"]["training"]
+    assert setup_cost_usd(1800, 0.5, job) == pytest.approx(cpu + 2 * training)

@@ -85,12 +85,23 @@ def sane_row(r: PredictionRow) -> PredictionRow:
 def training_bill_usd(info: dict[str, Any]) -> float | None:
     """USD a provider billed to train this candidate, from its strategy's ``info``.
 
-    The first of :data:`TRAINING_BILL_KEYS` that holds a number: ``actual_cost_usd``
-    (``trained_tokens`` x the table's ``finetuned.training`` price / 1M, set when the
-    job succeeded), else ``estimated_cost_usd`` (the estimate shown before the upload,
+    Recomputed where the job reported its ``trained_tokens``: those x the shipped table's
+    ``finetuned.training`` price of ``provider_job.base_model`` / 1M (as the answers are
+    priced from the table now, not from what a run wrote). Else the first of
+    :data:`TRAINING_BILL_KEYS` that holds a number: ``actual_cost_usd``, then
+    ``estimated_cost_usd`` (the estimate shown before the upload,
     :func:`adaptlab.train.cost.estimate_training_cost`). None for a candidate that paid
     no provider (a local fine-tune, a prompt) or whose model has no training price.
     """
+    from adaptlab.llm.prices import PER_TOKENS, lookup_price
+
+    tokens = _number(info.get("trained_tokens"))
+    job = info.get("provider_job")
+    base = job.get("base_model") if isinstance(job, dict) else None
+    if tokens is not None and isinstance(base, str):
+        price = lookup_price(base)
+        if price is not None and price.training is not None:
+            return tokens * price.training / PER_TOKENS
     for key in TRAINING_BILL_KEYS:
         usd = _number(info.get(key))
         if usd is not None:

@@ -2,7 +2,9 @@
 
 Nothing here trusts a number written at run time except measured seconds: every
 score, interval, test and cost is derived again from stored prediction rows (a
-judge's grades are re-read from the response cache and parsed again).
+judge's grades are re-read from the response cache and parsed again; a provider
+fine-tune's training bill from the tokens its job reported trained, see
+:mod:`adaptlab.evaluation.llm_costs`).
 
 Each candidate has one primary metric, the task's (see :mod:`adaptlab.evaluation.scoring`):
 accuracy for classification, field F1 for extraction, ``evaluation.generation_metric``
@@ -70,7 +72,7 @@ class CandidateSummary:
     fit_cpu_seconds: float
     cpu_ms_per_request: float
     cost_per_1k_usd: float
-    setup_cost_usd: float
+    setup_cost_usd: float  # CPU time to fit, plus a provider's training bill
     monthly_cost_usd: float
     curves: list[tuple[int, float, str, str, float]]
     info: dict[str, Any]
