@@ -116,7 +116,7 @@ def estimate_training_cost(
     """The bill of fine-tuning ``model`` on examples of ``token_counts`` tokens each.
 
     ``token_counts``: one count per training example, in the model's tokenizer with the
-    chat overhead (what :mod:`adaptlab.data.chat` counts); ``n_epochs``: a number
+    chat overhead (what :mod:`adaptlab.data.chat_tokens` counts); ``n_epochs``: a number
     (1-50, as the API accepts) or "auto" for the provider's choice
     (:func:`default_epochs`); ``cap``: tokens billed per example at most (default: the
     model's, :func:`max_tokens_per_example`).
