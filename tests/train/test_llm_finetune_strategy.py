@@ -89,3 +89,26 @@ def test_a_remote_llm_or_no_validation_split_is_a_clear_error(
     (project.root / "adaptlab.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     with pytest.raises(ConfigError, match="trains a local model"):
         run_project(Project.load(project.root))
+
+
+def test_a_hybrid_trains_on_the_prompt_it_answers_with(
+    tmp_path: Path, example_project: Path, tiny_base: Path
+) -> None:
+    """Shots and a system-prompt variant are in the training chats exactly as sent."""
+    from adaptlab.runner import _Models, make_context
+    from adaptlab.strategies import ProgressSink
+
+    project = _project(tmp_path, example_project, tiny_base, shots=2, system="Sort tickets.")
+    split = project.split()
+    cand = project.config.candidates[0]
+    strategy, _ = make_context(
+        project, cand, tmp_path / "w", _Models(project), ProgressSink(), with_llm=False
+    )
+    strategy.select_shots(split.train)  # type: ignore[attr-defined]
+    chats = strategy.chat_records(split.train[:3])  # type: ignore[attr-defined]
+    sent = strategy.requests([ex.text for ex in split.train[:3]])  # type: ignore[attr-defined]
+    for chat, request, ex in zip(chats, sent, split.train[:3], strict=True):
+        assert chat[:-1] == [{"role": m.role, "content": m.content} for m in request.messages]
+        assert chat[0] == {"role": "system", "content": "Sort tickets."}
+        assert chat[-1] == {"role": "assistant", "content": ex.label}
+        assert chat[1]["content"].count("<example>") == 2
