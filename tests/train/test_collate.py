@@ -83,10 +83,13 @@ def test_a_packed_batch_gives_each_example_its_own_logits(tok: Any, model: Any) 
         tok, [{"role": "user", "content": "x " * 40}, {"role": "assistant", "content": "y"}]
     )
     batch = make_collator("padding-free", tok)(feats)
-    assert set(batch) == {"input_ids", "labels", "position_ids", "use_cache"}
-    assert batch["input_ids"].shape[0] == 1
+    assert batch["input_ids"].shape[0] == 1 and batch["use_cache"] is False
+    assert "attention_mask" not in batch  # the restarts of position_ids are the only boundaries
+    inputs = {
+        k: v for k, v in batch.items() if k not in ("labels", "shift_labels", "logits_to_keep")
+    }
     with torch.inference_mode():
-        packed = model(**batch).logits[0]  # as Trainer calls it
+        packed = model(**inputs).logits[0]  # every position's logits, as Trainer's batch gives them
         start = 0
         for f in feats:
             alone = model(input_ids=torch.tensor([f["input_ids"]])).logits[0]
@@ -110,6 +113,15 @@ def test_padded_and_packed_batches_give_the_same_loss(tok: Any, model: Any, batc
     assert padded["input_ids"].shape[0] == 4 and int((padded["attention_mask"] == 0).sum()) > 0
     assert int((padded["labels"] != IGNORE).sum()) == int((packed["labels"] != IGNORE).sum())
     with torch.inference_mode():
-        a = model(**packed).loss
+        a = model(**packed).loss  # as Trainer calls it: logits only where an answer token follows
         b = model(**padded).loss
-    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        full = model(
+            input_ids=padded["input_ids"],
+            attention_mask=padded["attention_mask"],
+            labels=padded["labels"],
+        ).loss
+    torch.testing.assert_close(a, full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(b, full, atol=1e-5, rtol=1e-5)
+    assert len(packed["logits_to_keep"]) == int((packed["labels"] != IGNORE).sum())
+    with torch.inference_mode():
+        assert model(**packed).logits.shape[1] == len(packed["logits_to_keep"])
