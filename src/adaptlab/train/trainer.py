@@ -256,17 +256,13 @@ def train_causal_lm(
         )
 
     ckdir = out / "checkpoints"
-    _claim_checkpoints(ckdir, key)
+    args = _training_args(options, ckdir, seed=seed, device=device, precision=precision)
+    # Under `accelerate launch` every process runs this; the main one decides about
+    # stale checkpoints before the others look.
+    with args.main_process_first(desc="checkpoints", local=False):
+        _claim_checkpoints(ckdir, key)
     set_seed(seed)  # LoRA's A matrices are drawn at wrapping
     model = _load_model(base, options, device)
-    args = _training_args(
-        options,
-        ckdir,
-        seed=seed,
-        device=device,
-        precision=precision,
-        n_train=len(enc_train.features),
-    )
     trainer = Trainer(
         model=model,
         args=args,
@@ -395,7 +391,7 @@ def _checkpointing(options: TrainOptions, device: str) -> bool:
 
 
 def _training_args(
-    options: TrainOptions, ckdir: Path, *, seed: int, device: str, precision: str, n_train: int
+    options: TrainOptions, ckdir: Path, *, seed: int, device: str, precision: str
 ) -> Any:
     from transformers import TrainingArguments
 
