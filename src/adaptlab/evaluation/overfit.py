@@ -11,6 +11,7 @@ discordant pairs are few), so "early stopping helped" is a tested claim.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -100,8 +101,8 @@ def overfit_report(
     best_ok = np.array([p == g for p, g in zip(predicted, gold, strict=True)])
     last_ok = np.array([p == g for p, g in zip(labels, gold, strict=True)])
     unparsed = last.get("unparsed")
-    return OverfitReport(
-        **{**report.__dict__},
+    return dataclasses.replace(
+        report,
         best_accuracy=float(best_ok.mean()),
         last_accuracy=float(last_ok.mean()),
         last_unparsed=unparsed if isinstance(unparsed, int) else 0,
