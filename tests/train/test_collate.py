@@ -125,3 +125,57 @@ def test_padded_and_packed_batches_give_the_same_loss(tok: Any, model: Any, batc
     assert len(packed["logits_to_keep"]) == int((packed["labels"] != IGNORE).sum())
     with torch.inference_mode():
         assert model(**packed).logits.shape[1] == len(packed["logits_to_keep"])
+
+
+def test_a_shared_prefix_batch_gives_each_example_its_own_logits(tok: Any, model: Any) -> None:
+    """The batch's common prompt prefix is held once; every example still gets, at every one
+    of its positions, the logits it gets alone (no suffix sees another)."""
+    import torch
+
+    from adaptlab.train.collate import shared_prefix_length
+
+    feats = encode_chats(tok, chats(3), max_length=512).features
+    ids, labels = [f["input_ids"] for f in feats], [f["labels"] for f in feats]
+    p = shared_prefix_length(ids, labels)
+    assert "Sort the ticket" in tok.decode(ids[0][:p])  # system prompt and more, shared
+    assert len({x[p] for x in ids}) > 1  # the prefix is as long as it can be
+    batch = make_collator("shared-prefix", tok)(feats)
+    n = batch["input_ids"].shape[1]
+    assert n == p + sum(len(x) - p for x in ids)
+    assert batch["num_example_tokens"] == sum(map(len, ids))
+    assert batch["attention_mask"].shape == (1, 1, n, n)
+    with torch.inference_mode():
+        row = model(
+            input_ids=batch["input_ids"],
+            position_ids=batch["position_ids"],
+            attention_mask=batch["attention_mask"],
+            use_cache=False,
+        ).logits[0]
+        start = p
+        for x in ids:
+            alone = model(input_ids=torch.tensor([x])).logits[0]
+            torch.testing.assert_close(row[:p], alone[:p], atol=1e-4, rtol=1e-5)
+            got = row[start : start + len(x) - p]
+            torch.testing.assert_close(got, alone[p:], atol=1e-4, rtol=1e-5)
+            start += len(x) - p
+    assert start == n
+
+
+def test_a_shared_prefix_batch_gives_the_padded_loss(tok: Any, model: Any) -> None:
+    """Same loss as padded rows, including an example that shares little (a different system
+    prompt) and a single-example batch."""
+    import torch
+
+    feats = encode_chats(tok, chats(4), max_length=512).features
+    feats[2] = encode_chat(
+        tok, [{"role": "user", "content": "z " * 25}, {"role": "assistant", "content": "billing"}]
+    )
+    for batch_feats in (feats, feats[:1], feats[:2]):
+        shared = dict(make_collator("shared-prefix", tok)(batch_feats))
+        shared.pop("num_example_tokens")
+        padded = make_collator("padded", tok)(batch_feats)
+        assert len(shared["logits_to_keep"]) == int((padded["labels"] != IGNORE).sum())
+        with torch.inference_mode():
+            a = model(**shared).loss
+            b = model(**padded).loss
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

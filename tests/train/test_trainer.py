@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from adaptlab.errors import ConfigError
 from adaptlab.train import trainer as trainer_mod
 from adaptlab.train.options import TrainOptions
-from tests.train.conftest import MEMO_TRAIN, SEED, Trained, memorise_options
+from tests.train.conftest import MEMO_TRAIN, SEED, RecordingProgress, Trained, memorise_options
 
 # peft reads a property transformers 5 deprecated; nothing here can change that.
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing`:FutureWarning")
@@ -115,21 +116,21 @@ def test_merged_model_gives_the_logits_of_base_plus_adapter(
     assert (a - c).abs().max() > 1e-2  # the adapter did change the outputs
 
 
-def test_kill_and_rerun_resumes_to_the_same_weights(trained: Trained, tmp_path: Path) -> None:
-    """A crash right after the step-8 checkpoint, then the same call again, ends where an
-    uninterrupted run (the shared fixture, same arguments) ends, bit for bit."""
-    from safetensors.torch import load_file
-    from transformers import TrainerCallback
+class Killed(Exception):
+    pass
 
-    class Killed(Exception):
-        pass
+
+@pytest.fixture(scope="module")
+def killed(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ``out`` of the shared run's arguments, crashed right after its step-8 checkpoint."""
+    from transformers import TrainerCallback
 
     class KillAfterFirstCheckpoint(TrainerCallback):  # type: ignore[misc]
         def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             raise Killed
 
     real = trainer_mod._callbacks
-    out = tmp_path / "out"
+    out = tmp_path_factory.mktemp("killed") / "out"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(trainer_mod, "_callbacks", lambda *a: [*real(*a), KillAfterFirstCheckpoint()])
         with pytest.raises(Killed):
@@ -138,17 +139,98 @@ def test_kill_and_rerun_resumes_to_the_same_weights(trained: Trained, tmp_path: 
             )
     assert [p.name for p in (out / "checkpoints").glob("checkpoint-*")] == ["checkpoint-8"]
     assert not (out / "result.json").exists()
+    return out
 
-    resumed = trainer_mod.train_causal_lm(
-        trained.base, MEMO_TRAIN, MEMO_TRAIN, out, memorise_options(), seed=SEED
+
+def _same_adapter(a: Path, b: Path) -> bool:
+    from safetensors.torch import load_file
+
+    want, got = (
+        load_file(a / "adapter_model.safetensors"),
+        load_file(b / "adapter_model.safetensors"),
     )
-    want = load_file(trained.result.last_dir / "adapter_model.safetensors")
-    got = load_file(resumed.last_dir / "adapter_model.safetensors")
-    assert want.keys() == got.keys()
-    assert all(want[k].equal(got[k]) for k in want)
+    return want.keys() == got.keys() and all(want[k].equal(got[k]) for k in want)
+
+
+def test_kill_and_rerun_resumes_to_the_same_weights(
+    trained: Trained, killed: Path, tmp_path: Path
+) -> None:
+    """The same call again after a crash ends where an uninterrupted run (the shared
+    fixture, same arguments) ends, bit for bit."""
+    out = tmp_path / "out"
+    shutil.copytree(killed, out)
+    notes: list[str] = []
+    progress = RecordingProgress()
+    progress.note = notes.append  # type: ignore[method-assign]
+    resumed = trainer_mod.train_causal_lm(
+        trained.base,
+        MEMO_TRAIN,
+        MEMO_TRAIN,
+        out,
+        memorise_options(),
+        seed=SEED,
+        progress=progress,  # type: ignore[arg-type]
+    )
+    assert not notes
+    assert progress.tasks == [["fine-tuning (lora)", 24, 24]]  # 8 done before, 16 now
+    assert _same_adapter(trained.result.last_dir, resumed.last_dir)
+    assert _same_adapter(trained.result.best_dir, resumed.best_dir)
     assert resumed.curves == trained.result.curves
     assert resumed.best_step == trained.result.best_step
+    assert resumed.train_tokens == trained.result.train_tokens
     assert not (out / "checkpoints").exists()
+
+
+def test_a_crafted_checkpoint_is_never_unpickled(
+    trained: Trained, killed: Path, tmp_path: Path
+) -> None:
+    """A checkpoint whose RNG file would run code when unpickled is dropped, with a note;
+    training starts over and (same seed) still ends with the uninterrupted weights."""
+    import torch
+
+    out = tmp_path / "out"
+    shutil.copytree(killed, out)
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (Path.touch, (marker,))
+
+    torch.save({"python": Payload()}, out / "checkpoints/checkpoint-8/rng_state.pth")
+    notes: list[str] = []
+    progress = RecordingProgress()
+    progress.note = notes.append  # type: ignore[method-assign]
+    result = trainer_mod.train_causal_lm(
+        trained.base,
+        MEMO_TRAIN,
+        MEMO_TRAIN,
+        out,
+        memorise_options(),
+        seed=SEED,
+        progress=progress,  # type: ignore[arg-type]
+    )
+    assert not marker.exists()
+    assert len(notes) == 1 and "checkpoint-8" in notes[0] and "training from the start" in notes[0]
+    assert _same_adapter(trained.result.last_dir, result.last_dir)
+
+
+def test_every_batching_mode_trains_alike(tiny_base: Path, tmp_path: Path) -> None:
+    """Two optimizer steps over the same four chats: shared-prefix, packed and padded
+    batches give the same losses and count the same tokens seen."""
+    losses, tokens = {}, {}
+    for batching in ("shared-prefix", "padding-free", "length-grouped"):
+        opts = memorise_options(
+            epochs=2, batch_size=4, eval_steps=1, lora_dropout=0.0, batching=batching
+        )
+        r = trainer_mod.train_causal_lm(
+            tiny_base, MEMO_TRAIN, MEMO_TRAIN, tmp_path / batching, opts, seed=1
+        )
+        losses[batching] = [p.value for p in r.curves]
+        tokens[batching] = r.train_tokens
+    assert len(losses["shared-prefix"]) == 4  # train and val loss at steps 1 and 2
+    assert losses["shared-prefix"] == pytest.approx(losses["length-grouped"], rel=1e-4)
+    assert losses["padding-free"] == pytest.approx(losses["length-grouped"], rel=1e-4)
+    assert tokens["shared-prefix"] == tokens["padding-free"] == tokens["length-grouped"] > 0
 
 
 def test_checkpoints_of_other_arguments_are_not_resumed(trained: Trained, tmp_path: Path) -> None:

@@ -136,9 +136,88 @@ class TrainCollator:
         return batch
 
 
-def make_collator(batching: str, tokenizer: Any) -> TrainCollator:
+class SharedPrefixCollator:
+    """Packs a batch into one row that holds the batch's shared prompt prefix once.
+
+    Chats rendered from one prompt template start with the same tokens (system
+    prompt, instruction, label list): 56 of the 87 tokens of a support-ticket chat.
+    Within one optimizer step every example computes exactly the same hidden states
+    for that prefix, so this collator lays out ``prefix + suffix_1 + ... + suffix_n``
+    in a single row of shape ``[1, L]`` with ``L = P + sum(len_i - P)``:
+
+    - ``position_ids``: ``0..P-1`` for the prefix, then ``P..len_i-1`` for each
+      suffix (each example sees the positions it would see alone);
+    - ``attention_mask``: a boolean ``[1, 1, L, L]`` mask (True = attend; transformers
+      passes a 4D mask through unchanged): a suffix attends to the prefix and
+      causally to itself, never to another suffix;
+    - ``shift_labels``/``logits_to_keep``: each position's next-token target within its
+      own example, kept where an answer token follows, as in :class:`TrainCollator`;
+    - ``num_example_tokens``: the batch's tokens counted per example (the prefix n
+      times), which the trainer reports as tokens seen; it never reaches the model.
+
+    ``P`` is the longest common token prefix of the batch that ends before every
+    example's first trained token, so the prefix's own targets are all ignored
+    and the loss and its gradient equal those of the examples packed separately
+    (tested: logits per example, and the loss). The one difference: LoRA dropout
+    draws one mask for the shared prefix instead of one per example; with
+    ``lora_dropout: 0`` the computation is the same. This is prefix sharing as in
+    Wang et al., "Accelerating Direct Preference Optimization with Prefix Sharing"
+    (2024), applied to supervised fine-tuning.
+    """
+
+    def __call__(self, features: list[dict[str, Any]], return_tensors: str | None = None) -> Any:
+        import torch
+
+        ids = [list(f["input_ids"]) for f in features]
+        labels = [list(f["labels"]) for f in features]
+        p = shared_prefix_length(ids, labels)
+        row, pos, seg, row_labels = ids[0][:p], list(range(p)), [0] * p, labels[0][:p]
+        targets = [IGNORE] * p  # labels[i][p] is ignored for every i, so is the last one's
+        for i, (x, lab) in enumerate(zip(ids, labels, strict=True), start=1):
+            row += x[p:]
+            row_labels += lab[p:]
+            pos += range(p, len(x))
+            seg += [i] * (len(x) - p)
+            targets += [*lab[p + 1 :], IGNORE]
+        segment = torch.tensor(seg)
+        n = len(row)
+        causal = torch.ones(n, n, dtype=torch.bool).tril()
+        mask = causal & ((segment[None, :] == segment[:, None]) | (segment[None, :] == 0))
+        shifted = torch.tensor([targets])
+        keep = (shifted[0] != IGNORE).nonzero().flatten()
+        return {
+            "input_ids": torch.tensor([row]),
+            "position_ids": torch.tensor([pos]),
+            "attention_mask": mask[None, None],
+            "labels": torch.tensor([row_labels]),
+            "shift_labels": shifted[:, keep].contiguous(),
+            "logits_to_keep": keep,
+            "use_cache": False,
+            "num_example_tokens": sum(len(x) for x in ids),
+        }
+
+
+def shared_prefix_length(ids: Sequence[Sequence[int]], labels: Sequence[Sequence[int]]) -> int:
+    """Length ``P`` of the longest common prefix of ``ids`` such that position ``P`` is
+    still untrained in every example (``labels[i][P] == IGNORE``); 0 when none.
+
+    For a single example that is its prompt minus one token.
+    """
+    limit = min(
+        next((j for j, lab in enumerate(labs) if lab != IGNORE), len(labs)) for labs in labels
+    )
+    p = 0
+    first = ids[0]
+    while p < limit - 1 and all(x[p] == first[p] for x in ids):
+        p += 1
+    return p
+
+
+def make_collator(batching: str, tokenizer: Any) -> TrainCollator | SharedPrefixCollator:
     """The data collator for a batching mode.
 
+    ``shared-prefix``: :class:`SharedPrefixCollator` (one row, the batch's common
+    prompt prefix computed once).
     ``padding-free``: transformers' ``DataCollatorWithFlattening`` joins a batch
     into one row of shape ``[1, total_tokens]`` with ``position_ids`` restarting
     at 0 per example and no attention mask; transformers' mask builder
@@ -149,6 +228,8 @@ def make_collator(batching: str, tokenizer: Any) -> TrainCollator:
     """
     from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
 
+    if batching == "shared-prefix":
+        return SharedPrefixCollator()
     if batching == "padding-free":
         flat = DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE)  # type: ignore[no-untyped-call]
         return TrainCollator(flat)

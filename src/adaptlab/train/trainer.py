@@ -230,7 +230,7 @@ def train_causal_lm(
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs nothing from the hub
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     quiet_library_progress()
-    from transformers import AutoTokenizer, Trainer, set_seed
+    from transformers import AutoTokenizer, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
     from adaptlab.train.collate import encode_chats, make_collator
@@ -263,7 +263,7 @@ def train_causal_lm(
         _claim_checkpoints(ckdir, key)
     set_seed(seed)  # LoRA's A matrices are drawn at wrapping
     model = _load_model(base, options, device)
-    trainer = Trainer(
+    trainer = _trainer_class()(
         model=model,
         args=args,
         train_dataset=enc_train.features,
@@ -275,6 +275,18 @@ def train_causal_lm(
     # The checkpoint with the highest step; Trainer loads it tensor-only (weights_only=True,
     # safetensors) and restores optimizer, scheduler, data order and RNG states.
     resume = get_last_checkpoint(str(ckdir))  # type: ignore[no-untyped-call]
+    problem = _checkpoint_problem(Path(resume)) if resume else None
+    if problem:
+        # A project folder is untrusted: a damaged or crafted checkpoint costs a
+        # fresh start (same seed, so the same end weights), never a crash or worse.
+        progress.note(f"checkpoint {resume} is not usable ({problem}); training from the start")
+        trainer.accelerator.wait_for_everyone()
+        if trainer.is_world_process_zero():
+            shutil.rmtree(resume, ignore_errors=True)
+        trainer.accelerator.wait_for_everyone()
+        resume = get_last_checkpoint(str(ckdir))  # type: ignore[no-untyped-call]
+        if resume and _checkpoint_problem(Path(resume)):
+            resume = None
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
     wall = time.perf_counter() - start
@@ -317,6 +329,29 @@ def train_causal_lm(
     return result
 
 
+def _trainer_class() -> Any:
+    """transformers' ``Trainer``, taught the ``num_example_tokens`` a shared-prefix batch
+    carries: it counts as the tokens seen (Trainer would sum the 4D attention mask)
+    and is removed before the batch reaches the model."""
+    from transformers import Trainer
+
+    class _Trainer(Trainer):  # type: ignore[misc]
+        def _track_num_input_tokens(self, inputs: dict[str, Any]) -> None:
+            if "num_example_tokens" not in inputs:
+                super()._track_num_input_tokens(inputs)  # type: ignore[no-untyped-call]
+                return
+            import torch
+
+            n = torch.tensor(int(inputs["num_example_tokens"]), device=self.args.device)
+            self.state.num_input_tokens_seen += int(self.accelerator.gather(n).sum().item())
+
+        def compute_loss(self, model: Any, inputs: dict[str, Any], *a: Any, **kw: Any) -> Any:
+            inputs.pop("num_example_tokens", None)
+            return super().compute_loss(model, inputs, *a, **kw)
+
+    return _Trainer
+
+
 def _finished(out: Path, key: str) -> TrainResult | None:
     path = out / RESULT
     if not path.is_file():
@@ -344,6 +379,39 @@ def _claim_checkpoints(ckdir: Path, key: str) -> None:
     ckdir.mkdir(parents=True, exist_ok=True)
     if not marker.exists():
         marker.write_text(json.dumps({"run_key": key}), encoding="utf-8")
+
+
+def _checkpoint_problem(folder: Path) -> str | None:
+    """Why Trainer must not resume from ``folder``, or None.
+
+    Reads every file Trainer will: JSON state, safetensors weights, and each
+    ``.pt``/``.pth`` with ``torch.load(weights_only=True)`` under the same numpy
+    allowlist Trainer uses for RNG states, so nothing in it can run code. A
+    pickled ``.bin`` weight file is refused outright (this trainer writes
+    safetensors; ``training_args.bin`` is never read and is ignored).
+    """
+    import torch
+    from safetensors import safe_open
+    from transformers.trainer_pt_utils import safe_globals
+
+    try:
+        state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+        if not isinstance(state, dict) or not isinstance(state.get("global_step"), int):
+            return "trainer_state.json holds no step"
+        weights = [*folder.glob("*.safetensors")]
+        if not weights:
+            return "no safetensors weights"
+        if any(f.name != "training_args.bin" for f in folder.glob("*.bin")):
+            return "pickled .bin weights"
+        for f in weights:
+            with safe_open(str(f), framework="pt") as fh:
+                fh.keys()
+        for f in [*folder.glob("*.pt"), *folder.glob("*.pth")]:
+            with safe_globals():  # type: ignore[no-untyped-call]
+                torch.load(f, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any failure to read means: do not resume
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+    return None
 
 
 def _load_model(base: Path, options: TrainOptions, device: str) -> Any:
