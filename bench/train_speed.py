@@ -9,12 +9,13 @@ counts the non-padding tokens Trainer reports seen (``num_input_tokens_seen``).
 The validation loss of every run is computed afterwards by one function here
 (token-weighted cross-entropy over the answers' tokens), so the losses compare.
 
-Runs: adaptlab with each batching mode; a plain ``Trainer`` + PEFT script with
+Runs: adaptlab with each batching mode (shared-prefix, its default, then
+padding-free and length-grouped) and precision; a plain ``Trainer`` + PEFT script with
 padded random batches in fp32 (transformers' defaults); ``SFTTrainer`` with
 padded, padding-free or packed batches, in bf16 and fp32 (the fastest is the
 reference).
 
-    python bench/train_speed.py [--examples 64] [--val 32] [--only adaptlab,trainer,sft]
+    python bench/train_speed.py [--examples 256] [--val 32] [--only adaptlab,trainer,sft]
 """
 
 from __future__ import annotations
@@ -257,7 +258,7 @@ def run_sft(base: Path, train: list[Any], val: list[Any], mode: str, bf16: bool)
 def main() -> None:
     global TOK, TRAIN_FEATS, VAL_FEATS, MAX_LENGTH
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--examples", type=int, default=64, help="training chats (default 64)")
+    ap.add_argument("--examples", type=int, default=256, help="training chats (default 256)")
     ap.add_argument("--val", type=int, default=32, help="validation chats (default 32)")
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument(
@@ -357,23 +358,32 @@ def main() -> None:
     ok = {k: v for k, v in runs.items() if "error" not in v}
     ours = {k: v for k, v in ok.items() if k.startswith("adaptlab")}
     from adaptlab.train import TrainOptions
+    from adaptlab.train.trainer import resolve_precision
 
-    default = ok.get(f"adaptlab {TrainOptions().batching} {precisions[0]}")
+    default_name = f"adaptlab {TrainOptions().batching} {resolve_precision('auto', 'cpu')}"
+    default = ok.get(default_name)
     sft = {k: v for k, v in ok.items() if k.startswith("SFTTrainer")}
     print(f"command: python bench/train_speed.py {' '.join(sys.argv[1:])}")
     if default and "Trainer+PEFT padded fp32" in ok:
         ref = ok["Trainer+PEFT padded fp32"]
         speedup = default["tokens_per_s"] / ref["tokens_per_s"]
         print(
-            f"adaptlab default / padded fp32 Trainer: {speedup:.2f}x "
+            f"{default_name} (the default) / padded fp32 Trainer: {speedup:.2f}x "
             f"(goal >= 2x); val loss {100 * (default['val_loss'] / ref['val_loss'] - 1):+.1f}%"
         )
     if default and sft:
         name, best = max(sft.items(), key=lambda kv: kv[1]["tokens_per_s"])
         print(
-            f"adaptlab default / fastest SFTTrainer ({name}): "
+            f"{default_name} (the default) / fastest SFTTrainer ({name}): "
             f"{default['tokens_per_s'] / best['tokens_per_s']:.2f}x (goal >= 1.3x); "
             f"val loss {100 * (default['val_loss'] / best['val_loss'] - 1):+.1f}%"
+        )
+    batching = TrainOptions().batching
+    bf, fp = ok.get(f"adaptlab {batching} bf16"), ok.get(f"adaptlab {batching} fp32")
+    if bf and fp:  # what precision 'auto' is chosen on
+        print(
+            f"adaptlab {batching} bf16 / fp32: {bf['tokens_per_s'] / fp['tokens_per_s']:.2f}x "
+            f"tokens/s; val loss {100 * (bf['val_loss'] / fp['val_loss'] - 1):+.1f}%"
         )
     if ours:
         name, best = max(ours.items(), key=lambda kv: kv[1]["tokens_per_s"])
