@@ -98,4 +98,6 @@ def test_demo_again_reuses_everything(
     assert out.count("reusing stored predictions") == len(DEMO)
     assert "smollm2-lora: skipped, fine-tunes a generative model" in out
     assert "adaptlab demo --full" in out
+    # what the generative model wrote, and how it was read
+    assert re.search(r"smollm2-zero-shot on test example \S+ \(gold \w+\): '.+' → read as", out)
     assert "recommendation:" in out

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.markup import escape
+from rich.text import Text
 
 from adaptlab.cli.common import console
 
@@ -93,8 +95,36 @@ def demo(directory: str, full: bool) -> None:
         console.print(f"reusing {directory} (stored results are not recomputed)", markup=False)
     leave_out = None if full else _llm_finetunes(directory)
     project, summary = run_and_summarize(directory, leave_out=leave_out)
+    _print_generated_answers(project, summary)
     path = write_report(summary, project.report_path)
     console.print(f"[bold]report:[/] {escape(str(path))} (open it in a browser)")
+
+
+def _print_generated_answers(project: Any, summary: Any, width: int = 110) -> None:
+    """One stored answer per generative candidate (the first test example), as the model
+    wrote it and as it was read, so the demo shows what a generative model said."""
+    from adaptlab.store import RunStore
+
+    llms = [c.name for c in summary.candidates if c.llm is not None]
+    if not llms:
+        return
+    with RunStore(project.store_path) as store:
+        keys = {r["name"]: r["result_key"] for r in store.run_candidates(summary.run_id)}
+        for name in llms:
+            rows = store.predictions(keys[name]) if name in keys else []
+            if not rows:
+                continue
+            row = rows[0]
+            raw = " ".join((row.raw or "").split())
+            raw = raw if len(raw) <= width else raw[: width - 1] + "…"
+            console.print(
+                Text.assemble(
+                    (f"{name}", "bold"),
+                    f" on test example {row.example_id} (gold {row.gold}): ",
+                    (f"{raw!r}", "italic"),
+                    f" → read as {row.predicted or 'nothing (unparsed)'}",
+                )
+            )
 
 
 #: Strategies that train a generative model: minutes to hours, so `demo` asks for --full.
