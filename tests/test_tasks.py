@@ -459,7 +459,12 @@ def test_generation_similarity_is_the_encoders_cosine(tmp_path: Path, backend: A
                 continue
             a, b = backend.embed([predicted, gold])
             expected.append(float(np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b)))
-        assert cand.quality == pytest.approx(sum(expected) / len(rows), abs=1e-5)
+        # Under bf16 autocast (precision auto on a CPU with AMX/avx512_bf16) an embedding
+        # depends on the batch it was computed in (padding changes the rounding): the run
+        # embeds whole batches, this check one pair at a time. Measured: 1.2e-5 apart on
+        # the mean; fp32 agrees to 1e-5.
+        tol = 2e-4 if backend.use_bf16 else 1e-5
+        assert cand.quality == pytest.approx(sum(expected) / len(rows), abs=tol)
         assert 0.3 < cand.quality < 1.0
     assert summary.metric_info.name == "similarity" and not summary.metric_info.percent
     assert "similarity" in summary.recommendation.reasons[0]
