@@ -99,7 +99,7 @@ def resolve_precision(precision: str, device: str) -> str:
     'auto' is bf16 mixed precision on a GPU that computes bf16 natively and fp32
     everywhere else. On a CPU, even one with AMX, bf16 autocast was measured not to
     pay: LoRA on SmolLM2-135M, 256 support-ticket chats, 32 steps, 2 cores
-    (``bench/train_speed.py``): 1.13x the tokens/s of fp32 (shared-prefix batches),
+    (``bench/train_speed.py``): 1.13–1.16x the tokens/s of fp32 (shared-prefix batches),
     but a validation loss 1.5-5.6% higher after the same steps in each of the three
     batching modes. ``precision: bf16`` still uses it on such a CPU.
 
