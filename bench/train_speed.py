@@ -103,14 +103,40 @@ def val_loss(model: Any, feats: list[dict[str, list[int]]]) -> float:
     return total / count
 
 
-def timed_train(trainer: Any) -> tuple[float, int]:
+#: What both baselines (Trainer and SFTTrainer) are given alike, besides output_dir.
+BASELINE_ARGS: dict[str, Any] = {
+    "per_device_train_batch_size": HP["batch_size"],
+    "per_device_eval_batch_size": HP["batch_size"],
+    "num_train_epochs": HP["epochs"],
+    "learning_rate": HP["lr"],
+    "warmup_steps": 0.05,
+    "eval_strategy": "steps",
+    "eval_steps": NEVER,
+    "save_strategy": "no",
+    "report_to": "none",
+    "use_cpu": True,
+    "seed": 0,
+    "disable_tqdm": True,
+    "log_level": "error",
+    "include_num_input_tokens_seen": "non_padding",
+}
+
+
+def measure(trainer: Any, model: Any) -> dict[str, Any]:
+    """Train a baseline, timed inside ``Trainer.train``; its tokens/s, val loss and steps."""
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)
     start = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - start
-    return wall, int(trainer.state.num_input_tokens_seen)
+    tokens = int(trainer.state.num_input_tokens_seen)
+    return {
+        "tokens": tokens,
+        "tokens_per_s": tokens / wall,
+        "val_loss": val_loss(model, VAL_FEATS),
+        "steps": trainer.state.global_step,
+    }
 
 
 def run_adaptlab(
@@ -165,20 +191,7 @@ def run_trainer_padded(base: Path) -> dict[str, Any]:
     out = tempfile.mkdtemp(prefix="trainer-bench-")
     args = TrainingArguments(
         output_dir=out,
-        per_device_train_batch_size=HP["batch_size"],
-        per_device_eval_batch_size=HP["batch_size"],
-        num_train_epochs=HP["epochs"],
-        learning_rate=HP["lr"],
-        warmup_steps=0.05,
-        eval_strategy="steps",
-        eval_steps=NEVER,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        seed=0,
-        disable_tqdm=True,
-        log_level="error",
-        include_num_input_tokens_seen="non_padding",
+        **BASELINE_ARGS,
         remove_unused_columns=False,
     )
     trainer = Trainer(
@@ -188,15 +201,10 @@ def run_trainer_padded(base: Path) -> dict[str, Any]:
         eval_dataset=VAL_FEATS,
         data_collator=DataCollatorForSeq2Seq(TOK, padding=True, label_pad_token_id=-100),
     )
-    wall, tokens = timed_train(trainer)
-    loss = val_loss(model, VAL_FEATS)
-    shutil.rmtree(out, ignore_errors=True)
-    return {
-        "tokens": tokens,
-        "tokens_per_s": tokens / wall,
-        "val_loss": loss,
-        "steps": trainer.state.global_step,
-    }
+    try:
+        return measure(trainer, model)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def run_sft(base: Path, train: list[Any], val: list[Any], mode: str, bf16: bool) -> dict[str, Any]:
@@ -212,19 +220,7 @@ def run_sft(base: Path, train: list[Any], val: list[Any], mode: str, bf16: bool)
     out = tempfile.mkdtemp(prefix="sft-bench-")
     args = SFTConfig(
         output_dir=out,
-        per_device_train_batch_size=HP["batch_size"],
-        per_device_eval_batch_size=HP["batch_size"],
-        num_train_epochs=HP["epochs"],
-        learning_rate=HP["lr"],
-        warmup_steps=0.05,
-        eval_strategy="steps",
-        eval_steps=NEVER,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        seed=0,
-        disable_tqdm=True,
-        log_level="error",
+        **BASELINE_ARGS,
         bf16=bf16,
         gradient_checkpointing=False,  # trl turns it on by default; it only slows a CPU run
         # trl refuses max_length with padding_free and no packing; no chat here reaches it.
@@ -232,7 +228,6 @@ def run_sft(base: Path, train: list[Any], val: list[Any], mode: str, bf16: bool)
         padding_free=mode == "padding-free",
         packing=mode == "packing",
         completion_only_loss=True,
-        include_num_input_tokens_seen="non_padding",
         dataset_num_proc=None,
     )
     model = AutoModelForCausalLM.from_pretrained(base)
@@ -244,15 +239,10 @@ def run_sft(base: Path, train: list[Any], val: list[Any], mode: str, bf16: bool)
         processing_class=TOK,
         peft_config=lora_config(),
     )
-    wall, tokens = timed_train(trainer)
-    loss = val_loss(trainer.model, VAL_FEATS)
-    shutil.rmtree(out, ignore_errors=True)
-    return {
-        "tokens": tokens,
-        "tokens_per_s": tokens / wall,
-        "val_loss": loss,
-        "steps": trainer.state.global_step,
-    }
+    try:
+        return measure(trainer, trainer.model)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def main() -> None:

@@ -152,17 +152,12 @@ def _same_adapter(a: Path, b: Path) -> bool:
     return want.keys() == got.keys() and all(want[k].equal(got[k]) for k in want)
 
 
-def test_kill_and_rerun_resumes_to_the_same_weights(
-    trained: Trained, killed: Path, tmp_path: Path
-) -> None:
-    """The same call again after a crash ends where an uninterrupted run (the shared
-    fixture, same arguments) ends, bit for bit."""
-    out = tmp_path / "out"
-    shutil.copytree(killed, out)
+def _rerun(trained: Trained, out: Path) -> tuple[Any, RecordingProgress, list[str]]:
+    """The shared run's call again into ``out``: its result, progress and notes."""
     notes: list[str] = []
     progress = RecordingProgress()
     progress.note = notes.append  # type: ignore[method-assign]
-    resumed = trainer_mod.train_causal_lm(
+    result = trainer_mod.train_causal_lm(
         trained.base,
         MEMO_TRAIN,
         MEMO_TRAIN,
@@ -171,6 +166,17 @@ def test_kill_and_rerun_resumes_to_the_same_weights(
         seed=SEED,
         progress=progress,  # type: ignore[arg-type]
     )
+    return result, progress, notes
+
+
+def test_kill_and_rerun_resumes_to_the_same_weights(
+    trained: Trained, killed: Path, tmp_path: Path
+) -> None:
+    """The same call again after a crash ends where an uninterrupted run (the shared
+    fixture, same arguments) ends, bit for bit."""
+    out = tmp_path / "out"
+    shutil.copytree(killed, out)
+    resumed, progress, notes = _rerun(trained, out)
     assert not notes
     assert progress.tasks == [["fine-tuning (lora)", 24, 24]]  # 8 done before, 16 now
     assert _same_adapter(trained.result.last_dir, resumed.last_dir)
@@ -197,18 +203,7 @@ def test_a_crafted_checkpoint_is_never_unpickled(
             return (Path.touch, (marker,))
 
     torch.save({"python": Payload()}, out / "checkpoints/checkpoint-8/rng_state.pth")
-    notes: list[str] = []
-    progress = RecordingProgress()
-    progress.note = notes.append  # type: ignore[method-assign]
-    result = trainer_mod.train_causal_lm(
-        trained.base,
-        MEMO_TRAIN,
-        MEMO_TRAIN,
-        out,
-        memorise_options(),
-        seed=SEED,
-        progress=progress,  # type: ignore[arg-type]
-    )
+    result, _, notes = _rerun(trained, out)
     assert not marker.exists()
     assert len(notes) == 1 and "checkpoint-8" in notes[0] and "training from the start" in notes[0]
     assert _same_adapter(trained.result.last_dir, result.last_dir)
