@@ -83,6 +83,7 @@ class Project:
             max_file_mb=d.max_file_mb,
             task=self.config.task,
             schema=schema if isinstance(schema, dict) else None,
+            sources_field=d.sources_field,
         )
 
     def load_data(self) -> tuple[list[Example], list[Example] | None]:

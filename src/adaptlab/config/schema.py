@@ -16,6 +16,7 @@ from pydantic import (
     Field,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 CONFIG_FILE = "adaptlab.yaml"
@@ -53,6 +54,12 @@ class DataConfig(_Strict):
     )
     input_field: str = Field(default="text", description="Field (column) holding the input text.")
     label_field: str = Field(default="label", description="Field (column) holding the label.")
+    sources_field: str | None = Field(
+        default=None,
+        description="Generation with retrieval: field listing the ids of the documents "
+        "that support the reference answer (file names under rag.docs without suffix; [] "
+        "when none does), for retrieval recall@k and citation checks.",
+    )
     test_size: float = Field(
         default=0.2, gt=0, lt=1, description="Share of examples held out for the test split."
     )
@@ -261,6 +268,88 @@ class CostConfig(_Strict):
     )
 
 
+class RagConfig(_Strict):
+    docs: str = Field(
+        default="docs",
+        description="Folder of documents to retrieve from (.md, .txt, .html, .pdf), relative "
+        "to the project folder.",
+    )
+    index: str = Field(
+        default=".adaptlab/rag", description="Where the index is kept, relative to the project."
+    )
+    language: str = Field(
+        default="english",
+        description="Language of the documents: picks BM25's Snowball stemmer and stop "
+        "words (english, german, french, spanish, …).",
+    )
+    chunk_tokens: int = Field(
+        default=200,
+        ge=32,
+        le=8192,
+        description="Most tokens per chunk (the encoder's tokenizer, heading path included); "
+        "keep it at or under the encoder's max_seq_length so nothing is truncated.",
+    )
+    chunk_overlap: int = Field(
+        default=40, ge=0, description="Tokens of whole sentences shared by neighbouring chunks."
+    )
+    encoder: ModelConfig = Field(
+        default_factory=lambda: ModelConfig(max_seq_length=256),
+        description="The embedding model (default: the bundled all-MiniLM-L6-v2 at its "
+        "256-token limit); any sentence-transformers model or folder.",
+    )
+    embeddings_llm: str | None = Field(
+        default=None,
+        description="Instead of 'encoder': an entry under 'llms:' (backend openai) whose "
+        "model is an embedding model, e.g. text-embedding-3-small.",
+    )
+    mode: Literal["dense", "bm25", "rrf", "hybrid"] = Field(
+        default="hybrid",
+        description="'dense' (embeddings), 'bm25', 'rrf' (reciprocal-rank fusion) or "
+        "'hybrid' (convex combination of normalised scores, Bruch et al. 2023).",
+    )
+    hybrid_weight: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Dense share of the 'hybrid' score; 'adaptlab rag eval --tune' finds "
+        "the best on your labelled queries.",
+    )
+    top_k: int = Field(default=3, ge=1, le=50, description="Chunks put into each prompt.")
+    depth: int = Field(
+        default=100, ge=1, le=10000, description="Candidates each ranking contributes to fusion."
+    )
+    reranker: str | None = Field(
+        default=None,
+        description="A cross-encoder (sentence-transformers CrossEncoder name or folder) "
+        "that re-scores the fused top rerank_depth chunks.",
+    )
+    rerank_depth: int = Field(default=20, ge=1, le=1000, description="Chunks reranked.")
+    max_file_mb: float = Field(
+        default=20, gt=0, le=1 << 16, description="Largest document read, in MB."
+    )
+    encoding: str = Field(
+        default="utf-8", description="Encoding of text, markdown and HTML documents."
+    )
+    store: Literal["embedded", "pgvector"] = Field(
+        default="embedded",
+        description="'embedded' (in the project folder) or 'pgvector' (PostgreSQL).",
+    )
+    pg_url: str | None = Field(
+        default=None,
+        description="pgvector: a PostgreSQL URL (postgresql://user@host/db); the password "
+        "comes from PGPASSWORD, never from this file. Unset: a local pgserver in the index "
+        "folder.",
+    )
+
+    _encoding = field_validator("encoding")(DataConfig._known_encoding.__func__)  # type: ignore[attr-defined]
+
+    @model_validator(mode="after")
+    def _overlap_below_limit(self) -> RagConfig:
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError("rag.chunk_overlap must be smaller than rag.chunk_tokens")
+        return self
+
+
 class ProjectConfig(_Strict):
     model_config = ConfigDict(**_STRICT, validate_by_name=True, serialize_by_alias=True)
 
@@ -310,6 +399,11 @@ class ProjectConfig(_Strict):
         default_factory=EvaluationConfig, description="Statistics of the comparison."
     )
     cost: CostConfig = Field(default_factory=CostConfig, description="Prices and volume.")
+    rag: RagConfig | None = Field(
+        default=None,
+        description="Retrieval over your documents: the index, search and what goes into "
+        "prompts of candidates with 'context_k'.",
+    )
 
     @field_validator("labels")
     @classmethod

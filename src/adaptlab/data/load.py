@@ -31,20 +31,31 @@ class Example:
     """One labelled input; ``file`` and ``line`` point back to where it came from.
 
     ``label`` is the target as text: a label, the canonical JSON of an extraction
-    target (see :func:`canonical_json`) or a reference answer.
+    target (see :func:`canonical_json`) or a reference answer. ``sources`` are the
+    ids of the documents that support the reference (``data.sources_field``; empty
+    when the answer is in no document), for retrieval recall.
     """
 
     text: str
     label: str
     file: str
     line: int
+    sources: tuple[str, ...] | None = None
 
     @property
     def id(self) -> str:
         return f"{Path(self.file).name}:{self.line}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "label": self.label, "file": self.file, "line": self.line}
+        out: dict[str, Any] = {
+            "text": self.text,
+            "label": self.label,
+            "file": self.file,
+            "line": self.line,
+        }
+        if self.sources is not None:  # only then: fingerprints of other data stay as they were
+            out["sources"] = list(self.sources)
+        return out
 
 
 DEFAULT_MAX_FILE_MB = 1024
@@ -168,6 +179,29 @@ def _text_type(value: Any) -> str | None:
     if isinstance(value, int | float):
         return None  # finite: the JSON parser refuses NaN and Infinity
     return _json_type(value)
+
+
+def _sources(
+    record: dict[str, Any], name: str, path: Path, line: int, issues: list[Issue]
+) -> tuple[str, ...] | None:
+    """The list of supporting document ids (``[]`` when no document answers)."""
+    value = record.get(name)
+    if name not in record or not isinstance(value, list) or not all(
+        isinstance(v, str) and v.strip() for v in value
+    ):
+        issues.append(
+            Issue(
+                f"sources field '{name}' must be a list of document ids, got "
+                + ("nothing" if name not in record else type(value).__name__),
+                file=str(path),
+                line=line,
+                fix=f'write e.g. "{name}": ["refund-timelines"] (the file name without its '
+                'suffix, relative to rag.docs), or [] when no document answers',
+                code="sources",
+            )
+        )
+        return None
+    return tuple(v.strip() for v in value)
 
 
 def _field(
@@ -625,6 +659,7 @@ def load_examples(
     max_file_mb: float = DEFAULT_MAX_FILE_MB,
     task: Task = "classification",
     schema: dict[str, Any] | None = None,
+    sources_field: str | None = None,
 ) -> list[Example]:
     """Load every record; raise :class:`DataError` listing each record that is unusable.
 
@@ -705,8 +740,11 @@ def load_examples(
         else:
             what = "the reference answer" if task == "generation" else ""
             label_value = _field(record, label_field, path, lineno, "label", issues, what)
+        sources = (
+            _sources(record, sources_field, path, lineno, issues) if sources_field else None
+        )
         if text_value is not None and label_value is not None:
-            examples.append(Example(text_value, label_value, str(path), lineno))
+            examples.append(Example(text_value, label_value, str(path), lineno, sources))
     if issues:
         raise DataError(f"{len(issues)} unusable record(s) in {path}", issues=issues)
     return examples
