@@ -107,6 +107,11 @@ def result_key(project: Project, cand: CandidateConfig, split: Split) -> str:
     extra = cls.key_extra(options, project.root, cfg.task)
     if extra:
         payload["prompt"] = extra
+    if getattr(options, "context_k", 0) and cfg.rag is not None:
+        from adaptlab.rag.project import docs_fingerprint
+
+        payload["documents"] = docs_fingerprint(project)
+        payload["sources_field"] = cfg.data.sources_field
     return _hash(payload)
 
 
@@ -190,6 +195,7 @@ def make_context(
         task=cfg.task,
         root=project.root,
         task_options={"schema": cfg.schema_, "instruction": cfg.instruction},
+        retrieve=models.retrieval(progress) if cfg.rag is not None else None,
     )
     return cls(options, ctx), ctx
 
@@ -256,6 +262,8 @@ def run_candidate(
             p.cached_tokens,
             p.finish_reason,
             p.tokens_exact,
+            p.context,
+            None if ex.sources is None else json.dumps(list(ex.sources)),
         )
         for ex, p, ms in zip(split.test, preds, lat, strict=True)
     ]
@@ -312,6 +320,15 @@ class _Models:
         self._encoder: EncoderBackend | None = None
         self._runners: dict[str, LLMRunner] = {}
         self._cache: ResponseCache | None = None
+        self._retrieval: Any = None
+
+    def retrieval(self, progress: ProgressSink) -> Any:
+        """The project's retrieval (index refreshed on first use), shared by candidates."""
+        if self._retrieval is None:
+            from adaptlab.rag.project import ProjectRetrieval
+
+            self._retrieval = ProjectRetrieval(self.project, progress)
+        return self._retrieval
 
     def encoder(self) -> EncoderBackend:
         if self._encoder is None:

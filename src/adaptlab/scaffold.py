@@ -14,7 +14,9 @@ from adaptlab.config import CONFIG_FILE, load_config
 from adaptlab.data import check_examples, load_examples
 from adaptlab.errors import AdaptlabError
 
-EXAMPLES = {"support-tickets": "support_tickets"}
+EXAMPLES = {"support-tickets": "support_tickets", "support-qa": "support_qa"}
+# Examples that read another example's documents (one copy of the Northwind articles).
+_DOCS_FROM = {"support-qa": "support-tickets"}
 
 
 def _example_root(name: str) -> Path:
@@ -33,8 +35,9 @@ def _write_example(target: Path, name: str) -> None:
     shutil.copy(src / "adaptlab.yaml", target / CONFIG_FILE)
     for data_file in src.glob("*.jsonl"):
         shutil.copy(data_file, target / "data" / data_file.name)
-    if (src / "docs").is_dir():
-        shutil.copytree(src / "docs", target / "docs")
+    docs = _example_root(_DOCS_FROM[name]) / "docs" if name in _DOCS_FROM else src / "docs"
+    if docs.is_dir():
+        shutil.copytree(docs, target / "docs")
 
 
 # Written above `labels:` in a generated adaptlab.yaml: the label names are only a start.

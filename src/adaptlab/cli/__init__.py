@@ -18,6 +18,7 @@ from adaptlab.cli.info import schema, strategies
 from adaptlab.cli.jobs import jobs
 from adaptlab.cli.project import demo, init
 from adaptlab.cli.prompt import prompt
+from adaptlab.cli.rag import rag
 from adaptlab.cli.report import report
 from adaptlab.cli.run import run
 
@@ -35,7 +36,7 @@ def cli() -> None:
     """
 
 
-for command in (init, demo, data, run, prompt, report, clean, jobs, strategies, schema):
+for command in (init, demo, data, run, rag, prompt, report, clean, jobs, strategies, schema):
     cli.add_command(command)
 
 

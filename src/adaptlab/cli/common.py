@@ -295,6 +295,35 @@ def llm_table(summary: RunSummary, width: int | None = None) -> Any:
     return Group(table, *(Padding(Text(n), (0, 0, 0, 2)) for n in notes))
 
 
+def retrieval_table(summary: RunSummary, width: int | None = None) -> Any:
+    """Citations, groundedness and recall of the RAG candidates (None if there are none)."""
+    cands = [c for c in summary.candidates if c.generation is not None and c.generation.retrieval]
+    if not cands:
+        return None
+    columns = [
+        ("cited %\nof n", False),
+        ("invalid\nids", False),
+        ("unsup-\nported", False),
+        ("grounded\n%", False),
+        ("docs\nrecall %", False),
+        ("screened", True),
+    ]
+    rows = []
+    for c in cands:
+        r = c.generation.retrieval  # type: ignore[union-attr]
+        assert r is not None
+        values = [
+            f"{fmt_pct(r.citation_rate)}\n{r.cited}/{r.citable}",
+            str(r.invalid),
+            str(r.unsupported),
+            fmt_pct(r.groundedness),
+            "–" if r.recall is None else f"{fmt_pct(r.recall)}\n@{r.k}",
+            str(r.screened),
+        ]
+        rows.append((c.name, values))
+    return fitted_table("retrieval and citations", "candidate", columns, rows, width)
+
+
 def llm_notes(summary: RunSummary) -> list[str]:
     """What the generative table's failed, cut-off and ~ figures mean, with the fix."""
     from adaptlab.evaluation.summary import answer_notes
@@ -314,9 +343,9 @@ def print_summary(summary: RunSummary) -> None:
 
     rec = summary.recommendation
     console.print(results_table(summary))
-    extra = llm_table(summary)
-    if extra is not None:
-        console.print(extra)
+    for extra in (llm_table(summary), retrieval_table(summary)):
+        if extra is not None:
+            console.print(extra)
     for c in summary.candidates:
         if c.overfit is not None:
             console.print(Text.assemble(("overfitting ", "bold"), (c.name, "bold"), ":"))

@@ -13,6 +13,7 @@ from adaptlab.config.schema import (
     ModelConfig,
     PriceConfig,
     ProjectConfig,
+    RagConfig,
 )
 from adaptlab.config.yaml_safe import format_validation_error, key_line, parse_yaml
 
@@ -28,6 +29,7 @@ __all__ = [
     "ModelConfig",
     "PriceConfig",
     "ProjectConfig",
+    "RagConfig",
     "dump_config",
     "format_validation_error",
     "key_line",

@@ -186,8 +186,10 @@ def _sources(
 ) -> tuple[str, ...] | None:
     """The list of supporting document ids (``[]`` when no document answers)."""
     value = record.get(name)
-    if name not in record or not isinstance(value, list) or not all(
-        isinstance(v, str) and v.strip() for v in value
+    if (
+        name not in record
+        or not isinstance(value, list)
+        or not all(isinstance(v, str) and v.strip() for v in value)
     ):
         issues.append(
             Issue(
@@ -196,7 +198,7 @@ def _sources(
                 file=str(path),
                 line=line,
                 fix=f'write e.g. "{name}": ["refund-timelines"] (the file name without its '
-                'suffix, relative to rag.docs), or [] when no document answers',
+                "suffix, relative to rag.docs), or [] when no document answers",
                 code="sources",
             )
         )
@@ -740,9 +742,7 @@ def load_examples(
         else:
             what = "the reference answer" if task == "generation" else ""
             label_value = _field(record, label_field, path, lineno, "label", issues, what)
-        sources = (
-            _sources(record, sources_field, path, lineno, issues) if sources_field else None
-        )
+        sources = _sources(record, sources_field, path, lineno, issues) if sources_field else None
         if text_value is not None and label_value is not None:
             examples.append(Example(text_value, label_value, str(path), lineno, sources))
     if issues:

@@ -79,6 +79,8 @@ def sane_row(r: PredictionRow) -> PredictionRow:
         cached_tokens=cached,
         finish_reason=_text(r.finish_reason),
         usage_exact=exact,
+        context_json=_text(r.context_json),
+        sources_json=_text(r.sources_json),
     )
 
 

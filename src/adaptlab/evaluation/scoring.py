@@ -100,12 +100,80 @@ def metric_stat(metric: str) -> Statistic:
 
 
 @dataclass(frozen=True)
+class RetrievalStats:
+    """What the passages of a RAG candidate's prompts did (see :mod:`adaptlab.rag.context`).
+
+    ``cited`` counts answers with at least one valid citation among ``citable``
+    answers: those whose example names supporting documents (``data.sources_field``),
+    or all answers when the data names none; ``invalid`` counts cited ids that were
+    not among the passages shown, ``unsupported`` valid citations whose passage
+    shares under half of the answer's content words. ``recall`` is the mean share of
+    an example's supporting documents found among its passages (recall@k, k =
+    passages per prompt), over examples that name any; None when none do.
+    """
+
+    answers: int
+    citable: int
+    cited: int
+    invalid: int
+    unsupported: int
+    groundedness: float
+    recall: float | None
+    k: int
+    screened: int  # passage sentences withheld as instructions to the model
+
+    @property
+    def citation_rate(self) -> float:
+        return self.cited / self.citable if self.citable else 0.0
+
+
+def retrieval_stats(rows: Sequence[PredictionRow]) -> RetrievalStats | None:
+    """Citation, groundedness and recall figures of a candidate's answers, or None
+    when its prompts held no passages (a closed-book candidate)."""
+    from adaptlab.rag.context import check_citations, passages_from_json, sources_from_json
+
+    if not rows or all(r.context_json is None for r in rows):
+        return None
+    named = any(sources_from_json(r.sources_json) for r in rows)
+    citable = cited = invalid = unsupported = screened = k = 0
+    grounded: list[float] = []
+    recalls: list[float] = []
+    for r in rows:
+        passages = passages_from_json(r.context_json) or []
+        k = max(k, len(passages))
+        screened += sum(p.removed for p in passages)
+        sources = sources_from_json(r.sources_json)
+        check = check_citations(r.raw or "", passages)
+        invalid += len(check.invalid)
+        unsupported += len(check.unsupported)
+        grounded.append(check.groundedness)
+        if not named or sources:
+            citable += 1
+            cited += check.has_valid
+        if sources:
+            found = {p.doc_id for p in passages}
+            recalls.append(len(found & set(sources)) / len(set(sources)))
+    return RetrievalStats(
+        answers=len(rows),
+        citable=citable,
+        cited=cited,
+        invalid=invalid,
+        unsupported=unsupported,
+        groundedness=float(np.mean(grounded)),
+        recall=float(np.mean(recalls)) if recalls else None,
+        k=k,
+        screened=screened,
+    )
+
+
+@dataclass(frozen=True)
 class GenerationSummary:
     """Text scores reported beside the primary metric of a generation task."""
 
     token_f1: float
     exact_match: float
     judge_unparsed: int = 0  # judge replies with no readable score (scored 0)
+    retrieval: RetrievalStats | None = None  # RAG candidates only
 
 
 @dataclass(frozen=True)
@@ -240,6 +308,7 @@ class Scorer:
                 token_f1=float(np.mean(f1)),
                 exact_match=float(np.mean(em)),
                 judge_unparsed=judge_unparsed,
+                retrieval=retrieval_stats(rows),
             ),
             answers=_lowest(rows, list(scores)),
         )

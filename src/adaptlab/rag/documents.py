@@ -2,7 +2,8 @@
 
 A documents folder is data someone handed over, so every file is read through
 :func:`adaptlab.files.read_regular_file` (regular files only, bounded size), links
-that lead out of the folder are refused, and each file that cannot be read is
+are never followed (one leading out of the folder is refused; one inside it is left
+to its target, indexed under its own name), and each file that cannot be read is
 reported as a :class:`Skipped` with its reason and fix instead of stopping the
 whole index: the rest of the folder is still indexed and nothing is lost
 silently. Parsing uses maintained libraries: markdown-it-py (CommonMark: a ``#``
@@ -13,9 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from adaptlab.errors import AdaptlabError
 from adaptlab.files import read_regular_file
@@ -86,25 +89,96 @@ class UnreadableDocument(Exception):
         self.fix = fix
 
 
-def iter_files(folder: Path) -> Iterator[tuple[Path, str | None]]:
+class Problem(str):
+    """Why :func:`iter_files` leaves a path out (the string), with :attr:`fix`."""
+
+    fix: str
+
+    def __new__(cls, reason: str, fix: str) -> Problem:
+        obj = super().__new__(cls, reason)
+        obj.fix = fix
+        return obj
+
+
+_LINK_OUT_FIX = "copy the file into the folder instead of linking it"
+_UNSUPPORTED_FIX = "convert it to .md, .txt, .html or .pdf, or move it out of the folder"
+
+
+def _link_problem(path: Path, root: Path) -> Problem:
+    """Why the link ``path`` is not followed: links are never followed, so a document
+    is indexed once, under its own name, and nothing outside the folder is read."""
+    target = Path(os.path.realpath(path))
+    if not target.is_relative_to(root):
+        return Problem(f"a link to {target}, outside the documents folder", _LINK_OUT_FIX)
+    if not target.exists():
+        return Problem(
+            "a broken link (its target does not exist)", "remove the link or restore its target"
+        )
+    return Problem(
+        f"a link to '{target.relative_to(root).as_posix()}' inside the folder (links are "
+        "not followed; the target is indexed under its own name)",
+        "nothing to do when the target is indexed; replace the link by a copy to index it "
+        "under this name too",
+    )
+
+
+def iter_files(
+    folder: Path, *, exclude: Path | None = None
+) -> Iterator[tuple[Path, Problem | None]]:
     """Every file under ``folder`` (sorted, recursive, hidden ones left out), each with
-    a reason it must be skipped (a link out of the folder, an unknown type) or None."""
+    a reason it must be skipped or None.
+
+    Links (to files or folders) are never followed; a link out of the folder, a
+    folder that cannot be listed and an unsupported type each come with a
+    :class:`Problem`. ``exclude`` (the index folder, when it lies inside) is left out.
+    """
     root = folder.resolve()
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    skip_dir = exclude.resolve() if exclude is not None else None
+    errors: list[OSError] = []
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=errors.append, followlinks=False):
+        while errors:
+            exc = errors.pop(0)
+            where = Path(exc.filename) if exc.filename else Path(dirpath)
+            yield (
+                where,
+                Problem(
+                    f"this folder cannot be listed ({exc.strerror or type(exc).__name__})",
+                    "make it readable (chmod u+rx) or move it out of the documents folder",
+                ),
+            )
+        here = Path(dirpath)
+        kept: list[str] = []
+        for d in sorted(dirnames):
+            sub = here / d
+            if d.startswith(".") or (skip_dir is not None and sub.resolve() == skip_dir):
+                continue
+            if sub.is_symlink():
+                yield sub, _link_problem(sub, root)
+                continue
+            kept.append(d)
+        dirnames[:] = kept
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
-            path = Path(dirpath) / name
+            path = here / name
             if path.is_symlink():
-                target = path.resolve()
-                if not target.is_relative_to(root):
-                    yield path, f"a link to {target}, outside the documents folder"
-                    continue
+                yield path, _link_problem(path, root)
+                continue
             if path.suffix.lower() not in SUFFIXES:
-                yield path, f"unsupported type '{path.suffix or '(none)'}'"
+                yield (
+                    path,
+                    Problem(f"unsupported type '{path.suffix or '(none)'}'", _UNSUPPORTED_FIX),
+                )
                 continue
             yield path, None
+    for exc in errors:  # the folder itself vanished or cannot be listed
+        yield (
+            folder,
+            Problem(
+                f"the folder cannot be listed ({exc.strerror or type(exc).__name__})",
+                "make it readable (chmod u+rx)",
+            ),
+        )
 
 
 def scan_folder(folder: Path, *, max_file_mb: float, encoding: str = "utf-8") -> FolderScan:
@@ -125,12 +199,7 @@ def scan_folder(folder: Path, *, max_file_mb: float, encoding: str = "utf-8") ->
     for path, problem in iter_files(folder):
         rel = path.relative_to(folder).as_posix()
         if problem is not None:
-            fix = (
-                "copy the file into the folder instead of linking it"
-                if "link" in problem
-                else "convert it to .md, .txt, .html or .pdf, or move it out of the folder"
-            )
-            scan.skipped.append(Skipped(rel, problem, fix))
+            scan.skipped.append(Skipped(rel, str(problem), problem.fix))
             continue
         try:
             scan.documents.append(read_document(path, rel, max_file_mb, encoding))
@@ -147,6 +216,7 @@ def read_bytes(path: Path, max_file_mb: float) -> bytes:
             max_bytes=int(max_file_mb * (1 << 20)),
             limit_name="rag.max_file_mb",
             what="document",
+            fix_path="move it out of the documents folder (only regular files are indexed)",
             size_fix="split the document, move it out of the folder, or raise "
             "rag.max_file_mb in adaptlab.yaml",
         )
@@ -164,16 +234,25 @@ def parse_document(data: bytes, rel: str, encoding: str = "utf-8") -> Document:
     says why not (binary, wrong encoding, a broken or encrypted PDF, no text)."""
     kind = SUFFIXES[Path(rel).suffix.lower()]
     sha = hashlib.sha256(data).hexdigest()
-    if kind == "pdf":
-        blocks, title = _pdf_blocks(data)
-    else:
-        text = _decode(data, encoding)
-        if kind == "markdown":
-            blocks, title = markdown_blocks(text)
-        elif kind == "html":
-            blocks, title = html_blocks(text)
+    try:
+        if kind == "pdf":
+            blocks, title = _pdf_blocks(data)
         else:
-            blocks, title = text_blocks(text), ""
+            text = _decode(data, encoding)
+            if kind == "markdown":
+                blocks, title = markdown_blocks(text)
+            elif kind == "html":
+                blocks, title = html_blocks(text)
+            else:
+                blocks, title = text_blocks(text), ""
+    except UnreadableDocument:
+        raise
+    except Exception as exc:  # a parser rejecting a malformed or hostile file: a skip
+        raise UnreadableDocument(
+            f"it cannot be parsed as {kind} ({type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ''})",
+            "open it in an editor or browser, fix or export it again, and index that",
+        ) from None
     if not any(b.text.strip() for b in blocks):
         raise UnreadableDocument(
             "it holds no text" + (" (a scanned PDF?)" if kind == "pdf" else ""),
@@ -181,7 +260,7 @@ def parse_document(data: bytes, rel: str, encoding: str = "utf-8") -> Document:
             if kind == "pdf"
             else "remove the empty file or give it content",
         )
-    return Document(rel, sha, kind, title or Path(rel).stem, tuple(blocks))
+    return Document(rel, sha, kind, title.strip() or Path(rel).stem, tuple(blocks))
 
 
 def read_document(path: Path, rel: str, max_file_mb: float, encoding: str) -> Document:
@@ -190,109 +269,236 @@ def read_document(path: Path, rel: str, max_file_mb: float, encoding: str) -> Do
 
 
 def _decode(data: bytes, encoding: str) -> str:
-    if b"\0" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise UnreadableDocument(
-            "it is a binary file (NUL bytes), not text",
-            "remove it, or export it as .md, .txt, .html or .pdf",
-        )
-    if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8", errors="strict")
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+    utf16 = data.startswith((b"\xff\xfe", b"\xfe\xff"))
+    if utf16:
         try:
             return data.decode("utf-16")
         except UnicodeDecodeError:
             pass
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as exc:
+    if b"\0" in data:
         raise UnreadableDocument(
-            f"it is not valid {encoding} (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+            "it is a binary file (NUL bytes), not text",
+            "remove it, or export it as .md, .txt, .html or .pdf",
+        )
+    bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    name = "utf-8" if bom else encoding
+    try:
+        return data[bom:].decode(name)
+    except UnicodeDecodeError as exc:
+        at = exc.start + bom
+        raise UnreadableDocument(
+            f"it is not valid {name} (byte 0x{data[at]:02x} at offset {at})",
             "re-save it as UTF-8, or set rag.encoding in adaptlab.yaml (cp1252, latin-1) "
             "when the whole folder uses another encoding",
         ) from None
+    except LookupError:
+        raise UnreadableDocument(
+            f"the encoding '{name}' is unknown",
+            "set rag.encoding in adaptlab.yaml to utf-8, cp1252, latin-1 or utf-16",
+        ) from None
+
+
+_BLANK_LINE = re.compile(r"\n[ \t\f\v]*\n")
 
 
 def text_blocks(text: str, headings: tuple[str, ...] = ()) -> list[Block]:
-    """Paragraphs separated by blank lines."""
-    paragraphs = [p.strip() for p in text.replace("\r\n", "\n").split("\n\n")]
+    """Paragraphs separated by blank lines (lines of only spaces count as blank)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    paragraphs = [p.strip() for p in _BLANK_LINE.split(text)]
     return [Block(p, headings) for p in paragraphs if p]
 
 
+_FRONT_MATTER_TITLE = re.compile(r"^title:\s*(.+?)\s*$", re.IGNORECASE)
+
+
+def _front_matter(lines: list[str]) -> tuple[int, str]:
+    """The number of lines of a leading YAML front matter block and its ``title:``."""
+    if not lines or lines[0].strip() != "---":
+        return 0, ""
+    for end in range(1, min(len(lines), 200)):
+        if lines[end].strip() in ("---", "..."):
+            title = ""
+            for line in lines[1:end]:
+                m = _FRONT_MATTER_TITLE.match(line)
+                if m:
+                    title = m.group(1).strip().strip("\"'")
+                    break
+            return end + 1, title
+    return 0, ""
+
+
+def _inline_text(tok: Any) -> str:
+    """The plain text of a markdown-it inline token (no markup, no raw HTML)."""
+    parts: list[str] = []
+    for child in tok.children or []:
+        if child.type in ("text", "code_inline"):
+            parts.append(child.content)
+        elif child.type in ("softbreak", "hardbreak"):
+            parts.append(" ")
+    return " ".join("".join(parts).split())
+
+
 def markdown_blocks(text: str) -> tuple[list[Block], str]:
-    """Top-level CommonMark blocks (paragraphs, lists, tables, code) under their headings."""
+    """Top-level CommonMark blocks (paragraphs, lists, tables, code) under their headings.
+
+    A YAML front matter block is left out (its ``title:`` names the document),
+    thematic breaks are no blocks, and raw HTML blocks keep only their visible text.
+    """
     from markdown_it import MarkdownIt
 
     md = MarkdownIt("commonmark").enable("table")
-    lines = text.replace("\r\n", "\n").split("\n")
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    skip, title = _front_matter(lines)
+    lines = [""] * skip + lines[skip:]
     path: list[tuple[int, str]] = []
-    title = ""
     blocks: list[Block] = []
-    tokens = md.parse(text.replace("\r\n", "\n"))
+    tokens = md.parse("\n".join(lines))
     for i, tok in enumerate(tokens):
-        if tok.level != 0 or tok.map is None or tok.nesting == -1:
+        if tok.level != 0 or tok.map is None or tok.nesting == -1 or tok.type == "hr":
             continue
         if tok.type == "heading_open":
             level = int(tok.tag[1:])
-            heading = tokens[i + 1].content.strip()
+            heading = _inline_text(tokens[i + 1])
             path = [(lv, h) for lv, h in path if lv < level] + [(level, heading)]
             if level == 1 and not title:
                 title = heading
             continue
         start, end = tok.map
         body = "\n".join(lines[start:end]).strip()
+        if tok.type == "html_block":
+            body = _visible_html_text(body)
         if body:
-            blocks.append(Block(body, tuple(h for _, h in path)))
+            blocks.append(Block(body, tuple(h for _, h in path if h)))
     return blocks, title
 
 
-_HTML_BLOCKS = ("p", "li", "pre", "table", "blockquote", "dd", "dt", "td")
+# Elements whose content is never text of the page (code, styles, embedded objects).
+_HTML_DROP = (
+    "script", "style", "noscript", "template", "head", "iframe", "object", "embed",
+    "svg", "math", "canvas", "select", "button",
+)  # fmt: skip
+_HTML_BLOCKS = frozenset(("p", "li", "pre", "table", "blockquote", "dd", "dt", "td", "th"))
+# Elements that end a run of loose text (text directly in a <div>, <section>, …).
+_HTML_BREAKS = frozenset((
+    "html", "body", "div", "section", "article", "main", "header", "footer", "nav", "aside",
+    "form", "fieldset", "figure", "figcaption", "address", "details", "summary", "ul", "ol",
+    "dl", "hr", "center", "hgroup", "caption", "tr", "tbody", "thead", "tfoot", "legend",
+))  # fmt: skip
+
+
+def _soup(text: str) -> Any:
+    from bs4 import BeautifulSoup
+
+    return BeautifulSoup(text, "html.parser")
+
+
+def _visible_html_text(text: str) -> str:
+    soup = _soup(text)
+    for tag in soup(list(_HTML_DROP)):
+        tag.decompose()
+    return str(soup.get_text(" ", strip=True))
+
+
+def _table_text(table: Any) -> str:
+    """A table as one line per row, cells separated by `` | ``."""
+    rows = []
+    for tr in table.find_all("tr"):
+        if tr.find_parent("table") is not table:
+            continue  # a nested table's row: in its cell's text already
+        cells = [c.get_text(" ", strip=True) for c in tr.find_all(["td", "th"], recursive=False)]
+        if any(cells):
+            rows.append(" | ".join(cells))
+    return "\n".join(rows) if rows else str(table.get_text(" ", strip=True))
 
 
 def html_blocks(text: str) -> tuple[list[Block], str]:
-    """Paragraph-level HTML elements under their h1–h6 headings; scripts and styles dropped."""
-    from bs4 import BeautifulSoup
+    """Paragraph-level HTML elements under their h1–h6 headings; scripts and styles dropped.
 
-    soup = BeautifulSoup(text, "html.parser")
-    for tag in soup(["script", "style", "noscript", "template", "head"]):
-        tag.decompose()
+    Text directly inside a ``<div>`` or ``<section>`` (no ``<p>`` around it) is a
+    block of its own: nothing visible on the page is left out.
+    """
+    from bs4.element import NavigableString, PreformattedString, Tag
+
+    soup = _soup(text)
     title_tag = soup.find("title")
     title = title_tag.get_text(" ", strip=True) if title_tag else ""
+    for tag in soup(list(_HTML_DROP)):
+        tag.decompose()
     path: list[tuple[int, str]] = []
     blocks: list[Block] = []
-    names = ["h1", "h2", "h3", "h4", "h5", "h6", *_HTML_BLOCKS]
-    for el in soup.find_all(names):
-        if el.name[0] == "h" and el.name[1:].isdigit():
-            level = int(el.name[1])
-            heading = el.get_text(" ", strip=True)
+    loose: list[str] = []
+
+    def flush() -> None:
+        body = " ".join(" ".join(loose).split())
+        loose.clear()
+        if body:
+            blocks.append(Block(body, tuple(h for _, h in path if h)))
+
+    # Depth-first in document order, without recursion (a hostile page nests deeply);
+    # each entry: the children still to visit, and whether the element ends a text run.
+    stack: list[tuple[Iterator[Any], bool]] = [(iter(soup.contents), True)]
+    while stack:
+        children, breaks = stack[-1]
+        node = next(children, None)
+        if node is None:
+            stack.pop()
+            if breaks:
+                flush()
+            continue
+        if isinstance(node, PreformattedString):  # comments, doctype, CDATA
+            continue
+        if isinstance(node, NavigableString):
+            loose.append(str(node))
+            continue
+        if not isinstance(node, Tag):
+            continue
+        name = node.name.lower()
+        if len(name) == 2 and name[0] == "h" and name[1] in "123456":
+            flush()
+            level = int(name[1])
+            heading = node.get_text(" ", strip=True)
             path = [(lv, h) for lv, h in path if lv < level] + [(level, heading)]
             title = title or (heading if level == 1 else "")
-            continue
-        if el.find_parent(_HTML_BLOCKS):  # nested: its text is in the outer block
-            continue
-        body = el.get_text(" | " if el.name == "table" else " ", strip=True)
-        if body:
-            blocks.append(Block(body, tuple(h for _, h in path)))
-    if not blocks:  # plain text in a body with no block elements
-        body = soup.get_text("\n", strip=True)
-        blocks = text_blocks(body)
+        elif name in _HTML_BLOCKS:
+            flush()
+            body = _table_text(node) if name == "table" else node.get_text(" ", strip=True)
+            if body:
+                blocks.append(Block(body, tuple(h for _, h in path if h)))
+        elif name == "br":
+            loose.append("\n")
+        else:  # a break (div, section, …) or inline (span, a, em, …) element: look inside
+            if name in _HTML_BREAKS:
+                flush()
+            stack.append((iter(node.contents), name in _HTML_BREAKS))
+    flush()
     return blocks, title
 
 
 def _pdf_blocks(data: bytes) -> tuple[list[Block], str]:
+    """Each page's paragraphs under the heading ``page N``.
+
+    A PDF encrypted with an empty user password (only editing is restricted) opens
+    in every viewer, so it is read; one that needs a password is skipped. A
+    malformed PDF can make pypdf raise nearly anything: each failure is reported.
+    """
     import io
     import logging
 
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
-            raise UnreadableDocument(
-                "the PDF is encrypted",
-                "save an unencrypted copy (print to PDF) and index that",
-            )
+            try:
+                opened = bool(reader.decrypt(""))
+            except Exception:
+                opened = False
+            if not opened:
+                raise UnreadableDocument(
+                    "the PDF is encrypted (it needs a password to open)",
+                    "save an unencrypted copy (print to PDF) and index that",
+                )
         blocks: list[Block] = []
         for number, page in enumerate(reader.pages, start=1):
             blocks.extend(text_blocks(page.extract_text() or "", (f"page {number}",)))
@@ -300,7 +506,7 @@ def _pdf_blocks(data: bytes) -> tuple[list[Block], str]:
         title = str(meta.title) if meta is not None and meta.title else ""
     except UnreadableDocument:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+    except Exception as exc:  # any failure of a hostile file is a skip, never a crash
         raise UnreadableDocument(
             f"the PDF cannot be read ({type(exc).__name__}: {str(exc)[:120]})",
             "open it in a PDF viewer and save or print it to a new PDF",

@@ -26,12 +26,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from adaptlab.errors import AdaptlabError
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from adaptlab.strategies.base import ProgressSink
 
 FORMAT = 1
+_VERSION_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]*")
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,13 @@ class RagIndex:
         import numpy as np
 
         folder = index_dir / "versions" / version
+        if not _VERSION_NAME.fullmatch(version):  # CURRENT names a folder under versions/
+            raise AdaptlabError(
+                f"the retrieval index is damaged (CURRENT names '{version[:80]}')",
+                file=index_dir / "CURRENT",
+                fix="delete the index folder and run 'adaptlab rag index' again",
+                code="rag-damaged",
+            )
         try:
             manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
             with open(folder / "chunks.jsonl", encoding="utf-8") as fh:
@@ -159,6 +168,36 @@ class RagIndex:
                 code="rag-damaged",
             )
         return cls(index_dir, version, manifest, chunks, embeddings.astype(np.float32))
+
+
+def _check_settings(settings: IndexSettings) -> None:
+    """A clear error for settings no index can be built with (the config validates
+    them too; this guards the Python API)."""
+    import codecs
+
+    problem, fix = "", ""
+    if settings.max_tokens < 1 or not 0 <= settings.overlap_tokens < settings.max_tokens:
+        problem = (
+            f"chunk overlap {settings.overlap_tokens} must be at least 0 and smaller than "
+            f"the chunk size {settings.max_tokens}"
+        )
+        fix = "set rag.chunk_tokens above rag.chunk_overlap in adaptlab.yaml"
+    elif not settings.max_file_mb > 0:
+        problem = f"rag.max_file_mb is {settings.max_file_mb}; it must be above 0"
+        fix = "set rag.max_file_mb in adaptlab.yaml to a size in MB, such as 20"
+    else:
+        try:
+            codecs.lookup(settings.encoding)
+        except LookupError:
+            problem = f"unknown encoding '{settings.encoding}'"
+            fix = "set rag.encoding in adaptlab.yaml to utf-8, cp1252, latin-1 or utf-16"
+    if problem:
+        raise AdaptlabError(problem, fix=fix, code="rag-settings")
+
+
+def _doc_id(rel: str) -> str:
+    """:attr:`Document.doc_id` of the file ``rel`` (its path without the suffix)."""
+    return str(PurePosixPath(rel).with_suffix(""))
 
 
 def _current(index_dir: Path) -> str | None:
@@ -195,6 +234,7 @@ def build_index(
     from adaptlab.store.lock import RunLock
 
     settings = settings or IndexSettings()
+    _check_settings(settings)
     if not folder.is_dir():
         raise AdaptlabError(
             "the documents folder does not exist" if not folder.exists() else "not a folder",
@@ -207,6 +247,7 @@ def build_index(
     with RunLock(index_dir / "index.lock").acquire(
         on_wait=lambda who: progress.info(f"waiting for the indexer of {who}") if progress else None
     ):
+        _prune(index_dir)  # what a killed or failed run left behind
         old = _previous(index_dir, embedder, settings)
         old_files: dict[str, Any] = old.manifest["files"] if old else {}
         same_chunking = old is not None and old.manifest["settings"] == asdict(settings)
@@ -217,15 +258,22 @@ def build_index(
         report = IndexReport(version="")
         files: dict[str, dict[str, Any]] = {}
         chunks: list[Chunk] = []
-        for path, problem in iter_files(folder):
+        ids: dict[str, str] = {}  # doc_id -> the file that has it
+        for path, problem in iter_files(folder, exclude=index_dir):
             rel = path.relative_to(folder).as_posix()
             if problem is not None:
-                fix = (
-                    "copy the file into the folder instead of linking it"
-                    if "link" in problem
-                    else "convert it to .md, .txt, .html or .pdf, or move it out of the folder"
+                report.skipped.append(Skipped(rel, str(problem), problem.fix))
+                continue
+            doc_id = _doc_id(rel)
+            if doc_id in ids:  # a.md and a.txt: citations could not tell them apart
+                report.skipped.append(
+                    Skipped(
+                        rel,
+                        f"its id '{doc_id}' is already taken by {ids[doc_id]} (ids are "
+                        "paths without the suffix)",
+                        "rename one of the two files",
+                    )
                 )
-                report.skipped.append(Skipped(rel, problem, fix))
                 continue
             try:
                 data = read_bytes(path, settings.max_file_mb)
@@ -246,6 +294,7 @@ def build_index(
             except UnreadableDocument as exc:
                 report.skipped.append(Skipped(rel, exc.reason, exc.fix))
                 continue
+            ids[doc_id] = rel
             files[rel] = {"sha256": sha, "chunks": len(file_chunks)}
             chunks.extend(file_chunks)
         report.removed = sorted(set(old_files) - set(files))
@@ -279,8 +328,10 @@ def index_documents(
     from adaptlab.store.lock import RunLock
 
     settings = settings or IndexSettings()
+    _check_settings(settings)
     start = time.perf_counter()
     with RunLock(index_dir / "index.lock").acquire():
+        _prune(index_dir)
         old = _previous(index_dir, embedder, settings)
         report = IndexReport(version="")
         files: dict[str, dict[str, Any]] = {}
@@ -332,6 +383,25 @@ def _embeddings(
                 vectors = embedder.embed(texts, on_batch=advance)
         else:
             vectors = embedder.embed(texts)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        reused = old is not None and any(h in known for h in hashes)
+        dim = old.embeddings.shape[1] if reused else None  # type: ignore[union-attr]
+        if vectors.ndim != 2 or len(vectors) != len(texts) or dim not in (None, vectors.shape[1]):
+            raise AdaptlabError(
+                f"the encoder '{embedder.model_id}' returned vectors of shape "
+                f"{tuple(vectors.shape)} for {len(texts)} texts"
+                + (f" (the index holds {dim}-dimensional ones)" if dim is not None else ""),
+                fix="check rag.encoder / rag.embeddings_llm; if the model changed, delete "
+                "the index folder and index again",
+                code="rag-embeddings",
+            )
+        if not np.isfinite(vectors).all():
+            raise AdaptlabError(
+                f"the encoder '{embedder.model_id}' returned NaN or infinite vectors",
+                fix="check the encoder (a broken or wrongly converted model); the previous "
+                "index is unchanged",
+                code="rag-embeddings",
+            )
         fresh = dict(zip(todo, vectors, strict=True))
         report.embedded = len(texts)
     rows = [fresh[h] if h in fresh else old.embeddings[known[h]] for h in hashes]  # type: ignore[union-attr]
@@ -362,12 +432,7 @@ def _write_version(
     version = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     versions = index_dir / "versions"
     versions.mkdir(parents=True, exist_ok=True)
-    live = _current(index_dir)
-    for stale in versions.iterdir():  # left by a run that failed or was killed
-        if stale.name != live:
-            shutil.rmtree(stale, ignore_errors=True)
-    for tmp_pointer in index_dir.glob("CURRENT.*.tmp"):
-        tmp_pointer.unlink(missing_ok=True)
+    live = _prune(index_dir)
     folder = versions / version
     folder.mkdir()
     lines = "".join(json.dumps(c.to_json(), ensure_ascii=False) + "\n" for c in chunks)
@@ -388,7 +453,46 @@ def _write_version(
     _fsync_write(folder / "manifest.json", json.dumps(manifest, indent=1).encode("utf-8"))
     tmp = index_dir / f"CURRENT.{uuid.uuid4().hex[:8]}.tmp"
     _fsync_write(tmp, version.encode("utf-8"))
+    _fsync_dir(folder)
+    _fsync_dir(versions)
     os.replace(tmp, index_dir / "CURRENT")
+    _fsync_dir(index_dir)  # the swap itself survives a power cut
     if live is not None:
         shutil.rmtree(versions / live, ignore_errors=True)
     return version
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a folder's entries durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _prune(index_dir: Path) -> str | None:
+    """Remove what a failed or killed run left (versions that never became current,
+    ``CURRENT.*.tmp``); call with the index lock held. Returns the live version, None
+    when there is none or ``CURRENT`` is damaged (it never names a folder to delete
+    outside ``versions/``)."""
+    live = _current(index_dir)
+    if live is not None and not _VERSION_NAME.fullmatch(live):
+        live = None
+    versions = index_dir / "versions"
+    if versions.is_dir():
+        for stale in versions.iterdir():
+            if stale.name == live:
+                continue
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+    for tmp_pointer in index_dir.glob("CURRENT.*.tmp"):
+        tmp_pointer.unlink(missing_ok=True)
+    return live

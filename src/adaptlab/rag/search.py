@@ -82,17 +82,39 @@ class NumpyVectorStore:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         import numpy as np
 
-        k = min(k, len(self.embeddings))
-        sims = queries @ self.embeddings.T
-        if k < sims.shape[1]:
-            part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        else:
-            part = np.tile(np.arange(sims.shape[1]), (len(sims), 1))
-        part_scores = np.take_along_axis(sims, part, axis=1)
-        # Ties by row number, so every store orders equal scores the same way.
-        order = np.lexsort((part, -part_scores), axis=1)
-        rows = np.take_along_axis(part, order, axis=1).astype(np.int64)
-        return rows, np.take_along_axis(part_scores, order, axis=1).astype(np.float32)
+        rows, scores = _top_k(queries @ self.embeddings.T, k)
+        return rows, scores.astype(np.float32)
+
+
+def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best columns of each row of ``scores`` (m, n): (columns int64, scores).
+
+    Best first; ties go to the lower column, also at the k-th place, so every store
+    orders (and cuts) equal scores the same way.
+    """
+    import numpy as np
+
+    m, n = scores.shape
+    k = min(k, n)
+    if k <= 0:
+        part = np.zeros((m, 0), dtype=np.int64)
+    elif k < n:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        kth = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)
+        # argpartition keeps any of the columns tied at the k-th score: keep the lowest.
+        kept = (np.take_along_axis(scores, part, axis=1) == kth).sum(axis=1)
+        for i in np.flatnonzero((scores == kth).sum(axis=1) > kept):
+            above = np.flatnonzero(scores[i] > kth[i, 0])
+            tied = np.flatnonzero(scores[i] == kth[i, 0])[: k - len(above)]
+            part[i] = np.concatenate([above, tied])
+    else:
+        part = np.tile(np.arange(n), (m, 1))
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -part_scores), axis=1)
+    return (
+        np.take_along_axis(part, order, axis=1).astype(np.int64),
+        np.take_along_axis(part_scores, order, axis=1),
+    )
 
 
 class BM25Index:
@@ -131,11 +153,9 @@ class BM25Index:
             if not q:
                 rows[i] = np.arange(k)
                 continue
-            full = self.model.get_scores(q)
-            top = np.argpartition(-full, k - 1)[:k] if k < len(full) else np.arange(len(full))
-            order = np.lexsort((top, -full[top]))
-            rows[i] = top[order]
-            scores[i] = full[top[order]]
+            top, top_scores = _top_k(np.asarray(self.model.get_scores(q))[None, :], k)
+            rows[i] = top[0]
+            scores[i] = top_scores[0]
         return rows, scores
 
 
@@ -186,7 +206,8 @@ def fuse(
     for d_rows, d_sc, s_rows, s_sc in zip(*dense, *sparse, strict=True):
         scores: dict[int, float] = {}
         if mode == "rrf":
-            for rows in (d_rows, s_rows):
+            # A BM25 score of 0 matches no query term: such rows are no ranking at all.
+            for rows in (d_rows, s_rows[s_sc > 0]):
                 for rank, row in enumerate(rows):
                     scores[int(row)] = scores.get(int(row), 0.0) + 1.0 / (RRF_K + rank + 1)
         else:
@@ -266,7 +287,9 @@ class Retriever:
             ranked = _pairs(*self._dense(queries, depth))
         elif mode == "bm25":
             with _one_blas_thread():
-                ranked = _pairs(*self.bm25.search(queries, depth))
+                rows, scores = self.bm25.search(queries, depth)
+            # Rows scoring 0 share no term with the query: not results.
+            ranked = [[(r, s) for r, s in pairs if s > 0] for pairs in _pairs(rows, scores)]
         else:
             dense = self._dense(queries, depth)
             with _one_blas_thread():

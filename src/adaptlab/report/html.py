@@ -74,8 +74,9 @@ def _extra_columns(task: str, confidence: float) -> list[tuple[str, str]]:
     """(title, second line) of the task's columns after the primary metric."""
     if task == "classification":
         return [("Macro-F1", f"{confidence:.0%} CI")]
-    first = ("Precision", "recall") if task == "extraction" else ("Token F1", "exact match")
-    return [first, ("Valid", "answers")]
+    if task == "extraction":
+        return [("Precision", "recall"), ("Valid", "answers")]
+    return [("Token F1", "exact match"), ("Valid", "answers"), ("Cited", "docs recall")]
 
 
 def _extra_cells(c: CandidateSummary) -> list[tuple[str, str]]:
@@ -88,7 +89,12 @@ def _extra_cells(c: CandidateSummary) -> list[tuple[str, str]]:
         return [(pct(e.precision), pct(e.recall)), (valid, f"{c.n - c.unparsed} of {c.n}")]
     g = c.generation
     assert g is not None
-    return [(pct(g.token_f1), pct(g.exact_match)), (valid, f"{c.n - c.unparsed} of {c.n}")]
+    r = g.retrieval
+    cited = ("—", "closed-book")
+    if r is not None:
+        recall = "" if r.recall is None else f"recall@{r.k} {pct(r.recall)}"
+        cited = (f"{pct(r.citation_rate)} ({r.cited}/{r.citable})", recall)
+    return [(pct(g.token_f1), pct(g.exact_match)), (valid, f"{c.n - c.unparsed} of {c.n}"), cited]
 
 
 def _row(c: CandidateSummary, s: RunSummary, alpha: float) -> dict[str, Any]:

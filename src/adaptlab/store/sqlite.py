@@ -112,12 +112,20 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE predictions ADD COLUMN usage_exact INTEGER;
         """,
     ),
+    (
+        "retrieval: the passages a prompt held, and the documents the reference cites",
+        """
+        ALTER TABLE predictions ADD COLUMN context_json TEXT;
+        ALTER TABLE predictions ADD COLUMN sources_json TEXT;
+        """,
+    ),
 ]
 
 
 _PRED_COLUMNS = (
     "result_key, idx, example_id, input, gold, predicted, score, latency_ms, raw, status, "
-    "input_tokens, output_tokens, cached_tokens, finish_reason, usage_exact"
+    "input_tokens, output_tokens, cached_tokens, finish_reason, usage_exact, context_json, "
+    "sources_json"
 )
 _PRED_MARKS = ", ".join("?" * len(_PRED_COLUMNS.split(", ")))
 
@@ -148,6 +156,11 @@ class PredictionRow:
     cached_tokens: int | None = None
     finish_reason: str | None = None  # the provider's: stop, length, content_filter, …
     usage_exact: bool | None = None  # False: token counts estimated or repaired
+    #: JSON list of the passages put into the prompt, in prompt order (see
+    #: :class:`adaptlab.rag.context.Passage`); None for a closed-book candidate.
+    context_json: str | None = None
+    #: JSON list of the document ids that support the reference (data.sources_field).
+    sources_json: str | None = None
 
 
 ConsistencyRow = tuple[int, int, str | None, str | None]  # (idx, sample, predicted, status)
@@ -401,6 +414,8 @@ class RunStore:
                         p.cached_tokens,
                         p.finish_reason,
                         None if p.usage_exact is None else int(p.usage_exact),
+                        p.context_json,
+                        p.sources_json,
                     )
                     for i, p in enumerate(predictions)
                 ],

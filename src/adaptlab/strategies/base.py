@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -50,6 +50,8 @@ class Prediction:
     tokens_exact: bool | None = None  # False: the provider reported no usage, counts estimated
     latency_ms: float | None = None
     finish_reason: str | None = None  # the provider's (stop, length, content_filter, …)
+    #: RAG: the passages the prompt held, as JSON (:func:`adaptlab.rag.context.passages_json`).
+    context: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,9 @@ class StrategyContext:
     #: ``llm_variant(name="ft:gpt-4o-mini:…")`` (a provider's fine-tuned model). The
     #: runner shares the project's response cache; each variant loads once per run.
     llm_variant: Callable[..., LLMRunner] | None = None
+    #: RAG: ``retrieve(texts, k)`` → (hits per text, best first; ms per text, query
+    #: embedding included), over the project's document index; None without ``rag:``.
+    retrieve: Callable[[Sequence[str], int], tuple[list[list[Any]], list[float]]] | None = None
 
     @property
     def encoder(self) -> EncoderBackend:

@@ -53,6 +53,17 @@ class PromptOptions(StrategyOptions):
         description="Sampling temperature; null sends none (models that refuse it; reasoning "
         "models in the price table never get one).",
     )
+    context_k: int = Field(
+        default=0,
+        ge=0,
+        le=50,
+        description="RAG: passages retrieved from the project's documents (rag:) into the "
+        "prompt's context part; 0 = closed-book.",
+    )
+    cite: bool = Field(
+        default=True,
+        description="With context_k: ask for the passage ids used, as [1], and check them.",
+    )
     max_tokens: int | None = Field(
         default=None,
         ge=1,

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from adaptlab.errors import ConfigError
 from adaptlab.llm.parse import extract_answer, parse_label, strip_reasoning
 from adaptlab.llm.types import ChatRequest, ChatResponse, GenerationParams, failure_status
 from adaptlab.prompts import PromptTemplate
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
     from adaptlab.data import Example
     from adaptlab.llm.runner import LLMRunner
+    from adaptlab.rag.context import Passage
 
 _TEMPLATES = {"classification": "classify", "extraction": "extract", "generation": "generate"}
 
@@ -83,6 +85,7 @@ class PromptStrategy(Strategy):
         self._pool: list[Example] = []
         self._fixed: list[Example] = []
         self._pool_vectors: np.ndarray | None = None
+        self._retrieval_ms: list[float] = []
 
     @classmethod
     def needs_encoder(cls, options: StrategyOptions) -> bool:
@@ -183,13 +186,50 @@ class PromptStrategy(Strategy):
             "reasoning": self.opts.reasoning,
             "schema_json": json.dumps(schema, indent=2) if schema else "",
             "instruction": self.ctx.task_options.get("instruction") or "",
+            "cite": False,
         }
 
-    def requests(self, texts: Sequence[str], sample: int = 0) -> list[ChatRequest]:
+    # ------------------------------------------------------------ retrieval
+
+    def contexts(self, texts: Sequence[str]) -> list[list[Passage]] | None:
+        """The passages each input's prompt holds (``context_k`` > 0), else None.
+
+        Sets ``self._retrieval_ms``: the retrieval time of each input, query embedding
+        included, which :meth:`predict` adds to the answer's latency.
+        """
+        from adaptlab.rag.context import make_passages
+
+        if not self.opts.context_k:
+            return None
+        if self.ctx.retrieve is None:
+            raise ConfigError(
+                f"'{self.name}' has context_k: {self.opts.context_k}, but the project has no "
+                "documents to retrieve from",
+                fix="add a 'rag:' section to adaptlab.yaml (rag: {docs: docs}) pointing at a "
+                "folder of .md, .txt, .html or .pdf files, or set context_k: 0",
+            )
+        hits, ms = self.ctx.retrieve(list(texts), self.opts.context_k)
+        self._retrieval_ms = ms
+        return [make_passages(h) for h in hits]
+
+    def requests(
+        self,
+        texts: Sequence[str],
+        sample: int = 0,
+        contexts: Sequence[Sequence[Passage]] | None = None,
+    ) -> list[ChatRequest]:
+        from adaptlab.rag.context import format_context
+
         params = self.params()
+        if contexts is None:
+            contexts = self.contexts(texts)
         out = []
-        for text, examples in zip(texts, self.examples_for(texts), strict=True):
-            rendered = self.template.render(self.variables(text, examples), system=self.opts.system)
+        for i, (text, examples) in enumerate(zip(texts, self.examples_for(texts), strict=True)):
+            variables = self.variables(text, examples)
+            if contexts is not None:
+                variables["context"] = format_context(contexts[i])
+                variables["cite"] = self.opts.cite
+            rendered = self.template.render(variables, system=self.opts.system)
             out.append(ChatRequest(rendered.messages, params, sample))
         return out
 
@@ -200,12 +240,23 @@ class PromptStrategy(Strategy):
         input (template, system prompt, shots picked by :meth:`select_shots`), followed
         by one assistant message holding the target (label, JSON or reference answer).
         """
-        requests = self.requests([ex.text for ex in examples])
+        texts = [ex.text for ex in examples]
+        contexts = self.contexts(texts)
+        requests = self.requests(texts, contexts=contexts)
         return [
             [{"role": m.role, "content": m.content} for m in req.messages]
-            + [{"role": "assistant", "content": ex.label}]
-            for req, ex in zip(requests, examples, strict=True)
+            + [{"role": "assistant", "content": self.target(ex, contexts[i] if contexts else None)}]
+            for i, (req, ex) in enumerate(zip(requests, examples, strict=True))
         ]
+
+    def target(self, example: Example, passages: Sequence[Passage] | None) -> str:
+        """What the model should answer for ``example``: the label or reference, and with
+        ``cite`` the id of the first passage from a document the example names as its
+        source (none when no such passage was retrieved)."""
+        if not passages or not self.opts.cite or not example.sources:
+            return example.label
+        cited = next((p.n for p in passages if p.doc_id in example.sources), None)
+        return example.label if cited is None else f"{example.label} [{cited}]"
 
     # ------------------------------------------------------------ answers
 
@@ -219,6 +270,10 @@ class PromptStrategy(Strategy):
             answer = found
         task = self.ctx.task
         if task == "generation":
+            if self.opts.context_k:
+                from adaptlab.rag.context import strip_citations
+
+                return strip_citations(answer), "ok"
             return answer.strip(), "ok"
         schema = self.schema
         if task == "classification" and schema is None:
@@ -268,8 +323,12 @@ class PromptStrategy(Strategy):
         return self.ctx.llm
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        responses = self.runner.run_sync(self.requests(texts))
-        return [self._prediction(r) for r in responses]
+        contexts = self.contexts(texts)
+        responses = self.runner.run_sync(self.requests(texts, contexts=contexts))
+        preds = [self._prediction(r) for r in responses]
+        if contexts is None:
+            return preds
+        return with_context(preds, contexts, self._retrieval_ms)
 
     def predict_samples(self, texts: Sequence[str], n: int) -> list[list[Prediction]]:
         # All samples in one batch of requests, so they run concurrently.
@@ -277,6 +336,24 @@ class PromptStrategy(Strategy):
         responses = self.runner.run_sync(requests, description="consistency samples")
         preds = [self._prediction(r) for r in responses]
         return [preds[s * len(texts) : (s + 1) * len(texts)] for s in range(n)]
+
+
+def with_context(
+    preds: Sequence[Prediction], contexts: Sequence[Sequence[Passage]], ms: Sequence[float]
+) -> list[Prediction]:
+    """Predictions carrying their passages, retrieval time added to their latency."""
+    import dataclasses
+
+    from adaptlab.rag.context import passages_json
+
+    return [
+        dataclasses.replace(
+            p,
+            context=passages_json(c),
+            latency_ms=None if p.latency_ms is None else p.latency_ms + t,
+        )
+        for p, c, t in zip(preds, contexts, ms, strict=True)
+    ]
 
 
 class LLMZeroShot(PromptStrategy):

@@ -1,0 +1,284 @@
+"""Retrieved passages in a prompt, and the checks on the citations of an answer.
+
+Passages enter a prompt as data, never as instructions:
+
+* each sits in ``<passage id="N" source="doc-id">…</passage>``, with ``<`` and ``>``
+  inside the text escaped, so a document cannot close its tag and speak as the
+  prompt;
+* sentences addressed to the model ("ignore all previous instructions…", "you are
+  now…", "antworte nur mit…") are removed before the passage is shown
+  (:func:`screen_passage`) and counted, in the manner of the input filters of
+  Greshake et al. ("Not what you've signed up for", AISec 2023) — a pattern screen
+  is a first line, not a proof; the tags and the system prompt are the second.
+
+An answer cites passages as ``[1]`` or ``[1, 3]``. :func:`check_citations` says
+which cited ids exist among the passages shown, and whether a cited passage
+supports the answer by token overlap: at least half of the answer's content
+words (lower-cased, stop words removed) must occur in the passages it cites.
+Groundedness is the same share against all passages shown.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+SUPPORT_THRESHOLD = 0.5
+
+_CITATION = re.compile(r"\[\s*(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\s*\]")
+_WORD = re.compile(r"\w+", re.UNICODE)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+
+# Sentences that speak to the model instead of to the reader (English and German).
+_INJECTION = re.compile(
+    r"\b(ignore|disregard|forget|override)\b[^.!?\n]{0,60}\b(instructions?|prompts?|rules|"
+    r"above|previous|context|everything)\b"
+    r"|\b(you are now|you must now|from now on,? you|act as|pretend to be)\b"
+    r"|\b(system prompt|developer message|jailbreak)\b"
+    r"|\b(answer|reply|respond|say)\b[^.!?\n]{0,30}\b(only|always|exclusively)\b[^.!?\n]{0,40}"
+    r"\b(with|that)\b"
+    r"|\b(ignoriere|vergiss|missachte)\b[^.!?\n]{0,60}\b(anweisungen|regeln|vorgaben|alles)\b"
+    r"|\b(antworte|sage|gib)\b[^.!?\n]{0,40}\b(nur|immer|ausschließlich)\b",
+    re.IGNORECASE,
+)
+
+_STOP = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "but",
+        "if",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "by",
+        "for",
+        "with",
+        "from",
+        "as",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "you",
+        "your",
+        "we",
+        "our",
+        "i",
+        "my",
+        "me",
+        "he",
+        "she",
+        "they",
+        "them",
+        "their",
+        "there",
+        "here",
+        "do",
+        "does",
+        "did",
+        "not",
+        "no",
+        "yes",
+        "can",
+        "will",
+        "would",
+        "should",
+        "could",
+        "may",
+        "might",
+        "must",
+        "have",
+        "has",
+        "had",
+        "so",
+        "than",
+        "then",
+        "into",
+        "out",
+        "up",
+        "down",
+        "about",
+        "over",
+        "under",
+        "again",
+        "more",
+        "most",
+        "some",
+        "any",
+        "all",
+        "each",
+        "which",
+        "who",
+        "whom",
+        "what",
+        "when",
+        "where",
+        "why",
+        "how",
+        "also",
+        "just",
+        "only",
+        "very",
+        "please",
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved chunk as shown in a prompt: ``n`` is its citation id (1-based)."""
+
+    n: int
+    chunk_id: str
+    doc_id: str
+    section: str
+    text: str
+    score: float
+    removed: int = 0  # sentences withheld by the instruction screen
+
+
+def screen_passage(text: str) -> tuple[str, int]:
+    """The text without sentences that address the model, and how many were removed."""
+    kept, removed = [], 0
+    for sentence in _SENTENCE.split(text):
+        if _INJECTION.search(sentence):
+            removed += 1
+        elif sentence.strip():
+            kept.append(sentence)
+    return " ".join(kept) if removed else text, removed
+
+
+def make_passages(hits: Sequence[object]) -> list[Passage]:
+    """Passages from :class:`~adaptlab.rag.search.Hit` objects, best first, ids from 1."""
+    out = []
+    for n, hit in enumerate(hits, start=1):
+        chunk = hit.chunk  # type: ignore[attr-defined]
+        text, removed = screen_passage(chunk.text)
+        out.append(
+            Passage(
+                n,
+                chunk.chunk_id,
+                chunk.doc_id,
+                chunk.heading_path,
+                text,
+                float(hit.score),  # type: ignore[attr-defined]
+                removed,
+            )
+        )
+    return out
+
+
+def format_context(passages: Sequence[Passage]) -> str:
+    """The passages as tagged blocks for a template's ``context`` part."""
+    blocks = []
+    for p in passages:
+        body = html.escape(p.text, quote=False)
+        attrs = f'id="{p.n}" source="{html.escape(p.doc_id)}"'
+        if p.section:
+            attrs += f' section="{html.escape(p.section)}"'
+        blocks.append(f"<passage {attrs}>\n{body}\n</passage>")
+    return "\n".join(blocks)
+
+
+def passages_json(passages: Sequence[Passage]) -> str:
+    return json.dumps([asdict(p) for p in passages], ensure_ascii=False)
+
+
+def passages_from_json(text: str | None) -> list[Passage] | None:
+    """The passages stored with an answer; None when none were (or they cannot be read:
+    a store written by another program must not crash a summary)."""
+    if text is None:
+        return None
+    try:
+        return [Passage(**p) for p in json.loads(text)]
+    except (ValueError, TypeError):
+        return None
+
+
+def sources_from_json(text: str | None) -> list[str] | None:
+    """The supporting document ids stored with an answer; None when unknown or unreadable."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return [str(v) for v in value] if isinstance(value, list) else None
+
+
+def parse_citations(answer: str) -> list[int]:
+    """Every cited passage id in order of appearance, repeats removed."""
+    out: list[int] = []
+    for match in _CITATION.finditer(answer):
+        for part in re.split(r"[,;]", match.group(1)):
+            n = int(part)
+            if n not in out:
+                out.append(n)
+    return out
+
+
+def strip_citations(answer: str) -> str:
+    """The answer without its ``[n]`` markers (what is scored against the reference)."""
+    text = _CITATION.sub("", answer)
+    return re.sub(r"\s+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", text)).strip()
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in (m.lower() for m in _WORD.findall(text)) if w not in _STOP and len(w) > 1}
+
+
+def overlap(answer: str, sources: Sequence[str]) -> float:
+    """Share of the answer's content words found in ``sources``; 1.0 for an empty answer."""
+    words = content_words(answer)
+    if not words:
+        return 1.0
+    pool: set[str] = set()
+    for s in sources:
+        pool |= content_words(s)
+    return len(words & pool) / len(words)
+
+
+@dataclass(frozen=True)
+class CitationCheck:
+    """The citations of one answer against the passages its prompt held."""
+
+    cited: tuple[int, ...]
+    valid: tuple[int, ...]  # cited ids that exist among the passages
+    invalid: tuple[int, ...]  # cited ids that do not
+    unsupported: tuple[int, ...]  # valid ids whose passage shares too few words
+    groundedness: float  # share of content words found in any passage
+
+    @property
+    def has_valid(self) -> bool:
+        return bool(self.valid)
+
+
+def check_citations(answer: str, passages: Sequence[Passage]) -> CitationCheck:
+    """Check the ``[n]`` citations of ``answer`` against ``passages`` (see module doc)."""
+    cited = tuple(parse_citations(answer))
+    by_n = {p.n: p for p in passages}
+    valid = tuple(n for n in cited if n in by_n)
+    invalid = tuple(n for n in cited if n not in by_n)
+    text = strip_citations(answer)
+    unsupported = tuple(
+        n for n in valid if overlap(text, [by_n[n].text, by_n[n].section]) < SUPPORT_THRESHOLD
+    )
+    grounded = overlap(text, [t for p in passages for t in (p.text, p.section)])
+    return CitationCheck(cited, valid, invalid, unsupported, grounded)

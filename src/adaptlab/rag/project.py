@@ -1,0 +1,240 @@
+"""A project's documents: its index settings, encoder, index refresh and retriever.
+
+``adaptlab run`` refreshes the index (incrementally) before the first candidate
+with ``context_k`` and gives every such candidate the same :class:`Retriever`.
+A candidate's stored result depends on the documents through
+:func:`docs_fingerprint`, so editing an article recomputes the RAG candidates and
+nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from adaptlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from adaptlab.config import ProjectConfig, RagConfig
+    from adaptlab.project import Project
+    from adaptlab.rag.embedders import Embedder
+    from adaptlab.rag.index import IndexReport, IndexSettings
+    from adaptlab.rag.search import Hit, Retriever, VectorStore
+    from adaptlab.strategies.base import ProgressSink
+
+_EMBEDDERS: dict[str, Any] = {}
+
+
+def rag_config(project: Project) -> RagConfig:
+    """The project's ``rag:`` section; :class:`ConfigError` when there is none."""
+    cfg = project.config.rag
+    if cfg is None:
+        raise ConfigError(
+            "this project has no 'rag:' section",
+            file=project.root / "adaptlab.yaml",
+            fix="add 'rag: {docs: docs}' (a folder of .md, .txt, .html or .pdf files)",
+        )
+    return cfg
+
+
+def index_settings(cfg: RagConfig) -> IndexSettings:
+    from adaptlab.rag.index import IndexSettings
+
+    return IndexSettings(
+        max_tokens=cfg.chunk_tokens,
+        overlap_tokens=cfg.chunk_overlap,
+        language=cfg.language,
+        max_file_mb=cfg.max_file_mb,
+        encoding=cfg.encoding,
+    )
+
+
+def docs_folder(project: Project) -> Path:
+    return Path(project.root / rag_config(project).docs).resolve()
+
+
+def index_folder(project: Project) -> Path:
+    return Path(project.root / rag_config(project).index)
+
+
+def load_embedder(config: ProjectConfig) -> Embedder:
+    """The embedder ``rag:`` names (loaded once per process)."""
+    cfg = config.rag
+    assert cfg is not None
+    key = json.dumps([cfg.embeddings_llm, cfg.encoder.model_dump(mode="json")], sort_keys=True)
+    if key in _EMBEDDERS:
+        return _EMBEDDERS[key]  # type: ignore[no-any-return]
+    if cfg.embeddings_llm is not None:
+        from adaptlab.backends import llm_key_var
+        from adaptlab.llm.keys import find_key
+        from adaptlab.rag.embedders import OpenAIEmbedder
+
+        llm = config.llms.get(cfg.embeddings_llm)
+        if llm is None or llm.backend != "openai":
+            raise ConfigError(
+                f"rag.embeddings_llm names '{cfg.embeddings_llm}', which is not an 'openai' "
+                "entry under llms:",
+                fix="add llms: {embed: {backend: openai, name: text-embedding-3-small}} and "
+                "set rag.embeddings_llm: embed",
+            )
+        var = llm_key_var(llm)
+        embedder: Any = OpenAIEmbedder(
+            llm.name, base_url=llm.base_url, api_key=(find_key(var) if var else None) or "none"
+        )
+    else:
+        from adaptlab.backends import EncoderBackend, load_backend
+        from adaptlab.rag.embedders import EncoderEmbedder
+
+        backend = load_backend(cfg.encoder)
+        if not isinstance(backend, EncoderBackend):
+            raise ConfigError(
+                f"rag.encoder backend '{cfg.encoder.backend}' is not an encoder",
+                fix="set rag.encoder.backend: sentence-transformers",
+            )
+        embedder = EncoderEmbedder(backend)
+    _EMBEDDERS[key] = embedder
+    return embedder  # type: ignore[no-any-return]
+
+
+def docs_fingerprint(project: Project) -> str:
+    """Hash of what retrieval answers depend on: every document's bytes and ``rag:``.
+
+    Raises :class:`ConfigError` when the documents folder is missing.
+    """
+    from adaptlab.rag.documents import iter_files
+
+    cfg = rag_config(project)
+    folder = docs_folder(project)
+    if not folder.is_dir():
+        raise ConfigError(
+            f"rag.docs points to '{cfg.docs}', which is not a folder",
+            file=project.root / "adaptlab.yaml",
+            fix="create the folder and put the documents in it, or fix rag.docs",
+        )
+    digest = hashlib.sha256()
+    settings = cfg.model_dump(mode="json", exclude={"index", "pg_url", "store"})
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    for path, problem in iter_files(folder, exclude=index_folder(project)):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        if problem is None:
+            try:
+                st = path.stat()
+                if st.st_size <= cfg.max_file_mb * (1 << 20):
+                    digest.update(hashlib.sha256(path.read_bytes()).digest())
+            except OSError:
+                digest.update(b"unreadable")
+    return digest.hexdigest()[:16]
+
+
+def refresh_index(project: Project, progress: ProgressSink | None = None) -> IndexReport:
+    """Re-index the project's documents (only changed files are embedded again)."""
+    from adaptlab.rag.index import build_index
+
+    cfg = rag_config(project)
+    return build_index(
+        docs_folder(project),
+        index_folder(project),
+        load_embedder(project.config),
+        index_settings(cfg),
+        progress=progress,
+    )
+
+
+def open_store(project: Project, index: Any) -> VectorStore | None:
+    """The configured vector store over ``index`` (None: the embedded numpy store)."""
+    cfg = rag_config(project)
+    if cfg.store == "embedded":
+        return None
+    from adaptlab.rag.pgvector import PgVectorStore, local_server
+
+    url = cfg.pg_url or local_server(index_folder(project) / "pgdata")
+    return PgVectorStore(url, index)  # type: ignore[no-any-return]
+
+
+def open_retriever(project: Project) -> Retriever:
+    """A retriever over the live index with the project's store and reranker."""
+    from adaptlab.rag.index import RagIndex
+    from adaptlab.rag.search import Retriever
+
+    cfg = rag_config(project)
+    index = RagIndex.open(index_folder(project))
+    reranker = None
+    if cfg.reranker is not None:
+        reranker = load_reranker(cfg.reranker)
+    return Retriever(
+        index,
+        load_embedder(project.config),
+        store=open_store(project, index),
+        reranker=reranker,
+        rerank_depth=cfg.rerank_depth,
+    )
+
+
+def load_reranker(name: str) -> Any:
+    """A sentence-transformers ``CrossEncoder`` from a folder or the hub name."""
+    import os
+
+    from adaptlab.errors import AdaptlabError
+
+    if Path(name).expanduser().exists():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        from sentence_transformers import CrossEncoder
+
+        return CrossEncoder(
+            str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
+        )
+    except ImportError:
+        from adaptlab.errors import MissingDependencyError
+
+        raise MissingDependencyError("sentence-transformers", "local") from None
+    except (OSError, ValueError) as exc:
+        raise AdaptlabError(
+            f"cannot load the reranker '{name}': {exc}",
+            fix="set rag.reranker to a local cross-encoder folder (saved with save_pretrained)",
+            code="model-load",
+        ) from None
+
+
+class ProjectRetrieval:
+    """``retrieve(texts, k)`` for strategies: the index refreshed once, searched per query."""
+
+    def __init__(self, project: Project, progress: ProgressSink | None = None) -> None:
+        self.project = project
+        self.progress = progress
+        self._retriever: Retriever | None = None
+        self.report: IndexReport | None = None
+
+    @property
+    def retriever(self) -> Retriever:
+        if self._retriever is None:
+            self.report = refresh_index(self.project, self.progress)
+            if self.progress is not None:
+                r = self.report
+                files = len(r.added) + len(r.changed) + len(r.unchanged)
+                self.progress.info(
+                    f"documents: {r.chunks} chunks from {files} files ({len(r.added)} new, "
+                    f"{len(r.changed)} changed, {len(r.removed)} removed, {len(r.skipped)} "
+                    f"skipped; {r.embedded} chunks embedded)"
+                )
+                for s in r.skipped:
+                    self.progress.note(f"{s.path} not indexed: {s.reason} ({s.fix})")
+            self._retriever = open_retriever(self.project)
+        return self._retriever
+
+    def __call__(self, texts: Sequence[str], k: int) -> tuple[list[list[Hit]], list[float]]:
+        cfg = rag_config(self.project)
+        hits, ms = [], []
+        for text in texts:  # one at a time: each answer's latency holds its own retrieval
+            start = time.perf_counter()
+            hits.append(
+                self.retriever.search(
+                    text, k, mode=cfg.mode, weight=cfg.hybrid_weight, depth=cfg.depth
+                )
+            )
+            ms.append((time.perf_counter() - start) * 1000)
+        return hits, ms
