@@ -105,6 +105,15 @@ def load_scifact(data: Path, *, quick: bool, seed: int) -> SciFact:
 # ------------------------------------------------------------------- machine info
 
 
+def load_average() -> str:
+    """The 1-minute load average: other work on the machine shows in the latencies."""
+    try:
+        with open("/proc/loadavg", encoding="utf-8") as fh:
+            return fh.read().split()[0]
+    except OSError:
+        return "unknown"
+
+
 def cpu_info() -> tuple[str, set[str]]:
     model, flags = "unknown CPU", set()
     try:
@@ -450,6 +459,7 @@ def main() -> int:
     chunked = "chunked 256/40"
     lat_qids = random.Random(args.seed).sample(held, min(args.latency_queries, len(held)))
     lat_texts = [sci.queries[q] for q in lat_qids]
+    load_before = load_average()
     lat = Table("mode", "p50 ms", "p95 ms")
     cold = []
     with console.status("latency: first pass, query embedding only"):
@@ -473,7 +483,9 @@ def main() -> int:
         f"({len(indexes[chunked].chunks):,} chunks), k=10. The first row embeds each query "
         "alone once before any mode runs: most of these shapes (a batch of one, each query "
         "length) are new to the process then, and torch/oneDNN pay once per shape. Each mode "
-        "then runs 5 warm-up queries and the timed ones. Other work on this machine adds noise."
+        "then runs 5 warm-up queries and the timed ones. Other work on this machine adds noise: "
+        f"1-minute load average {load_before} before, {load_average()} after, on "
+        f"{os.cpu_count()} logical cores."
     )
 
     console.rule("[bold]Vector store: exact top-100 over the same embeddings")

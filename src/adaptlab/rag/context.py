@@ -2,14 +2,14 @@
 
 Passages enter a prompt as data, never as instructions:
 
-* each sits in ``<passage id="N" source="doc-id">…</passage>``, with ``<`` and ``>``
-  inside the text escaped, so a document cannot close its tag and speak as the
-  prompt;
+* each is a numbered block (``[N] text``) under a system prompt that calls them
+  reference material; a line of a document that starts like a block (``[7] …``) is
+  rewritten, so a document cannot open a passage of its own;
 * sentences addressed to the model ("ignore all previous instructions…", "you are
   now…", "antworte nur mit…") are removed before the passage is shown
   (:func:`screen_passage`) and counted, in the manner of the input filters of
   Greshake et al. ("Not what you've signed up for", AISec 2023) — a pattern screen
-  is a first line, not a proof; the tags and the system prompt are the second.
+  is a first line, not a proof; the layout and the system prompt are the second.
 
 An answer cites passages as ``[1]`` or ``[1, 3]``. :func:`check_citations` says
 which cited ids exist among the passages shown, and whether a cited passage
@@ -20,7 +20,6 @@ Groundedness is the same share against all passages shown.
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from collections.abc import Sequence
@@ -185,16 +184,23 @@ def make_passages(hits: Sequence[object]) -> list[Passage]:
     return out
 
 
+_MARKER = re.compile(r"^[ \t]*\[(\d{1,3})\]", re.MULTILINE)
+
+
 def format_context(passages: Sequence[Passage]) -> str:
-    """The passages as tagged blocks for a template's ``context`` part."""
-    blocks = []
-    for p in passages:
-        body = html.escape(p.text, quote=False)
-        attrs = f'id="{p.n}" source="{html.escape(p.doc_id)}"'
-        if p.section:
-            attrs += f' section="{html.escape(p.section)}"'
-        blocks.append(f"<passage {attrs}>\n{body}\n</passage>")
-    return "\n".join(blocks)
+    """The passages as numbered blocks for a template's ``context`` part::
+
+        [1] text of the best passage
+
+        [2] text of the next one
+
+    A line of a passage that itself starts with ``[n]`` is rewritten to ``(n)``, so
+    no document can open a passage of its own. With no passage at all (nothing
+    matched), the part says so, so the prompt keeps its layout.
+    """
+    if not passages:
+        return "(no passage matches the question)"
+    return "\n\n".join(f"[{p.n}] " + _MARKER.sub(r"(\1)", p.text) for p in passages)
 
 
 def passages_json(passages: Sequence[Passage]) -> str:

@@ -251,12 +251,12 @@ class PromptStrategy(Strategy):
 
     def target(self, example: Example, passages: Sequence[Passage] | None) -> str:
         """What the model should answer for ``example``: the label or reference, and with
-        ``cite`` the id of the first passage from a document the example names as its
-        source (none when no such passage was retrieved)."""
+        ``cite`` led by the id of the first passage from a document the example names as
+        its source, as the template asks (none when no such passage was retrieved)."""
         if not passages or not self.opts.cite or not example.sources:
             return example.label
         cited = next((p.n for p in passages if p.doc_id in example.sources), None)
-        return example.label if cited is None else f"{example.label} [{cited}]"
+        return example.label if cited is None else f"[{cited}] {example.label}"
 
     # ------------------------------------------------------------ answers
 
