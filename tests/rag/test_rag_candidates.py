@@ -178,6 +178,14 @@ def test_rag_candidate_cites_checks_and_beats_closed_book(tmp_path: Path) -> Non
         assert r["latency_ms"] > 0  # the request's time plus its retrieval
     assert all(json.loads(r["context_json"]) is not None for r in rows)
     assert rag.quality > closed.quality
+    # The report shows the winner's answers with what they cite, and the cited share.
+    from adaptlab.report import render_report
+
+    page = render_report(summary)
+    assert summary.recommendation.winner == "rag"
+    first = json.loads(rows[0]["context_json"])
+    assert re.search(r"\[1\] [a-z-]+(?: \(does not support the answer\))?: “", page)
+    assert f"({stats.cited}/{stats.citable})" in page and first
     # The prompt: numbered passages, the question, the citation request.
     prompt = next(p for p in reader.prompts if "Passages:" in p)
     assert prompt.startswith("Passages:\n\n[1] ")

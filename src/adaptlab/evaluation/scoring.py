@@ -186,6 +186,8 @@ class ScoredAnswer:
     answer: str | None
     score: float
     status: str | None
+    raw: str | None = None
+    context_json: str | None = None  # RAG: the passages the prompt held
 
 
 @dataclass
@@ -377,6 +379,8 @@ def _lowest(rows: Sequence[PredictionRow], scores: Sequence[float]) -> list[Scor
             rows[i].predicted,
             float(scores[i]),
             rows[i].status,
+            rows[i].raw,
+            rows[i].context_json,
         )
         for i in order
     ]

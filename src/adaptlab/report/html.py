@@ -372,7 +372,34 @@ def _answer_row(a: ScoredAnswer) -> dict[str, Any]:
         "missing": a.answer is None,
         "score": num(a.score),
         "status": a.status or "",
+        "citations": _citations(a),
     }
+
+
+def _citations(a: ScoredAnswer) -> list[dict[str, Any]]:
+    """What a RAG answer cites: each id, whether it was shown, its document and text."""
+    from adaptlab.rag.context import check_citations, passages_from_json
+
+    passages = passages_from_json(a.context_json)
+    if passages is None:
+        return []
+    check = check_citations(a.raw or "", passages)
+    by_n = {p.n: p for p in passages}
+    out = []
+    for n in check.cited:
+        p = by_n.get(n)
+        out.append(
+            {
+                "n": n,
+                "valid": p is not None,
+                "supported": p is not None and n not in check.unsupported,
+                "doc": p.doc_id if p else "",
+                "text": _cut(p.text)[:200] if p else "",
+            }
+        )
+    if not out:
+        out.append({"n": None, "valid": False, "supported": False, "doc": "", "text": ""})
+    return out
 
 
 def render_report(summary: RunSummary) -> str:

