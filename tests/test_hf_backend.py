@@ -312,3 +312,23 @@ def test_a_project_runs_on_a_local_model_with_an_adapter(
     assert again.info["llm"]["sent"] == 0
     assert again.info["llm"]["cache_hits"] == n_test + 2 * 2  # both samples of both inputs
     assert again.statuses == cand.statuses
+
+
+def test_a_prefill_is_continued_and_returned_in_front(ckpt: dict[str, Path]) -> None:
+    """A last assistant message starts the answer: the model continues it (the chat
+    template's continue_final_message; plain text ends with it) and it leads the text."""
+    tok = tokenizer()
+    for variant in ("chat", "plain"):
+        backend = llm(ckpt[variant])
+        req = request(PROMPTS[0], max_tokens=6)
+        started = ChatRequest((*req.messages, Message("assistant", "[")), req.params)
+        rendered = backend.render(started)  # type: ignore[attr-defined]
+        assert rendered.endswith("[") or rendered.rstrip().endswith("[")
+        if variant == "plain":
+            ids = direct_greedy(ckpt["plain"], tok(rendered)["input_ids"], 6)
+            expected = "[" + tok.decode(ids, skip_special_tokens=True)
+        resp = backend.generate_batch([started])[0]
+        assert resp.text.startswith("[")
+        if variant == "plain":
+            assert resp.text == expected
+        assert backend.render(req) != rendered  # type: ignore[attr-defined]

@@ -286,7 +286,8 @@ def test_rag_combines_with_shots_and_a_system_variant(tmp_path: Path) -> None:
 
 
 def test_finetune_targets_cite_the_passage_of_the_gold_source(tmp_path: Path) -> None:
-    """LoRA + RAG trains on the prompt it answers with, its target led by [n]."""
+    """LoRA + RAG trains on the prompt it answers with, its target led by [n] (a prefill
+    is the start of that target, not a message of its own)."""
     from adaptlab.runner import _Models, make_context
 
     with FakeLLMServer(Reader()) as server:
@@ -302,6 +303,7 @@ def test_finetune_targets_cite_the_passage_of_the_gold_source(tmp_path: Path) ->
         examples = project.split().train
         records = strategy.chat_records(examples)  # type: ignore[attr-defined]
     for ex, chat in zip(examples, records, strict=True):
+        assert [m["role"] for m in chat] == ["system", "user", "assistant"]
         target = chat[-1]["content"]
         passages = dict(PASSAGE.findall(chat[-2]["content"]))
         if not ex.sources:
@@ -313,3 +315,17 @@ def test_finetune_targets_cite_the_passage_of_the_gold_source(tmp_path: Path) ->
             continue
         assert target == f"[{cited.group(1)}] {ex.label}"
         assert cited.group(1) in passages
+
+
+def test_prefill_needs_a_local_model(tmp_path: Path) -> None:
+    cand = {
+        "name": "rag",
+        "strategy": "llm-zero-shot",
+        "llm": "chat",
+        "params": {"context_k": 1, "prefill": "["},
+    }
+    with FakeLLMServer(Reader()) as server:
+        project = write_project(tmp_path / "p", server, [cand])
+        with pytest.raises(ConfigError, match="prefill") as err:
+            run_project(Project.load(project))
+    assert "backend: hf" in (err.value.fix or "")

@@ -287,6 +287,12 @@ def _find_stop(text: str, stops: Sequence[str]) -> int:
     return min(found, default=-1)
 
 
+def _prefill(request: ChatRequest) -> str:
+    """The start of the answer given as a last assistant message, or ''."""
+    last = request.messages[-1] if request.messages else None
+    return last.content if last is not None and last.role == "assistant" else ""
+
+
 class HFBackend(GenerativeBackend):
     """A local causal LM (``transformers``) from a folder, with an optional PEFT adapter."""
 
@@ -308,13 +314,21 @@ class HFBackend(GenerativeBackend):
     # -- rendering ----------------------------------------------------------------
 
     def render(self, request: ChatRequest) -> str:
-        """The prompt text: the tokenizer's chat template, or a plain role-labelled format."""
+        """The prompt text: the tokenizer's chat template, or a plain role-labelled format.
+
+        A last message from the assistant is a prefill: the answer continues it
+        (``continue_final_message``), and :meth:`generate_batch` returns it in front.
+        """
         tokenizer = self._lm.tokenizer
+        prefill = _prefill(request)
         if getattr(tokenizer, "chat_template", None):
             messages = [{"role": m.role, "content": m.content} for m in request.messages]
             try:
                 text: str = tokenizer.apply_chat_template(
-                    messages, tokenize=False, add_generation_prompt=True
+                    messages,
+                    tokenize=False,
+                    add_generation_prompt=not prefill,
+                    continue_final_message=bool(prefill),
                 )
             except Exception as exc:  # jinja2 raises TemplateError, templates raise anything
                 raise PermanentError(
@@ -323,7 +337,7 @@ class HFBackend(GenerativeBackend):
                 ) from None
             return text
         parts = [f"{m.role.capitalize()}: {m.content}" for m in request.messages]
-        return "\n\n".join([*parts, "Assistant:"])
+        return "\n\n".join(parts if prefill else [*parts, "Assistant:"])
 
     def _encode(self, request: ChatRequest) -> list[int]:
         tokenizer = self._lm.tokenizer
@@ -390,6 +404,7 @@ class HFBackend(GenerativeBackend):
             text: str = self._lm.tokenizer.decode(
                 ids[:-1] if reason == "eos" else ids, skip_special_tokens=True
             )
+            text = _prefill(requests[i]) + text
             cut = _find_stop(text, requests[i].params.stop)
             if cut >= 0:
                 text, reason = text[:cut], "stop"

@@ -221,6 +221,8 @@ def hashed_embedding(text: str, dim: int = 64) -> list[float]:
         vec[int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "big") % dim] += 1.0
     norm = math.sqrt(sum(v * v for v in vec)) or 1.0
     return [v / norm for v in vec]
+
+
 FaultPicker = Callable[[ChatCall], str | None]
 
 

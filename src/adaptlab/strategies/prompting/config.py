@@ -64,6 +64,11 @@ class PromptOptions(StrategyOptions):
         default=True,
         description="With context_k: ask for the passage ids used, as [1], and check them.",
     )
+    prefill: str | None = Field(
+        default=None,
+        description="Text the answer is made to start with (assistant prefill), e.g. '[' so "
+        "that a RAG answer starts with a passage number; local (hf) models only.",
+    )
     max_tokens: int | None = Field(
         default=None,
         ge=1,

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from adaptlab.errors import ConfigError
 from adaptlab.llm.parse import extract_answer, parse_label, strip_reasoning
-from adaptlab.llm.types import ChatRequest, ChatResponse, GenerationParams, failure_status
+from adaptlab.llm.types import (
+    ChatRequest,
+    ChatResponse,
+    GenerationParams,
+    Message,
+    failure_status,
+)
 from adaptlab.prompts import PromptTemplate
 from adaptlab.strategies.base import Prediction, Strategy, StrategyContext, StrategyOptions
 from adaptlab.strategies.prompting.config import (
@@ -230,7 +236,10 @@ class PromptStrategy(Strategy):
                 variables["context"] = format_context(contexts[i])
                 variables["cite"] = self.opts.cite
             rendered = self.template.render(variables, system=self.opts.system)
-            out.append(ChatRequest(rendered.messages, params, sample))
+            messages = rendered.messages
+            if self.opts.prefill:
+                messages = (*messages, Message("assistant", self.opts.prefill))
+            out.append(ChatRequest(messages, params, sample))
         return out
 
     def chat_records(self, examples: Sequence[Example]) -> list[list[dict[str, str]]]:
@@ -244,7 +253,8 @@ class PromptStrategy(Strategy):
         contexts = self.contexts(texts)
         requests = self.requests(texts, contexts=contexts)
         return [
-            [{"role": m.role, "content": m.content} for m in req.messages]
+            # A prefill is the start of the answer: the target holds it already.
+            [{"role": m.role, "content": m.content} for m in req.messages if m.role != "assistant"]
             + [{"role": "assistant", "content": self.target(ex, contexts[i] if contexts else None)}]
             for i, (req, ex) in enumerate(zip(requests, examples, strict=True))
         ]
@@ -323,6 +333,12 @@ class PromptStrategy(Strategy):
         return self.ctx.llm
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        if self.opts.prefill and self.runner.config.backend != "hf":
+            raise ConfigError(
+                f"prefill is set, but llm '{self.runner.config.name}' uses backend "
+                f"'{self.runner.config.backend}', which does not continue a started answer",
+                fix="use prefill with a local (backend: hf) model, or remove it",
+            )
         contexts = self.contexts(texts)
         responses = self.runner.run_sync(self.requests(texts, contexts=contexts))
         preds = [self._prediction(r) for r in responses]
