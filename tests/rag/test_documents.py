@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import pathlib
 import re
 from collections.abc import Sequence
 
@@ -394,3 +395,42 @@ def test_chunk_ids_are_doc_id_and_position() -> None:
 def test_overlap_not_below_max_tokens_is_refused() -> None:
     with pytest.raises(ValueError, match="overlap"):
         chunk_document(doc([Block("x")]), max_tokens=32, overlap_tokens=32)
+
+
+def test_doc_ids_keep_dots_that_are_no_document_suffix() -> None:
+    """BEIR corpora have ids like 'St._Louis' and 'v1.2': only .md, .pdf, … are cut."""
+    from adaptlab.rag.documents import Document
+
+    def doc(path: str) -> str:
+        return Document(path, "0", "text", "", ()).doc_id
+
+    assert doc("St._Louis") == "St._Louis"
+    assert doc("v1.2") == "v1.2"
+    assert doc("guides/refunds.md") == "guides/refunds"
+    assert doc("Report.PDF") == "Report"
+
+
+def test_a_corpus_with_two_equal_ids_is_refused(tmp_path: pathlib.Path) -> None:
+    from adaptlab.errors import AdaptlabError
+    from adaptlab.rag.documents import Block, Document
+    from adaptlab.rag.index import index_documents
+
+    docs = [
+        Document("a.1", "0", "text", "t", (Block("one"),)),
+        Document("a.1", "1", "text", "t", (Block("two"),)),
+    ]
+
+    class Words:
+        model_id = "words"
+        max_tokens = 64
+
+        def embed(self, texts, *, on_batch=None):  # type: ignore[no-untyped-def]
+            import numpy as np
+
+            return np.ones((len(texts), 4), dtype=np.float32) / 2
+
+        def count_tokens(self, texts):  # type: ignore[no-untyped-def]
+            return [len(t.split()) for t in texts]
+
+    with pytest.raises(AdaptlabError, match=re.escape("two documents have the id 'a.1'")):
+        index_documents(docs, tmp_path / "index", Words())

@@ -61,8 +61,11 @@ class Document:
 
     @property
     def doc_id(self) -> str:
-        """The id citations and qrels use: the path without its suffix."""
-        return str(Path(self.path).with_suffix("")).replace(os.sep, "/")
+        """The id citations and qrels use: the path without a document suffix (.md,
+        .pdf, …); any other dot is part of the id ("St._Louis", "v1.2" stay whole)."""
+        path = self.path.replace(os.sep, "/")
+        suffix = Path(path).suffix
+        return path[: -len(suffix)] if suffix and suffix.lower() in SUFFIXES else path
 
 
 @dataclass(frozen=True)

@@ -336,7 +336,15 @@ def index_documents(
         report = IndexReport(version="")
         files: dict[str, dict[str, Any]] = {}
         chunks: list[Chunk] = []
+        seen: set[str] = set()
         for doc in documents:
+            if doc.doc_id in seen:
+                raise AdaptlabError(
+                    f"two documents have the id '{doc.doc_id}'",
+                    fix="give every document of the corpus its own _id",
+                    code="rag-duplicate-id",
+                )
+            seen.add(doc.doc_id)
             doc_chunks = chunk_document(
                 doc,
                 max_tokens=settings.max_tokens,
