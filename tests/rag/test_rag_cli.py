@@ -67,6 +67,14 @@ def invoke(*args: str) -> Any:
     return result
 
 
+def evaluate(project: Path, *options: str) -> Any:
+    """``adaptlab rag eval`` with the project's queries and qrels files."""
+    queries, qrels = str(project / "queries.jsonl"), str(project / "qrels.tsv")
+    return invoke(
+        "rag", "eval", "-p", str(project), "--queries", queries, "--qrels", qrels, *options
+    )
+
+
 def test_metrics_agree_with_trec_eval() -> None:
     pytrec_eval = pytest.importorskip("pytrec_eval")
     rng = random.Random(7)
@@ -119,18 +127,7 @@ def test_index_query_and_eval_commands(tmp_path: Path) -> None:
     assert found.exit_code == 0, found.output
     assert found.output.index("shipping#0") < found.output.index("ms, query embedding included")
 
-    scored = invoke(
-        "rag",
-        "eval",
-        "-p",
-        str(project),
-        "--queries",
-        str(project / "queries.jsonl"),
-        "--qrels",
-        str(project / "qrels.tsv"),
-        "--latency-queries",
-        "2",
-    )
+    scored = evaluate(project, "--latency-queries", "2")
     assert scored.exit_code == 0, scored.output
     bm25 = next(line for line in scored.output.splitlines() if line.strip().startswith("bm25"))
     assert "1.000" in bm25  # every query finds its one relevant article first
@@ -139,20 +136,7 @@ def test_index_query_and_eval_commands(tmp_path: Path) -> None:
 def test_eval_tunes_the_weight_on_some_queries_and_reports_on_the_others(tmp_path: Path) -> None:
     project = make_project(tmp_path / "p")
     invoke("rag", "index", "-p", str(project))
-    scored = invoke(
-        "rag",
-        "eval",
-        "-p",
-        str(project),
-        "--queries",
-        str(project / "queries.jsonl"),
-        "--qrels",
-        str(project / "qrels.tsv"),
-        "--tune",
-        "0.5",
-        "--latency-queries",
-        "0",
-    )
+    scored = evaluate(project, "--tune", "0.5", "--latency-queries", "0")
     assert scored.exit_code == 0, scored.output
     assert "hybrid weight chosen on 2 queries" in scored.output
     assert "scored on 2 queries" in scored.output
@@ -162,15 +146,8 @@ def test_eval_refuses_queries_missing_from_the_queries_file(tmp_path: Path) -> N
     project = make_project(tmp_path / "p")
     invoke("rag", "index", "-p", str(project))
     (project / "queries.jsonl").write_text('{"_id": "q1", "text": "refund"}\n', "utf-8")
-    scored = invoke(
-        "rag",
-        "eval",
-        "-p",
-        str(project),
-        "--queries",
-        str(project / "queries.jsonl"),
-        "--qrels",
-        str(project / "qrels.tsv"),
+    scored = evaluate(
+        project,
     )
     assert scored.exit_code != 0
     assert "3 judged queries have no text" in str(scored.exception or scored.output)

@@ -16,7 +16,7 @@ import hashlib
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,14 +75,6 @@ class Skipped:
     path: str
     reason: str
     fix: str
-
-
-@dataclass
-class FolderScan:
-    """What a scan found: documents to index, files skipped and their reasons."""
-
-    documents: list[Document] = field(default_factory=list)
-    skipped: list[Skipped] = field(default_factory=list)
 
 
 class UnreadableDocument(Exception):
@@ -184,12 +176,8 @@ def iter_files(
         )
 
 
-def scan_folder(folder: Path, *, max_file_mb: float, encoding: str = "utf-8") -> FolderScan:
-    """Read every supported file under ``folder`` into a :class:`Document`.
-
-    Raises :class:`AdaptlabError` when ``folder`` is missing or not a folder; an
-    unreadable file only adds a :class:`Skipped`.
-    """
+def require_folder(folder: Path) -> None:
+    """Raise :class:`AdaptlabError` with the fix when ``folder`` is missing or a file."""
     if not folder.is_dir():
         raise AdaptlabError(
             "the documents folder does not exist" if not folder.exists() else "not a folder",
@@ -198,17 +186,6 @@ def scan_folder(folder: Path, *, max_file_mb: float, encoding: str = "utf-8") ->
             ".html or .pdf files",
             code="rag-docs",
         )
-    scan = FolderScan()
-    for path, problem in iter_files(folder):
-        rel = path.relative_to(folder).as_posix()
-        if problem is not None:
-            scan.skipped.append(Skipped(rel, str(problem), problem.fix))
-            continue
-        try:
-            scan.documents.append(read_document(path, rel, max_file_mb, encoding))
-        except UnreadableDocument as exc:
-            scan.skipped.append(Skipped(rel, exc.reason, exc.fix))
-    return scan
 
 
 def read_bytes(path: Path, max_file_mb: float) -> bytes:

@@ -44,6 +44,7 @@ from adaptlab.rag.documents import (
     iter_files,
     parse_document,
     read_bytes,
+    require_folder,
 )
 
 if TYPE_CHECKING:
@@ -235,14 +236,7 @@ def build_index(
 
     settings = settings or IndexSettings()
     _check_settings(settings)
-    if not folder.is_dir():
-        raise AdaptlabError(
-            "the documents folder does not exist" if not folder.exists() else "not a folder",
-            file=folder,
-            fix="set rag.docs in adaptlab.yaml (or pass --docs) to a folder of .md, .txt, "
-            ".html or .pdf files",
-            code="rag-docs",
-        )
+    require_folder(folder)
     start = time.perf_counter()
     with RunLock(index_dir / "index.lock").acquire(
         on_wait=lambda who: progress.info(f"waiting for the indexer of {who}") if progress else None
