@@ -238,3 +238,29 @@ def test_language_without_a_stemmer_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(AdaptlabError, match="no stemmer for language 'klingon'") as err:
         open_retriever(project).search("refund", 2, mode="bm25")
     assert "german" in (err.value.fix or "")
+
+
+def test_the_support_qa_example_is_a_complete_project(tmp_path: Path) -> None:
+    """`init --example support-qa`: 100 questions whose sources are articles of its docs,
+    some answered by none, and four candidates: closed-book, RAG, LoRA, LoRA + RAG."""
+    result = invoke("init", "--example", "support-qa", str(tmp_path / "qa"))
+    assert result.exit_code == 0, result.output
+    project = Project.load(tmp_path / "qa")
+    examples, _ = project.load_data()
+    articles = {p.stem for p in (tmp_path / "qa/docs").glob("*.md")}
+    assert len(examples) >= 80 and len(articles) == 13
+    assert all(ex.sources is not None and set(ex.sources) <= articles for ex in examples)
+    unanswerable = [ex for ex in examples if not ex.sources]
+    assert 5 <= len(unanswerable) < len(examples) // 4
+    params = {c.name: (c.strategy, c.params.get("context_k", 0)) for c in project.config.candidates}
+    assert params == {
+        "closed-book": ("llm-zero-shot", 0),
+        "rag": ("llm-zero-shot", 3),
+        "lora-closed-book": ("llm-finetune", 0),
+        "lora-rag": ("llm-finetune", 3),
+    }
+    # No article holds text the instruction screen would withhold.
+    from adaptlab.rag.context import screen_passage
+
+    for path in (tmp_path / "qa/docs").glob("*.md"):
+        assert screen_passage(path.read_text(encoding="utf-8"))[1] == 0, path.name
