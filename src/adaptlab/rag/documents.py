@@ -182,8 +182,7 @@ def require_folder(folder: Path) -> None:
         raise AdaptlabError(
             "the documents folder does not exist" if not folder.exists() else "not a folder",
             file=folder,
-            fix="set rag.docs in adaptlab.yaml (or pass --docs) to a folder of .md, .txt, "
-            ".html or .pdf files",
+            fix="set rag.docs in adaptlab.yaml to a folder of .md, .txt, .html or .pdf files",
             code="rag-docs",
         )
 
