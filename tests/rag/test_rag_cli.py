@@ -264,3 +264,20 @@ def test_the_support_qa_example_is_a_complete_project(tmp_path: Path) -> None:
 
     for path in (tmp_path / "qa/docs").glob("*.md"):
         assert screen_passage(path.read_text(encoding="utf-8"))[1] == 0, path.name
+
+
+def test_two_encoder_backends_sharing_one_model_keep_their_own_length_limit() -> None:
+    """The project's encoder (128 tokens) and the RAG encoder (256) are one loaded model:
+    each must embed at its own max_seq_length, whichever was built last."""
+    from adaptlab.backends.sentence_transformers import (
+        SentenceTransformerBackend,
+        SentenceTransformerOptions,
+    )
+
+    short = SentenceTransformerBackend(SentenceTransformerOptions(max_seq_length=128))
+    long = SentenceTransformerBackend(SentenceTransformerOptions(max_seq_length=256))
+    assert short.model is long.model
+    text = ["refund " * 200 + "shipping " * 200]
+    first = short.embed_batch(text)
+    assert float(first[0] @ long.embed_batch(text)[0]) < 0.99  # 256 tokens see the shipping part
+    assert np.allclose(short.embed_batch(text), first, atol=1e-4)

@@ -143,6 +143,9 @@ class SentenceTransformerBackend(EncoderBackend):
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
         import torch
 
+        # The loaded model is shared per process (the project's encoder at 128 tokens
+        # and the RAG encoder at 256 are one object): each backend applies its own limit.
+        self.model.max_seq_length = self.options.max_seq_length
         with torch.inference_mode(), self.autocast():
             vectors = self.model.encode(
                 list(texts),
