@@ -281,3 +281,24 @@ def test_two_encoder_backends_sharing_one_model_keep_their_own_length_limit() ->
     first = short.embed_batch(text)
     assert float(first[0] @ long.embed_batch(text)[0]) < 0.99  # 256 tokens see the shipping part
     assert np.allclose(short.embed_batch(text), first, atol=1e-4)
+
+
+def test_small_batches_take_the_fp32_path_and_agree_with_encode() -> None:
+    """A query (1..SMALL_BATCH texts) skips ``encode`` and bf16 for speed: the vectors
+    must still equal what ``encode`` gives in fp32, padding and normalisation included."""
+    from adaptlab.backends.sentence_transformers import (
+        SMALL_BATCH,
+        SentenceTransformerBackend,
+        SentenceTransformerOptions,
+    )
+
+    backend = SentenceTransformerBackend(SentenceTransformerOptions(max_seq_length=256))
+    texts = ["refund", "where is my parcel " * 30, "Wie setze ich mein Passwort zurück?", "x"]
+    reference = backend.model.encode(texts, normalize_embeddings=True, batch_size=64)
+    for k in range(1, SMALL_BATCH + 1):
+        got = backend.embed_batch(texts[:k])
+        assert got.shape == (k, reference.shape[1])
+        assert np.allclose(got, reference[:k], atol=1e-5), k
+    backend.model.train()  # a model handed back by a trainer in train mode (dropout on)
+    assert np.allclose(backend.embed_batch(texts[:1]), reference[:1], atol=1e-5)
+    assert not backend.model.training
