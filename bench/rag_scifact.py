@@ -381,8 +381,11 @@ def main() -> int:
         f"{torch.get_num_threads()} threads"
     )
     d = backend.describe()
+    from adaptlab.backends.sentence_transformers import SMALL_BATCH
+
     console.print(
-        f"encoder: {d['model']} ({d['precision']}, max_seq_length {backend.model.max_seq_length}); "
+        f"encoder: {d['model']} ({d['precision']} for batches, fp32 for up to {SMALL_BATCH} "
+        f"texts such as one query; max_seq_length {backend.model.max_seq_length}); "
         f"{len(sci.corpus):,} documents, {len(sci.qrels):,} train queries with judgements"
     )
 

@@ -8,10 +8,15 @@ import random
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import pytest
+from click.testing import CliRunner
 
+from adaptlab.cli import cli
+from adaptlab.cli.common import handle_errors
 from adaptlab.scaffold import init_project
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -72,6 +77,7 @@ def small_project(
                 fh.write(json.dumps(row) + "\n")
     cfg = yaml.safe_load((target / "adaptlab.yaml").read_text())
     cfg["candidates"] = candidates
+    cfg["evaluation"]["baseline"] = False  # tests/decide cover the TF-IDF baseline
     cfg["evaluation"]["latency_samples"] = 5
     cfg["evaluation"]["bootstrap_resamples"] = 200
     (target / "adaptlab.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -89,3 +95,22 @@ def adaptlab_process(*args: str, **kw: object) -> subprocess.Popen[str]:
         env=env,
         **kw,  # type: ignore[arg-type]
     )
+
+
+@dataclass
+class Outcome:
+    exit_code: int
+    output: str  # whitespace runs made one space: rich wraps long lines
+
+
+def run_cli(*args: str, command: click.Command = cli) -> Outcome:
+    """``adaptlab ARGS`` as the entry point runs it: a user error prints and exits 2."""
+
+    def entry() -> None:
+        with handle_errors():
+            command.main(list(args), standalone_mode=False)
+
+    result = CliRunner().invoke(click.Command("adaptlab", callback=entry), [])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Outcome(result.exit_code, " ".join(result.output.split()))

@@ -15,24 +15,19 @@ import signal
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 import yaml
-from click.testing import CliRunner
 
 from adaptlab import Project, run_project, summarize_project
-from adaptlab.cli import cli
-from adaptlab.cli.common import handle_errors
 from adaptlab.cli.jobs import jobs
 from adaptlab.errors import AdaptlabError
 from adaptlab.strategies.base import ProgressSink
 from adaptlab.testing.fake_finetune import FakeFinetuneServer
-from tests.conftest import adaptlab_process, small_project
+from tests.conftest import adaptlab_process, run_cli, small_project
 
 BASE = "gpt-4o-mini-2024-07-18"
 # A "hang" job runs until cancelled: a regression that starts a second one would wait
@@ -69,25 +64,6 @@ def stored(project: Path) -> tuple[dict[str, Any], list[tuple[Any, ...]], list[t
         preds = conn.execute("SELECT predicted, raw FROM predictions").fetchall()
         curves = conn.execute("SELECT step, split, metric, value FROM curves").fetchall()
     return json.loads(info), preds, curves
-
-
-@dataclass
-class Outcome:
-    exit_code: int
-    output: str  # whitespace runs made one space: rich wraps long lines
-
-
-def run_cli(*args: str, command: click.Command = cli) -> Outcome:
-    """``adaptlab ARGS`` as the entry point runs it: a user error prints and exits 2."""
-
-    def entry() -> None:
-        with handle_errors():
-            command.main(list(args), standalone_mode=False)
-
-    result = CliRunner().invoke(click.Command("adaptlab", callback=entry), [])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return Outcome(result.exit_code, " ".join(result.output.split()))
 
 
 def test_a_job_that_succeeds_is_evaluated_through_its_fine_tuned_model(

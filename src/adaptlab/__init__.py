@@ -68,4 +68,10 @@ def summarize_project(project: Project, run_id: str | None = None) -> RunSummary
     from adaptlab.store import RunStore
 
     with RunStore(project.store_path) as store:
-        return summarize(store, run_id, llm_cache=project.llm_cache_path)
+        return summarize(
+            store,
+            run_id,
+            llm_cache=project.llm_cache_path,
+            profile=project.config.profile,
+            cost=project.config.cost,
+        )

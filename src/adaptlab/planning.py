@@ -233,7 +233,9 @@ def plan_project(project: Project) -> list[CandidatePlan]:
 
     cfg = project.config
     split = project.split()
-    texts = [ex.text for ex in split.test]
+    # A run answers the test split and the validation split (candidates are chosen on
+    # val, reported on test), so both are planned and paid for.
+    texts = [ex.text for ex in (*split.test, *split.val)]
     plans = []
     for cand in cfg.candidates:
         cls = get_strategy(cand.strategy)
@@ -323,7 +325,7 @@ def _plan_generative(
             window=caps.context_window,
             output_tokens=output,
             overflows=_overflows(
-                [ex.id for ex in split.test],
+                [ex.id for ex in (*split.test, *split.val)],
                 [backend.count_tokens(r) for r in main],
                 caps.context_window,
                 output,

@@ -8,7 +8,7 @@ from pathlib import Path
 from adaptlab.config import CONFIG_FILE, ProjectConfig, key_line, load_config
 from adaptlab.data import DataReport, Example, Split, check_examples, load_examples
 from adaptlab.data.split import split_examples
-from adaptlab.errors import ConfigError
+from adaptlab.errors import AdaptlabError, ConfigError, Issue
 
 
 @dataclass
@@ -97,12 +97,42 @@ class Project:
 
     def check_data(self) -> DataReport:
         examples, test = self.load_data()
-        return check_examples(
+        report = check_examples(
             examples,
             list(self.config.labels),
             test=test or (),
             conflicts=self.config.data.conflicts,
             task=self.config.task,
+        )
+        language = self.language_issue([ex.text for ex in examples])
+        if language is not None:
+            report.issues.append(language)
+        return report
+
+    def language_issue(self, texts: list[str]) -> Issue | None:
+        """A warning when the data is not in a language the configured encoder knows."""
+        model = self.config.model
+        if model.backend != "sentence-transformers":
+            return None
+        from adaptlab.backends.sentence_transformers import resolve_model_path
+        from adaptlab.data.language import language_warning
+
+        try:
+            path, local = resolve_model_path(model.name)
+        except AdaptlabError:  # the encoder is not installed: other checks say so
+            return None
+        if not local:
+            return None
+        text = language_warning(texts, path, model.name)
+        if text is None:
+            return None
+        message, _, fix = text.partition(": set ")
+        return Issue(
+            message,
+            file=str(self.root / "adaptlab.yaml"),
+            fix="set " + fix,
+            severity="warning",
+            code="language",
         )
 
     def split(self) -> Split:

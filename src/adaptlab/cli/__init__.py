@@ -14,6 +14,7 @@ from adaptlab import __version__
 from adaptlab.cli.clean import clean
 from adaptlab.cli.common import handle_errors
 from adaptlab.cli.data import data
+from adaptlab.cli.decide import decide
 from adaptlab.cli.info import schema, strategies
 from adaptlab.cli.jobs import jobs
 from adaptlab.cli.project import demo, init
@@ -33,10 +34,24 @@ def cli() -> None:
     adaptlab data check -p my-task
     adaptlab run -p my-task
     adaptlab report -p my-task --open
+    adaptlab decide -p my-task
     """
 
 
-for command in (init, demo, data, run, rag, prompt, report, clean, jobs, strategies, schema):
+for command in (
+    init,
+    demo,
+    data,
+    run,
+    rag,
+    prompt,
+    report,
+    decide,
+    clean,
+    jobs,
+    strategies,
+    schema,
+):
     cli.add_command(command)
 
 

@@ -216,10 +216,12 @@ def results_table(summary: RunSummary, width: int | None = None) -> Any:
         return fmt_pct(x) if info.percent else f"{x:.3f}"
 
     classification = summary.task == "classification"
+    sel = "val" if summary.selected_on == "val" else "test"
     columns = [
         (f"{name}{' %' if info.percent else ''}\n{summary.confidence:.0%} CI", False),
-        ("macro\nF1 %" if classification else "valid\n%", False),
-        ("p vs\nbest", False),
+        (f"{sel}\n{'%' if info.percent else name}", False),
+        ("macro\nF1 %" if classification else "valid\n%", True),
+        ("p vs\nwinner", False),
         ("ms p50\np95", True),
         ("fit s", True),
         ("USD per\n1k req", False),
@@ -235,15 +237,19 @@ def results_table(summary: RunSummary, width: int | None = None) -> Any:
             second = fmt_pct(c.valid_rate) if c.valid_rate is not None else "–"
         values = [
             f"{fmt(c.quality)}\n{fmt(ci.low)}–{fmt(ci.high)}",
+            fmt(c.selection_ci.estimate),
             second,
-            "best" if c.vs_best is None else fmt_p(c.vs_best.p_value),
-            f"{c.latency_p50_ms:.1f}\n{c.latency_p95_ms:.1f}",
-            f"{c.fit_seconds:.1f}",
-            f"{c.cost_per_1k_usd:.5f}",
-            f"{c.setup_cost_usd:.4f}",
+            "winner" if c.vs_best is None else fmt_p(c.p_holm_test or c.vs_best.p_value),
+            f"{c.latency_p50_ms:.3g}\n{c.latency_p95_ms:.3g}",
+            f"{c.fit_seconds:.2g}",
+            f"{c.cost_per_1k_usd:.2g}",
+            f"{c.setup_cost_usd:.2g}",
         ]
         rows.append((c.name + ("\n" + ", ".join(tags) if tags else ""), values))
-    title = f"{summary.project}: {summary.split.get('test', 0)} test examples"
+    title = (
+        f"{summary.project}: chosen on {summary.split.get(sel, 0)} {sel} examples, reported "
+        f"on {summary.split.get('test', 0)} test examples (p: Holm-adjusted)"
+    )
     return fitted_table(title, "candidate", columns, rows, width)
 
 
@@ -358,3 +364,18 @@ def print_summary(summary: RunSummary) -> None:
     for reason in rec.reasons:
         # Wrapped by rich at word boundaries, indented as a block; never cut mid-word.
         console.print(Padding(Text(reason), (0, 0, 0, 2)))
+    from adaptlab.decide.recommend import selection_line
+
+    console.print(Padding(Text(selection_line(summary)), (0, 0, 0, 2)))
+    for title, lines in (
+        ("what would change it:", rec.changes),
+        ("ruled out by the profile:", [f"{k}: {v}" for k, v in rec.excluded.items()]),
+        (
+            "timings:",
+            [w for c in summary.candidates if (w := c.loaded_warning) is not None],
+        ),
+    ):
+        if lines:
+            console.print(Text(title, style="bold"))
+            for line in lines:
+                console.print(Padding(Text(line), (0, 0, 0, 2)))

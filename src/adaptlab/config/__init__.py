@@ -12,6 +12,7 @@ from adaptlab.config.schema import (
     LLMConfig,
     ModelConfig,
     PriceConfig,
+    ProfileConfig,
     ProjectConfig,
     RagConfig,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "LLMConfig",
     "ModelConfig",
     "PriceConfig",
+    "ProfileConfig",
     "ProjectConfig",
     "RagConfig",
     "dump_config",

@@ -210,6 +210,9 @@ class CandidateConfig(_Strict):
     )
 
 
+BASELINE_CANDIDATE = "tfidf-baseline"
+
+
 class EvaluationConfig(_Strict):
     bootstrap_resamples: int = Field(
         default=1000, ge=100, description="Resamples for the bootstrap confidence intervals."
@@ -222,6 +225,19 @@ class EvaluationConfig(_Strict):
         default=100,
         ge=0,
         description="Test inputs sent one at a time to measure per-request latency.",
+    )
+    baseline: bool = Field(
+        default=True,
+        description="Classification: add the TF-IDF + logistic-regression candidate "
+        f"'{BASELINE_CANDIDATE}' (needs no model) unless a tfidf-lr candidate is configured, "
+        "so every verdict is measured against the cheapest thing that could work.",
+    )
+    timing_repeats: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="Passes over the test inputs whose CPU time gives an encoder candidate's "
+        "cost per request (the median is reported, with the range).",
     )
     consistency_samples: int = Field(
         default=0,
@@ -248,23 +264,82 @@ class EvaluationConfig(_Strict):
 
 
 class CostConfig(_Strict):
+    """Prices of compute and people time; the volume and horizon are in ``profile:``."""
+
     cpu_hour_usd: float = Field(
         default=0.048,
         ge=0,
         description="Price of one CPU core-hour (a cloud vCPU on demand is about 0.04–0.05 USD).",
     )
     gpu_hour_usd: float = Field(default=2.5, ge=0, description="Price of one GPU-hour.")
-    monthly_requests: int = Field(
-        default=50_000, ge=0, description="Forecast of requests per month, for break-even."
-    )
     tie_tolerance: float = Field(
         default=0.25,
         ge=0,
         description="Costs within this share of the cheapest count as equal (CPU timings "
         "are noisy); among candidates tied on quality and cost the more accurate wins.",
     )
+    labelling_usd_per_example: float = Field(
+        default=0.0,
+        ge=0,
+        description="What one labelled training example costs; charged once to candidates "
+        "that learn from the whole train split (fine-tunes, kNN, the TF-IDF baseline).",
+    )
+    engineer_hour_usd: float = Field(
+        default=0.0, ge=0, description="Cost of one hour of engineering time."
+    )
+    engineering_hours: dict[Literal["prompt", "rag", "finetune", "classical"], float] = Field(
+        default_factory=dict,
+        description="One-off engineering hours per route (e.g. {prompt: 4, rag: 16, "
+        "finetune: 40}); times engineer_hour_usd, added to each candidate's setup.",
+    )
+    hosting_monthly_usd: float = Field(
+        default=0.0,
+        ge=0,
+        description="Fixed monthly cost of keeping a self-hosted candidate served (an "
+        "always-on machine), on top of its measured compute per request.",
+    )
+
+
+class ProfileConfig(_Strict):
+    """The task's situation: what the measurements are weighed against (``adaptlab decide``)."""
+
+    monthly_requests: int = Field(
+        default=50_000, ge=0, description="Forecast of requests per month."
+    )
+    monthly_growth: float = Field(
+        default=0.0,
+        gt=-1,
+        le=10,
+        description="Growth of the volume per month, compounding (0.05 = 5% a month).",
+    )
     horizon_months: int = Field(
-        default=12, ge=1, description="Months over which setup (training) cost is paid back."
+        default=12, ge=1, le=120, description="Months over which one-off costs are paid back."
+    )
+    requirements_change: Literal["rarely", "monthly", "weekly"] = Field(
+        default="rarely", description="How often the task's requirements (labels, format) change."
+    )
+    knowledge_change: Literal["never", "yearly", "monthly", "weekly", "daily"] = Field(
+        default="never", description="How often the facts the answers depend on change."
+    )
+    latency_budget_ms: float | None = Field(
+        default=None, gt=0, description="p95 latency a request may take, in ms (none: no limit)."
+    )
+    data_may_leave: bool = Field(
+        default=True,
+        description="May inputs be sent to a hosted API outside the company? false rules "
+        "out hosted candidates (the seeds: privacy means self-hosting).",
+    )
+    citations_needed: bool = Field(
+        default=False, description="Must answers point to their sources?"
+    )
+    hallucination_tolerance: Literal["low", "medium", "high"] = Field(
+        default="medium", description="How bad a confident wrong answer is."
+    )
+    format_critical: bool = Field(
+        default=False, description="Must every output follow the format exactly?"
+    )
+    monthly_budget_usd: float | None = Field(
+        default=None, ge=0, description="Most the candidate may cost a month (none: no limit)."
     )
 
 
@@ -398,12 +473,45 @@ class ProjectConfig(_Strict):
     evaluation: EvaluationConfig = Field(
         default_factory=EvaluationConfig, description="Statistics of the comparison."
     )
-    cost: CostConfig = Field(default_factory=CostConfig, description="Prices and volume.")
+    cost: CostConfig = Field(default_factory=CostConfig, description="Prices.")
+    profile: ProfileConfig = Field(
+        default_factory=ProfileConfig,
+        description="Volume, horizon and constraints the recommendation weighs "
+        "(`adaptlab decide` asks for them).",
+    )
     rag: RagConfig | None = Field(
         default=None,
         description="Retrieval over your documents: the index, search and what goes into "
         "prompts of candidates with 'context_k'.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _volume_moved_to_profile(cls, data: Any) -> Any:
+        # Before the task profile, the volume and horizon lived under cost:; configs (and
+        # runs stored with them) that say so keep working.
+        if isinstance(data, dict) and isinstance(data.get("cost"), dict):
+            cost = dict(data["cost"])
+            moved = {k: cost.pop(k) for k in ("monthly_requests", "horizon_months") if k in cost}
+            if moved:
+                profile = data.get("profile")
+                profile = dict(profile) if isinstance(profile, dict) else {}
+                for k, v in moved.items():
+                    profile.setdefault(k, v)
+                data = {**data, "cost": cost, "profile": profile}
+        return data
+
+    @model_validator(mode="after")
+    def _classical_baseline(self) -> ProjectConfig:
+        names = {c.name for c in self.candidates}
+        if (
+            self.task == "classification"
+            and self.evaluation.baseline
+            and not any(c.strategy == "tfidf-lr" for c in self.candidates)
+            and BASELINE_CANDIDATE not in names
+        ):
+            self.candidates.append(CandidateConfig(name=BASELINE_CANDIDATE, strategy="tfidf-lr"))
+        return self
 
     @field_validator("labels")
     @classmethod

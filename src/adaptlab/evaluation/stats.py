@@ -296,3 +296,62 @@ def percentile(values: Sequence[float], q: float) -> float:
     if len(values) == 0:
         return math.nan
     return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of ``p_values`` (Holm 1979, Scand. J. Statistics 6:65-70).
+
+    Sorted ascending, the i-th of m p-values (1-based) becomes
+    ``max_{j <= i} min(1, (m - j + 1) * p_(j))``; returned in the input order. Rejecting
+    where the adjusted p < alpha controls the family-wise error rate at alpha.
+    """
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    out = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * float(p_values[i])))
+        out[i] = running
+    return out
+
+
+def minimum_detectable_difference(
+    diffs: Sequence[float] | FloatArray, alpha: float = 0.05, power: float = 0.8
+) -> float | None:
+    """Smallest true mean difference a paired two-sided test on these examples would detect.
+
+    ``diffs`` are per-example score differences between two candidates (for 0/1
+    correctness, the discordant pairs give +1/-1); the normal approximation
+    ``(z_{1-alpha/2} + z_{power}) * sd(diffs) / sqrt(n)`` (for McNemar this is Connor's
+    1987 sample-size formula, Biometrics 43:207-211, solved for the difference with the
+    discordant share as the variance). In the metric's units (0.06 = 6 points); None
+    when fewer than two examples or every difference is equal.
+    """
+    from statistics import NormalDist
+
+    d = np.asarray(diffs, dtype=np.float64)
+    if d.size < 2:
+        return None
+    sd = float(d.std(ddof=1))
+    if sd == 0:
+        return None
+    z = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
+    return z * sd / math.sqrt(d.size)
+
+
+def median_ci(
+    values: Sequence[float], confidence: float = 0.95, resamples: int = 1000, seed: int = 0
+) -> Interval:
+    """The median with a percentile-bootstrap interval (Efron & Tibshirani 1993, ch. 13).
+
+    For repeated timings: ``values`` in any unit, the interval in the same unit. Raises
+    ValueError when ``values`` is empty.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        raise ValueError("no values to take the median of")
+    rng = np.random.default_rng(seed)
+    meds = np.median(v[rng.integers(0, v.size, size=(resamples, v.size))], axis=1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(meds, [tail, 100 - tail])
+    return Interval(float(np.median(v)), float(low), float(high))

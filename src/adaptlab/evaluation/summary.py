@@ -21,11 +21,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from adaptlab.config import ProjectConfig
-from adaptlab.data.validate import MIN_FINETUNE_EXAMPLES, MIN_FINETUNE_EXAMPLES_GOOD, SWEET_SPOT
+from adaptlab.config import CostConfig, ProfileConfig, ProjectConfig
+from adaptlab.decide.economics import CostModel, compute_per_request_usd
+from adaptlab.decide.recommend import (
+    BreakEven,
+    Recommendation,
+    break_evens,
+    recommend,
+)
 from adaptlab.errors import AdaptlabError
 from adaptlab.evaluation.judge import JudgeStats
 from adaptlab.evaluation.llm_costs import generative_figures, sane_row, setup_cost_usd
+from adaptlab.evaluation.machine import LOADED_SHARE
 from adaptlab.evaluation.metrics import ClassificationMetrics
 from adaptlab.evaluation.overfit import OverfitReport, overfit_report
 from adaptlab.evaluation.scoring import (
@@ -40,7 +47,10 @@ from adaptlab.evaluation.scoring import (
 from adaptlab.evaluation.stats import (
     Interval,
     PairedTest,
+    holm,
     mcnemar,
+    median_ci,
+    minimum_detectable_difference,
     paired_bootstrap_stat,
     percentile,
 )
@@ -49,8 +59,6 @@ from adaptlab.store import PredictionRow, RunStore
 
 if TYPE_CHECKING:
     from adaptlab.strategies.base import ProgressSink
-
-HIGH_VOLUME = 100_000  # requests/month where the seeds' rule of thumb flips to fine-tuning
 
 
 @dataclass
@@ -104,6 +112,25 @@ class CandidateSummary:
     format_validity: float | None = None  # share of samples that parsed / validated
     # A fine-tuned generative model: train/val gap, best against last checkpoint.
     overfit: OverfitReport | None = None
+    # The route (prompt, rag, finetune, finetune+rag, classical), whether it sends inputs
+    # to a hosted API, and its costs (setup, per request, fixed monthly).
+    route: str = "prompt"
+    hosted: bool = False
+    generative: bool = False
+    cost: CostModel = field(default_factory=lambda: CostModel("", "self-hosted", 0.0, 0.0))
+    # Validation answers: what candidates are compared and chosen on.
+    val_quality_ci: Interval | None = None
+    val_columns: np.ndarray | None = None
+    val_n: int = 0
+    selected_on: str = "val"  # "test" when a candidate of the run has no val answers
+    vs_chosen: PairedTest | None = None  # chosen candidate vs this one, on the selection split
+    p_holm: float | None = None  # its Holm-adjusted p-value
+    p_holm_test: float | None = None  # vs_best's (test) Holm-adjusted p-value
+    # Measurement quality: the median latency's interval, the CPU cost's range over
+    # timing passes, and the share of the machine other processes used meanwhile.
+    latency_p50_ci: Interval | None = None
+    cpu_ms_range: tuple[float, float] | None = None
+    other_cpu_share: float | None = None
 
     @property
     def quality(self) -> float:
@@ -129,6 +156,34 @@ class CandidateSummary:
         return np.asarray(self.scores >= 1.0)
 
     @property
+    def selection_ci(self) -> Interval:
+        """The primary metric on the split candidates are chosen on."""
+        if self.selected_on == "val" and self.val_quality_ci is not None:
+            return self.val_quality_ci
+        return self.quality_ci
+
+    @property
+    def sel_columns(self) -> np.ndarray:
+        if self.selected_on == "val" and self.val_columns is not None:
+            return self.val_columns
+        return self.columns
+
+    @property
+    def selection_n(self) -> int:
+        return self.val_n if self.selected_on == "val" and self.val_n else self.n
+
+    @property
+    def loaded_warning(self) -> str | None:
+        """A sentence when other processes used much of the machine while timing this."""
+        if self.other_cpu_share is None or self.other_cpu_share < LOADED_SHARE:
+            return None
+        return (
+            f"{self.name}: other processes used {self.other_cpu_share:.0%} of the machine's "
+            "CPU while it was timed, so its latency and CPU cost read high; rerun it on a "
+            f"quiet machine (adaptlab run --force -c {self.name})"
+        )
+
+    @property
     def accuracy(self) -> float:
         """The primary metric under its classification name; prefer :attr:`quality`."""
         return self.quality
@@ -136,25 +191,6 @@ class CandidateSummary:
     @property
     def accuracy_ci(self) -> Interval:
         return self.quality_ci
-
-
-@dataclass
-class BreakEven:
-    """Where ``candidate`` (more setup, cheaper per request) overtakes ``baseline``."""
-
-    candidate: str
-    baseline: str
-    requests: float | None  # None: never, the candidate is not cheaper per request
-    monthly_volume: float | None
-    horizon_months: int
-
-
-@dataclass
-class Recommendation:
-    winner: str
-    kind: str  # "significant", "cheapest-within-noise" or "only-candidate"
-    reasons: list[str]
-    rules: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -174,6 +210,9 @@ class RunSummary:
     metric: str = "accuracy"  # the primary metric every candidate is ranked by
     judge: JudgeStats | None = None  # generation_metric 'judge': what grading took
     not_run: dict[str, str] = field(default_factory=dict)  # candidate -> why it did not run
+    selected_on: str = "val"  # the split the winner was chosen on ("test": no val answers)
+    best_on_test: str = ""  # the highest-scoring candidate on test, for comparison
+    mdd: float | None = None  # minimum detectable difference of the selection split
 
     @property
     def metric_info(self) -> MetricInfo:
@@ -188,16 +227,80 @@ class RunSummary:
         return next(c for c in self.candidates if c.name == name)
 
 
-def pct(x: float) -> str:
-    """Percent with one decimal: the one format of reasons, report and plots."""
-    return f"{100 * x:.1f}%"
+def _route(strategy: str, trains_weights: bool, params: dict[str, Any]) -> str:
+    """prompt, rag, finetune, finetune+rag or classical (the engineering_hours keys)."""
+    from adaptlab.strategies import get_strategy
+
+    try:
+        route = getattr(get_strategy(strategy), "route", "prompt")
+    except Exception:  # a strategy from a plugin no longer installed
+        route = "finetune" if trains_weights else "prompt"
+    if params.get("context_k"):
+        return "finetune+rag" if route == "finetune" else "rag"
+    return str(route)
 
 
-def _usd(x: float) -> str:
-    return f"{x:.3g}"
+def _hosted(cfg: ProjectConfig, name: str) -> bool:
+    """Whether candidate ``name`` sends its inputs to a model outside this machine's network:
+    an API backend with no base_url, or one that is not on this machine."""
+    from urllib.parse import urlparse
+
+    cand = next((c for c in cfg.candidates if c.name == name), None)
+    if cand is None or cand.llm is None or cand.llm not in cfg.llms:
+        return False
+    llm = cfg.llms[cand.llm]
+    if llm.backend == "hf":
+        return False
+    if llm.base_url is None:
+        return True
+    host = urlparse(llm.base_url).hostname or ""
+    return host not in ("localhost", "127.0.0.1", "::1")
 
 
-def _candidate(store: RunStore, link: Any, cfg: ProjectConfig, scorer: Scorer) -> CandidateSummary:
+def _cost_model(
+    cfg: ProjectConfig,
+    name: str,
+    res: Any,
+    route: str,
+    api_per_1k: float | None,
+    n_train: int,
+) -> CostModel:
+    """Setup and per-request cost of one candidate (see :mod:`adaptlab.decide.economics`)."""
+    cost = cfg.cost
+    n = max(res.n_predictions, 1)
+    cand = next((c for c in cfg.candidates if c.name == name), None)
+    device = cfg.model.device
+    if cand is not None and cand.llm is not None and cand.llm in cfg.llms:
+        device = cfg.llms[cand.llm].device
+    gpu = device.startswith("cuda")
+    if api_per_1k is not None:
+        # A hosted model: the bill is the tokens; the client's CPU is noise beside it.
+        per_request, kind, fixed = api_per_1k / 1000, "api", 0.0
+    elif gpu:  # a GPU is rented whole: wall seconds per request at the served batch size
+        per_request = compute_per_request_usd(res.predict_seconds / n, cost.gpu_hour_usd)
+        kind, fixed = "self-hosted", cost.hosting_monthly_usd
+    else:  # CPU core-seconds per request
+        per_request = compute_per_request_usd(res.predict_cpu_seconds / n, cost.cpu_hour_usd)
+        kind, fixed = "self-hosted", cost.hosting_monthly_usd
+    fit_hour = cost.gpu_hour_usd if gpu else cost.cpu_hour_usd
+    fit_seconds = res.fit_seconds if gpu else res.fit_cpu_seconds
+    setup = setup_cost_usd(fit_seconds, fit_hour, res.info)
+    shots = res.info.get("shots")
+    if route in ("finetune", "finetune+rag", "classical") or res.strategy == "rag":
+        labelled = n_train
+    elif isinstance(shots, list):
+        labelled = len(shots)
+    else:
+        labelled = 0
+    setup += labelled * cost.labelling_usd_per_example
+    hours = sum(cost.engineering_hours.get(r, 0.0) for r in route.split("+"))  # type: ignore[call-overload]
+    setup += hours * cost.engineer_hour_usd
+    return CostModel(name, kind, setup, per_request, fixed)
+
+
+def _candidate(
+    store: RunStore, link: Any, cfg: ProjectConfig, scorer: Scorer, n_train: int
+) -> CandidateSummary:
     key = link["result_key"]
     res = store.result(key)
     rows: list[PredictionRow] = [sane_row(r) for r in store.predictions(key)]
@@ -208,18 +311,22 @@ def _candidate(store: RunStore, link: Any, cfg: ProjectConfig, scorer: Scorer) -
             fix="rerun it with 'adaptlab run --force'",
         )
     scored = scorer.score(rows)
+    val_rows = [sane_row(r) for r in store.predictions(key, "val")]
+    val = scorer.score(val_rows) if val_rows else None
     lat = [r.latency_ms for r in rows if r.latency_ms is not None]
     n = max(res.n_predictions, 1)
-    cpu_per_req = res.predict_cpu_seconds / n
-    price = cfg.cost.cpu_hour_usd / 3600
-    per_1k = cpu_per_req * 1000 * price
-    # A provider fine-tune adds its training bill; a local one's cost is its CPU time.
-    setup = setup_cost_usd(res.fit_cpu_seconds, cfg.cost.cpu_hour_usd, res.info)
     extra = generative_figures(cfg, link["name"], rows, store.consistency(key), res.info)
-    if extra.get("api_cost_per_1k_usd") is not None:
-        # A hosted model: the bill is the tokens; the client's CPU is noise beside it.
-        per_1k = extra["api_cost_per_1k_usd"]
-    monthly = cfg.cost.monthly_requests * per_1k / 1000
+    route = _route(res.strategy, res.trains_weights, res.params)
+    cost = _cost_model(cfg, link["name"], res, route, extra.get("api_cost_per_1k_usd"), n_train)
+    volume = cfg.profile.monthly_requests
+    passes = res.info.get("cpu_ms_per_request_passes")
+    load = res.info.get("machine_load")
+    try:
+        from adaptlab.strategies import get_strategy
+
+        generative = bool(get_strategy(res.strategy).generative)
+    except Exception:
+        generative = res.strategy.startswith(("llm-", "openai-", "prompt"))
     return CandidateSummary(
         name=link["name"],
         strategy=res.strategy,
@@ -236,10 +343,10 @@ def _candidate(store: RunStore, link: Any, cfg: ProjectConfig, scorer: Scorer) -
         throughput_per_s=res.n_predictions / res.predict_seconds if res.predict_seconds else 0.0,
         fit_seconds=res.fit_seconds,
         fit_cpu_seconds=res.fit_cpu_seconds,
-        cpu_ms_per_request=cpu_per_req * 1000,
-        cost_per_1k_usd=per_1k,
-        setup_cost_usd=setup,
-        monthly_cost_usd=monthly,
+        cpu_ms_per_request=res.predict_cpu_seconds / n * 1000,
+        cost_per_1k_usd=cost.per_request_usd * 1000,
+        setup_cost_usd=cost.setup_usd,
+        monthly_cost_usd=cost.monthly_usd(volume),
         curves=store.curves(key),
         info=res.info,
         metrics=scored.metrics,
@@ -252,6 +359,22 @@ def _candidate(store: RunStore, link: Any, cfg: ProjectConfig, scorer: Scorer) -
             [r.gold for r in rows] if cfg.task == "classification" else [],
             [r.predicted for r in rows],
         ),
+        route=route,
+        hosted=_hosted(cfg, link["name"]),
+        generative=generative,
+        cost=cost,
+        val_quality_ci=None if val is None else val.ci,
+        val_columns=None if val is None else val.columns,
+        val_n=len(val_rows),
+        latency_p50_ci=median_ci(lat, cfg.evaluation.confidence, seed=cfg.seed)
+        if len(lat) >= 5
+        else None,
+        cpu_ms_range=(min(passes), max(passes))
+        if isinstance(passes, list) and passes and all(isinstance(x, int | float) for x in passes)
+        else None,
+        other_cpu_share=float(load["other_cpu_share"])
+        if isinstance(load, dict) and isinstance(load.get("other_cpu_share"), int | float)
+        else None,
         **extra,
     )
 
@@ -288,50 +411,6 @@ def answer_notes(c: CandidateSummary) -> list[str]:
     return notes
 
 
-def break_even(
-    candidates: list[CandidateSummary], baseline: CandidateSummary, horizon_months: int
-) -> list[BreakEven]:
-    out = []
-    for c in candidates:
-        if c is baseline or c.setup_cost_usd <= baseline.setup_cost_usd:
-            continue
-        saving = (baseline.cost_per_1k_usd - c.cost_per_1k_usd) / 1000
-        if saving <= 0:
-            out.append(BreakEven(c.name, baseline.name, None, None, horizon_months))
-            continue
-        requests = (c.setup_cost_usd - baseline.setup_cost_usd) / saving
-        out.append(
-            BreakEven(c.name, baseline.name, requests, requests / horizon_months, horizon_months)
-        )
-    return out
-
-
-def _data_rule(n_train: int) -> str:
-    lo, hi = SWEET_SPOT
-    if n_train < MIN_FINETUNE_EXAMPLES:
-        return (
-            f"{n_train} training examples is below the {MIN_FINETUNE_EXAMPLES}–"
-            f"{MIN_FINETUNE_EXAMPLES_GOOD} that fine-tuning needs, so prompting is the prior"
-        )
-    if n_train < lo:
-        return (
-            f"{n_train} training examples clears the {MIN_FINETUNE_EXAMPLES}–"
-            f"{MIN_FINETUNE_EXAMPLES_GOOD} minimum for fine-tuning but is below the "
-            f"{lo:,}–{hi:,} sweet spot; more data would likely widen a fine-tuning lead"
-        )
-    if n_train <= hi:
-        return f"{n_train:,} training examples is inside the {lo:,}–{hi:,} fine-tuning sweet spot"
-    return f"{n_train:,} training examples is above the {lo:,}–{hi:,} sweet spot"
-
-
-def _volume_rule(monthly: int) -> str:
-    side = "prompting (low volume)" if monthly < HIGH_VOLUME else "fine-tuning (high volume)"
-    return (
-        f"the forecast of {monthly:,} requests/month is on the {side} side of the "
-        f"{HIGH_VOLUME:,}/month rule of thumb"
-    )
-
-
 def _test_name(test: PairedTest) -> str:
     return "McNemar" if test.name.startswith("mcnemar") else "paired bootstrap"
 
@@ -343,101 +422,26 @@ def p_bound(test: PairedTest, resamples: int) -> float | None:
     return None
 
 
-def _p_text(test: PairedTest, cfg: ProjectConfig) -> str:
-    bound = p_bound(test, cfg.evaluation.bootstrap_resamples)
-    p = f"p < {bound:.2g}" if bound is not None else f"p = {test.p_value:.3g}"
-    return f"{_test_name(test)} {p}"
+def compare(
+    best: CandidateSummary, other: CandidateSummary, cfg: ProjectConfig, split: str = "test"
+) -> PairedTest:
+    """Paired test of ``best`` against ``other`` on the same examples (diff = best - other).
 
-
-def compare(best: CandidateSummary, other: CandidateSummary, cfg: ProjectConfig) -> PairedTest:
-    """Paired test of ``best`` against ``other`` on the same examples (diff = best - other)."""
+    ``split`` is "test" or "selection" (the split candidates are chosen on).
+    """
+    a, b = (
+        (best.columns, other.columns) if split == "test" else (best.sel_columns, other.sel_columns)
+    )
     if best.metric_info.binary:
-        return mcnemar(best.correct, other.correct)
+        stat = metric_stat(best.metric)
+        return mcnemar(stat(a) >= 1.0, stat(b) >= 1.0)
     return paired_bootstrap_stat(
-        best.columns,
-        other.columns,
+        a,
+        b,
         metric_stat(best.metric),
         resamples=cfg.evaluation.bootstrap_resamples,
         seed=cfg.seed,
     )
-
-
-def recommend(
-    candidates: list[CandidateSummary], cfg: ProjectConfig, n_train: int
-) -> Recommendation:
-    """Name a winner only when its lead is significant; else the cheapest within noise."""
-    best = max(candidates, key=lambda c: (c.quality, -c.monthly_cost_usd))
-    info = best.metric_info
-    fmt = info.fmt
-    alpha = cfg.evaluation.alpha
-    others = [c for c in candidates if c is not best]
-    rules = [_data_rule(n_train), _volume_rule(cfg.cost.monthly_requests)]
-    priors = f"Measured against the priors: {rules[0]}; {rules[1]}."
-    if not others:
-        return Recommendation(
-            best.name,
-            "only-candidate",
-            [
-                f"{best.name} is the only candidate in this run ({fmt(best.quality)}); "
-                "nothing was compared, so this is no recommendation (run all candidates).",
-                priors,
-            ],
-            rules,
-        )
-    if all(c.vs_best is not None and c.vs_best.p_value < alpha for c in others):
-        runner_up = max(others, key=lambda c: c.quality) if others else None
-        ci = best.quality_ci
-        reason = (
-            f"{best.name} has the highest {info.name}, {fmt(best.quality)} "
-            f"({cfg.evaluation.confidence:.0%} CI {fmt(ci.low)}–{fmt(ci.high)})"
-        )
-        if runner_up is not None and runner_up.vs_best is not None:
-            test = runner_up.vs_best
-            reason += (
-                f", significantly above the runner-up {runner_up.name} at "
-                f"{fmt(runner_up.quality)} ({_p_text(test, cfg)})"
-            )
-        reasons = [reason + ".", priors]
-        return Recommendation(best.name, "significant", reasons, rules)
-
-    tied = [best] + [c for c in others if c.vs_best is None or c.vs_best.p_value >= alpha]
-    horizon = cfg.cost.horizon_months
-    tolerance = cfg.cost.tie_tolerance
-
-    def total(c: CandidateSummary) -> float:
-        return c.setup_cost_usd + horizon * c.monthly_cost_usd
-
-    low = min(total(c) for c in tied)
-    # Per-request cost comes from CPU time over a second or two of work, which moves by
-    # 10-20% between runs; costs that close are one cost, and among them the better
-    # scoring candidate is the better buy (else the pick would flip from run to run).
-    cheap = [c for c in tied if total(c) <= low * (1 + tolerance)]
-    pick = max(cheap, key=lambda c: (c.quality, -total(c)))
-    tied_names = ", ".join(c.name for c in tied if c is not pick)
-    p_text = (
-        f" ({_p_text(pick.vs_best, cfg)} against {best.name})" if pick.vs_best is not None else ""
-    )
-    cost_text = (
-        f"{_usd(total(pick))} USD over {horizon} months at the forecast volume "
-        f"({_usd(pick.cost_per_1k_usd)} per 1,000 requests, {_usd(pick.setup_cost_usd)} setup)"
-    )
-    better = "more accurate one" if info.key == "accuracy" else f"one with the higher {info.name}"
-    if total(pick) > low:
-        cheapest = min(cheap, key=total)
-        cost_reason = (
-            f"its cost, {cost_text}, is within {tolerance:.0%} of the cheapest "
-            f"({cheapest.name}, {_usd(total(cheapest))} USD), which is measurement noise, so "
-            f"the {better} is recommended"
-        )
-    else:
-        cost_reason = f"it is the cheapest of them: {cost_text}"
-    reasons = [
-        f"No candidate is significantly better than all others: {pick.name} "
-        f"({fmt(pick.quality)} {info.name}) is within noise of {tied_names}{p_text}, and "
-        f"{cost_reason}.",
-        priors,
-    ]
-    return Recommendation(pick.name, "cheapest-within-noise", reasons, rules)
 
 
 def summarize(
@@ -446,11 +450,16 @@ def summarize(
     *,
     llm_cache: str | Path | None = None,
     progress: ProgressSink | None = None,
+    profile: ProfileConfig | None = None,
+    cost: CostConfig | None = None,
 ) -> RunSummary:
     """Rebuild a run's summary from the store (the latest finished run by default).
 
     ``llm_cache`` is the project's response cache, where the judge's grades are kept
     (default: ``llm_cache.db`` beside the store, as in a project's ``.adaptlab``).
+    ``profile`` and ``cost`` replace those the run was made with: the decision is
+    weighed against the project's situation now (``adaptlab decide`` changes it
+    without a rerun), while the measurements stay those of the run.
     """
     run = store.run(run_id) if run_id else store.latest_run()
     if run is None:
@@ -461,23 +470,57 @@ def summarize(
             code="no-run",
         )
     cfg = ProjectConfig.model_validate(json.loads(run["config_json"]))
+    if profile is not None or cost is not None:
+        cfg = cfg.model_copy(update={"profile": profile or cfg.profile, "cost": cost or cfg.cost})
     links = store.run_candidates(run["id"])
     if not links:
         raise AdaptlabError(f"run {run['id']} has no candidates", file=store.path)
     cache = Path(llm_cache) if llm_cache is not None else store.path.with_name("llm_cache.db")
     scorer = Scorer(cfg, llm_cache=cache, progress=progress)
+    split = json.loads(run["split_json"])
+    n_train = split.get("train", 0) + split.get("val", 0)
     try:
-        cands = [_candidate(store, link, cfg, scorer) for link in links]
+        cands = [_candidate(store, link, cfg, scorer, n_train) for link in links]
     finally:
         scorer.close()
-    best = max(cands, key=lambda c: (c.quality, -c.monthly_cost_usd))
+    # Choose on validation, report on test: only when every candidate has val answers
+    # (results from before adaptlab stored them, or val_size 0, fall back to test).
+    selected_on = "val" if all(c.val_n for c in cands) else "test"
     for c in cands:
-        if c is not best:
-            c.vs_best = compare(best, c, cfg)
-    split = json.loads(run["split_json"])
-    rec = recommend(cands, cfg, split.get("train", 0) + split.get("val", 0))
+        c.selected_on = selected_on
+    rec = recommend(cands, cfg, n_train, selected_on=selected_on)
+    best = next(c for c in cands if c.name == rec.winner)
+    others = [c for c in cands if c is not best]
+    for c in others:
+        c.vs_best = compare(best, c, cfg)
+    for c, p in zip(others, holm([c.vs_best.p_value for c in others if c.vs_best]), strict=True):
+        c.p_holm_test = p
+    if selected_on == "val" and any(c.vs_chosen is None for c in others):
+        for c in others:  # candidates ruled out by the profile were not compared: compare now
+            if c.vs_chosen is None:
+                c.vs_chosen = compare(best, c, cfg, split="selection")
+    mdd = None
+    if others:
+        runner_up = max(others, key=lambda c: c.selection_ci.estimate)
+        diffs = metric_stat(best.metric)(best.sel_columns) - metric_stat(best.metric)(
+            runner_up.sel_columns
+        )
+        mdd = minimum_detectable_difference(diffs, cfg.evaluation.alpha)
+        if mdd is not None:
+            rec.changes.append(
+                f"with {best.selection_n:,} {('validation' if selected_on == 'val' else 'test')} "
+                f"examples, differences under ~{100 * mdd:.0f} points of {best.metric_info.name} "
+                f"cannot be told apart (80% power, alpha {cfg.evaluation.alpha:g})"
+            )
+    if selected_on == "test":
+        rec.reasons.append(
+            "Chosen on the test split: some results hold no validation answers (from an "
+            "adaptlab before 0.10, or data.val_size 0), so the winner's test figure is "
+            "optimistic; rerun with --force to choose on validation."
+        )
+    best_on_test = max(cands, key=lambda c: (c.quality, -c.monthly_cost_usd))
     prompt_like = [c for c in cands if not c.trains_weights] or cands
-    baseline = min(prompt_like, key=lambda c: c.setup_cost_usd)
+    baseline = min(prompt_like, key=lambda c: c.cost.setup_usd)
     return RunSummary(
         run_id=run["id"],
         project=run["project"],
@@ -488,10 +531,13 @@ def summarize(
         candidates=cands,
         best=best.name,
         recommendation=rec,
-        break_even=break_even(cands, baseline, cfg.cost.horizon_months),
-        config=json.loads(run["config_json"]),
+        break_even=break_evens(cands, baseline, cfg),
+        config=cfg.model_dump(mode="json"),
         task=cfg.task,
         metric=primary_metric(cfg),
         judge=scorer.judge_stats,
         not_run=json.loads(run["notes_json"] or "{}").get("not_run", {}),
+        selected_on=selected_on,
+        best_on_test=best_on_test.name,
+        mdd=mdd,
     )

@@ -18,15 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from adaptlab.config import ProjectConfig
+from adaptlab.decide.recommend import BreakEven, pct, selection_line
 from adaptlab.evaluation.scoring import ScoredAnswer
 from adaptlab.evaluation.stats import PairedTest
-from adaptlab.evaluation.summary import (
-    BreakEven,
-    CandidateSummary,
-    RunSummary,
-    p_bound,
-    pct,
-)
+from adaptlab.evaluation.summary import CandidateSummary, RunSummary, p_bound
 from adaptlab.report import plots
 from adaptlab.report.plots import usd
 
@@ -107,8 +102,9 @@ def _row(c: CandidateSummary, s: RunSummary, alpha: float) -> dict[str, Any]:
         "accuracy": fmt(c.quality),
         "accuracy_ci": f"{fmt(ci.low)}–{fmt(ci.high)}",
         "extra": _extra_cells(c),
-        "p": "best" if test is None else _p_cell(test, s),
-        "significant": test is not None and test.p_value < alpha,
+        "selection": fmt(c.selection_ci.estimate),
+        "p": "winner" if test is None else _p_cell(test, s, c.p_holm_test),
+        "significant": test is not None and (c.p_holm_test or test.p_value) < alpha,
         "p50": num(c.latency_p50_ms),
         "p95": num(c.latency_p95_ms),
         "throughput": num(c.throughput_per_s),
@@ -116,15 +112,17 @@ def _row(c: CandidateSummary, s: RunSummary, alpha: float) -> dict[str, Any]:
         "per_1k": usd(c.cost_per_1k_usd),
         "setup": usd(c.setup_cost_usd),
         "monthly": usd(c.monthly_cost_usd),
-        "is_best": c.name == s.best,
+        "is_best": c.name == (s.best_on_test or s.best),
         "is_winner": c.name == s.recommendation.winner,
         "reused": c.reused,
     }
 
 
-def _p_cell(test: PairedTest, s: RunSummary) -> str:
+def _p_cell(test: PairedTest, s: RunSummary, adjusted: float | None = None) -> str:
     bound = p_bound(test, int(s.config.get("evaluation", {}).get("bootstrap_resamples", 1000)))
-    return f"< {bound:.2g}" if bound is not None else p_value(test.p_value)
+    if bound is not None:
+        return f"< {bound:.2g}"
+    return p_value(test.p_value if adjusted is None else adjusted)
 
 
 def _fit_note(c: CandidateSummary) -> str:
@@ -247,7 +245,7 @@ def _context(s: RunSummary) -> dict[str, Any]:
 
     cfg = ProjectConfig.model_validate(s.config)
     winner = s.candidate(s.recommendation.winner)
-    forecast, horizon = cfg.cost.monthly_requests, cfg.cost.horizon_months
+    forecast, horizon = cfg.profile.monthly_requests, cfg.profile.horizon_months
 
     def svg(name: str, text: str) -> Markup:
         return Markup(plots.scope_ids(text, f"{name}-"))
@@ -294,6 +292,10 @@ def _context(s: RunSummary) -> dict[str, Any]:
         "horizon": horizon,
         "n_rows": f"{sum(c.n for c in s.candidates):,}",
         "n_test": f"{winner.n:,}",
+        "n_selection": f"{winner.selection_n:,}",
+        "selection_split": "validation" if s.selected_on == "val" else "test",
+        "selection": selection_line(s),
+        "timing_warnings": [w for c in s.candidates if (w := c.loaded_warning) is not None],
         "judge": s.judge,
         **_task_context(s, winner, svg),
     }

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from matplotlib.typing import RcKeyType
 
-    from adaptlab.evaluation.summary import BreakEven, CandidateSummary
+    from adaptlab.decide.recommend import BreakEven
+    from adaptlab.evaluation.summary import CandidateSummary
 
 # Observable's categorical palette: distinguishable, and readable in greyscale print.
 PALETTE = [

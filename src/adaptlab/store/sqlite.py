@@ -119,11 +119,44 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE predictions ADD COLUMN sources_json TEXT;
         """,
     ),
+    (
+        "validation answers beside test answers: predictions keyed by split",
+        """
+        CREATE TABLE predictions_by_split (
+            result_key TEXT NOT NULL REFERENCES results(key),
+            split TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            example_id TEXT NOT NULL,
+            input TEXT NOT NULL,
+            gold TEXT NOT NULL,
+            predicted TEXT,
+            score REAL,
+            latency_ms REAL,
+            raw TEXT,
+            status TEXT,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            cached_tokens INTEGER,
+            finish_reason TEXT,
+            usage_exact INTEGER,
+            context_json TEXT,
+            sources_json TEXT,
+            PRIMARY KEY (result_key, split, idx)
+        );
+        INSERT INTO predictions_by_split
+            SELECT result_key, 'test', idx, example_id, input, gold, predicted, score,
+                   latency_ms, raw, status, input_tokens, output_tokens, cached_tokens,
+                   finish_reason, usage_exact, context_json, sources_json
+            FROM predictions;
+        DROP TABLE predictions;
+        ALTER TABLE predictions_by_split RENAME TO predictions;
+        """,
+    ),
 ]
 
 
 _PRED_COLUMNS = (
-    "result_key, idx, example_id, input, gold, predicted, score, latency_ms, raw, status, "
+    "result_key, split, idx, example_id, input, gold, predicted, score, latency_ms, raw, status, "
     "input_tokens, output_tokens, cached_tokens, finish_reason, usage_exact, context_json, "
     "sources_json"
 )
@@ -371,8 +404,13 @@ class RunStore:
         predictions: Sequence[PredictionRow],
         curves: Sequence[tuple[int, float, str, str, float]],
         consistency: Sequence[ConsistencyRow] = (),
+        val_predictions: Sequence[PredictionRow] = (),
     ) -> None:
-        """Write a candidate's result, predictions and curves in one transaction."""
+        """Write a candidate's result, predictions and curves in one transaction.
+
+        ``predictions`` are the test split's answers, ``val_predictions`` the
+        validation split's (what candidates are compared and chosen on).
+        """
         with self.transaction() as c:
             c.execute("DELETE FROM consistency WHERE result_key = ?", (result.key,))
             c.execute("DELETE FROM curves WHERE result_key = ?", (result.key,))
@@ -400,6 +438,7 @@ class RunStore:
                 [
                     (
                         result.key,
+                        split,
                         i,
                         p.example_id,
                         p.input,
@@ -417,7 +456,8 @@ class RunStore:
                         p.context_json,
                         p.sources_json,
                     )
-                    for i, p in enumerate(predictions)
+                    for split, rows in (("test", predictions), ("val", val_predictions))
+                    for i, p in enumerate(rows)
                 ],
             )
             c.executemany(
@@ -446,10 +486,12 @@ class RunStore:
             info=json.loads(r["info_json"]),
         )
 
-    def predictions(self, key: str) -> list[PredictionRow]:
-        columns = _PRED_COLUMNS.split(", ", 2)[2]
+    def predictions(self, key: str, split: str = "test") -> list[PredictionRow]:
+        """A result's answers on ``split`` ('test' or 'val'), in example order."""
+        columns = _PRED_COLUMNS.split(", ", 3)[3]
         rows = self.conn.execute(
-            f"SELECT {columns} FROM predictions WHERE result_key = ? ORDER BY idx", (key,)
+            f"SELECT {columns} FROM predictions WHERE result_key = ? AND split = ? ORDER BY idx",
+            (key, split),
         )
         return [PredictionRow(*r) for r in rows]
 

@@ -154,6 +154,9 @@ class Strategy(ABC):
     Options: ClassVar[type[StrategyOptions]] = StrategyOptions
     trains_weights: ClassVar[bool] = False
     generative: ClassVar[bool] = False  # prompts a model from the project's llms:
+    #: The adaptation route, for costs and the profile's rules: "prompt", "rag",
+    #: "finetune" or "classical" (a candidate with ``context_k`` adds RAG to its route).
+    route: ClassVar[str] = "prompt"
     tasks: ClassVar[tuple[str, ...]] = ("classification",)
     #: What of the project the answers depend on, besides the options, split and seed:
     #: "label_names" (in order), "label_descriptions" (names and descriptions) and

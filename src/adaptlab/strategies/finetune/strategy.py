@@ -41,6 +41,7 @@ class Finetune(Strategy):
     reads: ClassVar[frozenset[str]] = frozenset({"label_names", "encoder"})  # no descriptions
     Options = FinetuneOptions
     trains_weights: ClassVar[bool] = True
+    route: ClassVar[str] = "finetune"
 
     # ---------------------------------------------------------------- helpers
 

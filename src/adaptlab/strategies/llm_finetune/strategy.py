@@ -41,6 +41,7 @@ class LLMFinetune(PromptStrategy):
     name: ClassVar[str] = "llm-finetune"
     Options: ClassVar[type[StrategyOptions]] = LLMFinetuneOptions
     trains_weights: ClassVar[bool] = True
+    route: ClassVar[str] = "finetune"
 
     def __init__(self, options: StrategyOptions, ctx: StrategyContext) -> None:
         super().__init__(options, ctx)

@@ -42,6 +42,7 @@ class OpenAIFinetune(PromptStrategy):
     name: ClassVar[str] = "openai-finetune"
     Options: ClassVar[type[StrategyOptions]] = OpenAIFinetuneOptions
     trains_weights: ClassVar[bool] = True
+    route: ClassVar[str] = "finetune"
 
     def __init__(self, options: StrategyOptions, ctx: StrategyContext) -> None:
         super().__init__(options, ctx)

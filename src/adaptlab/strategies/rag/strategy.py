@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 class Rag(Strategy):
     name: ClassVar[str] = "rag"
+    route: ClassVar[str] = "rag"
     reads: ClassVar[frozenset[str]] = frozenset({"label_names", "encoder"})  # no descriptions
     Options = RagOptions
 
