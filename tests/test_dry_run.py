@@ -79,7 +79,9 @@ def _tokens(text: str) -> int:
 
 def test_dry_run_tokens_and_cost_by_hand(tmp_path: Path, example_project: Path) -> None:
     project = _project(tmp_path, example_project)
-    test_inputs = [ex.text for ex in Project.load(project).split().test]
+    split = Project.load(project).split()
+    # A run answers the test split and the validation split (chosen on val): both cost.
+    test_inputs = [ex.text for ex in (*split.test, *split.val)]
     labels = list(yaml.safe_load((project / "adaptlab.yaml").read_text())["labels"])
     n = len(test_inputs)
 

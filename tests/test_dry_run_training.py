@@ -98,9 +98,10 @@ def test_a_provider_fine_tune_shows_epochs_billed_tokens_and_usd(
         f"for {n} examples) x ~{per_epoch:,} tokens = ~{per_epoch * epochs:,} billed tokens, "
         f"{usd:.6f} USD ({tuned['training']:g} USD per 1M training tokens" in out
     ), out
-    # The test inputs are answered by the tuned model, at its prices (not its base's).
+    # The test and val inputs are answered by the tuned model, at its prices (not its base's).
     (plan,) = plan_project(Project.load(project))
-    assert plan.requests == len(Project.load(project).split().test) and plan.input_tokens > 0
+    split = Project.load(project).split()
+    assert plan.requests == len(split.test) + len(split.val) and plan.input_tokens > 0
     answers = (plan.input_tokens * tuned["input"] + plan.output_tokens * tuned["output"]) / 1e6
     assert plan.cost_usd == pytest.approx(answers)
     assert (

@@ -97,7 +97,8 @@ def test_each_fault_is_retried_and_counted(
         run = run_project(Project.load(project))
         summary = summarize_project(Project.load(project), run.run_id)
     cand = summary.candidates[0]
-    n_test = summary.split["test"]
+    # Test and validation inputs are both answered (candidates are chosen on val).
+    n_test = summary.split["test"] + summary.split["val"]
     assert cand.accuracy == 1.0 and cand.unparsed == 0
     # Every distinct prompt failed once, was retried once and answered once.
     assert cand.info["llm"]["retries"] == n_test
@@ -120,7 +121,7 @@ def test_stream_and_plain_give_the_same_answers_and_usage(
             with sqlite3.connect(project / ".adaptlab/runs.db") as conn:
                 results[stream] = conn.execute(
                     "SELECT predicted, raw, input_tokens, output_tokens FROM predictions "
-                    "ORDER BY idx"
+                    "ORDER BY split, idx"
                 ).fetchall()
             # Usage is the server's, exactly: words + 3 per message (its documented rule).
             calls = {c.prompt_key: c for c in server.calls}
@@ -148,7 +149,8 @@ def test_retry_after_pauses_every_worker(tmp_path: Path, example_project: Path) 
     # Requests already in flight when the 429 arrived finish; none starts inside the pause.
     after = [t - arrivals[0] for t in arrivals[1:]]
     assert not [t for t in after if 0.1 < t < 0.5]
-    assert len(server.calls) == summarize_project(Project.load(project)).split["test"] + 1
+    split = summarize_project(Project.load(project)).split
+    assert len(server.calls) == split["test"] + split["val"] + 1
 
 
 def test_a_refused_key_stops_with_a_clear_error_and_no_key_in_it(
@@ -217,7 +219,8 @@ def test_consistency_and_parse_statuses(tmp_path: Path, example_project: Path) -
     unread = sum(p is None for *_, p in rows)
     assert cand.format_validity == pytest.approx(1 - unread / 18)
     # Sample 0 of each input is the main prediction: answered once, not twice.
-    assert len(server.calls) == summarize_project(Project.load(project)).split["test"] + 12
+    split = summarize_project(Project.load(project)).split
+    assert len(server.calls) == split["test"] + split["val"] + 12
 
 
 def test_kill_9_then_rerun_never_repeats_a_cached_request(
@@ -244,7 +247,8 @@ def test_kill_9_then_rerun_never_repeats_a_cached_request(
         out, _ = rerun.communicate(timeout=180)
         assert rerun.returncode == 0, out
     counts = server.counts()
-    n_test = summarize_project(Project.load(project)).split["test"]
+    split = summarize_project(Project.load(project)).split
+    n_test = split["test"] + split["val"]  # both splits are answered
     assert len(counts) == n_test
     repeated = [k for k, n in counts.items() if n > 1]
     # Only requests that were in flight at the kill (sent, never answered) go again.

@@ -61,7 +61,9 @@ def stored(project: Path) -> tuple[dict[str, Any], list[tuple[Any, ...]], list[t
     """(info of the result, prediction rows (predicted, raw), curve rows) of the one result."""
     with sqlite3.connect(project / ".adaptlab/runs.db") as conn:
         (info,) = conn.execute("SELECT info_json FROM results").fetchone()
-        preds = conn.execute("SELECT predicted, raw FROM predictions").fetchall()
+        preds = conn.execute(
+            "SELECT predicted, raw FROM predictions WHERE split = 'test'"
+        ).fetchall()
         curves = conn.execute("SELECT step, split, metric, value FROM curves").fetchall()
     return json.loads(info), preds, curves
 
@@ -131,7 +133,9 @@ def _assert_priced_as_the_fine_tuned_model(project: Path, trained_tokens: int) -
     bill = trained_tokens * tuned["training"] / 1e6
     assert bill > 0 and c.setup_cost_usd == pytest.approx(bill + cpu)
     with sqlite3.connect(project / ".adaptlab/runs.db") as conn:
-        usage = conn.execute("SELECT input_tokens, output_tokens FROM predictions").fetchall()
+        usage = conn.execute(
+            "SELECT input_tokens, output_tokens FROM predictions WHERE split = 'test'"
+        ).fetchall()
     assert usage and all(i and o for i, o in usage)
 
     def per_1k(price: dict[str, float]) -> float:

@@ -30,7 +30,9 @@ def _finetune_outcome(db: Path) -> tuple[list[Any], list[Any]]:
     with sqlite3.connect(db) as conn:
         (key,) = conn.execute("SELECT key FROM results WHERE candidate='finetune'").fetchone()
         preds = conn.execute(
-            "SELECT idx, predicted, score FROM predictions WHERE result_key=? ORDER BY idx", (key,)
+            "SELECT idx, predicted, score FROM predictions WHERE result_key=? AND split='test' "
+            "ORDER BY idx",
+            (key,),
         ).fetchall()
         curves = conn.execute(
             "SELECT step, epoch, split, metric, value FROM curves WHERE result_key=? "

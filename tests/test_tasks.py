@@ -215,16 +215,18 @@ GENERATION_CANDIDATES = [
 ]
 
 
-def stored(project: Path, name: str) -> list[tuple[str, str, str | None, str | None]]:
-    """(input, gold, predicted, status) of a candidate's rows in the latest run."""
+def stored(
+    project: Path, name: str, split: str = "test"
+) -> list[tuple[str, str, str | None, str | None]]:
+    """(input, gold, predicted, status) of a candidate's rows of ``split`` in the latest run."""
     with sqlite3.connect(project / ".adaptlab/runs.db") as conn:
         key = conn.execute(
             "SELECT result_key FROM run_candidates WHERE name = ? ORDER BY rowid DESC", (name,)
         ).fetchone()[0]
         return conn.execute(
             "SELECT input, gold, predicted, status FROM predictions WHERE result_key = ? "
-            "ORDER BY idx",
-            (key,),
+            "AND split = ? ORDER BY idx",
+            (key, split),
         ).fetchall()
 
 
@@ -301,9 +303,13 @@ def test_extraction_field_scores_and_format_validity(tmp_path: Path) -> None:
     zero, few = summary.candidate("zero"), summary.candidate("few")
     assert kinds_of(project, "zero") != {"ok"}, "the schedule must put mistakes in the test split"
     assert few.quality > zero.quality
-    assert summary.best == "few" and few.vs_best is None
-    assert zero.vs_best is not None and zero.vs_best.name == "paired-bootstrap"
-    assert zero.vs_best.diff == pytest.approx(few.quality - zero.quality)
+    assert summary.best_on_test == "few"
+    # the winner (chosen on val) is compared on test with the other, by paired bootstrap
+    win = summary.candidate(summary.recommendation.winner)
+    other = zero if win is few else few
+    assert win.vs_best is None and other.vs_best is not None
+    assert other.vs_best.name == "paired-bootstrap"
+    assert other.vs_best.diff == pytest.approx(win.quality - other.quality)
     reasons = " ".join(summary.recommendation.reasons)
     assert "field F1" in reasons and "accuracy" not in reasons
 
@@ -506,12 +512,14 @@ def test_generation_judge_is_scored_counted_and_cached(tmp_path: Path) -> None:
     distinct = set()  # the same (input, answer) from two candidates is one cached grade
     for cand in summary.candidates:
         rows = stored(project, cand.name)
-        distinct |= {(q, p) for q, _, p, _ in rows if p}
+        # the validation answers are graded too (candidates are chosen on them)
+        both = rows + stored(project, cand.name, "val")
+        distinct |= {(q, p) for q, _, p, _ in both if p}
         expected = [expected_judge(p) for _, _, p, _ in rows]
         assert cand.quality == pytest.approx(sum(expected) / len(rows))
         asked = [p for _, _, p, _ in rows if p]
-        graded += len(asked)
-        unreadable += sum(len(p) % 4 == 3 for p in asked)
+        graded += len([p for _, _, p, _ in both if p])
+        unreadable += sum(len(p) % 4 == 3 for _, _, p, _ in both if p)
         assert cand.generation is not None
         assert cand.generation.judge_unparsed == sum(len(p) % 4 == 3 for p in asked)
         assert again.candidate(cand.name).quality == pytest.approx(cand.quality)

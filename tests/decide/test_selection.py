@@ -25,10 +25,10 @@ def test_holm_by_hand() -> None:
 
 
 def test_minimum_detectable_difference_by_hand() -> None:
-    # 138 examples, 10% discordant split evenly: sd = sqrt(0.1 * 138/137) = 0.31737;
-    # (1.95996 + 0.84162) * 0.31737 / sqrt(138) = 0.07568 -> ~7.6 points
+    # 138 examples, 14 discordant split evenly: mean 0, sd = sqrt(14 / 137) = 0.31967;
+    # (1.95996 + 0.84162) * 0.31967 / sqrt(138) = 0.89558 / 11.7473 = 0.07624 -> ~7.6 points
     d = np.array([1.0] * 7 + [-1.0] * 7 + [0.0] * 124)
-    assert minimum_detectable_difference(d) == pytest.approx(0.0757, abs=1e-4)
+    assert minimum_detectable_difference(d) == pytest.approx(0.07624, abs=1e-5)
     assert minimum_detectable_difference(np.zeros(50)) is None
     assert minimum_detectable_difference([1.0]) is None
 

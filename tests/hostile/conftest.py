@@ -35,6 +35,9 @@ def base_config(data_name: str = "d.jsonl", **extra: Any) -> dict[str, Any]:
         "data": {"path": f"data/{data_name}"},
         "labels": {label: f"about {label}" for label in LABELS},
         "candidates": [{"name": "zs", "strategy": "zero-shot"}],
+        # The TF-IDF baseline has its own tests (tests/decide); here it would only add a
+        # candidate to every expectation.
+        "evaluation": {"baseline": False},
     }
     cfg.update(extra)
     return cfg

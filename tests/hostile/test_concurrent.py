@@ -46,7 +46,8 @@ def test_two_runs_at_once_pay_for_each_answer_once(tmp_path: Path, force: bool) 
     assert first.returncode == 0, out1
     assert second.returncode == 0, out2
     counts = server.counts()
-    assert len(counts) == 6  # the test split: one prompt per test input (both candidates ask it)
+    # the test and val splits: one prompt per input (both candidates ask it)
+    assert len(counts) == 12
     assert set(counts.values()) == {1}, counts
     waited = [out for out in (out1, out2) if "another adaptlab run (pid" in out]
     assert len(waited) == 1, (out1, out2)

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from adaptlab.project import Project
 from adaptlab.testing.fake_llm import ChatCall, FakeLLMServer, fail_first, with_reasoning
 from tests.hostile.conftest import GOOD, LABELS, base_config, jsonl, write_project
 
@@ -82,10 +83,16 @@ def project(
     return write_project(root, data, config=cfg)
 
 
-def predictions(root: Path) -> list[dict[str, Any]]:
+def predictions(root: Path, split: str = "test") -> list[dict[str, Any]]:
+    """Stored answers of ``split`` ('test', 'val', or '%' for both)."""
     with sqlite3.connect(root / ".adaptlab/runs.db") as conn:
         conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute("SELECT * FROM predictions ORDER BY idx")]
+        return [
+            dict(r)
+            for r in conn.execute(
+                "SELECT * FROM predictions WHERE split LIKE ? ORDER BY split, idx", (split,)
+            )
+        ]
 
 
 @pytest.fixture(autouse=True)
@@ -323,8 +330,9 @@ def test_dry_run_counts_a_reasoning_models_hidden_reasoning(cli: Any, tmp_path: 
     with FakeLLMServer(oracle) as server:
         root = project(tmp_path / "p", server, model="gpt-5-mini")
         text = cli("run", "-p", root, "--dry-run").ok()
-    n_test = len(GOOD) // 4  # 6 of the 24 tickets are the holdout
-    assert f"≤{n_test * (16 + 4096):,}" in text and server.calls == []
+    root_split = Project.load(root).split()
+    answered = len(root_split.test) + len(root_split.val)  # both splits are answered
+    assert f"≤{answered * (16 + 4096):,}" in text and server.calls == []
 
 
 def test_a_chat_model_still_gets_temperature_and_max_tokens(cli: Any, tmp_path: Path) -> None:
@@ -443,7 +451,7 @@ def test_an_odd_usage_block_is_repaired_and_marked(
     with FakeLLMServer(oracle, usage=usage) as server:
         root = project(tmp_path / "p", server, backend=backend, stream=stream)
         text = cli("run", "-p", root).ok()
-        assert len(server.calls) == len(predictions(root))  # answers kept, nothing retried
+        assert len(server.calls) == len(predictions(root, "%"))  # answers kept, none retried
     rows = predictions(root)
     assert all(r["predicted"] == r["gold"] for r in rows)
     for r in rows:

@@ -141,7 +141,7 @@ def stored(project: Path, name: str) -> list[sqlite3.Row]:
             "SELECT result_key FROM run_candidates WHERE name = ? ORDER BY rowid DESC", (name,)
         ).fetchone()[0]
         return conn.execute(
-            "SELECT * FROM predictions WHERE result_key = ? ORDER BY idx", (key,)
+            "SELECT * FROM predictions WHERE result_key = ? AND split = 'test' ORDER BY idx", (key,)
         ).fetchall()
 
 

@@ -13,6 +13,7 @@ import click
 from adaptlab import __version__
 from adaptlab.cli.clean import clean
 from adaptlab.cli.common import handle_errors
+from adaptlab.cli.curve import curve
 from adaptlab.cli.data import data
 from adaptlab.cli.decide import decide
 from adaptlab.cli.info import schema, strategies
@@ -47,6 +48,7 @@ for command in (
     prompt,
     report,
     decide,
+    curve,
     clean,
     jobs,
     strategies,

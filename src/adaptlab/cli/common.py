@@ -206,6 +206,20 @@ def fitted_table(
     return FittedTable(title, name_header, columns, rows, width)
 
 
+def sig(x: float, digits: int = 2) -> str:
+    """``x`` to ``digits`` significant digits, never in exponent form: a cost from a few
+    seconds of timing supports two digits, not ten (0.000022, 1,300)."""
+    import numpy as np
+
+    if x != x or x in (float("inf"), float("-inf")):
+        return "–"
+    if abs(x) >= 10 ** digits:
+        return f"{round(x, digits - len(str(int(abs(x))))):,.0f}"
+    return str(
+        np.format_float_positional(x, precision=digits, unique=False, fractional=False, trim="-")
+    )
+
+
 def results_table(summary: RunSummary, width: int | None = None) -> Any:
     """The rich table `run`, `demo` and `report` print; fits an 80-column terminal."""
     rec = summary.recommendation
@@ -241,14 +255,14 @@ def results_table(summary: RunSummary, width: int | None = None) -> Any:
             second,
             "winner" if c.vs_best is None else fmt_p(c.p_holm_test or c.vs_best.p_value),
             f"{c.latency_p50_ms:.3g}\n{c.latency_p95_ms:.3g}",
-            f"{c.fit_seconds:.2g}",
-            f"{c.cost_per_1k_usd:.2g}",
-            f"{c.setup_cost_usd:.2g}",
+            sig(c.fit_seconds),
+            sig(c.cost_per_1k_usd),
+            sig(c.setup_cost_usd),
         ]
         rows.append((c.name + ("\n" + ", ".join(tags) if tags else ""), values))
     title = (
-        f"{summary.project}: chosen on {summary.split.get(sel, 0)} {sel} examples, reported "
-        f"on {summary.split.get('test', 0)} test examples (p: Holm-adjusted)"
+        f"{summary.project}: {summary.split.get('test', 0)} test examples; the winner is "
+        f"chosen on {summary.split.get(sel, 0)} {sel} examples (p: Holm-adjusted)"
     )
     return fitted_table(title, "candidate", columns, rows, width)
 

@@ -286,7 +286,14 @@ def _context(s: RunSummary) -> dict[str, Any]:
         "break_even": [_break_even_row(b, forecast) for b in s.break_even],
         "cost_svg": svg(
             "cost",
-            plots.cumulative_cost(s.candidates, s.break_even, forecast, horizon, winner.name),
+            plots.cumulative_cost(
+                s.candidates,
+                s.break_even,
+                forecast,
+                horizon,
+                winner.name,
+                cfg.profile.monthly_growth,
+            ),
         ),
         "forecast": f"{forecast:,}",
         "horizon": horizon,

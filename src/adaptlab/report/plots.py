@@ -385,8 +385,9 @@ def cumulative_cost(
     forecast: int,
     horizon: int,
     winner: str,
+    growth: float = 0.0,
 ) -> str:
-    """Setup + horizon x monthly volume x per-request cost, against monthly volume.
+    """Total cost over the horizon (:meth:`CostModel.total_usd`) against monthly volume.
 
     Setup costs are often paid back at a small fraction of the forecast volume, where the
     full-range lines are indistinguishable; a second panel then zooms in on the crossings.
@@ -399,7 +400,7 @@ def cumulative_cost(
     by_name = {c.name: c for c in cands}
 
     def total(c: CandidateSummary, volume: Any) -> Any:
-        return c.setup_cost_usd + volume * horizon * c.cost_per_1k_usd / 1000
+        return c.cost.total_usd(volume, horizon, growth)
 
     from matplotlib.ticker import FuncFormatter
 

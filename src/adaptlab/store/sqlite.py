@@ -152,6 +152,19 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE predictions_by_split RENAME TO predictions;
         """,
     ),
+    (
+        "learning curves: which result is which (candidate, train subset size, draw)",
+        """
+        CREATE TABLE curve_points (
+            split_fingerprint TEXT NOT NULL,
+            candidate TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            draw INTEGER NOT NULL,
+            result_key TEXT NOT NULL REFERENCES results(key),
+            PRIMARY KEY (split_fingerprint, candidate, size, draw)
+        );
+        """,
+    ),
 ]
 
 
@@ -494,6 +507,25 @@ class RunStore:
             (key, split),
         )
         return [PredictionRow(*r) for r in rows]
+
+    def add_curve_point(
+        self, split_fingerprint: str, candidate: str, size: int, draw: int, key: str
+    ) -> None:
+        """Record that result ``key`` is ``candidate`` trained on ``size`` examples (draw)."""
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO curve_points VALUES (?,?,?,?,?)",
+                (split_fingerprint, candidate, size, draw, key),
+            )
+
+    def curve_points(self, split_fingerprint: str) -> list[tuple[str, int, int, str]]:
+        """(candidate, size, draw, result key) of a split's learning curves, by candidate."""
+        rows = self.conn.execute(
+            "SELECT candidate, size, draw, result_key FROM curve_points "
+            "WHERE split_fingerprint = ? ORDER BY candidate, size, draw",
+            (split_fingerprint,),
+        )
+        return [tuple(r) for r in rows]  # type: ignore[misc]
 
     def consistency(self, key: str) -> list[ConsistencyRow]:
         rows = self.conn.execute(

@@ -1,0 +1,117 @@
+"""``adaptlab curve``: learning curves, and where one route overtakes another."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from adaptlab.cli.common import console, project_option
+
+
+def _sizes(value: str) -> list[int]:
+    try:
+        sizes = sorted({int(x) for x in value.split(",") if x.strip()})
+    except ValueError:
+        raise click.BadParameter("give sizes as numbers separated by commas: 25,50,100") from None
+    if not sizes or sizes[0] < 2:
+        raise click.BadParameter("every size must be at least 2")
+    return sizes
+
+
+def curve_summary(points: list[Any], flat: dict[str, float]) -> tuple[Any, list[str]]:
+    """A rich table of the points and sentences on where curves cross."""
+    from collections import defaultdict
+
+    from rich.table import Table
+
+    from adaptlab.decide.curves import crossing, fit_power_law
+
+    by_cand: dict[str, list[Any]] = defaultdict(list)
+    for p in points:
+        by_cand[p.candidate].append(p)
+    sizes = sorted({p.size for p in points})
+    table = Table(title="learning curves: test quality by training examples (mean [min–max])")
+    table.add_column("candidate")
+    for n in sizes:
+        table.add_column(f"{n:,}", justify="right")
+    table.add_column("levels off at", justify="right")
+    for name, pts in by_cand.items():
+        cells = []
+        for n in sizes:
+            vals = [p.quality for p in pts if p.size == n]
+            if not vals:
+                cells.append("–")
+            elif len(vals) == 1:
+                cells.append(f"{100 * vals[0]:.1f}")
+            else:
+                mean = sum(vals) / len(vals)
+                cells.append(f"{100 * mean:.1f} [{100 * min(vals):.0f}–{100 * max(vals):.0f}]")
+        fit = fit_power_law([p.size for p in pts], [p.quality for p in pts])
+        table.add_row(name, *cells, "–" if fit is None else f"{100 * fit.a:.0f}%")
+    lines = []
+    names = list(by_cand)
+    rivals: list[tuple[str, Any]] = [(n, by_cand[n]) for n in names] + list(flat.items())
+    for a in names:
+        for b, rival in rivals:
+            if b == a:
+                continue
+            x = crossing(by_cand[a], rival)
+            if x is None or x.n is None:
+                continue
+            if x.n <= min(p.size for p in by_cand[a]) and x.found > 0.95:
+                continue  # ahead from the first point: nothing to overtake
+            interval = (
+                f"{x.low:,}–{x.high:,}" if x.low is not None and x.high is not None else "none"
+            )
+            where = "within the sizes trained" if x.observed else "extrapolated beyond them"
+            lines.append(
+                f"{a} overtakes {b} at ~{x.n:,} training examples (95% interval {interval}; "
+                f"{x.found:.0%} of refits cross; {where})"
+            )
+    return table, lines
+
+
+@click.command()
+@project_option
+@click.option("-c", "--candidate", "candidates", multiple=True, help="Only this candidate.")
+@click.option(
+    "--sizes",
+    default="25,50,100,200,500,1000",
+    show_default=True,
+    help="Training-subset sizes; the full train split is always the last point.",
+)
+@click.option("--draws", default=3, show_default=True, type=click.IntRange(1, 20))
+def curve(project_dir: str, candidates: tuple[str, ...], sizes: str, draws: int) -> None:
+    """Train candidates on growing subsets and show where one overtakes another.
+
+    \b
+    Points are stored like any result: a second call trains nothing already trained.
+    adaptlab curve -p my-task
+    adaptlab curve -p my-task -c finetune -c few-shot-8 --sizes 25,100,400 --draws 5
+    """
+    from adaptlab import summarize_project
+    from adaptlab.cli.progress import RichProgress
+    from adaptlab.decide.curves import run_curves
+    from adaptlab.project import Project
+
+    project = Project.load(project_dir)
+    with RichProgress(console) as progress:
+        points = run_curves(
+            project,
+            candidates=list(candidates) or None,
+            sizes=_sizes(sizes),
+            draws=draws,
+            progress=progress,
+        )
+    curved = {p.candidate for p in points}
+    flat: dict[str, float] = {}
+    try:
+        summary = summarize_project(project)
+        flat = {c.name: c.quality for c in summary.candidates if c.name not in curved}
+    except Exception:  # no run yet: only the curves themselves
+        pass
+    table, lines = curve_summary(points, flat)
+    console.print(table)
+    for line in lines:
+        console.print(line, markup=False)

@@ -1,0 +1,336 @@
+"""Learning curves: quality against the number of labelled training examples.
+
+Each candidate that learns from the train split (a fine-tune, kNN, few-shot, the
+TF-IDF baseline) is trained again on growing subsets of it, several draws per size,
+and scored on the test split. Subsets are stratified by label and nested within a
+draw (the 50 of draw 1 hold its 25), which is the usual design for learning curves.
+Every point is an ordinary result in the run store, keyed like any other (the subset
+enters the split fingerprint), so a point is never trained twice.
+
+The curve fitted through the points is the inverse power law
+``q(N) = a - b * N^(-c)`` (Figueroa et al. 2012, "Predicting sample size required for
+classification performance", BMC Med. Inform. Decis. Mak. 12:8), fitted with
+scipy's ``curve_fit``. Where one candidate's curve overtakes another's is found on a
+log grid of N; its interval comes from refitting on bootstrap resamples of the draws
+at each size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from adaptlab.config import CandidateConfig
+    from adaptlab.data import Example, Split
+    from adaptlab.project import Project
+    from adaptlab.store import RunStore
+    from adaptlab.strategies.base import ProgressSink
+
+DEFAULT_SIZES = (25, 50, 100, 200, 500, 1000)
+GRID = np.unique(np.round(np.logspace(1, 6, 400)).astype(int))  # N from 10 to 1,000,000
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One trained subset: ``size`` examples, draw ``draw``, its test quality."""
+
+    candidate: str
+    size: int
+    draw: int
+    quality: float
+    key: str
+
+
+@dataclass(frozen=True)
+class PowerLaw:
+    """``q(N) = a - b * N^(-c)``; ``a`` is the quality the curve levels off at."""
+
+    a: float
+    b: float
+    c: float
+
+    def __call__(self, n: Any) -> Any:
+        return self.a - self.b * np.power(np.asarray(n, dtype=float), -self.c)
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """Where ``candidate``'s fitted curve passes ``rival``'s, in training examples.
+
+    ``n`` is from the fit on all points (None: not within 10..1,000,000 examples);
+    ``low``/``high`` the percentile interval over bootstrap refits that found a
+    crossing, ``found`` the share of them that did; ``observed`` whether ``n`` lies
+    within the sizes actually trained (else it is an extrapolation).
+    """
+
+    candidate: str
+    rival: str
+    n: int | None
+    low: int | None
+    high: int | None
+    found: float
+    observed: bool
+
+
+def learns_from_train(cand: CandidateConfig) -> bool:
+    """Whether a candidate's quality depends on how many labelled examples it gets."""
+    from adaptlab.strategies import get_strategy
+
+    cls = get_strategy(cand.strategy)
+    options = cls.Options.model_validate(cand.params)
+    if cls.trains_weights or cls.route == "rag":
+        return True
+    return bool(getattr(options, "k", 0) or getattr(options, "shots", 0))
+
+
+def nested_subsets(
+    train: Sequence[Example], sizes: Sequence[int], draw: int, seed: int, stratified: bool
+) -> dict[int, list[Example]]:
+    """``{size: examples}`` for one draw; each size holds every smaller one.
+
+    Stratified: each label keeps its share of the train split (at least one example per
+    label once ``size`` reaches the number of labels). Sizes at or above the train
+    split's size are left out (the full run is that point).
+    """
+    rng = random.Random(f"{seed}:{draw}")
+    if not stratified:
+        order = list(train)
+        rng.shuffle(order)
+        return {n: order[:n] for n in sizes if n < len(train)}
+    by_label: dict[str, list[Example]] = defaultdict(list)
+    for ex in train:
+        by_label[ex.label].append(ex)
+    for label in sorted(by_label):
+        rng.shuffle(by_label[label])
+    out = {}
+    for n in sizes:
+        if n >= len(train):
+            continue
+        share = {k: len(v) / len(train) for k, v in by_label.items()}
+        take = {k: max(1 if n >= len(by_label) else 0, math.floor(n * s)) for k, s in share.items()}
+        # hand the remainder to the labels with the largest fractional parts
+        rest = n - sum(take.values())
+        for k in sorted(share, key=lambda k: (-(n * share[k] % 1), k))[: max(rest, 0)]:
+            take[k] += 1
+        out[n] = [ex for k in sorted(by_label) for ex in by_label[k][: take[k]]]
+    return out
+
+
+def _subsplit(split: Split, subset: list[Example], size: int, draw: int) -> Split:
+    fp = hashlib.sha256(json.dumps([split.fingerprint, size, draw]).encode()).hexdigest()[:16]
+    return dataclasses.replace(split, train=subset, fingerprint=fp)
+
+
+def run_curves(
+    project: Project,
+    *,
+    candidates: Sequence[str] | None = None,
+    sizes: Sequence[int] = DEFAULT_SIZES,
+    draws: int = 3,
+    progress: ProgressSink | None = None,
+) -> list[CurvePoint]:
+    """Train and score every (candidate, size, draw) not yet in the store; all points.
+
+    Timing is left out of curve points (no latency samples, one timing pass, no
+    consistency samples): they measure quality only. Raises ConfigError for a named
+    candidate that does not exist or does not learn from the train split.
+    """
+    from adaptlab.errors import ConfigError
+    from adaptlab.runner import _Models, result_key, run_candidate
+    from adaptlab.store import RunStore
+    from adaptlab.store.lock import RunLock
+    from adaptlab.strategies.base import ProgressSink
+
+    progress = progress or ProgressSink()
+    cfg = project.config
+    by_name = {c.name: c for c in cfg.candidates}
+    for name in candidates or ():
+        if name not in by_name:
+            raise ConfigError(
+                f"no candidate named {name}",
+                file=project.root / "adaptlab.yaml",
+                fix="choose from: " + ", ".join(by_name),
+            )
+        if not learns_from_train(by_name[name]):
+            raise ConfigError(
+                f"candidate '{name}' does not learn from the train split: its curve is flat",
+                file=project.root / "adaptlab.yaml",
+                fix="name a fine-tune, kNN, few-shot or tfidf-lr candidate",
+            )
+    chosen = (
+        [by_name[n] for n in candidates]
+        if candidates
+        else [c for c in cfg.candidates if learns_from_train(c)]
+    )
+    quiet = cfg.model_copy(
+        update={
+            "evaluation": cfg.evaluation.model_copy(
+                update={"latency_samples": 0, "timing_repeats": 1, "consistency_samples": 0}
+            )
+        }
+    )
+    measured = dataclasses.replace(project, config=quiet)
+    split = project.split()
+    stratified = cfg.task == "classification"
+    subsets = {d: nested_subsets(split.train, sizes, d, cfg.seed, stratified) for d in range(draws)}
+    plan = [
+        (cand, n, d, _subsplit(split, subset, n, d))
+        for cand in chosen
+        for d in range(draws)
+        for n, subset in subsets[d].items()
+    ]
+    project.prepare_state()
+    models = _Models(measured)
+    points: list[CurvePoint] = []
+    with (
+        RunLock(project.run_lock_path).acquire(lambda holder: None),
+        RunStore(project.store_path) as store,
+    ):
+        todo = [p for p in plan if not store.has_result(result_key(measured, p[0], p[3]))]
+        with progress.task("learning-curve points", len(todo)) as advance:
+            for cand, n, d, sub in plan:
+                key = result_key(measured, cand, sub)
+                if not store.has_result(key):
+                    run_candidate(measured, cand, sub, key, models, store, progress)
+                    advance(1)
+                store.add_curve_point(split.fingerprint, cand.name, n, d, key)
+        for cand in chosen:  # the full train split is the last point: the run's own result
+            key = result_key(project, cand, split)
+            if store.has_result(key):
+                store.add_curve_point(split.fingerprint, cand.name, len(split.train), 0, key)
+        models.close()
+        points = curve_points(store, split.fingerprint, project)
+    return points
+
+
+def curve_points(store: RunStore, fingerprint: str, project: Project) -> list[CurvePoint]:
+    """Every stored point of this split, scored on test (quality = the primary metric)."""
+    from adaptlab.evaluation.llm_costs import sane_row
+    from adaptlab.evaluation.scoring import Scorer
+
+    scorer = Scorer(project.config, llm_cache=project.llm_cache_path)
+    out = []
+    try:
+        for name, size, draw, key in store.curve_points(fingerprint):
+            rows = [sane_row(r) for r in store.predictions(key)]
+            if rows:
+                out.append(CurvePoint(name, size, draw, scorer.score(rows).ci.estimate, key))
+    finally:
+        scorer.close()
+    return out
+
+
+def fit_power_law(sizes: Sequence[float], values: Sequence[float]) -> PowerLaw | None:
+    """Least-squares fit of ``a - b N^-c`` (a in [0, 1], b >= 0, c in [0.01, 2]); None
+    when fewer than three distinct sizes or the fit does not converge."""
+    from scipy.optimize import curve_fit  # type: ignore[import-untyped]
+
+    x = np.asarray(sizes, dtype=float)
+    y = np.asarray(values, dtype=float)
+    if len(set(x.tolist())) < 3:
+        return None
+
+    def f(n: np.ndarray, a: float, b: float, c: float) -> Any:
+        return a - b * np.power(n, -c)
+
+    try:
+        params, _ = curve_fit(
+            f,
+            x,
+            y,
+            p0=(min(1.0, float(y.max()) + 0.05), 1.0, 0.5),
+            bounds=([0.0, 0.0, 0.01], [1.0, 100.0, 2.0]),
+            maxfev=20_000,
+        )
+    except (RuntimeError, ValueError):
+        return None
+    return PowerLaw(*(float(p) for p in params))
+
+
+def _first_pass(a: PowerLaw, b: PowerLaw | float) -> int | None:
+    """Smallest N on the grid from which ``a`` stays above ``b``."""
+    qa = a(GRID)
+    qb = b(GRID) if isinstance(b, PowerLaw) else np.full(GRID.shape, float(b))
+    above = qa > qb
+    if not above[-1]:
+        return None
+    below = np.nonzero(~above)[0]
+    return int(GRID[0] if below.size == 0 else GRID[below[-1] + 1])
+
+
+def _by_size(points: Sequence[CurvePoint]) -> dict[int, list[float]]:
+    out: dict[int, list[float]] = defaultdict(list)
+    for p in points:
+        out[p.size].append(p.quality)
+    return dict(sorted(out.items()))
+
+
+def crossing(
+    candidate: Sequence[CurvePoint],
+    rival: Sequence[CurvePoint] | float,
+    *,
+    confidence: float = 0.95,
+    resamples: int = 200,
+    seed: int = 0,
+) -> Crossing | None:
+    """Where ``candidate``'s curve overtakes ``rival``'s (a curve, or a flat quality such as
+    a zero-shot candidate's); None when either curve cannot be fitted."""
+    cand = _by_size(candidate)
+    fit_a = fit_power_law(*_flatten(cand))
+    if fit_a is None:
+        return None
+    name_a = candidate[0].candidate
+    if isinstance(rival, float | int):
+        rival_sizes: dict[int, list[float]] | None = None
+        fit_b: PowerLaw | float = float(rival)
+        name_b = "flat"
+    else:
+        rival_sizes = _by_size(rival)
+        fitted = fit_power_law(*_flatten(rival_sizes))
+        if fitted is None:
+            return None
+        fit_b, name_b = fitted, rival[0].candidate
+    n = _first_pass(fit_a, fit_b)
+    rng = np.random.default_rng(seed)
+    found = []
+    for _ in range(resamples):
+        ra = fit_power_law(*_flatten(_resample(cand, rng)))
+        rb: PowerLaw | float | None = (
+            fit_b if rival_sizes is None else fit_power_law(*_flatten(_resample(rival_sizes, rng)))
+        )
+        if ra is None or rb is None:
+            continue
+        hit = _first_pass(ra, rb)
+        found.append(hit)
+    hits = [h for h in found if h is not None]
+    tail = (1 - confidence) / 2 * 100
+    low, high = (
+        (int(np.percentile(hits, tail)), int(np.percentile(hits, 100 - tail)))
+        if hits
+        else (None, None)
+    )
+    sizes = sorted(cand)
+    observed = n is not None and sizes[0] <= n <= sizes[-1]
+    return Crossing(
+        name_a, name_b, n, low, high, len(hits) / len(found) if found else 0.0, observed
+    )
+
+
+def _flatten(by_size: dict[int, list[float]]) -> tuple[list[float], list[float]]:
+    xs = [float(n) for n, vs in by_size.items() for _ in vs]
+    ys = [v for vs in by_size.values() for v in vs]
+    return xs, ys
+
+
+def _resample(by_size: dict[int, list[float]], rng: np.random.Generator) -> dict[int, list[float]]:
+    return {n: list(rng.choice(vs, size=len(vs), replace=True)) for n, vs in by_size.items()}
