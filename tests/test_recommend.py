@@ -82,11 +82,23 @@ def test_tie_goes_to_the_clearly_cheaper(tmp_path: Path) -> None:
 def test_costs_within_tolerance_count_as_equal(tmp_path: Path) -> None:
     # 'good' costs 10% more: inside the default 25% tolerance, so accuracy decides
     spec = {"cheap": (186, 1.0, 0.0), "good": (190, 1.1, 0.0)}
-    s = _store(tmp_path / "a", spec)
+    s = _store(tmp_path / "a", spec, negligible_usd=0.0)
     assert s.recommendation.winner == "good"
     assert "within 25%" in s.recommendation.reasons[0]
-    # with no tolerance the cheaper one is picked
-    assert _store(tmp_path / "b", spec, tie_tolerance=0.0).recommendation.winner == "cheap"
+    assert s.recommendation.kind == "best-of-equal-cost"
+    # with no tolerance (and no negligible amount) the cheaper one is picked
+    cheap = _store(tmp_path / "b", spec, tie_tolerance=0.0, negligible_usd=0.0)
+    assert cheap.recommendation.winner == "cheap"
+
+
+def test_a_negligible_cost_difference_does_not_buy_the_weaker_candidate(tmp_path: Path) -> None:
+    # 4x the cost per request, but 60 against 240 USD a year: over the 100 USD that counts
+    spec = {"cheap": (186, 1.0, 0.0), "good": (190, 4.0, 0.0)}
+    assert _store(tmp_path / "a", spec).recommendation.winner == "cheap"
+    # at a tenth of the volume the difference is 18 USD a year: negligible, quality decides
+    s = _store(tmp_path / "b", spec, monthly_requests=10_000)
+    assert s.recommendation.winner == "good"
+    assert "which no budget notices" in s.recommendation.reasons[0]
 
 
 def test_cost_arithmetic(tmp_path: Path) -> None:

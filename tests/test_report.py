@@ -25,6 +25,8 @@ CONFIG: dict[str, Any] = {
         {"name": "tuned", "strategy": "finetune"},
     ],
     "evaluation": {"bootstrap_resamples": 200},
+    # these fractions of a cent should decide a tie here: no amount is negligible
+    "cost": {"negligible_usd": 0.0},
 }
 N = 30
 GOLD = [LABELS[i % 3] for i in range(N)]

@@ -213,7 +213,7 @@ def sig(x: float, digits: int = 2) -> str:
 
     if x != x or x in (float("inf"), float("-inf")):
         return "–"
-    if abs(x) >= 10 ** digits:
+    if abs(x) >= 10**digits:
         return f"{round(x, digits - len(str(int(abs(x))))):,.0f}"
     return str(
         np.format_float_positional(x, precision=digits, unique=False, fractional=False, trim="-")

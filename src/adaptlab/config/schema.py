@@ -278,6 +278,12 @@ class CostConfig(_Strict):
         description="Costs within this share of the cheapest count as equal (CPU timings "
         "are noisy); among candidates tied on quality and cost the more accurate wins.",
     )
+    negligible_usd: float = Field(
+        default=100.0,
+        ge=0,
+        description="Cost differences below this many USD over the whole horizon count as "
+        "none: among candidates tied on quality the better scoring one wins.",
+    )
     labelling_usd_per_example: float = Field(
         default=0.0,
         ge=0,

@@ -8,7 +8,8 @@
    rival is significant after Holm's correction for the several comparisons; else the
    candidates within noise of it are tied, and the one with the lowest total cost over
    the horizon at the forecast volume wins (costs within ``cost.tie_tolerance`` of the
-   cheapest count as equal, and the better scoring of those wins).
+   cheapest, or less than ``cost.negligible_usd`` above it over the horizon, count as
+   equal, and the better scoring of those wins).
 3. The seeds' rules of thumb (PRODUCT.md) are stated as priors beside the verdict,
    with whether the measurement agrees; they never overrule it.
 4. "What would change it": the break-even volumes against the tied rivals (where the
@@ -55,7 +56,8 @@ class BreakEven:
 
 @dataclass
 class Recommendation:
-    """The verdict: ``kind`` is "significant", "cheapest-within-noise" or "only-candidate"."""
+    """The verdict: ``kind`` is "significant", "cheapest-within-noise", "best-of-equal-cost"
+    (tied on quality, costs equal within tolerance or negligible) or "only-candidate"."""
 
     winner: str
     kind: str
@@ -284,7 +286,11 @@ def recommend(
     # Per-request cost comes from CPU time over a second or two of work, which moves by
     # 10-20% between runs; costs that close are one cost, and among them the better
     # scoring candidate is the better buy (else the pick would flip from run to run).
-    cheap = [c for c in tied if total(c) <= low * (1 + tolerance)]
+    # A difference no budget would notice (under cost.negligible_usd over the horizon) is
+    # no reason to give up quality either: with a small validation split nearly every
+    # candidate is "within noise", and fractions of a cent must not pick the weakest.
+    negligible = cfg.cost.negligible_usd
+    cheap = [c for c in tied if total(c) <= low * (1 + tolerance) or total(c) - low <= negligible]
     pick = max(cheap, key=lambda c: (c.selection_ci.estimate, -total(c)))
     tied_names = ", ".join(c.name for c in tied if c is not pick)
     vs = ""
@@ -299,10 +305,13 @@ def recommend(
     better = "more accurate one" if info.key == "accuracy" else f"one with the higher {info.name}"
     if total(pick) > low:
         cheapest = min(cheap, key=total)
+        if total(pick) - low <= negligible:
+            why = f"less than {usd(negligible)} more over {months} months, which no budget notices"
+        else:
+            why = f"within {tolerance:.0%} of it, which is measurement noise"
         cost_reason = (
-            f"its cost, {cost_text}, is within {tolerance:.0%} of the cheapest "
-            f"({cheapest.name}, {usd(total(cheapest))}), which is measurement noise, so "
-            f"the {better} is recommended"
+            f"its cost, {cost_text}, is {why} (the cheapest is {cheapest.name}, "
+            f"{usd(total(cheapest))}), so the {better} is recommended"
         )
     else:
         cost_reason = f"it is the cheapest of them: {cost_text}"
@@ -326,7 +335,7 @@ def recommend(
         )
     return Recommendation(
         pick.name,
-        "cheapest-within-noise",
+        "cheapest-within-noise" if total(pick) <= low else "best-of-equal-cost",
         reasons,
         profile_rules(cfg, n_train, pick),
         changes,

@@ -38,6 +38,12 @@ KINDS = {
         "No candidate is significantly better in {metric} than all the others, so the "
         "cheapest one that is statistically tied with the best wins.",
     ),
+    "best-of-equal-cost": (
+        "best of equal cost",
+        "No candidate is significantly better in {metric} than all the others, and their "
+        "costs differ by no amount that matters (cost.tie_tolerance, cost.negligible_usd), "
+        "so the one with the best {metric} on validation wins.",
+    ),
     "only-candidate": (
         "only candidate",
         "The run holds a single candidate, so nothing was compared.",
