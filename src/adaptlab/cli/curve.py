@@ -24,6 +24,7 @@ def curve_summary(points: list[Any], flat: dict[str, float]) -> tuple[Any, list[
     from collections import defaultdict
 
     from rich.table import Table
+    from rich.text import Text
 
     from adaptlab.decide.curves import crossing, fit_power_law
 
@@ -31,8 +32,10 @@ def curve_summary(points: list[Any], flat: dict[str, float]) -> tuple[Any, list[
     for p in points:
         by_cand[p.candidate].append(p)
     sizes = sorted({p.size for p in points})
-    table = Table(title="learning curves: test quality by training examples (mean [min–max])")
-    table.add_column("candidate")
+    table = Table(
+        title=Text("learning curves: test quality (%) by training examples, mean [min–max]")
+    )
+    table.add_column("candidate", no_wrap=True)
     for n in sizes:
         table.add_column(f"{n:,}", justify="right")
     table.add_column("levels off at", justify="right")
@@ -48,7 +51,9 @@ def curve_summary(points: list[Any], flat: dict[str, float]) -> tuple[Any, list[
                 mean = sum(vals) / len(vals)
                 cells.append(f"{100 * mean:.1f} [{100 * min(vals):.0f}–{100 * max(vals):.0f}]")
         fit = fit_power_law([p.size for p in pts], [p.quality for p in pts])
-        table.add_row(name, *cells, "–" if fit is None else f"{100 * fit.a:.0f}%")
+        table.add_row(
+            Text(name), *(Text(c) for c in cells), "–" if fit is None else f"{100 * fit.a:.0f}%"
+        )
     lines = []
     names = list(by_cand)
     rivals: list[tuple[str, Any]] = [(n, by_cand[n]) for n in names] + list(flat.items())
@@ -93,6 +98,7 @@ def curve(project_dir: str, candidates: tuple[str, ...], sizes: str, draws: int)
     from adaptlab import summarize_project
     from adaptlab.cli.progress import RichProgress
     from adaptlab.decide.curves import run_curves
+    from adaptlab.errors import AdaptlabError
     from adaptlab.project import Project
 
     project = Project.load(project_dir)
@@ -104,12 +110,16 @@ def curve(project_dir: str, candidates: tuple[str, ...], sizes: str, draws: int)
             draws=draws,
             progress=progress,
         )
-    curved = {p.candidate for p in points}
+    from adaptlab.decide.curves import learns_from_train
+
+    # Rivals drawn flat are those whose quality does not depend on the train split's size
+    # (zero-shot prompts); a fine-tune left out of the curves is not flat, so not drawn.
+    static = {c.name for c in project.config.candidates if not learns_from_train(c)}
     flat: dict[str, float] = {}
     try:
         summary = summarize_project(project)
-        flat = {c.name: c.quality for c in summary.candidates if c.name not in curved}
-    except Exception:  # no run yet: only the curves themselves
+        flat = {c.name: c.quality for c in summary.candidates if c.name in static}
+    except AdaptlabError:  # no run yet: only the curves themselves
         pass
     table, lines = curve_summary(points, flat)
     console.print(table)
