@@ -95,7 +95,8 @@ class Project:
             self._data = (examples, test)
         return self._data
 
-    def check_data(self) -> DataReport:
+    def check_data(self, *, language: bool = True) -> DataReport:
+        """Every data check; ``language=False`` leaves out the (warning-only) language guess."""
         examples, test = self.load_data()
         report = check_examples(
             examples,
@@ -104,9 +105,9 @@ class Project:
             conflicts=self.config.data.conflicts,
             task=self.config.task,
         )
-        language = self.language_issue([ex.text for ex in examples])
-        if language is not None:
-            report.issues.append(language)
+        found = self.language_issue([ex.text for ex in examples]) if language else None
+        if found is not None:
+            report.issues.append(found)
         return report
 
     def language_issue(self, texts: list[str]) -> Issue | None:
@@ -137,7 +138,7 @@ class Project:
 
     def split(self) -> Split:
         """Validate, then split; raises DataError before anything is written."""
-        self.check_data().raise_on_errors()
+        self.check_data(language=False).raise_on_errors()  # errors only; run_project warns
         examples, test = self.load_data()
         d = self.config.data
         return split_examples(

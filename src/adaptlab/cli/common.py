@@ -206,22 +206,10 @@ def fitted_table(
     return FittedTable(title, name_header, columns, rows, width)
 
 
-def sig(x: float, digits: int = 2) -> str:
-    """``x`` to ``digits`` significant digits, never in exponent form: a cost from a few
-    seconds of timing supports two digits, not ten (0.000022, 1,300)."""
-    import numpy as np
-
-    if x != x or x in (float("inf"), float("-inf")):
-        return "–"
-    if abs(x) >= 10**digits:
-        return f"{round(x, digits - len(str(int(abs(x))))):,.0f}"
-    return str(
-        np.format_float_positional(x, precision=digits, unique=False, fractional=False, trim="-")
-    )
-
-
 def results_table(summary: RunSummary, width: int | None = None) -> Any:
     """The rich table `run`, `demo` and `report` print; fits an 80-column terminal."""
+    from adaptlab.decide.recommend import sig
+
     rec = summary.recommendation
     info = summary.metric_info
     name = _SHORT.get(info.key, info.name)

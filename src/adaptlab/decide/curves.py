@@ -183,12 +183,12 @@ def run_curves(
     split = project.split()
     stratified = cfg.task == "classification"
     subsets = {d: nested_subsets(split.train, sizes, d, cfg.seed, stratified) for d in range(draws)}
-    plan = [
-        (cand, n, d, _subsplit(split, subset, n, d))
-        for cand in chosen
-        for d in range(draws)
-        for n, subset in subsets[d].items()
-    ]
+    plan = []
+    for cand in chosen:
+        for d in range(draws):
+            for n, subset in subsets[d].items():
+                sub = _subsplit(split, subset, n, d)
+                plan.append((cand, n, d, sub, result_key(measured, cand, sub)))
     project.prepare_state()
     models = _Models(measured)
     points: list[CurvePoint] = []
@@ -196,11 +196,10 @@ def run_curves(
         RunLock(project.run_lock_path).acquire(lambda holder: None),
         RunStore(project.store_path) as store,
     ):
-        todo = [p for p in plan if not store.has_result(result_key(measured, p[0], p[3]))]
+        todo = {p[4] for p in plan if not store.has_result(p[4])}
         with progress.task("learning-curve points", len(todo)) as advance:
-            for cand, n, d, sub in plan:
-                key = result_key(measured, cand, sub)
-                if not store.has_result(key):
+            for cand, n, d, sub, key in plan:
+                if key in todo:
                     run_candidate(measured, cand, sub, key, models, store, progress)
                     advance(1)
                 store.add_curve_point(split.fingerprint, cand.name, n, d, key)

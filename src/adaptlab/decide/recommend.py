@@ -73,13 +73,23 @@ def pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def sig(x: float, digits: int = 2) -> str:
+    """``x`` to ``digits`` significant digits, never in exponent form: a cost from a few
+    seconds of timing supports two digits, not ten (0.000022, 1,300)."""
+    import numpy as np
+
+    if x != x or x in (float("inf"), float("-inf")):
+        return "–"
+    if abs(x) >= 10**digits:
+        return f"{round(x, digits - len(str(int(abs(x))))):,.0f}"
+    return str(
+        np.format_float_positional(x, precision=digits, unique=False, fractional=False, trim="-")
+    )
+
+
 def usd(x: float) -> str:
-    """Money to two significant digits: what a timing of a few seconds supports."""
-    if x == 0:
-        return "0 USD"
-    if abs(x) >= 100:
-        return f"{x:,.0f} USD"
-    return f"{x:.2g} USD"
+    """Money to two significant digits (:func:`sig`): what a timing of seconds supports."""
+    return f"{sig(x)} USD"
 
 
 def volume_text(v: float) -> str:

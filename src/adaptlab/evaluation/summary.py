@@ -123,7 +123,9 @@ class CandidateSummary:
     val_columns: np.ndarray | None = None
     val_n: int = 0
     selected_on: str = "val"  # "test" when a candidate of the run has no val answers
-    vs_chosen: PairedTest | None = None  # chosen candidate vs this one, on the selection split
+    # The best scoring candidate on the selection split vs this one (None for that one and
+    # for candidates the profile ruled out, which are not compared).
+    vs_chosen: PairedTest | None = None
     p_holm: float | None = None  # its Holm-adjusted p-value
     p_holm_test: float | None = None  # vs_best's (test) Holm-adjusted p-value
     # Measurement quality: the median latency's interval, the CPU cost's range over
@@ -495,10 +497,6 @@ def summarize(
         c.vs_best = compare(best, c, cfg)
     for c, p in zip(others, holm([c.vs_best.p_value for c in others if c.vs_best]), strict=True):
         c.p_holm_test = p
-    if selected_on == "val" and any(c.vs_chosen is None for c in others):
-        for c in others:  # candidates ruled out by the profile were not compared: compare now
-            if c.vs_chosen is None:
-                c.vs_chosen = compare(best, c, cfg, split="selection")
     mdd = None
     if others:
         runner_up = max(others, key=lambda c: c.selection_ci.estimate)
