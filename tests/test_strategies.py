@@ -87,6 +87,29 @@ def test_frozen_strategies_beat_chance(
     assert _accuracy(strategy, test) >= floor
 
 
+def test_rag_validation_answers_never_find_the_validation_examples(
+    backend: Any, splits: Any, tmp_path: Path
+) -> None:
+    """The kNN indexes train + val for the test answers; val answers see train only.
+
+    Otherwise every validation input finds itself at similarity 1 and the candidate is
+    chosen on inflated figures (BANKING77: 93.5% on val, 91.6% on test).
+    """
+    train, val, test = splits
+    both = _make("rag", backend, tmp_path, top_k=1)
+    both.fit(train, val)
+    train_only = _make("rag", backend, tmp_path, top_k=1, include_val=False)
+    train_only.fit(train, val)
+    texts = [e.text for e in val]
+    # With top_k=1 an input in the index answers its own label: val scored on the full
+    # index would be perfect, which is the leak this guards against.
+    assert [p.label for p in both.predict(texts)] == [e.label for e in val]
+    assert both.predict_val(texts) == train_only.predict(texts)
+    assert both.predict_val(texts) != both.predict(texts)
+    # Test answers still use every labelled example.
+    assert both.info["indexed"] == len(train) + len(val)
+
+
 def test_few_shot_uses_k_per_class(backend: Any, splits: Any, tmp_path: Path) -> None:
     train, val, _ = splits
     strategy = _make("few-shot", backend, tmp_path, k=3)

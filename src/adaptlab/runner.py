@@ -89,6 +89,8 @@ def result_key(project: Project, cand: CandidateConfig, split: Split) -> str:
         "split": split.fingerprint,
         "seed": cfg.seed,
     }
+    if cls.revision:
+        payload["revision"] = cls.revision
     # Lists, not dicts: _hash sorts dict keys, and label order is the class index order.
     if "label_descriptions" in cls.reads:
         payload["labels"] = [[name, desc] for name, desc in cfg.labels.items()]
@@ -141,13 +143,16 @@ def _predict_timed(
     batch_size: int,
     progress: ProgressSink,
     description: str = "predicting",
+    *,
+    val: bool = False,
 ) -> tuple[list[Any], float, float]:
     preds: list[Any] = []
+    predict = strategy.predict_val if val else strategy.predict
     wall, cpu = time.perf_counter(), time.process_time()
     with progress.task(description, len(texts)) as advance:
         for start in range(0, len(texts), batch_size):
             batch = texts[start : start + batch_size]
-            out = strategy.predict(batch)
+            out = predict(batch)
             if len(out) != len(batch):
                 raise RuntimeError(
                     f"strategy '{strategy.name}' returned {len(out)} predictions for "
@@ -255,10 +260,12 @@ def run_candidate(
     if not val_texts:
         val_preds: list[Any] = []
     elif cls.generative:
-        val_preds = strategy.predict(val_texts)
+        val_preds = strategy.predict_val(val_texts)
     else:
         batch = ctx.encoder.batch_size if ctx.backend is not None else 64
-        val_preds = _predict_timed(strategy, val_texts, batch, progress, "predicting val")[0]
+        val_preds = _predict_timed(
+            strategy, val_texts, batch, progress, "predicting val", val=True
+        )[0]
     val_rows = _rows(split.val, val_preds, [None] * len(val_preds))
     consistency = _consistency(strategy, texts, cfg.evaluation)
     if ctx.llm is not None:

@@ -164,6 +164,9 @@ class Strategy(ABC):
     #: editing what a strategy does not read keeps its stored result. The default
     #: assumes everything; declare less only for what the strategy truly ignores.
     reads: ClassVar[frozenset[str]] = frozenset({"label_names", "label_descriptions", "encoder"})
+    #: Bumped when a fix changes this strategy's answers; it enters the result key, so
+    #: only this strategy's stored results are recomputed.
+    revision: ClassVar[int] = 0
 
     @classmethod
     def needs_encoder(cls, options: StrategyOptions) -> bool:
@@ -192,6 +195,17 @@ class Strategy(ABC):
     @abstractmethod
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         """One prediction per text, in order; never fewer."""
+
+    def predict_val(self, texts: Sequence[str]) -> list[Prediction]:
+        """Answers to the validation inputs, as a model that never saw their labels.
+
+        Candidates are chosen on these answers, so a strategy that keeps the
+        validation examples themselves (a kNN index over train + val) must hide them
+        here; otherwise each input would find itself. Early stopping or a
+        hyper-parameter chosen on val is allowed (the usual protocol) and is the
+        default: :meth:`predict`.
+        """
+        return self.predict(texts)
 
     def predict_samples(self, texts: Sequence[str], n: int) -> list[list[Prediction]]:
         """``n`` independent predictions per text (consistency); ``[sample][text]``."""

@@ -17,6 +17,8 @@ class Rag(Strategy):
     route: ClassVar[str] = "rag"
     reads: ClassVar[frozenset[str]] = frozenset({"label_names", "encoder"})  # no descriptions
     Options = RagOptions
+    #: 1: validation answers no longer find the validation examples in the index.
+    revision: ClassVar[int] = 1
 
     def fit(self, train: Sequence[Example], val: Sequence[Example]) -> None:
         import numpy as np
@@ -27,14 +29,22 @@ class Rag(Strategy):
         self._index = self.ctx.embed([ex.text for ex in indexed], description="indexing")
         names = self.label_names
         self._labels = np.array([names.index(ex.label) for ex in indexed])
+        self._n_train = len(train)  # the validation examples, if indexed, come after
         self.info["indexed"] = len(indexed)
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        return self._vote(texts, self._index.shape[0])
+
+    def predict_val(self, texts: Sequence[str]) -> list[Prediction]:
+        """Vote among the train examples only: a validation input would find itself."""
+        return self._vote(texts, self._n_train)
+
+    def _vote(self, texts: Sequence[str], n_indexed: int) -> list[Prediction]:
         import numpy as np
 
         opts = self.options
         assert isinstance(opts, RagOptions)
-        sims = self.ctx.encoder.embed(texts) @ self._index.T
+        sims = self.ctx.encoder.embed(texts) @ self._index[:n_indexed].T
         k = min(opts.top_k, sims.shape[1])
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         names = self.label_names
