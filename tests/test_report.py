@@ -165,3 +165,100 @@ def test_write_report_is_atomic_and_creates_folders(store: RunStore, tmp_path: P
     assert out == target
     assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert [p.name for p in target.parent.iterdir()] == ["report.html"]  # no temp file left
+
+
+def test_disagreement_browser_lists_the_examples_the_candidates_answer_differently(
+    store: RunStore,
+) -> None:
+    from adaptlab.report.html import disagreements
+
+    summary, page = _render(store)
+    rows, total = disagreements(summary)
+    # zero is right on e0..e17, rag on e0..e23, tuned on e0..e26 (e27 unread); on e28 and
+    # e29 all three give the same wrong label, so they agree.
+    assert total == 10
+    assert sorted(int(r["id"][1:]) for r in rows) == list(range(18, 28))
+    # The winner's (rag's) mistakes first.
+    assert {r["id"] for r in rows[:4]} == {"e24", "e25", "e26", "e27"}
+    assert all(not r["winner_right"] for r in rows[:4])
+    e27 = next(r for r in rows if r["id"] == "e27")
+    assert [a["answer"] for a in e27["answers"]] == [_wrong(GOLD[27])] * 2 + [""]
+    for i in range(30):
+        assert (f'data-example="e{i}"' in page) == (18 <= i <= 27), i
+    assert "2 of 3 right" in page  # e18..e23: zero is wrong, rag and tuned right
+    rows_small, total_small = disagreements(summary, limit=3)
+    assert total_small == 10 and len(rows_small) == 3
+
+
+def test_prompts_section_shows_the_template_version_and_the_prompt_escaped(
+    store: RunStore,
+) -> None:
+    summary = summarize(store)
+    _, page = _render(store)
+    assert "No candidate prompts a language model" in page
+    summary.candidates[0].info.update(
+        template="classify",
+        template_version="3f2a9c1d",
+        prompt_example=[{"role": "user", "content": "<input>my card </input><script>"}],
+    )
+    page = render_report(summary)
+    section = page[page.index('id="prompts"') :]
+    assert "3f2a9c1d" in section
+    assert "&lt;input&gt;my card &lt;/input&gt;&lt;script&gt;" in section
+    assert "<script>" not in page
+
+
+def test_learning_curves_render_with_their_crossing(store: RunStore) -> None:
+    """Stored curve points of the run's split reach the summary, the plot and the text."""
+    tuned = [9, 15, 20, 23]  # correct answers of 30 at 5, 10, 20, 40 examples
+    for d, offset in enumerate((0, 1)):
+        for size, correct in zip((5, 10, 20, 40), tuned, strict=True):
+            key = f"curve-{size}-{d}"
+            preds = _predictions(min(N, correct + offset))
+            result = ResultRow(key, "tuned", "finetune", {}, 1.0, 1.0, 1.0, 1.0, N, True, {})
+            rows = [
+                PredictionRow(f"e{i}", f"text {i}", g, p, None, None)
+                for i, (g, p) in enumerate(zip(GOLD, preds, strict=True))
+            ]
+            store.save_result(result, rows, [])
+            store.add_curve_point("x", "tuned", size, d, key)
+    summary, page = _render(store)
+    lc = summary.learning
+    assert lc is not None and lc.n_train == 60
+    assert {p.size for p in lc.points} == {5, 10, 20, 40}
+    assert lc.flat == {"zero": pytest.approx(0.6)}  # zero-shot does not learn from train
+    over = [x for x in lc.crossings if x.candidate == "tuned" and x.rival == "zero"]
+    assert over and over[0].n is not None and 10 < over[0].n < 20
+    section = page[page.index('id="learning"') : page.index('id="disagreements"')]
+    assert "<svg" in section and "tuned overtakes zero at ~" in section
+    assert "No learning curve stored" not in page
+
+
+def test_report_open_says_so_when_no_browser_is_available(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import webbrowser
+
+    from adaptlab.cli.report import open_in_browser
+
+    page = tmp_path / "report.html"
+    page.write_text("<!DOCTYPE html>")
+    asked: list[str] = []
+
+    def no_browser(url: str) -> bool:
+        asked.append(url)
+        return False
+
+    monkeypatch.setattr(webbrowser, "open", no_browser)
+    assert open_in_browser(page) is False
+    assert asked == [page.resolve().as_uri()]
+    out = capsys.readouterr().out
+    assert "no browser is available here" in out
+    assert page.resolve().as_uri() in out.splitlines()  # whole, on its own line
+
+    def broken(url: str) -> bool:
+        raise webbrowser.Error("could not locate runnable browser")
+
+    monkeypatch.setattr(webbrowser, "open", broken)
+    assert open_in_browser(page) is False
+    assert "no browser is available here" in capsys.readouterr().out

@@ -1,4 +1,5 @@
-"""Read a user's file only when it is a regular file, and never more than a bound.
+"""Read a user's file only when it is a regular file, and never more than a bound;
+write one whole or not at all.
 
 ``Path.read_bytes()`` of ``/dev/zero`` grows until memory runs out, of a FIFO waits
 forever, and of a folder raises ``IsADirectoryError``; everything adaptlab reads from
@@ -7,8 +8,10 @@ a project (data files, ``adaptlab.yaml``) goes through :func:`read_regular_file`
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 from adaptlab.errors import AdaptlabError
@@ -93,3 +96,27 @@ def _size(n: int) -> str:
     if n >= 1 << 20:
         return f"{n / (1 << 20):,.1f} MB"
     return f"{n:,} bytes"
+
+
+def write_text_atomically(path: Path, text: str, *, newline: str | None = None) -> None:
+    """Write ``text`` to ``path`` so that a reader sees the old file or the new one, never
+    half of one: a temporary file beside it, flushed to disk, then renamed over it.
+
+    ``newline`` is :func:`open`'s (``""`` writes line endings as given, as the csv module
+    needs). The folder is created when missing. Raises ``OSError`` (``IsADirectoryError``
+    when ``path`` is a folder); the CLI turns it into an error naming the file and the fix.
+    """
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the file from whoever it is shared with
+        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

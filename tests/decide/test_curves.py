@@ -97,3 +97,26 @@ def test_curves_are_stored_and_never_trained_twice(tmp_path: Path, example_proje
     bad = run_cli("curve", "-p", str(root), "-c", "zero-shot")
     assert bad.exit_code == 2 and "does not learn from the train split" in bad.output
     assert np.isfinite([p.quality for p in points]).all()
+
+
+def test_curve_changes_name_the_crossings_that_involve_the_winner() -> None:
+    from adaptlab.decide.curves import Crossing, LearningCurves, curve_changes
+
+    crossings = [
+        # a rival expected to pass the winner beyond the 500 train examples
+        Crossing("finetune", "rag-knn", 1_300, 900, 2_100, 0.9, False),
+        # the winner overtook two rivals; the later one is what fewer examples would change
+        Crossing("rag-knn", "few-shot", 40, 20, 60, 1.0, True),
+        Crossing("rag-knn", "zero-shot", 120, 80, 200, 0.95, True),
+        # too unsure (half the refits) and not about the winner: left out
+        Crossing("tfidf", "rag-knn", 3_000, 800, 90_000, 0.5, False),
+        Crossing("tfidf", "few-shot", 300, 200, 400, 1.0, True),
+    ]
+    lines = curve_changes(LearningCurves([], {}, crossings, 500), "rag-knn")
+    assert lines == [
+        "with about 800 more labelled examples (1,300 in all), finetune is expected to pass "
+        "rag-knn (95% interval 900–2,100; extrapolated from the learning curve, 90% of "
+        "refits cross)",
+        "rag-knn overtook zero-shot at ~120 training examples (95% interval 80–200): with "
+        "fewer labelled examples than that, zero-shot would do as well",
+    ]

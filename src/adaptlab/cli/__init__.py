@@ -16,6 +16,7 @@ from adaptlab.cli.common import handle_errors
 from adaptlab.cli.curve import curve
 from adaptlab.cli.data import data
 from adaptlab.cli.decide import decide
+from adaptlab.cli.export import export
 from adaptlab.cli.info import schema, strategies
 from adaptlab.cli.jobs import jobs
 from adaptlab.cli.project import demo, init
@@ -23,6 +24,7 @@ from adaptlab.cli.prompt import prompt
 from adaptlab.cli.rag import rag
 from adaptlab.cli.report import report
 from adaptlab.cli.run import run
+from adaptlab.cli.runs import runs
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,6 +49,8 @@ for command in (
     rag,
     prompt,
     report,
+    export,
+    runs,
     decide,
     curve,
     clean,

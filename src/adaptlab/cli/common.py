@@ -15,6 +15,7 @@ from adaptlab.errors import AdaptlabError
 
 if TYPE_CHECKING:
     from adaptlab.evaluation.summary import RunSummary
+    from adaptlab.project import Project
 
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -28,6 +29,18 @@ project_option = click.option(
     type=click.Path(file_okay=False),
     help="Project folder holding adaptlab.yaml.",
 )
+
+
+def require_runs(project: Project) -> None:
+    """Raise :class:`AdaptlabError` (code "no-run") when no run has made the project's
+    store yet; checked before opening it, so that reading creates nothing."""
+    if not project.store_path.exists():
+        raise AdaptlabError(
+            "no run in this project yet",
+            file=project.root,
+            fix=f"run 'adaptlab run -p {project.root}' first",
+            code="no-run",
+        )
 
 
 _interrupt_hint = "interrupted"

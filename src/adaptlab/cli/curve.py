@@ -26,7 +26,7 @@ def curve_summary(points: list[Any], flat: dict[str, float]) -> tuple[Any, list[
     from rich.table import Table
     from rich.text import Text
 
-    from adaptlab.decide.curves import crossing, fit_power_law
+    from adaptlab.decide.curves import fit_power_law, overtakes
 
     by_cand: dict[str, list[Any]] = defaultdict(list)
     for p in points:
@@ -55,25 +55,13 @@ def curve_summary(points: list[Any], flat: dict[str, float]) -> tuple[Any, list[
             Text(name), *(Text(c) for c in cells), "–" if fit is None else f"{100 * fit.a:.0f}%"
         )
     lines = []
-    names = list(by_cand)
-    rivals: list[tuple[str, Any]] = [(n, by_cand[n]) for n in names] + list(flat.items())
-    for a in names:
-        for b, rival in rivals:
-            if b == a:
-                continue
-            x = crossing(by_cand[a], rival)
-            if x is None or x.n is None:
-                continue
-            if x.n <= min(p.size for p in by_cand[a]) and x.found > 0.95:
-                continue  # ahead from the first point: nothing to overtake
-            interval = (
-                f"{x.low:,}–{x.high:,}" if x.low is not None and x.high is not None else "none"
-            )
-            where = "within the sizes trained" if x.observed else "extrapolated beyond them"
-            lines.append(
-                f"{a} overtakes {b} at ~{x.n:,} training examples (95% interval {interval}; "
-                f"{x.found:.0%} of refits cross; {where})"
-            )
+    for x in overtakes(points, flat):
+        interval = f"{x.low:,}–{x.high:,}" if x.low is not None and x.high is not None else "none"
+        where = "within the sizes trained" if x.observed else "extrapolated beyond them"
+        lines.append(
+            f"{x.candidate} overtakes {x.rival} at ~{x.n:,} training examples (95% interval "
+            f"{interval}; {x.found:.0%} of refits cross; {where})"
+        )
     return table, lines
 
 

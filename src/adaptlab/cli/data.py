@@ -380,13 +380,12 @@ def convert(project_dir: str, name: str, output: str | None, which: str) -> None
     answer; what a provider fine-tuning job or the local trainer takes.
     """
     import json
-    import os
-    import tempfile
     from pathlib import Path
 
     from rich.markup import escape
 
     from adaptlab.errors import ConfigError
+    from adaptlab.files import write_text_atomically
     from adaptlab.project import Project
     from adaptlab.runner import _Models, make_context
     from adaptlab.strategies.base import ProgressSink
@@ -440,16 +439,11 @@ def convert(project_dir: str, name: str, output: str | None, which: str) -> None
     # examples are what the candidate sends for them, never showing them themselves.
     strategy.select_shots(split.train)
     records = strategy.chat_records(examples)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            for messages in records:
-                fh.write(json.dumps({"messages": messages}, ensure_ascii=False) + "\n")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomically(
+        out,
+        "".join(json.dumps({"messages": m}, ensure_ascii=False) + "\n" for m in records),
+        newline="\n",
+    )
     llm = cfg.llms[cand.llm].name if cand.llm is not None else DEFAULT_CHAT_MODEL
     console.print(
         f"[green]ok[/]: wrote {len(records)} chat examples ({escape(which)} split, "

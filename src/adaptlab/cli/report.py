@@ -35,6 +35,28 @@ def report(project_dir: str, run_id: str | None, output: str | None, open_: bool
     """Write the HTML report (table, plots, recommendation) from stored predictions."""
     path = build_report(project_dir, run_id, output)
     if open_:
-        import webbrowser
+        open_in_browser(path)
 
-        webbrowser.open(path.resolve().as_uri())
+
+def open_in_browser(path: Path) -> bool:
+    """Open ``path`` in the user's browser; say so when there is none (a server, SSH).
+
+    :mod:`webbrowser` finds no browser without a display unless a console one (lynx,
+    w3m) or ``$BROWSER`` is set; then it returns False, and the user gets the path.
+    """
+    import webbrowser
+
+    uri = path.resolve().as_uri()
+    try:
+        opened = webbrowser.open(uri)
+    except webbrowser.Error:
+        opened = False
+    if not opened:
+        # soft_wrap: a URL broken over two lines cannot be copied.
+        console.print(
+            "no browser is available here to open the report; open it on a machine with "
+            f"one (the file is self-contained), or set $BROWSER:\n{uri}",
+            markup=False,
+            soft_wrap=True,
+        )
+    return opened

@@ -32,6 +32,7 @@ import numpy as np
 if TYPE_CHECKING:
     from adaptlab.config import CandidateConfig
     from adaptlab.data import Example, Split
+    from adaptlab.evaluation.scoring import Scorer
     from adaptlab.project import Project
     from adaptlab.store import RunStore
     from adaptlab.strategies.base import ProgressSink
@@ -214,18 +215,124 @@ def run_curves(
 
 def curve_points(store: RunStore, fingerprint: str, project: Project) -> list[CurvePoint]:
     """Every stored point of this split, scored on test (quality = the primary metric)."""
-    from adaptlab.evaluation.llm_costs import sane_row
     from adaptlab.evaluation.scoring import Scorer
 
     scorer = Scorer(project.config, llm_cache=project.llm_cache_path)
-    out = []
     try:
-        for name, size, draw, key in store.curve_points(fingerprint):
-            rows = [sane_row(r) for r in store.predictions(key)]
-            if rows:
-                out.append(CurvePoint(name, size, draw, scorer.score(rows).ci.estimate, key))
+        return score_points(store, fingerprint, scorer)
     finally:
         scorer.close()
+
+
+def score_points(store: RunStore, fingerprint: str, scorer: Scorer) -> list[CurvePoint]:
+    """The stored points of a split (its fingerprint), each scored on its test answers."""
+    from adaptlab.evaluation.llm_costs import sane_row
+
+    out = []
+    for name, size, draw, key in store.curve_points(fingerprint):
+        rows = [sane_row(r) for r in store.predictions(key)]
+        if rows:
+            out.append(CurvePoint(name, size, draw, scorer.score(rows).ci.estimate, key))
+    return out
+
+
+@dataclass(frozen=True)
+class LearningCurves:
+    """A split's learning-curve points, the rivals drawn flat, and where curves cross.
+
+    ``flat`` maps candidates whose quality does not depend on the train size (zero-shot
+    prompts) to their test quality; ``n_train`` is the full train split's size.
+    """
+
+    points: list[CurvePoint]
+    flat: dict[str, float]
+    crossings: list[Crossing]
+    n_train: int
+
+    def fit(self, candidate: str) -> PowerLaw | None:
+        pts = [p for p in self.points if p.candidate == candidate]
+        return fit_power_law([p.size for p in pts], [p.quality for p in pts])
+
+
+def overtakes(
+    points: Sequence[CurvePoint], flat: dict[str, float], confidence: float = 0.95
+) -> list[Crossing]:
+    """Every crossing of a candidate's curve over another curve or a flat rival.
+
+    A candidate already ahead at its smallest size (in over 95% of refits) overtakes
+    nothing and is left out, as are pairs whose curves never cross within the grid.
+    """
+    by_cand: dict[str, list[CurvePoint]] = defaultdict(list)
+    for p in points:
+        by_cand[p.candidate].append(p)
+    rivals: list[tuple[str, Sequence[CurvePoint] | float]] = [
+        *by_cand.items(),
+        *flat.items(),
+    ]
+    out = []
+    for a, pts in by_cand.items():
+        for b, rival in rivals:
+            if b == a:
+                continue
+            x = crossing(pts, rival, confidence=confidence)
+            if x is None or x.n is None:
+                continue
+            if x.n <= min(p.size for p in pts) and x.found > 0.95:
+                continue  # ahead from the first point: nothing to overtake
+            out.append(dataclasses.replace(x, rival=b))
+    return out
+
+
+def learning_curves(
+    points: Sequence[CurvePoint],
+    flat: dict[str, float],
+    n_train: int,
+    confidence: float = 0.95,
+) -> LearningCurves | None:
+    """The :class:`LearningCurves` of some points (None when there are none)."""
+    if not points:
+        return None
+    flat = {k: v for k, v in flat.items() if k not in {p.candidate for p in points}}
+    return LearningCurves(list(points), flat, overtakes(points, flat, confidence), n_train)
+
+
+#: A crossing enters "what would change it" only when this share of refits find it.
+SURE_CROSSING = 0.8
+
+
+def curve_changes(curves: LearningCurves, winner: str) -> list[str]:
+    """Sentences for "what would change it" from the crossings that involve the winner.
+
+    Two kinds, each only when at least :data:`SURE_CROSSING` of the bootstrap refits
+    cross: a rival expected to pass the winner with more labelled examples (beyond the
+    train split, so extrapolated), and the last rival the winner overtook within the
+    sizes trained (below that many examples, that rival would do as well).
+    """
+    out = []
+    sure = [x for x in curves.crossings if x.n is not None and x.found >= SURE_CROSSING]
+
+    def interval(x: Crossing) -> str:
+        if x.low is None or x.high is None:
+            return "no interval"
+        return f"95% interval {x.low:,}–{x.high:,}"
+
+    for x in sure:
+        assert x.n is not None
+        if x.rival == winner and x.n > curves.n_train:
+            out.append(
+                f"with about {x.n - curves.n_train:,} more labelled examples ({x.n:,} in "
+                f"all), {x.candidate} is expected to pass {winner} ({interval(x)}; "
+                f"extrapolated from the learning curve, {x.found:.0%} of refits cross)"
+            )
+    overtaken = [
+        x for x in sure if x.candidate == winner and x.n is not None and x.n <= curves.n_train
+    ]
+    if overtaken:
+        x = max(overtaken, key=lambda x: x.n or 0)
+        out.append(
+            f"{winner} overtook {x.rival} at ~{x.n:,} training examples ({interval(x)}): "
+            f"with fewer labelled examples than that, {x.rival} would do as well"
+        )
     return out
 
 

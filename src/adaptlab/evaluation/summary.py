@@ -22,6 +22,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from adaptlab.config import CostConfig, ProfileConfig, ProjectConfig
+from adaptlab.decide.curves import (
+    CurvePoint,
+    LearningCurves,
+    curve_changes,
+    learning_curves,
+    learns_from_train,
+    score_points,
+)
 from adaptlab.decide.economics import CostModel, compute_per_request_usd
 from adaptlab.decide.recommend import (
     BreakEven,
@@ -56,6 +64,7 @@ from adaptlab.evaluation.stats import (
 )
 from adaptlab.evaluation.text_metrics import ExtractionMetrics
 from adaptlab.store import PredictionRow, RunStore
+from adaptlab.store.runs import find_run
 
 if TYPE_CHECKING:
     from adaptlab.strategies.base import ProgressSink
@@ -90,6 +99,7 @@ class CandidateSummary:
     generation: GenerationSummary | None = None
     macro_f1_ci: Interval | None = None  # classification
     answers: list[ScoredAnswer] = field(default_factory=list)  # lowest-scoring; not classification
+    rows: list[PredictionRow] = field(default_factory=list)  # every test answer, in split order
     vs_best: PairedTest | None = None
     # Generative candidates: measured tokens, API cost and how answers parsed.
     llm: str | None = None  # "openai:gpt-4o-mini"
@@ -215,6 +225,8 @@ class RunSummary:
     selected_on: str = "val"  # the split the winner was chosen on ("test": no val answers)
     best_on_test: str = ""  # the highest-scoring candidate on test, for comparison
     mdd: float | None = None  # minimum detectable difference of the selection split
+    #: ``adaptlab curve``'s points on this run's split, fitted and crossed; None: none.
+    learning: LearningCurves | None = None
 
     @property
     def metric_info(self) -> MetricInfo:
@@ -356,6 +368,7 @@ def _candidate(
         generation=scored.generation,
         macro_f1_ci=scored.macro_f1_ci,
         answers=scored.answers,
+        rows=rows,
         overfit=overfit_report(
             res.info,
             [r.gold for r in rows] if cfg.task == "classification" else [],
@@ -463,14 +476,7 @@ def summarize(
     weighed against the project's situation now (``adaptlab decide`` changes it
     without a rerun), while the measurements stay those of the run.
     """
-    run = store.run(run_id) if run_id else store.latest_run()
-    if run is None:
-        raise AdaptlabError(
-            "no finished run in this project" if run_id is None else f"no run '{run_id}'",
-            file=store.path,
-            fix="run 'adaptlab run' first",
-            code="no-run",
-        )
+    run = find_run(store, run_id)
     cfg = ProjectConfig.model_validate(json.loads(run["config_json"]))
     if profile is not None or cost is not None:
         cfg = cfg.model_copy(update={"profile": profile or cfg.profile, "cost": cost or cfg.cost})
@@ -483,6 +489,7 @@ def summarize(
     n_train = split.get("train", 0) + split.get("val", 0)
     try:
         cands = [_candidate(store, link, cfg, scorer, n_train) for link in links]
+        points = score_points(store, run["data_fingerprint"], scorer)
     finally:
         scorer.close()
     # Choose on validation, report on test: only when every candidate has val answers
@@ -516,6 +523,9 @@ def summarize(
             "adaptlab before 0.10, or data.val_size 0), so the winner's test figure is "
             "optimistic; rerun with --force to choose on validation."
         )
+    learning = _learning(points, cands, cfg, int(split.get("train", 0)))
+    if learning is not None:
+        rec.changes.extend(curve_changes(learning, best.name))
     best_on_test = max(cands, key=lambda c: (c.quality, -c.monthly_cost_usd))
     prompt_like = [c for c in cands if not c.trains_weights] or cands
     baseline = min(prompt_like, key=lambda c: c.cost.setup_usd)
@@ -538,4 +548,20 @@ def summarize(
         selected_on=selected_on,
         best_on_test=best_on_test.name,
         mdd=mdd,
+        learning=learning,
     )
+
+
+def _learning(
+    points: list[CurvePoint], cands: list[CandidateSummary], cfg: ProjectConfig, n_train: int
+) -> LearningCurves | None:
+    """The run's learning curves, with the candidates that do not learn drawn flat."""
+    if not points:
+        return None
+    configs = {c.name: c for c in cfg.candidates}
+    flat = {
+        c.name: c.quality
+        for c in cands
+        if c.name in configs and not learns_from_train(configs[c.name])
+    }
+    return learning_curves(points, flat, n_train, cfg.evaluation.confidence)

@@ -8,14 +8,11 @@ matplotlib escapes the text it writes into them.
 
 from __future__ import annotations
 
-import errno
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adaptlab.config import ProjectConfig
 from adaptlab.decide.recommend import BreakEven, pct, selection_line
@@ -24,6 +21,9 @@ from adaptlab.evaluation.stats import PairedTest
 from adaptlab.evaluation.summary import CandidateSummary, RunSummary, p_bound
 from adaptlab.report import plots
 from adaptlab.report.plots import usd
+
+if TYPE_CHECKING:
+    import numpy as np
 
 TEMPLATE = "report.html.j2"
 
@@ -264,6 +264,7 @@ def _context(s: RunSummary) -> dict[str, Any]:
         if c.curves
     ]
     model = s.model
+    disagree, disagree_total = disagreements(s)
     return {
         "s": s,
         "when": _when(s.created_at),
@@ -310,6 +311,10 @@ def _context(s: RunSummary) -> dict[str, Any]:
         "selection": selection_line(s),
         "timing_warnings": [w for c in s.candidates if (w := c.loaded_warning) is not None],
         "judge": s.judge,
+        "disagree": disagree,
+        "disagree_total": disagree_total,
+        "prompts": _prompts(s),
+        "learning": _learning(s, svg),
         **_task_context(s, winner, svg),
     }
 
@@ -417,6 +422,146 @@ def _citations(a: ScoredAnswer) -> list[dict[str, Any]]:
     return out
 
 
+DISAGREEMENT_ROWS = 100  # examples shown in the disagreement browser
+
+
+def example_scores(c: CandidateSummary) -> np.ndarray:
+    """Each test example's score in [0, 1]: correct (1/0), token F1, or field F1.
+
+    Extraction keeps tp/fp/fn per example (:mod:`adaptlab.evaluation.scoring`); its
+    score is 2tp / (2tp + fp + fn), 1 for an example with no field on either side.
+    """
+    import numpy as np
+
+    cols = np.asarray(c.columns, dtype=float)
+    if cols.ndim == 1:
+        return cols
+    if cols.shape[1] == 1:
+        return cols[:, 0]
+    tp, fp, fn = cols[:, 0], cols[:, 1], cols[:, 2]
+    denom = 2 * tp + fp + fn
+    return np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 1.0)
+
+
+def disagreements(
+    s: RunSummary, limit: int = DISAGREEMENT_ROWS
+) -> tuple[list[dict[str, Any]], int]:
+    """Test examples the candidates answer differently, and how many there are in all.
+
+    Different means different labels (classification) or scores at least 0.5 apart
+    (extraction, generation: two free-text answers nearly always differ in wording).
+    The examples the winner gets wrong come first, then those where the candidates
+    split most evenly. Each row holds the input, the gold answer and every candidate's
+    answer with its score and raw model text.
+    """
+    import numpy as np
+
+    cands = [c for c in s.candidates if c.rows]
+    if len(cands) < 2:
+        return [], 0
+    n = min(len(c.rows) for c in cands)
+    scores = np.stack([example_scores(c)[:n] for c in cands])
+    winner = next((i for i, c in enumerate(cands) if c.name == s.recommendation.winner), 0)
+    picked = []
+    for i in range(n):
+        if len({c.rows[i].example_id for c in cands}) > 1:
+            continue  # different splits: nothing to line up
+        col = scores[:, i]
+        differ = float(col.max() - col.min()) >= 0.5
+        if s.task == "classification":
+            differ = differ or len({c.rows[i].predicted for c in cands}) > 1
+        if differ:
+            picked.append((float(col[winner]), -float(col.std()), i))
+    picked.sort()
+    out = []
+    for _, _, i in picked[:limit]:
+        first = cands[0].rows[i]
+        answers: list[dict[str, Any]] = []
+        for k, c in enumerate(cands):
+            r = c.rows[i]
+            raw = r.raw if r.raw is not None and r.raw.strip() != (r.predicted or "") else ""
+            answers.append(
+                {
+                    "name": c.name,
+                    "answer": _cut(r.predicted) if r.predicted is not None else "",
+                    "status": r.status or "",
+                    "score": num(float(scores[k, i])),
+                    "right": bool(scores[k, i] >= 0.5),
+                    "raw": _cut(raw),
+                }
+            )
+        right = int((scores[:, i] >= 0.5).sum())
+        out.append(
+            {
+                "id": first.example_id,
+                "input": _cut(first.input),
+                "gold": _cut(first.gold),
+                "answers": answers,
+                "summary": f"{right} of {len(answers)} right",
+                "winner_right": answers[winner]["right"],
+            }
+        )
+    return out, len(picked)
+
+
+def _prompts(s: RunSummary) -> list[dict[str, Any]]:
+    """The prompt template, version hash and one prompt as sent, per generative candidate."""
+    out = []
+    for c in s.candidates:
+        version = c.info.get("template_version")
+        if not version:
+            continue
+        messages = c.info.get("prompt_example")
+        out.append(
+            {
+                "name": c.name,
+                "template": str(c.info.get("template", "")),
+                "version": str(version),
+                "messages": [
+                    {"role": str(m.get("role", "")), "content": str(m.get("content", ""))}
+                    for m in messages
+                    if isinstance(m, dict)
+                ]
+                if isinstance(messages, list)
+                else [],
+            }
+        )
+    return out
+
+
+def _learning(s: RunSummary, svg: Callable[[str, str], Any]) -> dict[str, Any] | None:
+    lc = s.learning
+    if lc is None:
+        return None
+    lines = []
+    for x in lc.crossings:
+        interval = (
+            f"95% interval {x.low:,}–{x.high:,}"
+            if x.low is not None and x.high is not None
+            else "no interval"
+        )
+        where = "within the sizes trained" if x.observed else "extrapolated beyond them"
+        lines.append(
+            f"{x.candidate} overtakes {x.rival} at ~{x.n:,} training examples ({interval}; "
+            f"{x.found:.0%} of bootstrap refits cross; {where})"
+        )
+    return {
+        "svg": svg(
+            "learning",
+            plots.learning_curves(
+                lc,
+                [c.name for c in s.candidates],
+                s.recommendation.winner,
+                s.metric_info.name,
+                s.metric_info.percent,
+            ),
+        ),
+        "lines": lines,
+        "draws": max((p.draw for p in lc.points), default=0) + 1,
+        "sizes": ", ".join(f"{n:,}" for n in sorted({p.size for p in lc.points})),
+    }
+
+
 def render_report(summary: RunSummary) -> str:
     """The report as one HTML string: inline CSS and SVG, no external references."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -437,29 +582,13 @@ def write_report(summary: RunSummary, path: str | Path) -> Path:
     A folder that cannot be written (a file in its place, no rights, a full disk)
     raises an :class:`~adaptlab.errors.AdaptlabError` naming it and the fix.
     """
+    from adaptlab.files import write_text_atomically
     from adaptlab.store.files import os_error
 
     target = Path(path)
     html = render_report(summary)
     try:
-        _write_atomically(target, html)
+        write_text_atomically(target, html)
     except OSError as exc:
         raise os_error(exc, "the report") from exc
     return target
-
-
-def _write_atomically(target: Path, html: str) -> None:
-    if target.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "Is a directory", str(target))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the report from whoever it is shared with
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(html)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

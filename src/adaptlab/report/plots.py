@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from matplotlib.typing import RcKeyType
 
+    from adaptlab.decide.curves import LearningCurves
     from adaptlab.decide.recommend import BreakEven
     from adaptlab.evaluation.summary import CandidateSummary
 
@@ -70,13 +71,23 @@ MANY_LABELS = 20
 
 
 def usd(x: float) -> str:
-    """Dollars; sub-cent amounts keep three significant digits instead of rounding to 0."""
+    """Dollars: two significant digits below one dollar (:func:`adaptlab.decide.recommend.sig`,
+    what seconds of timing support; never rounded to 0), cents above."""
+    from adaptlab.decide.recommend import sig
+
     if not math.isfinite(x):
         return "—"
     if x == 0:
         return "0"
     if abs(x) >= 1:
         return f"{x:,.2f}"
+    return sig(x)
+
+
+def num_text(x: float) -> str:
+    """A tick label: no exponent, thousands separators, at most three significant digits."""
+    if x >= 100:
+        return f"{x:,.0f}"
     return str(np.format_float_positional(x, precision=3, fractional=False, trim="-"))
 
 
@@ -123,27 +134,17 @@ def scope_ids(svg: str, prefix: str) -> str:
     return re.sub(r'href="#', f'href="#{prefix}', svg)
 
 
-def _label_points(
-    ax: Axes, xs: Sequence[float], ys: Sequence[float], names: Sequence[str], winner: str
-) -> None:
-    for x, y, name in zip(xs, ys, names, strict=True):
-        ax.annotate(
-            short(name),
-            (x, y),
-            xytext=(6, 5),
-            textcoords="offset points",
-            fontsize=8.5,
-            color=INK,
-            fontweight="bold" if name == winner else "normal",
-        )
-
-
 # ---------------------------------------------------------------- plots
 
 
 def quality_vs_cost(cands: Sequence[CandidateSummary], winner: str, confidence: float) -> str:
-    """The primary metric (CI bars) against cost per 1,000 requests, and against latency p50."""
-    names = [c.name for c in cands]
+    """The primary metric (CI bars) against cost per 1,000 requests, and against latency p50.
+
+    The cost panel draws the quality-cost frontier: the candidates no cheaper candidate
+    beats. Candidates are told apart by colour and marker in a legend below the axes
+    (labels next to the points collide when candidates cost the same). A cost axis
+    spanning more than two decades is logarithmic.
+    """
     info = cands[0].metric_info
     scale = 100.0 if info.percent else 1.0
     acc = [scale * c.quality for c in cands]
@@ -156,13 +157,18 @@ def quality_vs_cost(cands: Sequence[CandidateSummary], winner: str, confidence: 
         )
         * scale
     )
+    costs = [c.cost_per_1k_usd for c in cands]
     panels = [
-        ([c.cost_per_1k_usd for c in cands], "cost per 1,000 requests (USD)"),
+        (costs, "cost per 1,000 requests (USD)"),
         ([c.latency_p50_ms for c in cands], "latency p50 (ms, one request at a time)"),
     ]
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-    with _figure(9.2, 3.6, ncols=2) as (fig, axes):
+    labels = [short(c.name) + (" (winner)" if c.name == winner else "") for c in cands]
+    labels.append("frontier: no cheaper candidate is better")
+    height = 3.6 + 0.22 * _legend_rows(labels)
+    with _figure(FIG_WIDTH, height, ncols=2) as (fig, axes):
         for ax, (xs, xlabel) in zip(axes, panels, strict=True):
             for i, c in enumerate(cands):
                 win = c.name == winner
@@ -170,7 +176,7 @@ def quality_vs_cost(cands: Sequence[CandidateSummary], winner: str, confidence: 
                     xs[i],
                     acc[i],
                     yerr=err[:, i : i + 1],
-                    fmt="o",
+                    fmt=marker(i),
                     color=color(i),
                     ecolor=color(i),
                     elinewidth=1.4,
@@ -180,14 +186,95 @@ def quality_vs_cost(cands: Sequence[CandidateSummary], winner: str, confidence: 
                     markeredgewidth=1.6 if win else 0,
                     zorder=3,
                 )
-            _label_points(ax, xs, acc, names, winner)
             ax.set_xlabel(xlabel)
-            ax.margins(x=0.25, y=0.12)
+            ax.margins(x=0.15, y=0.12)
+            positive = [x for x in xs if x > 0]
+            if positive and len(positive) == len(xs) and max(xs) / min(positive) > 100:
+                _log_axis(ax, "x", usd if ax is axes[0] else num_text)
+        front = frontier(costs, acc)
+        axes[0].step(
+            [costs[i] for i in front],
+            [acc[i] for i in front],
+            where="post",
+            color=MUTED,
+            linestyle="--",
+            linewidth=1,
+            zorder=1,
+        )
         unit = " (%)" if info.percent else ""
         axes[0].set_ylabel(f"{info.name}{unit} with {confidence:.0%} CI")
-        axes[0].xaxis.set_major_locator(MaxNLocator(5))
-        axes[0].xaxis.set_major_formatter(FuncFormatter(lambda v, _: usd(v)))
+        if axes[0].get_xscale() != "log":
+            axes[0].xaxis.set_major_locator(MaxNLocator(5))
+            axes[0].xaxis.set_major_formatter(FuncFormatter(lambda v, _: usd(v)))
+        handles = [
+            Line2D([], [], marker=marker(i), color=color(i), linestyle="", markersize=7)
+            for i in range(len(cands))
+        ] + [Line2D([], [], color=MUTED, linestyle="--", linewidth=1)]
+        _legend_below(fig, handles, labels)
         return _svg(fig)
+
+
+def frontier(costs: Sequence[float], quality: Sequence[float]) -> list[int]:
+    """Indices on the quality-cost frontier, cheapest first: each beats every cheaper one.
+
+    Among equal costs only the best counts; a candidate no better than a cheaper one is
+    dominated and left out.
+    """
+    order = sorted(range(len(costs)), key=lambda i: (costs[i], -quality[i]))
+    out: list[int] = []
+    for i in order:
+        if not out or quality[i] > quality[out[-1]]:
+            out.append(i)
+    return out
+
+
+MARKERS = ["o", "s", "D", "^", "v", "P", "X", "<", ">", "h"]
+
+
+def marker(i: int) -> str:
+    return MARKERS[i % len(MARKERS)]
+
+
+LEGEND_COLUMNS = 3
+FIG_WIDTH = 9.2  # inches, of the report's wide figures
+
+
+def _legend_columns(labels: Sequence[str], width: float = FIG_WIDTH) -> int:
+    """As many columns as the longest label allows (about 14 characters an inch at 8 pt)."""
+    longest = max((len(label) for label in labels), default=1) + 6  # marker and gap
+    return max(1, min(LEGEND_COLUMNS, len(labels), int(width * 14 // longest)))
+
+
+def _legend_rows(labels: Sequence[str]) -> int:
+    return -(-len(labels) // _legend_columns(labels))
+
+
+def _legend_below(fig: Figure, handles: Sequence[Any], labels: Sequence[str]) -> None:
+    """A legend under the axes, outside them: it can never cover a line or a label."""
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncols=_legend_columns(labels),
+        fontsize=8,
+    )
+
+
+def _log_axis(ax: Axes, which: str, fmt: Callable[[float], str]) -> None:
+    """Log scale with plain tick labels: matplotlib's default ones are mathtext, which
+    ``text.parse_math: False`` would print raw; minor ticks stay unlabelled."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis: Any = ax.xaxis if which == "x" else ax.yaxis
+    if which == "x":
+        ax.set_xscale("log")
+    else:
+        ax.set_yscale("log")
+    low, high = ax.get_xlim() if which == "x" else ax.get_ylim()
+    few = low > 0 and math.log10(high / low) <= 2.5  # under 2.5 decades: label 1, 2, 5
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if few else (1.0,)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: fmt(v)))
+    axis.set_minor_formatter(NullFormatter())
 
 
 #: The confusion matrix shows at most this many labels: the ones most often confused.
@@ -387,59 +474,164 @@ def cumulative_cost(
     winner: str,
     growth: float = 0.0,
 ) -> str:
-    """Total cost over the horizon (:meth:`CostModel.total_usd`) against monthly volume.
+    """Monthly cost against monthly volume, one line per candidate, crossings marked.
 
-    Setup costs are often paid back at a small fraction of the forecast volume, where the
-    full-range lines are indistinguishable; a second panel then zooms in on the crossings.
+    The monthly cost is :meth:`CostModel.total_usd` over the horizon divided by its
+    months (setup spread over the horizon), so two lines cross exactly at their
+    break-even volume (:func:`adaptlab.decide.economics.break_even_volume`). Both axes
+    are logarithmic: candidates' costs differ by decades, and crossings far below the
+    forecast stay visible. The crossings marked are the winner's with every other
+    candidate and those of the break-even table, from one request a month up; each is
+    named in the legend below the axes, never next to its point, so no label can
+    cover another.
     """
-    crossings = [b.monthly_volume for b in break_even if b.monthly_volume is not None]
-    top = max([2.0 * forecast, 1.5 * max(crossings, default=0.0), 1000.0])
-    ranges = [top]
-    if crossings and 3 * max(crossings) < 0.5 * top:
-        ranges.append(3 * max(crossings))
+    from matplotlib.lines import Line2D
+
+    from adaptlab.decide.economics import break_even_volume
+
     by_name = {c.name: c for c in cands}
+    pairs = {(winner, c.name) for c in cands if c.name != winner and winner in by_name}
+    pairs |= {(b.baseline, b.candidate) for b in break_even if b.baseline in by_name}
+    marks: list[tuple[float, float, str]] = []
+    for a_name, b_name in sorted(pairs):
+        a, b = by_name[a_name].cost, by_name[b_name].cost
+        v = break_even_volume(a, b, horizon, growth)
+        if v is None or not math.isfinite(v) or v < 1:
+            continue  # below one request a month one of them is cheaper at any volume
+        cheaper = a_name if a.per_request_usd < b.per_request_usd else b_name
+        other = b_name if cheaper == a_name else a_name
+        y = a.total_usd(v, horizon, growth) / horizon
+        marks.append((v, y, f"{short(cheaper)} cheaper than {short(other)} above {v:,.0f}/month"))
+    marks.sort()
+    low = max(1.0, min([forecast / 1000, *(v / 3 for v, _, _ in marks)], default=1.0))
+    high = max([10.0 * forecast, 3.0 * max((v for v, _, _ in marks), default=0.0), 1000.0])
+    volume = np.geomspace(low, high, 200)
 
-    def total(c: CandidateSummary, volume: Any) -> Any:
-        return c.cost.total_usd(volume, horizon, growth)
+    def monthly(c: CandidateSummary, v: Any) -> Any:
+        return c.cost.total_usd(v, horizon, growth) / horizon
 
-    from matplotlib.ticker import FuncFormatter
+    handles: list[Any] = [
+        Line2D([], [], color=color(i), linewidth=2.4 if c.name == winner else 1.5)
+        for i, c in enumerate(cands)
+    ]
+    labels = [short(c.name) + (" (winner)" if c.name == winner else "") for c in cands]
+    handles.append(Line2D([], [], color=MUTED, linestyle=":", linewidth=1.2))
+    labels.append(f"forecast ({forecast:,}/month)")
+    for k, (_, _, text) in enumerate(marks):
+        handles.append(Line2D([], [], marker=marker(k), color=INK, linestyle="", fillstyle="none"))
+        labels.append(text)
+    height = 3.6 + 0.22 * _legend_rows(labels)
+    with _figure(FIG_WIDTH, height) as (fig, (ax,)):
+        floor = math.inf
+        for i, c in enumerate(cands):
+            ys = monthly(c, volume)
+            floor = min(floor, float(np.min(ys[ys > 0]))) if np.any(ys > 0) else floor
+            ax.plot(
+                volume,
+                np.where(ys > 0, ys, np.nan),
+                color=color(i),
+                linewidth=2.4 if c.name == winner else 1.5,
+                zorder=2,
+            )
+        for k, (v, y, _) in enumerate(marks):
+            ax.plot([v], [y], marker(k), color=INK, markersize=7, zorder=4, fillstyle="none")
+        ax.axvline(forecast, color=MUTED, linestyle=":", linewidth=1.2)
+        ax.set_xlim(low, high)
+        _log_axis(ax, "x", lambda v: f"{v:,.0f}")
+        if math.isfinite(floor):
+            _log_axis(ax, "y", usd)
+        ax.set_xlabel("requests per month (log scale)")
+        ax.set_ylabel(f"USD per month over {horizon} months")
+        _legend_below(fig, handles, labels)
+        return _svg(fig)
 
-    with _figure(9.2, 3.6, ncols=len(ranges)) as (fig, axes):
-        for ax, right in zip(axes, ranges, strict=True):
-            volume = np.linspace(0.0, right, 200)
-            for i, c in enumerate(cands):
-                ax.plot(
-                    volume,
-                    total(c, volume),
-                    color=color(i),
-                    linewidth=2.4 if c.name == winner else 1.5,
-                    label=short(c.name) + (" (winner)" if c.name == winner else ""),
-                )
-            for b in break_even:
-                if b.monthly_volume is not None:
-                    y = total(by_name[b.candidate], b.monthly_volume)
-                    ax.plot([b.monthly_volume], [y], "o", color=INK, markersize=5, zorder=4)
-                    ax.annotate(
-                        f"{b.candidate} pays back",
-                        (b.monthly_volume, y),
-                        xytext=(8, -12),
-                        textcoords="offset points",
-                        fontsize=8,
-                    )
-            if forecast <= right:
-                ax.axvline(
-                    forecast,
-                    color=MUTED,
-                    linestyle=":",
-                    linewidth=1.2,
-                    label=f"forecast ({forecast:,}/month)",
-                )
-            ax.set_xlim(0, right)
-            ax.set_xlabel("requests per month")
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: usd(v)))
-        axes[0].set_ylabel(f"total cost over {horizon} months (USD)")
-        axes[0].legend(loc="upper left", fontsize=8)
-        if len(axes) > 1:
-            axes[1].set_title("zoom on the break-even points", fontsize=9, color=MUTED)
+
+def learning_curves(
+    curves: LearningCurves, order: Sequence[str], winner: str, metric: str, percent: bool
+) -> str:
+    """Test quality against training examples (log axis): points, fits and crossings.
+
+    Each candidate's draws are a mean with a min–max bar per size and the fitted inverse
+    power law through them (:func:`adaptlab.decide.curves.fit_power_law`), drawn on to
+    twice the train split; candidates that do not learn from the train split are flat
+    dashed lines. The crossings that involve the winner (found by at least
+    :data:`adaptlab.decide.curves.SURE_CROSSING` of the refits) are marked with their
+    bootstrap interval as a horizontal bar and named in the legend. ``order`` is the
+    run's candidate order, which gives each its colour as in the other plots.
+    """
+    from matplotlib.lines import Line2D
+
+    from adaptlab.decide.curves import SURE_CROSSING
+
+    scale = 100.0 if percent else 1.0
+    names = [n for n in order if n in {p.candidate for p in curves.points}]
+    sizes = sorted({p.size for p in curves.points})
+    right = max(sizes[-1], curves.n_train) * 2
+    grid = np.geomspace(max(2, sizes[0]), right, 200)
+    marks = [
+        x
+        for x in curves.crossings
+        if x.n is not None
+        and x.n <= right
+        and winner in (x.candidate, x.rival)
+        and x.found >= SURE_CROSSING
+    ]
+    handles: list[Any] = []
+    labels: list[str] = []
+    for name in [*names, *curves.flat]:
+        i = order.index(name) if name in order else len(order)
+        tag = short(name) + (" (winner)" if name == winner else "")
+        if name in curves.flat:
+            handles.append(Line2D([], [], color=color(i), linestyle="--"))
+            labels.append(f"{tag} (does not learn from train)")
+        else:
+            handles.append(Line2D([], [], marker=marker(i), color=color(i)))
+            labels.append(tag)
+    for k, x in enumerate(marks):
+        handles.append(
+            Line2D([], [], marker=MARKERS[(k + 3) % len(MARKERS)], color=INK, fillstyle="none")
+        )
+        interval = "" if x.low is None else f" ({x.low:,}–{x.high:,})"
+        labels.append(f"{short(x.candidate)} passes {short(x.rival)} at ~{x.n:,}{interval}")
+    height = 3.6 + 0.22 * _legend_rows(labels)
+    with _figure(FIG_WIDTH, height) as (fig, (ax,)):
+        for name in [*names, *curves.flat]:
+            i = order.index(name) if name in order else len(order)
+            if name in curves.flat:
+                ax.axhline(scale * curves.flat[name], color=color(i), linestyle="--", linewidth=1.3)
+                continue
+            pts = [p for p in curves.points if p.candidate == name]
+            xs = sorted({p.size for p in pts})
+            vals = [[p.quality for p in pts if p.size == n] for n in xs]
+            mean = np.array([scale * float(np.mean(v)) for v in vals])
+            lo = mean - [scale * min(v) for v in vals]
+            hi = [scale * max(v) for v in vals] - mean
+            ax.errorbar(
+                xs, mean, yerr=[lo, hi], fmt=marker(i), color=color(i), capsize=2, markersize=5
+            )
+            fit = curves.fit(name)
+            if fit is not None:
+                ax.plot(grid, scale * fit(grid), color=color(i), linewidth=1.4, alpha=0.8)
+        for k, x in enumerate(marks):
+            assert x.n is not None
+            fit = curves.fit(x.candidate)
+            y = scale * float(fit(x.n)) if fit is not None else float("nan")
+            low, high = x.low or x.n, x.high or x.n
+            ax.errorbar(
+                [x.n],
+                [y],
+                xerr=[[x.n - min(low, x.n)], [max(high, x.n) - x.n]],
+                fmt=MARKERS[(k + 3) % len(MARKERS)],
+                color=INK,
+                fillstyle="none",
+                markersize=8,
+                capsize=3,
+                zorder=5,
+            )
+        ax.axvline(curves.n_train, color=MUTED, linestyle=":", linewidth=1)
+        ax.set_xlim(grid[0] / 1.2, right)
+        _log_axis(ax, "x", lambda v: f"{v:,.0f}")
+        ax.set_xlabel("labelled training examples (log scale); dotted: the full train split")
+        ax.set_ylabel(f"test {metric}" + (" (%)" if percent else ""))
+        _legend_below(fig, handles, labels)
         return _svg(fig)

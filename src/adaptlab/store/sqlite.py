@@ -384,6 +384,11 @@ class RunStore:
         ).fetchone()
         return row
 
+    def runs(self) -> list[sqlite3.Row]:
+        """Every run of the store, whatever its status, newest first (the order of
+        :meth:`latest_run`: creation time, then insertion for runs of the same second)."""
+        return list(self.conn.execute("SELECT * FROM runs ORDER BY created_at DESC, rowid DESC"))
+
     def run(self, run_id: str) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self.conn.execute(
             "SELECT * FROM runs WHERE id = ?", (run_id,)

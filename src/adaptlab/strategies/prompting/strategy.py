@@ -74,6 +74,9 @@ def mmr(query: np.ndarray, pool: np.ndarray, k: int, lam: float, candidates: int
     return chosen
 
 
+PROMPT_EXAMPLE_CHARS = 20_000  # per message, of the prompt kept for the report
+
+
 class PromptStrategy(Strategy):
     """Prompt the candidate's ``llm`` with a template; every option in one place."""
 
@@ -340,7 +343,14 @@ class PromptStrategy(Strategy):
                 fix="use prefill with a local (backend: hf) model, or remove it",
             )
         contexts = self.contexts(texts)
-        responses = self.runner.run_sync(self.requests(texts, contexts=contexts))
+        requests = self.requests(texts, contexts=contexts)
+        if requests and "prompt_example" not in self.info:
+            # The report shows a prompt as sent: the first one answered (a test input).
+            self.info["prompt_example"] = [
+                {"role": m.role, "content": m.content[:PROMPT_EXAMPLE_CHARS]}
+                for m in requests[0].messages
+            ]
+        responses = self.runner.run_sync(requests)
         preds = [self._prediction(r) for r in responses]
         if contexts is None:
             return preds
