@@ -245,18 +245,23 @@ def _legend_columns(labels: Sequence[str], width: float = FIG_WIDTH) -> int:
     return max(1, min(LEGEND_COLUMNS, len(labels), int(width * 14 // longest)))
 
 
-def _legend_rows(labels: Sequence[str]) -> int:
-    return -(-len(labels) // _legend_columns(labels))
+def _legend_rows(labels: Sequence[str], width: float = FIG_WIDTH) -> int:
+    return -(-len(labels) // _legend_columns(labels, width))
 
 
-def _legend_below(fig: Figure, handles: Sequence[Any], labels: Sequence[str]) -> None:
+def _legend_below(
+    fig: Figure, handles: Sequence[Any], labels: Sequence[str], width: float = FIG_WIDTH
+) -> None:
     """A legend under the axes, outside them: it can never cover a line or a label."""
     fig.legend(
         handles,
         labels,
         loc="outside lower center",
-        ncols=_legend_columns(labels),
+        ncols=_legend_columns(labels, width),
         fontsize=8,
+        # Wider than matplotlib's 2.0: a figure shrunk to a phone's width is drawn with
+        # hinted fonts a little wider than the metrics it was laid out with.
+        columnspacing=3.0,
     )
 
 
@@ -394,13 +399,12 @@ def _grouped_f1(
     width = 0.8 / n
     x = np.arange(len(groups))
     rotate = rotate or any(len(g) > 12 for g in groups)
-    fig_width = max(6.0, 1.1 * len(groups) + 2.5)
-    # As many legend columns as the longest name allows (about 14 characters an inch at
-    # this size), and room below for its rows, so long names never squeeze the axes away.
-    longest = max(len(short(c.name)) + 9 for c in cands)
-    ncols = max(1, min(n, 4, int(fig_width * 14 // (longest + 4))))
-    rows = -(-n // ncols)
-    height = 3.4 + (0.8 if rotate else 0) + 0.2 * rows
+    # Capped: a wider figure is shrunk on a narrow screen until its text is unreadable.
+    fig_width = min(13.0, max(6.0, 1.1 * len(groups) + 2.5))
+    names = [short(c.name) + (" (winner)" if c.name == winner else "") for c in cands]
+    # The legend sits under the tick labels (outside the axes, placed by the constrained
+    # layout), so even rotated 32-character labels cannot run into it.
+    height = 3.4 + (0.8 if rotate else 0) + 0.22 * _legend_rows(names, fig_width)
     with _figure(fig_width, height) as (fig, (ax,)):
         for i, c in enumerate(cands):
             ax.bar(
@@ -408,7 +412,7 @@ def _grouped_f1(
                 [100 * f1_of(c, g) for g in groups],
                 width,
                 color=color(i),
-                label=short(c.name) + (" (winner)" if c.name == winner else ""),
+                label=names[i],
                 edgecolor=INK if c.name == winner else "none",
                 linewidth=0.8,
                 zorder=2,
@@ -421,7 +425,8 @@ def _grouped_f1(
         ax.set_ylabel("F1 (%)")
         ax.set_ylim(0, 105)
         ax.grid(axis="x", visible=False)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.15 * rotate), ncols=ncols)
+        handles, labels = ax.get_legend_handles_labels()
+        _legend_below(fig, handles, labels, fig_width)
         return _svg(fig)
 
 
@@ -437,7 +442,11 @@ def training_curves(c: CandidateSummary) -> str:
     split_color = {"train": PALETTE[0], "val": PALETTE[2]}
     from matplotlib.ticker import MaxNLocator
 
-    with _figure(9.2, 3.2, ncols=2) as (fig, (loss_ax, metric_ax)):
+    # A provider fine-tune reports losses only: then one panel, no empty second one.
+    metrics = any(metric != "loss" for _, metric in series)
+    with _figure(9.2 if metrics else 5.2, 3.2, ncols=2 if metrics else 1) as (fig, panels):
+        loss_ax = panels[0]
+        metric_ax = panels[1] if metrics else loss_ax
         for (split, metric), pts in sorted(series.items()):
             ax = loss_ax if metric == "loss" else metric_ax
             xs, ys = zip(*pts, strict=True)
@@ -450,7 +459,7 @@ def training_curves(c: CandidateSummary) -> str:
                 color=split_color.get(split, MUTED),
                 label=f"{split} {metric}",
             )
-        for ax in (loss_ax, metric_ax):
+        for ax in panels:
             if isinstance(best, int | float) and best > 0:
                 ax.axvline(
                     best, color=MUTED, linestyle="--", linewidth=1, label=f"best {unit} ({best:g})"
@@ -460,9 +469,10 @@ def training_curves(c: CandidateSummary) -> str:
             ax.margins(y=0.08)
             ax.legend(loc="best", fontsize=8)
         loss_ax.set_ylabel("loss")
-        metric_ax.set_ylabel(
-            "validation accuracy (%)" if ("val", "accuracy") in series else "validation metric"
-        )
+        if metrics:
+            metric_ax.set_ylabel(
+                "validation accuracy (%)" if ("val", "accuracy") in series else "validation metric"
+            )
         return _svg(fig)
 
 
