@@ -10,12 +10,13 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
 from click.testing import CliRunner
 
-from adaptlab.cli import cli
+from adaptlab.cli import cli as adaptlab_cli
 from adaptlab.cli.common import handle_errors
 from adaptlab.scaffold import init_project
 
@@ -103,7 +104,7 @@ class Outcome:
     output: str  # whitespace runs made one space: rich wraps long lines
 
 
-def run_cli(*args: str, command: click.Command = cli) -> Outcome:
+def run_cli(*args: str, command: click.Command = adaptlab_cli) -> Outcome:
     """``adaptlab ARGS`` as the entry point runs it: a user error prints and exits 2."""
 
     def entry() -> None:
@@ -114,3 +115,49 @@ def run_cli(*args: str, command: click.Command = cli) -> Outcome:
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return Outcome(result.exit_code, " ".join(result.output.split()))
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def text(self) -> str:
+        """stdout and stderr with runs of whitespace folded (rich wraps long lines)."""
+        return " ".join((self.stderr + "\n" + self.stdout).split())
+
+    def error(self, *needles: str) -> str:
+        """Assert a user error (exit 2) with a fix line naming every needle."""
+        assert self.code == 2, f"exit {self.code}, expected 2:\n{self.stderr}{self.stdout}"
+        low = self.text.lower()
+        for needle in needles:
+            assert needle.lower() in low, f"{needle!r} not in:\n{self.text}"
+        assert "fix:" in low, f"no fix line:\n{self.text}"
+        return self.text
+
+    def ok(self) -> str:
+        assert self.code == 0, f"exit {self.code}:\n{self.stderr}{self.stdout}"
+        return self.text
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
+    """``cli("run", "-p", dir)`` -> :class:`CliResult`; a raw traceback fails the test."""
+    from adaptlab.cli import main
+
+    def call(*args: str, columns: int = 200) -> CliResult:
+        monkeypatch.setenv("COLUMNS", str(columns))
+        monkeypatch.setattr(sys, "argv", ["adaptlab", *map(str, args)])
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exc:
+            main()
+        out = capsys.readouterr()
+        code = exc.value.code if isinstance(exc.value.code, int) else 1
+        result = CliResult(code, out.out, out.err)
+        assert "Traceback (most recent call last)" not in out.out + out.err, result.text
+        assert code != 3, f"internal error (a bug):\n{result.text}"
+        return result
+
+    return call

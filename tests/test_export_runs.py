@@ -8,7 +8,6 @@ import io
 import json
 import random
 import sqlite3
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,32 +20,10 @@ from adaptlab.evaluation.stats import holm, mcnemar
 from adaptlab.evaluation.summary import RunSummary
 from adaptlab.project import Project
 from adaptlab.store import PredictionRow, ResultRow, RunStore
-from tests.hostile.conftest import CliResult, write_project
+from tests.hostile.conftest import write_project
 from tests.hostile.projects import stored_project
 
 LABELS = ["a", "b", "c"]
-
-
-@pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
-    """``cli("runs", "-p", dir)`` through the real entry point, stdout apart from stderr;
-    a traceback or an internal error (exit 3) fails the test."""
-    from adaptlab.cli import main
-
-    def call(*args: object) -> CliResult:
-        monkeypatch.setenv("COLUMNS", "200")
-        monkeypatch.setattr(sys, "argv", ["adaptlab", *map(str, args)])
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exc:
-            main()
-        out = capsys.readouterr()
-        code = exc.value.code if isinstance(exc.value.code, int) else 1
-        result = CliResult(code, out.out, out.err)
-        assert "Traceback" not in out.out + out.err, result.text
-        assert code != 3, f"internal error (a bug):\n{result.text}"
-        return result
-
-    return call
 
 
 def _add_run(

@@ -95,7 +95,7 @@ def test_rag_validation_answers_never_find_the_validation_examples(
     Otherwise every validation input finds itself at similarity 1 and the candidate is
     chosen on inflated figures (BANKING77: 93.5% on val, 91.6% on test).
     """
-    train, val, test = splits
+    train, val, _ = splits
     both = _make("rag", backend, tmp_path, top_k=1)
     both.fit(train, val)
     train_only = _make("rag", backend, tmp_path, top_k=1, include_val=False)

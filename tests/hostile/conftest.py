@@ -10,8 +10,6 @@ what the CLI prints for a bug. Count the cases with ``pytest -m hostile --co -q`
 from __future__ import annotations
 
 import json
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,52 +56,6 @@ def write_project(
     text = cfg if isinstance(cfg, str) else yaml.safe_dump(cfg, sort_keys=False)
     (root / "adaptlab.yaml").write_text(text, encoding="utf-8")
     return root
-
-
-@dataclass
-class CliResult:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def text(self) -> str:
-        """stdout and stderr with runs of whitespace folded (rich wraps long lines)."""
-        return " ".join((self.stderr + "\n" + self.stdout).split())
-
-    def error(self, *needles: str) -> str:
-        """Assert a user error (exit 2) with a fix line naming every needle."""
-        assert self.code == 2, f"exit {self.code}, expected 2:\n{self.stderr}{self.stdout}"
-        low = self.text.lower()
-        for needle in needles:
-            assert needle.lower() in low, f"{needle!r} not in:\n{self.text}"
-        assert "fix:" in low, f"no fix line:\n{self.text}"
-        return self.text
-
-    def ok(self) -> str:
-        assert self.code == 0, f"exit {self.code}:\n{self.stderr}{self.stdout}"
-        return self.text
-
-
-@pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
-    """``cli("run", "-p", dir)`` -> :class:`CliResult`; a raw traceback fails the test."""
-    from adaptlab.cli import main
-
-    def call(*args: str, columns: int = 200) -> CliResult:
-        monkeypatch.setenv("COLUMNS", str(columns))
-        monkeypatch.setattr(sys, "argv", ["adaptlab", *map(str, args)])
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exc:
-            main()
-        out = capsys.readouterr()
-        code = exc.value.code if isinstance(exc.value.code, int) else 1
-        result = CliResult(code, out.out, out.err)
-        assert "Traceback (most recent call last)" not in out.out + out.err, result.text
-        assert code != 3, f"internal error (a bug):\n{result.text}"
-        return result
-
-    return call
 
 
 HERE = Path(__file__).parent
