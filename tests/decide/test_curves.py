@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -83,6 +84,23 @@ def test_curves_are_stored_and_never_trained_twice(tmp_path: Path, example_proje
     assert len(points) == 2 * (3 * 2 + 1)
     full = [p for p in points if p.draw == 0 and p.size > 48]
     assert len(full) == 2
+    # The kNN indexes train + val in a run; its curve points index the subset alone, and
+    # its full point is its own result (train only), not the run's.
+    from adaptlab.runner import result_key
+
+    knn = next(c for c in project.config.candidates if c.name == "knn")
+    run_key = result_key(project, knn, project.split())
+    assert next(p for p in full if p.candidate == "knn").key != run_key
+    assert next(p for p in full if p.candidate == "few-shot").key == result_key(
+        project, project.config.candidates[0], project.split()
+    )
+    with sqlite3.connect(root / ".adaptlab/runs.db") as conn:
+        stored = dict(conn.execute("SELECT key, info_json FROM results").fetchall())
+    knn_keys = {p.key for p in points if p.candidate == "knn"}
+    split = project.split()
+    for key in knn_keys:
+        info = json.loads(stored[key])
+        assert info["indexed"] <= len(split.train), info  # never the validation split
     db = root / ".adaptlab/runs.db"
     with sqlite3.connect(db) as conn:
         results = conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
