@@ -129,6 +129,8 @@ def test_curve_changes_name_the_crossings_that_involve_the_winner() -> None:
         # too unsure (half the refits) and not about the winner: left out
         Crossing("tfidf", "rag-knn", 3_000, 800, 90_000, 0.5, False),
         Crossing("tfidf", "few-shot", 300, 200, 400, 1.0, True),
+        # ahead from its first size (25) on: the fits cross below it, which is no evidence
+        Crossing("rag-knn", "tfidf", 12, 10, 16, 1.0, False, first=25),
     ]
     lines = curve_changes(LearningCurves([], {}, crossings, 500), "rag-knn")
     assert lines == [
@@ -138,3 +140,9 @@ def test_curve_changes_name_the_crossings_that_involve_the_winner() -> None:
         "rag-knn overtook zero-shot at ~120 training examples (95% interval 80–200): with "
         "fewer labelled examples than that, zero-shot would do as well",
     ]
+    assert crossings[-1].text() == (
+        "rag-knn overtakes tfidf below the sizes trained: it is ahead from the smallest "
+        "(25 examples) on; the fits cross at ~12 (95% interval 10–16; 100% of refits "
+        "cross; an extrapolation)"
+    )
+    assert crossings[0].text().endswith("90% of refits cross; extrapolated beyond them)")

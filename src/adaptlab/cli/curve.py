@@ -54,14 +54,7 @@ def curve_summary(points: list[Any], flat: dict[str, float]) -> tuple[Any, list[
         table.add_row(
             Text(name), *(Text(c) for c in cells), "–" if fit is None else f"{100 * fit.a:.0f}%"
         )
-    lines = []
-    for x in overtakes(points, flat):
-        interval = f"{x.low:,}–{x.high:,}" if x.low is not None and x.high is not None else "none"
-        where = "within the sizes trained" if x.observed else "extrapolated beyond them"
-        lines.append(
-            f"{x.candidate} overtakes {x.rival} at ~{x.n:,} training examples (95% interval "
-            f"{interval}; {x.found:.0%} of refits cross; {where})"
-        )
+    lines = [x.text() for x in overtakes(points, flat)]
     return table, lines
 
 

@@ -81,6 +81,27 @@ class Crossing:
     high: int | None
     found: float
     observed: bool
+    first: int = 0  # the smallest size the candidate was trained at
+
+    def text(self) -> str:
+        """The crossing as one sentence, saying whether it was observed or extrapolated."""
+        interval = (
+            f"95% interval {self.low:,}–{self.high:,}"
+            if self.low is not None and self.high is not None
+            else "no interval"
+        )
+        head = f"{self.candidate} overtakes {self.rival}"
+        if self.n is not None and self.n < self.first:
+            return (
+                f"{head} below the sizes trained: it is ahead from the smallest "
+                f"({self.first:,} examples) on; the fits cross at ~{self.n:,} ({interval}; "
+                f"{self.found:.0%} of refits cross; an extrapolation)"
+            )
+        where = "within the sizes trained" if self.observed else "extrapolated beyond them"
+        return (
+            f"{head} at ~{self.n:,} training examples ({interval}; {self.found:.0%} of "
+            f"refits cross; {where})"
+        )
 
 
 def learns_from_train(cand: CandidateConfig) -> bool:
@@ -277,8 +298,9 @@ def overtakes(
 ) -> list[Crossing]:
     """Every crossing of a candidate's curve over another curve or a flat rival.
 
-    A candidate already ahead at its smallest size (in over 95% of refits) overtakes
-    nothing and is left out, as are pairs whose curves never cross within the grid.
+    Pairs whose fitted curves never cross within the grid are left out; a candidate
+    ahead from its smallest size on keeps its crossing, which :meth:`Crossing.text`
+    then calls an extrapolation below the sizes trained.
     """
     by_cand: dict[str, list[CurvePoint]] = defaultdict(list)
     for p in points:
@@ -295,8 +317,6 @@ def overtakes(
             x = crossing(pts, rival, confidence=confidence)
             if x is None or x.n is None:
                 continue
-            if x.n <= min(p.size for p in pts) and x.found > 0.95:
-                continue  # ahead from the first point: nothing to overtake
             out.append(dataclasses.replace(x, rival=b))
     return out
 
@@ -342,8 +362,10 @@ def curve_changes(curves: LearningCurves, winner: str) -> list[str]:
                 f"all), {x.candidate} is expected to pass {winner} ({interval(x)}; "
                 f"extrapolated from the learning curve, {x.found:.0%} of refits cross)"
             )
-    overtaken = [
-        x for x in sure if x.candidate == winner and x.n is not None and x.n <= curves.n_train
+    overtaken = [  # observed: within the sizes trained, not before the first
+        x
+        for x in sure
+        if x.candidate == winner and x.n is not None and x.first <= x.n <= curves.n_train
     ]
     if overtaken:
         x = max(overtaken, key=lambda x: x.n or 0)
@@ -446,7 +468,7 @@ def crossing(
     sizes = sorted(cand)
     observed = n is not None and sizes[0] <= n <= sizes[-1]
     return Crossing(
-        name_a, name_b, n, low, high, len(hits) / len(found) if found else 0.0, observed
+        name_a, name_b, n, low, high, len(hits) / len(found) if found else 0.0, observed, sizes[0]
     )
 
 

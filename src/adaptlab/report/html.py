@@ -533,18 +533,7 @@ def _learning(s: RunSummary, svg: Callable[[str, str], Any]) -> dict[str, Any] |
     lc = s.learning
     if lc is None:
         return None
-    lines = []
-    for x in lc.crossings:
-        interval = (
-            f"95% interval {x.low:,}–{x.high:,}"
-            if x.low is not None and x.high is not None
-            else "no interval"
-        )
-        where = "within the sizes trained" if x.observed else "extrapolated beyond them"
-        lines.append(
-            f"{x.candidate} overtakes {x.rival} at ~{x.n:,} training examples ({interval}; "
-            f"{x.found:.0%} of bootstrap refits cross; {where})"
-        )
+    lines = [x.text() for x in lc.crossings]
     return {
         "svg": svg(
             "learning",

@@ -582,7 +582,7 @@ def learning_curves(
         x
         for x in curves.crossings
         if x.n is not None
-        and x.n <= right
+        and grid[0] <= x.n <= right  # drawn within the axes (the SVG keeps no clip path)
         and winner in (x.candidate, x.rival)
         and x.found >= SURE_CROSSING
     ]
