@@ -298,9 +298,10 @@ def overtakes(
 ) -> list[Crossing]:
     """Every crossing of a candidate's curve over another curve or a flat rival.
 
-    Pairs whose fitted curves never cross within the grid are left out; a candidate
-    ahead from its smallest size on keeps its crossing, which :meth:`Crossing.text`
-    then calls an extrapolation below the sizes trained.
+    Pairs whose fitted curves never cross within the grid are left out, as is a
+    candidate ahead of a flat rival from its smallest size on; one ahead of another
+    curve from its smallest size keeps its crossing, which :meth:`Crossing.text` then
+    calls an extrapolation below the sizes trained.
     """
     by_cand: dict[str, list[CurvePoint]] = defaultdict(list)
     for p in points:
@@ -317,6 +318,8 @@ def overtakes(
             x = crossing(pts, rival, confidence=confidence)
             if x is None or x.n is None:
                 continue
+            if x.n < x.first and not isinstance(rival, Sequence):
+                continue  # ahead of a flat rival from the first size: nothing to learn
             out.append(dataclasses.replace(x, rival=b))
     return out
 
