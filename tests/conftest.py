@@ -85,6 +85,19 @@ def small_project(
     return target
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C reaches the test's child processes as it reaches a user's terminal.
+
+    A shell starts a background job (``bash .ci/run &``) with SIGINT ignored, and a child
+    inherits that: the tests that press Ctrl-C on ``adaptlab run`` would then see it
+    finish, or wait forever. Python's own handler is restored for the session.
+    """
+    import signal
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def adaptlab_process(*args: str, **kw: object) -> subprocess.Popen[str]:
     """``python -m adaptlab ARGS`` in the background, output unbuffered and unwrapped."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
