@@ -426,21 +426,14 @@ DISAGREEMENT_ROWS = 100  # examples shown in the disagreement browser
 
 
 def example_scores(c: CandidateSummary) -> np.ndarray:
-    """Each test example's score in [0, 1]: correct (1/0), token F1, or field F1.
-
-    Extraction keeps tp/fp/fn per example (:mod:`adaptlab.evaluation.scoring`); its
-    score is 2tp / (2tp + fp + fn), 1 for an example with no field on either side.
-    """
+    """Each test example's score in [0, 1]: correct (1/0), token F1, or field F1
+    (:func:`adaptlab.evaluation.scoring.metric_stat` applied to each example's row)."""
     import numpy as np
 
+    from adaptlab.evaluation.scoring import metric_stat
+
     cols = np.asarray(c.columns, dtype=float)
-    if cols.ndim == 1:
-        return cols
-    if cols.shape[1] == 1:
-        return cols[:, 0]
-    tp, fp, fn = cols[:, 0], cols[:, 1], cols[:, 2]
-    denom = 2 * tp + fp + fn
-    return np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 1.0)
+    return metric_stat(c.metric)(cols if cols.ndim == 2 else cols[:, None])
 
 
 def disagreements(
