@@ -58,7 +58,9 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'adaptlab' has no attribute {name!r}")
 
 
-def summarize_project(project: Project, run_id: str | None = None) -> RunSummary:
+def summarize_project(
+    project: Project, run_id: str | None = None, *, learning: bool = True
+) -> RunSummary:
     """The summary of a project's latest (or a given) run, recomputed from the store.
 
     A generation task scored by an LLM judge grades through the project's response
@@ -74,4 +76,5 @@ def summarize_project(project: Project, run_id: str | None = None) -> RunSummary
             llm_cache=project.llm_cache_path,
             profile=project.config.profile,
             cost=project.config.cost,
+            learning=learning,
         )

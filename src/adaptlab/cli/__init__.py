@@ -19,12 +19,16 @@ from adaptlab.cli.decide import decide
 from adaptlab.cli.export import export
 from adaptlab.cli.info import schema, strategies
 from adaptlab.cli.jobs import jobs
+from adaptlab.cli.keys import keys
+from adaptlab.cli.logs import logs
+from adaptlab.cli.predict import predict
 from adaptlab.cli.project import demo, init
 from adaptlab.cli.prompt import prompt
 from adaptlab.cli.rag import rag
 from adaptlab.cli.report import report
 from adaptlab.cli.run import run
 from adaptlab.cli.runs import runs
+from adaptlab.cli.serve import serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,6 +54,10 @@ for command in (
     prompt,
     report,
     export,
+    predict,
+    serve,
+    keys,
+    logs,
     runs,
     decide,
     curve,

@@ -1,8 +1,8 @@
 """``adaptlab export``: what a project made, in a form other tools read.
 
-``export results`` writes a run's figures as JSON or CSV (see
-:mod:`adaptlab.evaluation.export` for the fields). A group, so that exporting a
-trained candidate can join it as a subcommand of its own.
+``export --candidate NAME DIR`` (``export candidate``) writes a candidate as a
+self-contained model folder (:mod:`adaptlab.serve.artifact`); ``export results``
+writes a run's figures as JSON or CSV (see :mod:`adaptlab.evaluation.export`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,60 @@ import click
 from adaptlab.cli.common import console, project_option
 
 
-@click.group()
+class _ExportGroup(click.Group):
+    """``adaptlab export --candidate NAME DIR`` is ``adaptlab export candidate …``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["candidate", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_ExportGroup)
 def export() -> None:
-    """Export a run's results for other tools (JSON, CSV)."""
+    """Export a candidate as a model folder, or a run's results (JSON, CSV).
+
+    \b
+    adaptlab export -p my-task --candidate best ./model
+    adaptlab export results -p my-task -o results.csv
+    """
+
+
+@export.command("candidate")
+@project_option
+@click.option(
+    "-c", "--candidate", "name", required=True, help="Candidate to export; 'best': the winner."
+)
+@click.option("--run-id", default=None, help="From this run (default: the latest finished).")
+@click.argument("folder", type=click.Path(path_type=Path))
+def candidate(project_dir: str, name: str, run_id: str | None, folder: Path) -> None:
+    """A candidate as a self-contained folder that 'adaptlab predict --model' and
+    'adaptlab serve --model' load without the project: its state (arrays, skops,
+    safetensors; no pickle), prompt template, shots, label map, model references,
+    adapter, and a model card with its measured figures.
+
+    \b
+    adaptlab export -p my-task --candidate best ./model
+    adaptlab predict --model ./model inputs.txt
+    """
+    from adaptlab.cli.common import require_runs
+    from adaptlab.cli.progress import RichProgress
+    from adaptlab.project import Project
+    from adaptlab.serve.artifact import export_candidate
+
+    project = Project.load(project_dir)
+    require_runs(project)
+    with RichProgress(console) as progress:
+        outcome = export_candidate(project, name, folder, run_id=run_id, progress=progress)
+    size = outcome.bytes / 1e6
+    console.print(
+        f"exported {outcome.candidate}: {outcome.folder} ({outcome.files} files, {size:.1f} MB)",
+        markup=False,
+        soft_wrap=True,
+    )
+    if outcome.reproduced is not None:
+        same, n = outcome.reproduced
+        console.print(f"it gives the run's answer for {same} of {n} test inputs", markup=False)
 
 
 @export.command("results")

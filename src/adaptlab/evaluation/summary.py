@@ -467,6 +467,7 @@ def summarize(
     progress: ProgressSink | None = None,
     profile: ProfileConfig | None = None,
     cost: CostConfig | None = None,
+    learning: bool = True,
 ) -> RunSummary:
     """Rebuild a run's summary from the store (the latest finished run by default).
 
@@ -474,7 +475,9 @@ def summarize(
     (default: ``llm_cache.db`` beside the store, as in a project's ``.adaptlab``).
     ``profile`` and ``cost`` replace those the run was made with: the decision is
     weighed against the project's situation now (``adaptlab decide`` changes it
-    without a rerun), while the measurements stay those of the run.
+    without a rerun), while the measurements stay those of the run. ``learning=False``
+    leaves out the learning curves (scoring every stored curve point; the winner
+    does not depend on them), for commands that need only the candidates.
     """
     run = find_run(store, run_id)
     cfg = ProjectConfig.model_validate(json.loads(run["config_json"]))
@@ -489,7 +492,7 @@ def summarize(
     n_train = split.get("train", 0) + split.get("val", 0)
     try:
         cands = [_candidate(store, link, cfg, scorer, n_train) for link in links]
-        points = score_points(store, run["data_fingerprint"], scorer)
+        points = score_points(store, run["data_fingerprint"], scorer) if learning else []
     finally:
         scorer.close()
     # Choose on validation, report on test: only when every candidate has val answers
@@ -523,9 +526,9 @@ def summarize(
             "adaptlab before 0.10, or data.val_size 0), so the winner's test figure is "
             "optimistic; rerun with --force to choose on validation."
         )
-    learning = _learning(points, cands, cfg, int(split.get("train", 0)))
-    if learning is not None:
-        rec.changes.extend(curve_changes(learning, best.name))
+    curves = _learning(points, cands, cfg, int(split.get("train", 0)))
+    if curves is not None:
+        rec.changes.extend(curve_changes(curves, best.name))
     best_on_test = max(cands, key=lambda c: (c.quality, -c.monthly_cost_usd))
     prompt_like = [c for c in cands if not c.trains_weights] or cands
     baseline = min(prompt_like, key=lambda c: c.cost.setup_usd)
@@ -548,7 +551,7 @@ def summarize(
         selected_on=selected_on,
         best_on_test=best_on_test.name,
         mdd=mdd,
-        learning=learning,
+        learning=curves,
     )
 
 

@@ -135,23 +135,33 @@ class PromptTemplate:
     def version(self) -> str:
         """Hash of this template's source and of every template it pulls in."""
         digest = hashlib.sha256()
-        seen: set[str] = set()
+        for name, source in self.sources().items():
+            digest.update(name.encode() + b"\0" + source.encode() + b"\0")
+        return digest.hexdigest()[:12]
+
+    def sources(self) -> dict[str, str]:
+        """Source of this template and of every template it extends or includes, by name
+        (the file name its loader finds it by), in the order :attr:`version` hashes them.
+
+        An export copies these files, so a served candidate renders its prompt without
+        the project folder and keeps the version it was measured with.
+        """
+        out: dict[str, str] = {}
         todo = [self.file.name]
         try:
             while todo:
                 name = todo.pop()
-                if name in seen:
+                if name in out:
                     continue
-                seen.add(name)
                 source = self.env.loader.get_source(self.env, name)[0]  # type: ignore[union-attr]
-                digest.update(name.encode() + b"\0" + source.encode() + b"\0")
+                out[name] = source
                 refs = jinja2.meta.find_referenced_templates(self.env.parse(source))
                 todo.extend(r for r in refs if r is not None)
         except jinja2.TemplateNotFound as exc:
             raise self._not_found(exc) from None
         except jinja2.TemplateSyntaxError as exc:
             raise self._syntax_error(exc) from None
-        return digest.hexdigest()[:12]
+        return out
 
     def render(self, variables: dict[str, Any], *, system: str | None = None) -> RenderedPrompt:
         """Render every part; ``system`` replaces the system part (system-prompt variants)."""

@@ -165,6 +165,52 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "serving: API keys (hashed), the request log and feedback on answers",
+        """
+        CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            prefix TEXT NOT NULL,
+            hash TEXT NOT NULL UNIQUE,
+            rpm INTEGER,
+            created_at TEXT NOT NULL,
+            revoked_at TEXT
+        );
+        CREATE TABLE requests (
+            id TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            route TEXT,
+            candidate TEXT,
+            shadow_of TEXT,
+            user_hash TEXT,
+            key_id TEXT,
+            input TEXT,
+            output TEXT,
+            score REAL,
+            answer_status TEXT,
+            http_status INTEGER NOT NULL,
+            latency_ms REAL,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            cost_usd REAL,
+            error TEXT
+        );
+        CREATE INDEX requests_candidate ON requests(candidate, created_at);
+        CREATE INDEX requests_shadow ON requests(shadow_of);
+        CREATE TABLE feedback (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            request_id TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            label TEXT,
+            rating REAL,
+            comment TEXT,
+            key_id TEXT
+        );
+        CREATE INDEX feedback_request ON feedback(request_id);
+        """,
+    ),
 ]
 
 

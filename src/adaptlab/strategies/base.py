@@ -210,3 +210,31 @@ class Strategy(ABC):
     def predict_samples(self, texts: Sequence[str], n: int) -> list[list[Prediction]]:
         """``n`` independent predictions per text (consistency); ``[sample][text]``."""
         return [self.predict(texts) for _ in range(n)]
+
+    # ------------------------------------------------------------ export and serving
+
+    def restore_fit(
+        self, train: Sequence[Example], val: Sequence[Example], info: dict[str, Any]
+    ) -> None:
+        """Become the model of a stored result again, for ``adaptlab export``.
+
+        ``info`` is that result's info. The default fits again, which gives the same
+        model for every strategy whose fit is deterministic and cheap (seeded shot
+        choice, a kNN index, a logistic regression); a strategy whose fit trains or
+        pays loads what its run kept instead, and raises :class:`AdaptlabError` when
+        that is gone.
+        """
+        self.fit(train, val)
+
+    def save_state(self, folder: Path) -> dict[str, Any]:
+        """Write what :meth:`predict` needs into ``folder``; returns JSON-ready state.
+
+        Files are arrays (.npz), skops (scikit-learn), safetensors or JSON: never a
+        pickle (see :mod:`adaptlab.strategies.state`). Raises NotImplementedError for a
+        strategy that cannot be exported.
+        """
+        raise NotImplementedError(f"strategy '{self.name}' cannot be exported yet")
+
+    def load_state(self, folder: Path, state: dict[str, Any]) -> None:
+        """Restore, from :meth:`save_state`'s files and state, what :meth:`fit` made."""
+        raise NotImplementedError(f"strategy '{self.name}' cannot be loaded from an export")

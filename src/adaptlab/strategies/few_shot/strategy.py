@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from adaptlab.strategies.base import Prediction, Strategy
@@ -44,6 +45,7 @@ class FewShot(Strategy):
         assert isinstance(opts, FewShotOptions)
         shots = SELECTORS[opts.selector](train, opts.k, self.ctx.seed)
         self.info["shots"] = [ex.id for ex in shots]
+        self._shots = [{"id": ex.id, "text": ex.text, "label": ex.label} for ex in shots]
         x = self.ctx.embed([ex.text for ex in shots], description="embedding shots")
         self._model = fit_classifier(
             x, [ex.label for ex in shots], opts.classifier, self.ctx.seed, opts.max_iter
@@ -51,3 +53,16 @@ class FewShot(Strategy):
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         return predict_classifier(self._model, self.ctx.encoder.embed(texts))
+
+    def save_state(self, folder: Path) -> dict[str, Any]:
+        from adaptlab.strategies.state import save_sklearn
+
+        return {
+            "classifier": save_sklearn(folder, "classifier.skops", self._model),
+            "shots": self._shots,  # what the classifier was fit on, for the model card
+        }
+
+    def load_state(self, folder: Path, state: dict[str, Any]) -> None:
+        from adaptlab.strategies.state import load_sklearn
+
+        self._model = load_sklearn(folder, state["classifier"])

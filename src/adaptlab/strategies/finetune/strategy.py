@@ -395,8 +395,86 @@ class Finetune(Strategy):
                 weight=head.weight.detach().numpy(),
                 bias=head.bias.detach().numpy(),
             )
+        else:  # the SetFit classifier, for export (skops: no pickle)
+            from adaptlab.strategies.state import save_sklearn
+
+            save_sklearn(out, "adaptlab_logreg.skops", self._logreg)
         (out / "adaptlab_labels.json").write_text(json.dumps(self.label_names))
         self.info["checkpoint"] = str(Path(out))
+
+    # ---------------------------------------------------------------- export
+
+    def restore_fit(
+        self, train: Sequence[Example], val: Sequence[Example], info: dict[str, Any]
+    ) -> None:
+        """Load the model the run saved (``<checkpoint>/model``) instead of training again."""
+        from adaptlab.errors import AdaptlabError
+        from adaptlab.strategies.state import StateError, load_json
+
+        folder = self.ctx.workdir / "model"
+        rerun = (
+            f"run the candidate again with save_model: true (adaptlab run -c NAME --force), "
+            f"then export; the folder {folder} must hold the fine-tuned model"
+        )
+        if not (folder / "adaptlab_labels.json").is_file() or folder.is_symlink():
+            raise AdaptlabError(
+                "this fine-tuned candidate's model was not kept (save_model: false, or "
+                "the checkpoint folder was cleaned)",
+                file=folder,
+                fix=rerun,
+                code="no-checkpoint",
+            )
+        if load_json(folder, "adaptlab_labels.json") != self.label_names:
+            raise StateError(
+                "was trained on other labels than the project's", file=folder, fix=rerun
+            )
+        backend = self.ctx.encoder
+        assert hasattr(backend, "with_model"), "finetune needs a sentence-transformers backend"
+        from adaptlab.backends.sentence_transformers import load_sentence_transformer
+
+        model = load_sentence_transformer(str(folder), backend.device)  # type: ignore[attr-defined]
+        self._backend = backend.with_model(model)  # type: ignore[attr-defined]
+        self._tuned = self._backend
+        self._load_classifier(folder, "adaptlab_head.npz", "adaptlab_logreg.skops")
+
+    def save_state(self, folder: Path) -> dict[str, Any]:
+        from adaptlab.strategies.state import save_arrays, save_sklearn
+
+        # The tuned encoder becomes the export's encoder (``encoder/``, safetensors).
+        self._tuned.model.save(str(folder / "encoder"))
+        if self.opts.method == "head":
+            head = self._head_module
+            name = save_arrays(
+                folder,
+                "head.npz",
+                weight=head.weight.detach().numpy(),
+                bias=head.bias.detach().numpy(),
+            )
+            return {"encoder_folder": "encoder", "head": name}
+        name = save_sklearn(folder, "logreg.skops", self._logreg)
+        return {"encoder_folder": "encoder", "classifier": name}
+
+    def load_state(self, folder: Path, state: dict[str, Any]) -> None:
+        # The export loader made the tuned encoder this context's encoder.
+        self._backend = self.ctx.encoder  # type: ignore[assignment]
+        self._tuned = self._backend
+        self._load_classifier(folder, state.get("head", ""), state.get("classifier", ""))
+
+    def _load_classifier(self, folder: Path, head_file: str, logreg_file: str) -> None:
+        """The softmax head (``head`` method) or the SetFit logistic regression."""
+        import torch
+
+        from adaptlab.strategies.state import load_arrays, load_sklearn
+
+        if self.opts.method != "head":
+            self._logreg = load_sklearn(folder, logreg_file)
+            return
+        arrays = load_arrays(folder, head_file, ("weight", "bias"))
+        head = torch.nn.Linear(arrays["weight"].shape[1], arrays["weight"].shape[0])
+        with torch.no_grad():
+            head.weight.copy_(torch.from_numpy(arrays["weight"]))
+            head.bias.copy_(torch.from_numpy(arrays["bias"]))
+        self._head_module = head
 
     # ---------------------------------------------------------------- heads
 

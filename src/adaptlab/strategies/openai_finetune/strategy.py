@@ -190,6 +190,26 @@ class OpenAIFinetune(PromptStrategy):
             actual_cost_usd=actual,
         )
 
+    # ------------------------------------------------------------ export
+
+    def restore_fit(
+        self, train: Sequence[Example], val: Sequence[Example], info: dict[str, Any]
+    ) -> None:
+        """The provider's fine-tuned model named in the stored result; no job is started."""
+        from adaptlab.errors import AdaptlabError
+
+        self.select_shots(train)
+        model = info.get("fine_tuned_model")
+        if not isinstance(model, str) or not model:
+            raise AdaptlabError(
+                "the stored result names no fine-tuned model",
+                fix="run the candidate (adaptlab run -c NAME) until its job succeeds, then export",
+                code="no-checkpoint",
+            )
+        if self.ctx.llm_variant is None:
+            raise RuntimeError("openai-finetune needs StrategyContext.llm_variant")
+        self._tuned = self.ctx.llm_variant(name=model)
+
     # ------------------------------------------------------------ answers
 
     @property

@@ -356,6 +356,44 @@ class PromptStrategy(Strategy):
             return preds
         return with_context(preds, contexts, self._retrieval_ms)
 
+    # ------------------------------------------------------------ export
+
+    def serving_llm(self) -> LLMRunner:
+        """The runner that answers :meth:`predict` (a fine-tune's tuned model, after fit)."""
+        return self.runner
+
+    def save_state(self, folder: Path) -> dict[str, Any]:
+        """The shots (fixed, or the pool searched per input with its vectors)."""
+        from adaptlab.strategies.state import save_arrays
+
+        def rows(examples: Sequence[Example]) -> list[dict[str, Any]]:
+            return [{"id": ex.id, "text": ex.text, "label": ex.label} for ex in examples]
+
+        state: dict[str, Any] = {"fixed": rows(self._fixed)}
+        if self._pool_vectors is not None:
+            state["pool"] = rows(self._pool)
+            state["pool_arrays"] = save_arrays(folder, "shot_pool.npz", vectors=self._pool_vectors)
+        return state
+
+    def load_state(self, folder: Path, state: dict[str, Any]) -> None:
+        from adaptlab.data import Example
+        from adaptlab.strategies.state import load_arrays
+
+        def examples(rows: list[dict[str, Any]]) -> list[Example]:
+            out = []
+            for row in rows:
+                file, _, line = str(row["id"]).rpartition(":")
+                out.append(Example(str(row["text"]), str(row["label"]), file, int(line or 0)))
+            return out
+
+        self._fixed = examples(state.get("fixed") or [])
+        if state.get("pool_arrays"):
+            self._pool = examples(state.get("pool") or [])
+            vectors = load_arrays(folder, state["pool_arrays"], ("vectors",))["vectors"]
+            self._pool_vectors = vectors
+        else:
+            self._pool = list(self._fixed)
+
     def predict_samples(self, texts: Sequence[str], n: int) -> list[list[Prediction]]:
         # All samples in one batch of requests, so they run concurrently.
         requests = [r for s in range(n) for r in self.requests(texts, sample=s)]

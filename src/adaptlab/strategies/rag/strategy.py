@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from adaptlab.strategies.base import Prediction, Strategy
 from adaptlab.strategies.rag.config import RagOptions
@@ -57,3 +58,16 @@ class Rag(Strategy):
             best = int(votes.argmax())
             out.append(Prediction(names[best], float(votes[best] / votes.sum())))
         return out
+
+    def save_state(self, folder: Path) -> dict[str, Any]:
+        from adaptlab.strategies.state import save_arrays
+
+        name = save_arrays(folder, "knn_index.npz", vectors=self._index, labels=self._labels)
+        return {"arrays": name, "n_train": self._n_train}
+
+    def load_state(self, folder: Path, state: dict[str, Any]) -> None:
+        from adaptlab.strategies.state import load_arrays
+
+        arrays = load_arrays(folder, state["arrays"], ("vectors", "labels"))
+        self._index, self._labels = arrays["vectors"], arrays["labels"]
+        self._n_train = int(state["n_train"])

@@ -9,6 +9,7 @@ LogisticRegression with C chosen on the validation split.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from adaptlab.strategies.base import Prediction, Strategy
@@ -82,3 +83,17 @@ class TfidfLogReg(Strategy):
         best = proba.argmax(axis=1)
         classes = self._model.classes_
         return [Prediction(str(classes[i]), float(proba[r, i])) for r, i in enumerate(best)]
+
+    def save_state(self, folder: Path) -> dict[str, Any]:
+        from adaptlab.strategies.state import save_sklearn
+
+        obj = {"vectorizer": self._vectorizer, "model": self._model}
+        return {"model": save_sklearn(folder, "tfidf_lr.skops", obj)}
+
+    def load_state(self, folder: Path, state: dict[str, Any]) -> None:
+        from adaptlab.strategies.state import StateError, load_sklearn
+
+        obj = load_sklearn(folder, state["model"])
+        if not (isinstance(obj, dict) and {"vectorizer", "model"} <= obj.keys()):
+            raise StateError("does not hold a TF-IDF vectorizer and model", file=folder)
+        self._vectorizer, self._model = obj["vectorizer"], obj["model"]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from adaptlab.strategies.base import Prediction, Strategy
 from adaptlab.strategies.zero_shot.config import ZeroShotOptions
@@ -32,3 +33,13 @@ class ZeroShot(Strategy):
         best = sims.argmax(axis=1)
         names = self.label_names
         return [Prediction(names[i], float(sims[row, i])) for row, i in enumerate(best)]
+
+    def save_state(self, folder: Path) -> dict[str, Any]:
+        from adaptlab.strategies.state import save_arrays
+
+        return {"arrays": save_arrays(folder, "label_vectors.npz", vectors=self._label_vectors)}
+
+    def load_state(self, folder: Path, state: dict[str, Any]) -> None:
+        from adaptlab.strategies.state import load_arrays
+
+        self._label_vectors = load_arrays(folder, state["arrays"], ("vectors",))["vectors"]

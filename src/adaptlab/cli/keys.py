@@ -1,0 +1,92 @@
+"""``adaptlab keys``: API keys for ``adaptlab serve`` (stored hashed, shown once)."""
+
+from __future__ import annotations
+
+import click
+
+from adaptlab.cli.common import console, project_option
+
+
+@click.group()
+def keys() -> None:
+    """API keys of 'adaptlab serve': add (shown once), list, revoke.
+
+    \b
+    adaptlab keys add my-app --rpm 600 -p my-task
+    adaptlab keys list -p my-task
+    adaptlab keys revoke my-app -p my-task
+    """
+
+
+def _conn(project_dir: str) -> object:
+    from adaptlab.project import Project
+    from adaptlab.store import RunStore
+
+    project = Project.load(project_dir)
+    project.prepare_state()
+    return RunStore(project.store_path)
+
+
+@keys.command("add")
+@project_option
+@click.option(
+    "--rpm",
+    type=click.IntRange(1, 10_000_000),
+    default=None,
+    help="Requests per minute this key may make (default: no limit); past it, 429.",
+)
+@click.argument("name")
+def add(project_dir: str, name: str, rpm: int | None) -> None:
+    """Create a key NAME; the key is printed once and stored only as its hash."""
+    from adaptlab.serve.keys import add_key
+    from adaptlab.store import RunStore
+
+    store = _conn(project_dir)
+    assert isinstance(store, RunStore)
+    with store:
+        key, secret = add_key(store.conn, name, rpm)
+    limit = f"{rpm} requests/minute" if rpm else "no rate limit"
+    click.echo(secret)
+    click.echo(
+        f"key '{key.name}' ({key.prefix}…, {limit}); shown only now: it is stored hashed",
+        err=True,
+    )
+
+
+@keys.command("list")
+@project_option
+def list_command(project_dir: str) -> None:
+    """The keys: name, prefix, limit, created, revoked (never the key)."""
+    from rich.table import Table
+
+    from adaptlab.serve.keys import list_keys
+    from adaptlab.store import RunStore
+
+    store = _conn(project_dir)
+    assert isinstance(store, RunStore)
+    with store:
+        rows = list_keys(store.conn)
+    if not rows:
+        console.print("no keys; create one with: adaptlab keys add NAME", markup=False)
+        return
+    table = Table("name", "id", "prefix", "rpm", "created", "revoked")
+    for k in rows:
+        table.add_row(
+            k.name, k.id, f"{k.prefix}…", str(k.rpm or "–"), k.created_at, k.revoked_at or ""
+        )
+    console.print(table)
+
+
+@keys.command("revoke")
+@project_option
+@click.argument("name")
+def revoke(project_dir: str, name: str) -> None:
+    """Revoke key NAME (or its id); a running server refuses it within a second."""
+    from adaptlab.serve.keys import revoke_key
+    from adaptlab.store import RunStore
+
+    store = _conn(project_dir)
+    assert isinstance(store, RunStore)
+    with store:
+        key = revoke_key(store.conn, name)
+    console.print(f"revoked key '{key.name}' ({key.prefix}…)", markup=False)

@@ -1,0 +1,186 @@
+"""``adaptlab logs``: served traffic as the next dataset, and live statistics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from adaptlab.cli.common import console, err_console, fmt_p, project_option
+
+
+@click.group()
+def logs() -> None:
+    """The request log of 'adaptlab serve': export it as data, compare candidates.
+
+    \b
+    adaptlab logs export -p my-task -o data/served.jsonl
+    adaptlab logs stats -p my-task
+    """
+
+
+def _open(project_dir: str) -> tuple[object, object]:
+    from adaptlab.cli.common import require_runs
+    from adaptlab.project import Project
+    from adaptlab.store import RunStore
+
+    project = Project.load(project_dir)
+    require_runs(project)
+    return project, RunStore(project.store_path)
+
+
+@logs.command("export")
+@project_option
+@click.option(
+    "-o", "--output", default=None, help="JSONL file to write (default: standard output)."
+)
+@click.option("-c", "--candidate", default=None, help="Only requests this candidate answered.")
+@click.option("--since", default=None, help="Only requests from this time on (ISO 8601, UTC).")
+@click.option(
+    "--unlabelled",
+    is_flag=True,
+    help="Keep requests without label feedback too (no label field; for review).",
+)
+def export_command(
+    project_dir: str, output: str | None, candidate: str | None, since: str | None, unlabelled: bool
+) -> None:
+    """Served requests with their feedback label as JSON Lines in the project's input and
+    label fields, ready for 'adaptlab run' (as data.path or data.test_path). Shadow
+    answers and failed requests are never exported; how many were left out is printed.
+    """
+    from adaptlab.project import Project
+    from adaptlab.serve.logs import export_rows, to_jsonl
+    from adaptlab.store import RunStore
+
+    project, store = _open(project_dir)
+    assert isinstance(project, Project) and isinstance(store, RunStore)
+    data = project.config.data
+    with store:
+        result = export_rows(
+            store.conn,
+            input_field=data.input_field,
+            label_field=data.label_field,
+            candidate=candidate,
+            since=since,
+            unlabelled=unlabelled,
+        )
+    text = to_jsonl(result.rows)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        from adaptlab.files import write_text_atomically
+        from adaptlab.store.files import os_error
+
+        try:
+            write_text_atomically(Path(output), text)
+        except OSError as exc:
+            raise os_error(exc, "the exported dataset") from exc
+    labelled = sum(data.label_field in r for r in result.rows)
+    say = err_console.print
+    say(f"{len(result.rows)} requests exported ({labelled} with a label)", markup=False)
+    if result.without_label and not unlabelled:
+        say(
+            f"{result.without_label} requests without label feedback left out "
+            "(--unlabelled keeps them)",
+            markup=False,
+        )
+    if result.failed:
+        say(f"{result.failed} failed requests left out", markup=False)
+    if result.pii:
+        kinds = ", ".join(f"{k}: {n}" for k, n in sorted(result.pii.items()))
+        say(
+            f"warning: personal data in {sum(1 for r in result.rows if 'pii' in r)} inputs "
+            f"({kinds}; flagged in the rows' 'pii' field), e.g. "
+            + "; ".join(result.pii_examples[:3]),
+            markup=False,
+            soft_wrap=True,
+        )
+    if output is not None:
+        say(f"dataset: {output}", markup=False)
+
+
+@logs.command("stats")
+@project_option
+@click.option("--since", default=None, help="Only requests from this time on (ISO 8601, UTC).")
+def stats_command(project_dir: str, since: str | None) -> None:
+    """Each served candidate (and shadow) side by side: requests, errors, latency p50/p95,
+    tokens, cost, and accuracy on the requests with label feedback (95% bootstrap
+    interval); a shadow against the candidate it shadowed with McNemar's test."""
+    from adaptlab.cli.common import fitted_table
+    from adaptlab.decide.recommend import pct, sig
+    from adaptlab.project import Project
+    from adaptlab.serve.logs import live_stats
+    from adaptlab.store import RunStore
+
+    project, store = _open(project_dir)
+    assert isinstance(project, Project) and isinstance(store, RunStore)
+    ev = project.config.evaluation
+    with store:
+        stats, comparisons = live_stats(
+            store.conn,
+            since=since,
+            confidence=ev.confidence,
+            resamples=ev.bootstrap_resamples,
+        )
+    if not stats:
+        console.print("no served requests yet (adaptlab serve logs them)", markup=False)
+        return
+
+    def ms(x: float | None) -> str:
+        return "–" if x is None else f"{sig(x)} ms"
+
+    rows = []
+    for s in stats:
+        acc = "–"
+        if s.accuracy is not None:
+            a = s.accuracy
+            acc = f"{pct(a.estimate)} [{pct(a.low)}–{pct(a.high)}]"
+        rows.append(
+            (
+                f"{s.candidate}{' (shadow)' if s.shadow else ''}",
+                [
+                    f"{s.requests:,}",
+                    f"{s.errors:,}",
+                    ms(s.latency_p50_ms),
+                    ms(s.latency_p95_ms),
+                    "–" if s.tokens_per_request is None else sig(s.tokens_per_request),
+                    "–" if s.cost_usd is None else f"{sig(s.cost_usd)} USD",
+                    f"{s.labelled:,}",
+                    acc,
+                    "–" if s.mean_rating is None else f"{s.mean_rating:.2g} ({s.rated})",
+                ],
+            )
+        )
+    conf = f"{round(100 * ev.confidence)}%"
+    columns = [
+        ("requests", True),
+        ("errors", True),
+        ("p50", True),
+        ("p95", True),
+        ("tokens", True),
+        ("cost", True),
+        ("labelled", True),
+        (f"accuracy [{conf}]", True),
+        ("rating", True),
+    ]
+    console.print(fitted_table("served traffic", "candidate", columns, rows))
+    for c in comparisons:
+        if c.test is None:
+            continue
+        t = c.test
+        console.print(
+            f"{c.a} vs {c.b} (shadow) on {c.pairs:,} labelled requests both answered: "
+            f"{'+' if t.diff >= 0 else ''}{100 * t.diff:.1f} points, "
+            f"{t.name} p = {fmt_p(t.p_value)} "
+            f"({t.a_only} right only for {c.a}, {t.b_only} only for {c.b})",
+            markup=False,
+            soft_wrap=True,
+        )
+    unpaired = [s for s in stats if not s.shadow and s.accuracy is not None]
+    if len(unpaired) > 1:
+        console.print(
+            "A/B candidates answered different requests: their accuracies are compared by "
+            "their intervals only (no paired test); a --shadow gives paired answers.",
+            markup=False,
+            soft_wrap=True,
+        )

@@ -1,0 +1,201 @@
+"""``adaptlab serve``: the candidates of a project behind an OpenAI-compatible API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from adaptlab.cli.common import err_console, project_option
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@click.command()
+@project_option
+@click.option(
+    "-c",
+    "--candidate",
+    "candidates",
+    multiple=True,
+    help="Candidate to serve ('best': the winner); repeatable.",
+)
+@click.option(
+    "-m",
+    "--model",
+    "models",
+    multiple=True,
+    metavar="NAME=DIR",
+    help="Serve an exported model folder under NAME; repeatable.",
+)
+@click.option(
+    "--route",
+    "routes",
+    multiple=True,
+    metavar="[NAME:]A=W,B=W",
+    help="Split traffic: 'a=0.9,b=0.1' (route 'default') or 'canary:a=0.5,b=0.5'; "
+    "sticky per user (body 'user' or X-User-Id header).",
+)
+@click.option(
+    "--shadow",
+    multiple=True,
+    help="Also answer every request with this candidate; logged, never returned.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--no-auth", is_flag=True, help="Serve without API keys (anyone who reaches the port may call)."
+)
+@click.option(
+    "--max-batch",
+    default=32,
+    show_default=True,
+    type=click.IntRange(1, 4096),
+    help="Most inputs per forward pass; 1 serves one request at a time.",
+)
+@click.option(
+    "--max-wait-ms",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0, 10_000),
+    help="How long the first request of a batch waits for others.",
+)
+@click.option(
+    "--max-body-kb",
+    default=1024,
+    show_default=True,
+    type=click.IntRange(1, 1 << 20),
+    help="Larger request bodies get 413.",
+)
+@click.option(
+    "--max-input-chars",
+    default=20_000,
+    show_default=True,
+    type=click.IntRange(1, 10**8),
+    help="Longer inputs get 413.",
+)
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    help="Allow browser calls from this origin (CORS is off by default); repeatable.",
+)
+@click.option(
+    "--log-bodies", is_flag=True, help="Put inputs in the server's log lines (never keys)."
+)
+def serve(
+    project_dir: str,
+    candidates: tuple[str, ...],
+    models: tuple[str, ...],
+    routes: tuple[str, ...],
+    shadow: tuple[str, ...],
+    host: str,
+    port: int,
+    no_auth: bool,
+    max_batch: int,
+    max_wait_ms: float,
+    max_body_kb: int,
+    max_input_chars: int,
+    cors_origins: tuple[str, ...],
+    log_bodies: bool,
+) -> None:
+    """Serve candidates: OpenAI-compatible POST /v1/chat/completions (streaming too) and
+    GET /v1/models, POST /v1/predict (label or JSON with its score), POST /v1/feedback
+    (the right label for a request id), GET /health, GET /metrics (Prometheus).
+
+    Clients send the raw input; the candidate applies its own template, shots and
+    adapter. Each request and answer is logged in the project's store ('adaptlab logs').
+    Requests need a key from 'adaptlab keys add' unless --no-auth.
+
+    \b
+    adaptlab keys add my-app -p my-task
+    adaptlab serve -p my-task --candidate best
+    adaptlab serve -p my-task --route finetune=0.9,few-shot-8=0.1 --shadow rag-knn
+    """
+    import logging
+
+    import uvicorn
+
+    from adaptlab.cli.common import require_runs
+    from adaptlab.cli.progress import RichProgress
+    from adaptlab.errors import AdaptlabError
+    from adaptlab.project import Project
+    from adaptlab.serve.app import ServeConfig, create_app
+    from adaptlab.serve.artifact import ServedModel, load_model, open_candidate
+    from adaptlab.serve.routing import DEFAULT_ROUTE, Route, parse_route
+
+    project = Project.load(project_dir)
+    parsed = [parse_route(r) for r in routes]
+    folders: dict[str, Path] = {}
+    for spec in models:
+        name, eq, folder = spec.partition("=")
+        if not eq or not name or not folder:
+            raise click.BadParameter(f"'{spec}': write NAME=DIR", param_hint="--model")
+        folders[name] = Path(folder)
+    wanted: list[str] = []
+    for name in [*candidates, *folders, *(c for r in parsed for c in r.candidates), *shadow]:
+        if name not in wanted:
+            wanted.append(name)
+    if not wanted:
+        raise click.UsageError("name what to serve: --candidate NAME, --model NAME=DIR or --route")
+    loaded: dict[str, ServedModel] = {}
+    aliases: dict[str, str] = {}
+    with RichProgress(err_console) as progress:
+        for name in wanted:
+            if name in folders:
+                model = load_model(folders[name], name=name, progress=progress)
+            else:
+                require_runs(project)
+                model = open_candidate(project, name, progress=progress)
+            loaded[model.name] = model
+            aliases[name] = model.name  # 'best' is served under the winner's name
+    table = {r.name: Route(r.name, tuple((aliases[c], w) for c, w in r.weights)) for r in parsed}
+    if DEFAULT_ROUTE not in table:
+        first = aliases[wanted[0]]
+        table[DEFAULT_ROUTE] = Route(DEFAULT_ROUTE, ((first, 1.0),))
+    shadows = [aliases[s] for s in shadow]
+    auth = not no_auth
+    project.prepare_state()
+    if auth:
+        from adaptlab.serve.keys import list_keys
+        from adaptlab.store import RunStore
+
+        with RunStore(project.store_path) as store:
+            active = [k for k in list_keys(store.conn) if not k.revoked_at]
+        if not active:
+            raise AdaptlabError(
+                "no API keys: every request would be refused",
+                fix=f"create one with 'adaptlab keys add NAME -p {project.root}', or serve "
+                "without keys with --no-auth (only where no one else can reach the port)",
+                code="no-keys",
+            )
+    elif host not in LOOPBACK:
+        err_console.print(
+            f"warning: --no-auth on {host}: anyone who reaches this port can use the models",
+            markup=False,
+        )
+    config = ServeConfig(
+        models=loaded,
+        routes=table,
+        store_path=project.store_path,
+        shadow=shadows,
+        auth=auth,
+        max_body_bytes=max_body_kb * 1024,
+        max_input_chars=max_input_chars,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        cors_origins=list(cors_origins),
+        log_bodies=log_bodies,
+    )
+    app = create_app(config)
+    for name, route in table.items():
+        split = ", ".join(f"{c} {100 * w:.0f}%" for c, w in route.weights)
+        err_console.print(f"route {name}: {split}", markup=False)
+    if shadows:
+        err_console.print(f"shadow (logged, never returned): {', '.join(shadows)}", markup=False)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    serve_log = logging.getLogger("adaptlab.serve")
+    serve_log.addHandler(handler)
+    serve_log.setLevel(logging.INFO)
+    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)

@@ -1,0 +1,659 @@
+"""The server: OpenAI-compatible ``/v1/chat/completions`` and ``/v1/models``, plus
+``/v1/predict``, ``/v1/feedback``, ``/health`` and ``/metrics`` (Prometheus), on FastAPI.
+
+A client sends only the raw input (the last user message, or ``input``); the served
+candidate applies its own template, shots, retrieval and adapter. Every response says
+which candidate answered (``X-Adaptlab-Candidate``) and carries the request's id
+(``X-Request-Id``, also the completion's ``id``), which ``/v1/feedback`` takes.
+
+Errors are OpenAI's shape (``{"error": {"message", "type", "code"}}``): 401 without a
+valid key, 429 with ``Retry-After`` past a key's requests per minute, 413 for a body
+or input over the limits, 404 for an unknown model. The server's own log lines hold
+ids, candidates, statuses and times; never a key, and an input only with
+``log_bodies``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from adaptlab.serve.answers import answer_json, answer_text
+from adaptlab.serve.artifact import ServedModel
+from adaptlab.serve.batching import Batcher
+from adaptlab.serve.keys import ApiKey, KeyRing
+from adaptlab.serve.log import Feedback, RequestLog, RequestRecord, now, user_hash
+from adaptlab.serve.routing import Route
+from adaptlab.strategies import Prediction
+
+log = logging.getLogger("adaptlab.serve")
+USER_HEADERS = ("x-user-id", "x-session-id")
+
+
+@dataclass
+class ServeConfig:
+    """What ``adaptlab serve`` serves and under which limits."""
+
+    models: dict[str, ServedModel]
+    routes: dict[str, Route]
+    store_path: Path
+    shadow: list[str] = field(default_factory=list)
+    auth: bool = True
+    max_body_bytes: int = 1 << 20
+    max_input_chars: int = 20_000
+    max_batch: int = 32
+    max_wait_ms: float = 5.0
+    cors_origins: list[str] = field(default_factory=list)
+    log_bodies: bool = False
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str,
+        kind: str = "invalid_request_error",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.kind = status, message, code, kind
+        self.headers = headers or {}
+
+
+def _error(status: int, message: str, code: str, kind: str, headers: dict[str, str]) -> Response:
+    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+# ---------------------------------------------------------------- request bodies
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatBody(BaseModel):
+    """The fields of OpenAI's chat completion request adaptlab reads; others are accepted
+    and ignored (the candidate's own settings decide temperature, tokens, format)."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str
+    messages: list[_Message] = Field(min_length=1)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    user: str | None = None
+
+
+class PredictBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    input: str
+    model: str | None = None
+    user: str | None = None
+
+
+class FeedbackBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    request_id: str = Field(max_length=200)
+    label: str | None = Field(default=None, max_length=100_000)
+    rating: float | None = None
+    comment: str | None = Field(default=None, max_length=10_000)
+
+
+def _input_of(body: ChatBody) -> str:
+    """The raw input: the last user message's text."""
+    for message in reversed(body.messages):
+        if message.role != "user":
+            continue
+        content = message.content
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):
+            return "\n".join(
+                str(part.get("text", "")) for part in content if part.get("type") == "text"
+            )
+    raise ApiError(400, "the request has no user message to answer", code="no_user_message")
+
+
+# ---------------------------------------------------------------- the server
+
+
+class Server:
+    """Routes, batchers, keys, limits, the request log and metrics of one app."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        from limits import RateLimitItemPerMinute
+        from limits.storage import MemoryStorage
+        from limits.strategies import MovingWindowRateLimiter
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.config = config
+        self.log = RequestLog(config.store_path)
+        self.keys: KeyRing | None = None
+        if config.auth:
+            from adaptlab.store.files import connect
+
+            path = config.store_path
+            self.keys = KeyRing(lambda: connect(path, damaged_fix="see adaptlab keys list"))
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._rate_item = RateLimitItemPerMinute
+        self.registry = CollectorRegistry()
+        self.m_requests = Counter(
+            "adaptlab_requests",
+            "Requests answered, by endpoint, candidate and HTTP status.",
+            ["endpoint", "candidate", "status"],
+            registry=self.registry,
+        )
+        self.m_latency = Histogram(
+            "adaptlab_request_latency_seconds",
+            "Time from request to answer, queueing and batching included.",
+            ["candidate"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=self.registry,
+        )
+        self.m_batch = Histogram(
+            "adaptlab_batch_size",
+            "Inputs per forward pass.",
+            ["candidate"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=self.registry,
+        )
+        self.m_inflight = Gauge(
+            "adaptlab_requests_in_flight", "Requests being answered.", registry=self.registry
+        )
+        self.m_shadow = Counter(
+            "adaptlab_shadow_requests",
+            "Shadow answers logged (never returned), by candidate and outcome.",
+            ["candidate", "outcome"],
+            registry=self.registry,
+        )
+        self.batchers = {
+            name: Batcher(
+                model.predict,
+                name=name,
+                max_batch=config.max_batch,
+                max_wait_ms=config.max_wait_ms,
+                on_batch=self.m_batch.labels(candidate=name).observe,
+            )
+            for name, model in config.models.items()
+        }
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------ keys and limits
+
+    def authenticate(self, request: Request) -> ApiKey | None:
+        if self.keys is None:
+            return None
+        header = request.headers.get("authorization", "")
+        scheme, _, secret = header.partition(" ")
+        key = self.keys.find(secret.strip()) if scheme.lower() == "bearer" and secret else None
+        if key is None:
+            raise ApiError(
+                401,
+                "a valid API key is required: send 'Authorization: Bearer <key>' "
+                "(create one with: adaptlab keys add NAME)",
+                code="invalid_api_key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if key.rpm is not None:
+            item = self._rate_item(key.rpm)
+            if not self._limiter.hit(item, key.id):
+                reset, _ = self._limiter.get_window_stats(item, key.id)
+                wait = max(1, math.ceil(reset - time.time()))
+                raise ApiError(
+                    429,
+                    f"rate limit of {key.rpm} requests per minute reached for this key; "
+                    f"retry in {wait} s",
+                    code="rate_limit_exceeded",
+                    kind="rate_limit_error",
+                    headers={"Retry-After": str(wait)},
+                )
+        return key
+
+    # ------------------------------------------------------------ answering
+
+    def resolve(self, requested: str | None, user: str | None) -> tuple[str | None, str]:
+        """(route or None, candidate) for the ``model`` a client asked for."""
+        from adaptlab.serve.routing import DEFAULT_ROUTE
+
+        requested = requested or DEFAULT_ROUTE
+        route = self.config.routes.get(requested)
+        if route is not None:
+            return route.name, route.pick(user)
+        if requested in self.config.models:
+            return None, requested
+        known = sorted({*self.config.routes, *self.config.models})
+        raise ApiError(
+            404,
+            f"the model '{requested}' does not exist here; served: {', '.join(known)}",
+            code="model_not_found",
+        )
+
+    async def answer(
+        self, endpoint: str, requested: str | None, text: str, user: str | None, key: ApiKey | None
+    ) -> tuple[str, str, Prediction, float]:
+        """(request id, candidate, prediction, latency ms); logs it and starts shadows."""
+        if len(text) > self.config.max_input_chars:
+            raise ApiError(
+                413,
+                f"the input has {len(text):,} characters; this server takes at most "
+                f"{self.config.max_input_chars:,}",
+                code="input_too_long",
+            )
+        route, cand = self.resolve(requested, user)
+        request_id = f"chatcmpl-{uuid.uuid4().hex}"
+        start = time.perf_counter()
+        self.m_inflight.inc()
+        try:
+            pred = await self.batchers[cand].predict(text)
+        except Exception as exc:
+            ms = (time.perf_counter() - start) * 1000
+            self._record(
+                request_id, endpoint, route, cand, None, user, key, text, None, 500, ms, exc
+            )
+            self.m_requests.labels(endpoint=endpoint, candidate=cand, status="500").inc()
+            raise ApiError(
+                500,
+                f"candidate '{cand}' failed: {_safe(exc)}",
+                code="model_error",
+                kind="server_error",
+            ) from None
+        finally:
+            self.m_inflight.dec()
+        ms = (time.perf_counter() - start) * 1000
+        self._record(request_id, endpoint, route, cand, None, user, key, text, pred, 200, ms)
+        self.m_requests.labels(endpoint=endpoint, candidate=cand, status="200").inc()
+        self.m_latency.labels(candidate=cand).observe(ms / 1000)
+        for shadow in self.config.shadow:
+            if shadow != cand:
+                task = asyncio.create_task(
+                    self._shadow(shadow, request_id, endpoint, route, text, user, key)
+                )
+                self._shadow_tasks.add(task)
+                task.add_done_callback(self._shadow_tasks.discard)
+        if self.config.log_bodies:
+            log.info("%s %s -> %s %.0f ms input=%r", request_id, endpoint, cand, ms, text)
+        else:
+            log.info("%s %s -> %s %.0f ms", request_id, endpoint, cand, ms)
+        return request_id, cand, pred, ms
+
+    async def _shadow(
+        self,
+        cand: str,
+        primary: str,
+        endpoint: str,
+        route: str | None,
+        text: str,
+        user: str | None,
+        key: ApiKey | None,
+    ) -> None:
+        shadow_id = f"shadow-{uuid.uuid4().hex}"
+        start = time.perf_counter()
+        try:
+            pred = await self.batchers[cand].predict(text)
+        except Exception as exc:
+            ms = (time.perf_counter() - start) * 1000
+            self._record(
+                shadow_id, endpoint, route, cand, primary, user, key, text, None, 500, ms, exc
+            )
+            self.m_shadow.labels(candidate=cand, outcome="error").inc()
+            return
+        ms = (time.perf_counter() - start) * 1000
+        self._record(shadow_id, endpoint, route, cand, primary, user, key, text, pred, 200, ms)
+        self.m_shadow.labels(candidate=cand, outcome="ok").inc()
+
+    def _record(
+        self,
+        request_id: str,
+        endpoint: str,
+        route: str | None,
+        cand: str,
+        shadow_of: str | None,
+        user: str | None,
+        key: ApiKey | None,
+        text: str,
+        pred: Prediction | None,
+        status: int,
+        ms: float,
+        error: BaseException | None = None,
+    ) -> None:
+        model = self.config.models[cand]
+        output = None if pred is None else pred.label
+        self.log.record(
+            RequestRecord(
+                id=request_id,
+                created_at=now(),
+                endpoint=endpoint,
+                route=route,
+                candidate=cand,
+                shadow_of=shadow_of,
+                user_hash=user_hash(user),
+                key_id=None if key is None else key.id,
+                input=text,
+                output=output,
+                score=None if pred is None else pred.score,
+                answer_status=None if pred is None else pred.status,
+                http_status=status,
+                latency_ms=ms,
+                input_tokens=None if pred is None else pred.input_tokens,
+                output_tokens=None if pred is None else pred.output_tokens,
+                cost_usd=None if pred is None else request_cost(model, pred),
+                error=None if error is None else _safe(error),
+            )
+        )
+
+    async def feedback(self, body: FeedbackBody, key: ApiKey | None) -> bool:
+        if body.label is None and body.rating is None:
+            raise ApiError(
+                400, "give a 'label' (the right answer) or a 'rating'", code="empty_feedback"
+            )
+        done = self.log.feedback(
+            Feedback(
+                body.request_id,
+                body.label,
+                body.rating,
+                body.comment,
+                None if key is None else key.id,
+            )
+        )
+        return await asyncio.wrap_future(done)
+
+    async def aclose(self) -> None:
+        for task in list(self._shadow_tasks):  # a shadow answer in flight is still logged
+            with _suppress():
+                await asyncio.wait_for(task, 30)
+        for batcher in self.batchers.values():
+            await batcher.aclose()
+        self.log.close()
+
+
+class _suppress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return True
+
+
+def _safe(exc: BaseException) -> str:
+    from adaptlab.llm.keys import redact
+
+    return redact(f"{type(exc).__name__}: {exc}")[:500]
+
+
+def request_cost(model: ServedModel, pred: Prediction) -> float | None:
+    """USD of one answer: the tokens at the model's price for a hosted model with usage,
+    else the run's measured cost per request (``cost_per_1k_usd`` / 1,000)."""
+    llm = model.manifest.llm or {}
+    if pred.input_tokens is not None and llm.get("backend") not in (None, "hf"):
+        prices = llm.get("prices")
+        if prices:
+            unit_in, unit_out = float(prices["input"]), float(prices["output"])
+        else:
+            from adaptlab.llm.prices import lookup_price
+
+            price = lookup_price(str(llm.get("name", "")))
+            if price is None:
+                return None
+            unit_in, unit_out = price.input, price.output
+        return (pred.input_tokens * unit_in + (pred.output_tokens or 0) * unit_out) / 1e6
+    per_1k = model.manifest.figures.get("cost_per_1k_usd")
+    return None if per_1k is None else float(per_1k) / 1000
+
+
+# ---------------------------------------------------------------- the app
+
+
+async def _auth(request: Request) -> ApiKey | None:
+    server: Server = request.app.state.server
+    return server.authenticate(request)
+
+
+#: The caller's key (None without auth); resolved before the body is validated, so a
+#: request without a key gets 401 whatever its body.
+Key = Annotated[ApiKey | None, Depends(_auth)]
+
+
+def create_app(config: ServeConfig) -> FastAPI:
+    """The FastAPI app; its lifespan starts and drains the request log and batchers."""
+    import contextlib
+
+    server = Server(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await server.aclose()
+
+    app = FastAPI(
+        title="adaptlab", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
+    app.state.server = server
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)  # type: ignore[arg-type]
+    if config.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,  # type: ignore[arg-type]
+            allow_origins=config.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-User-Id", "X-Session-Id"],
+            expose_headers=["X-Adaptlab-Candidate", "X-Request-Id"],
+        )
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        return _error(exc.status, exc.message, exc.code, exc.kind, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = f"invalid request: {where or 'body'}: {first.get('msg', 'malformed')}"
+        return _error(400, message, "invalid_request", "invalid_request_error", {})
+
+    def user_of(request: Request, body_user: str | None) -> str | None:
+        return body_user or next(
+            (request.headers[h] for h in USER_HEADERS if request.headers.get(h)), None
+        )
+
+    def headers(request_id: str, cand: str) -> dict[str, str]:
+        return {"X-Adaptlab-Candidate": cand, "X-Request-Id": request_id}
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "candidates": sorted(config.models),
+            "routes": {n: dict(r.weights) for n, r in config.routes.items()},
+            "shadow": config.shadow,
+        }
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return PlainTextResponse(generate_latest(server.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models")
+    async def models(key: Key) -> dict[str, Any]:
+        created = int(time.time())
+        names = [*config.routes, *(m for m in config.models if m not in config.routes)]
+        return {
+            "object": "list",
+            "data": [
+                {"id": n, "object": "model", "created": created, "owned_by": "adaptlab"}
+                for n in names
+            ],
+        }
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request, body: ChatBody, key: Key) -> Response:
+        text = _input_of(body)
+        user = user_of(request, body.user)
+        request_id, cand, pred, _ = await server.answer("chat", body.model, text, user, key)
+        model = config.models[cand]
+        content = answer_text(pred, model.task)
+        created = int(time.time())
+        usage = {
+            "prompt_tokens": pred.input_tokens or 0,
+            "completion_tokens": pred.output_tokens or 0,
+            "total_tokens": (pred.input_tokens or 0) + (pred.output_tokens or 0),
+        }
+        extra = answer_json(pred, model.task, cand)
+        if not body.stream:
+            return JSONResponse(
+                {
+                    "id": request_id,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": cand,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": content},
+                            "finish_reason": "stop",
+                            "logprobs": None,
+                        }
+                    ],
+                    "usage": usage,
+                    "adaptlab": extra,
+                },
+                headers=headers(request_id, cand),
+            )
+        include_usage = bool((body.stream_options or {}).get("include_usage"))
+
+        def chunk(delta: dict[str, Any], finish: str | None, **more: Any) -> str:
+            obj = {
+                "id": request_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": cand,
+                "choices": [
+                    {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+                ],
+                **more,
+            }
+            return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+
+        async def events() -> AsyncIterator[str]:
+            # The answer is parsed from the whole generation (a label, JSON), so it is
+            # complete before the first chunk; the stream carries it in OpenAI's format.
+            yield chunk({"role": "assistant", "content": ""}, None)
+            yield chunk({"content": content}, None)
+            yield chunk({}, "stop", adaptlab=extra)
+            if include_usage:
+                obj = {
+                    "id": request_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": cand,
+                    "choices": [],
+                    "usage": usage,
+                }
+                yield f"data: {json.dumps(obj)}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers=headers(request_id, cand)
+        )
+
+    @app.post("/v1/predict")
+    async def predict(request: Request, body: PredictBody, key: Key) -> Response:
+        user = user_of(request, body.user)
+        request_id, cand, pred, ms = await server.answer(
+            "predict", body.model, body.input, user, key
+        )
+        model = config.models[cand]
+        obj = {"id": request_id, **answer_json(pred, model.task, cand), "latency_ms": ms}
+        return JSONResponse(obj, headers=headers(request_id, cand))
+
+    @app.post("/v1/feedback")
+    async def feedback(body: FeedbackBody, key: Key) -> Response:
+        if not await server.feedback(body, key):
+            raise ApiError(
+                404, f"no answered request has the id '{body.request_id}'", code="unknown_request"
+            )
+        return JSONResponse({"ok": True, "request_id": body.request_id})
+
+    return app
+
+
+class BodyLimit:
+    """Refuses a request body over ``max_bytes`` with 413, before it is read into memory:
+    by its Content-Length, or while a chunked body streams in."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await self._refuse(send)
+            return
+        seen = 0
+        started = False
+
+        async def counted() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        async def tracked(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracked)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Any) -> None:
+        body = json.dumps(
+            {
+                "error": {
+                    "message": f"request body over {self.max_bytes:,} bytes",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "request_too_large",
+                }
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass

@@ -1,0 +1,101 @@
+"""Dynamic batching: concurrent requests to one model answered in one forward pass.
+
+The first request of a batch waits at most ``max_wait_ms`` for others to join, up
+to ``max_batch`` inputs; the batch then runs on the model's own worker thread (one
+per model: a forward pass already uses every core torch is given). While it runs,
+the next batch gathers. ``max_batch=1`` serves one request at a time, the baseline
+``bench/serve_load.py`` compares against.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from adaptlab.strategies import Prediction
+
+
+@dataclass
+class BatchStats:
+    batches: int = 0
+    inputs: int = 0
+    sizes: list[int] = field(default_factory=list)  # the last 1,000 batch sizes
+
+
+class Batcher:
+    """``await batcher.predict(text)`` → the :class:`Prediction` for that text."""
+
+    def __init__(
+        self,
+        predict: Callable[[Sequence[str]], list[Prediction]],
+        *,
+        name: str,
+        max_batch: int = 32,
+        max_wait_ms: float = 5.0,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self._predict = predict
+        self.name = name
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000
+        self.on_batch = on_batch
+        self.stats = BatchStats()
+        self._queue: asyncio.Queue[tuple[str, asyncio.Future[Prediction]]] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
+
+    async def predict(self, text: str) -> Prediction:
+        if self._queue is None:  # created inside the server's event loop
+            self._queue = asyncio.Queue()
+            self._task = asyncio.create_task(self._run(), name=f"batcher-{self.name}")
+        future: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
+        await self._queue.put((text, future))
+        return await future
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            deadline = time.monotonic() + self.max_wait
+            while len(batch) < self.max_batch:
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    # whatever is queued already joins, without waiting longer
+                    while len(batch) < self.max_batch and not self._queue.empty():
+                        batch.append(self._queue.get_nowait())
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), timeout))
+                except asyncio.TimeoutError:
+                    break
+            batch = [(t, f) for t, f in batch if not f.cancelled()]  # client went away
+            if not batch:
+                continue
+            texts = [t for t, _ in batch]
+            try:
+                preds: Any = await loop.run_in_executor(self._executor, self._predict, texts)
+                if len(preds) != len(texts):
+                    raise RuntimeError(f"{len(preds)} answers for {len(texts)} inputs")
+            except Exception as exc:  # every waiting request gets the error, none hangs
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            self.stats.batches += 1
+            self.stats.inputs += len(texts)
+            self.stats.sizes = [*self.stats.sizes[-999:], len(texts)]
+            if self.on_batch is not None:
+                self.on_batch(len(texts))
+            for (_, future), pred in zip(batch, preds, strict=True):
+                if not future.done():
+                    future.set_result(pred)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)
