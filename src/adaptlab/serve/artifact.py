@@ -259,8 +259,10 @@ def _write_generative(strategy: Any, folder: Path, manifest: Manifest) -> None:
         _copy_model_folder(Path(config.adapter), folder / "adapter")
         manifest.llm_folders["adapter"] = "adapter"
     local = Path(config.name)
-    if config.backend == "hf" and local.is_dir() and (local / "config.json").is_file():
-        _copy_model_folder(local, folder / "model")  # a fully fine-tuned model
+    trained = type(strategy).trains_weights and not config.adapter
+    if trained and config.backend == "hf" and (local / "config.json").is_file():
+        # A full fine-tune's own folder; a base model stays a reference (name).
+        _copy_model_folder(local, folder / "model")
         manifest.llm_folders["name"] = "model"
     manifest.llm = llm
 
