@@ -151,13 +151,15 @@ def export_candidate(
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
             manifest = _write(project, cand.name, strategy, tmp, summary, cs, split.fingerprint)
+            _write_manifest(tmp, manifest)
             reproduced = None
             if not cls.generative and test_rows:
-                reproduced = _reproduce(strategy, test_rows, progress)
+                # Through the folder as written and loaded, as predict and serve use it.
+                served = load_model(tmp, progress=progress)
+                reproduced = _reproduce(served.strategy, test_rows, progress)
                 manifest.figures["reproduced_test_answers"] = list(reproduced)
             _write_card(tmp, manifest, out.name)
-            manifest.files = _hashes(tmp)
-            (tmp / MANIFEST).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
+            _write_manifest(tmp, manifest)
             if out.exists():
                 out.rmdir()  # checked empty above
             tmp.rename(out)
@@ -373,6 +375,11 @@ def _write_card(folder: Path, m: Manifest, name: str) -> None:
         "- No API key is stored; a hosted model reads its key from the environment.",
     ]
     (folder / "MODEL_CARD.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _write_manifest(folder: Path, manifest: Manifest) -> None:
+    manifest.files = _hashes(folder)
+    (folder / MANIFEST).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
 
 
 def _hashes(folder: Path) -> dict[str, str]:
