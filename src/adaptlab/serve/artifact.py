@@ -105,13 +105,15 @@ def export_candidate(
     *,
     run_id: str | None = None,
     progress: ProgressSink | None = None,
+    vllm: bool = False,
 ) -> ExportOutcome:
     """Write candidate ``name`` of a project's run (``best``: the run's winner) to ``out``.
 
     ``out`` must not exist or be an empty folder; the export is written next to it and
     renamed into place, so a failed export leaves nothing behind. Raises
     :class:`ExportError` for an unknown candidate, a result that no longer matches
-    ``adaptlab.yaml`` or the data, or a strategy that cannot be exported.
+    ``adaptlab.yaml`` or the data, or a strategy that cannot be exported. ``vllm`` adds
+    what ``vllm serve`` needs (:mod:`adaptlab.serve.vllm`; LoRA candidates only).
     """
     from adaptlab import summarize_project
     from adaptlab.runner import _Models, make_context, result_key
@@ -151,6 +153,10 @@ def export_candidate(
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
             manifest = _write(project, cand.name, strategy, tmp, summary, cs, split.fingerprint)
+            if vllm:
+                from adaptlab.serve.vllm import write_vllm
+
+                write_vllm(tmp, manifest, out)
             _write_manifest(tmp, manifest)
             reproduced = None
             if not cls.generative and test_rows:
