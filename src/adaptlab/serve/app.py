@@ -258,27 +258,19 @@ class Server:
             )
         route, cand = self.resolve(requested, user)
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
-        start = time.perf_counter()
         self.m_inflight.inc()
         try:
-            pred = await self.batchers[cand].predict(text)
-        except Exception as exc:
-            ms = (time.perf_counter() - start) * 1000
-            self._record(
-                request_id, endpoint, route, cand, None, user, key, text, None, 500, ms, exc
+            pred, ms, error = await self._call(
+                request_id, endpoint, route, cand, None, user, key, text
             )
-            self.m_requests.labels(endpoint=endpoint, candidate=cand, status="500").inc()
-            raise ApiError(
-                500,
-                f"candidate '{cand}' failed: {_safe(exc)}",
-                code="model_error",
-                kind="server_error",
-            ) from None
         finally:
             self.m_inflight.dec()
-        ms = (time.perf_counter() - start) * 1000
-        self._record(request_id, endpoint, route, cand, None, user, key, text, pred, 200, ms)
-        self.m_requests.labels(endpoint=endpoint, candidate=cand, status="200").inc()
+        self.m_requests.labels(
+            endpoint=endpoint, candidate=cand, status=str(200 if pred else 500)
+        ).inc()
+        if pred is None:
+            message = f"candidate '{cand}' failed: {_safe(error)}"
+            raise ApiError(500, message, code="model_error", kind="server_error")
         self.m_latency.labels(candidate=cand).observe(ms / 1000)
         for shadow in self.config.shadow:
             if shadow != cand:
@@ -304,21 +296,10 @@ class Server:
         key: ApiKey | None,
     ) -> None:
         shadow_id = f"shadow-{uuid.uuid4().hex}"
-        start = time.perf_counter()
-        try:
-            pred = await self.batchers[cand].predict(text)
-        except Exception as exc:
-            ms = (time.perf_counter() - start) * 1000
-            self._record(
-                shadow_id, endpoint, route, cand, primary, user, key, text, None, 500, ms, exc
-            )
-            self.m_shadow.labels(candidate=cand, outcome="error").inc()
-            return
-        ms = (time.perf_counter() - start) * 1000
-        self._record(shadow_id, endpoint, route, cand, primary, user, key, text, pred, 200, ms)
-        self.m_shadow.labels(candidate=cand, outcome="ok").inc()
+        pred, _, _ = await self._call(shadow_id, endpoint, route, cand, primary, user, key, text)
+        self.m_shadow.labels(candidate=cand, outcome="ok" if pred else "error").inc()
 
-    def _record(
+    async def _call(
         self,
         request_id: str,
         endpoint: str,
@@ -328,13 +309,18 @@ class Server:
         user: str | None,
         key: ApiKey | None,
         text: str,
-        pred: Prediction | None,
-        status: int,
-        ms: float,
-        error: BaseException | None = None,
-    ) -> None:
+    ) -> tuple[Prediction | None, float, Exception | None]:
+        """One answer from ``cand``'s batcher, timed and logged (an error as status 500;
+        ``shadow_of``: the primary request a shadow answer belongs to)."""
+        start = time.perf_counter()
+        pred: Prediction | None = None
+        error: Exception | None = None
+        try:
+            pred = await self.batchers[cand].predict(text)
+        except Exception as exc:
+            error = exc
+        ms = (time.perf_counter() - start) * 1000
         model = self.config.models[cand]
-        output = None if pred is None else pred.label
         self.log.record(
             RequestRecord(
                 id=request_id,
@@ -346,10 +332,10 @@ class Server:
                 user_hash=user_hash(user),
                 key_id=None if key is None else key.id,
                 input=text,
-                output=output,
+                output=None if pred is None else pred.label,
                 score=None if pred is None else pred.score,
                 answer_status=None if pred is None else pred.status,
-                http_status=status,
+                http_status=200 if pred is not None else 500,
                 latency_ms=ms,
                 input_tokens=None if pred is None else pred.input_tokens,
                 output_tokens=None if pred is None else pred.output_tokens,
@@ -357,6 +343,7 @@ class Server:
                 error=None if error is None else _safe(error),
             )
         )
+        return pred, ms, error
 
     async def feedback(self, body: FeedbackBody, key: ApiKey | None) -> bool:
         if body.label is None and body.rating is None:
@@ -391,7 +378,7 @@ class _suppress:
         return True
 
 
-def _safe(exc: BaseException) -> str:
+def _safe(exc: BaseException | None) -> str:
     from adaptlab.llm.keys import redact
 
     return redact(f"{type(exc).__name__}: {exc}")[:500]

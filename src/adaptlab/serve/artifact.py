@@ -589,12 +589,7 @@ def _load_encoder(folder: Path, manifest: Manifest, precision: str) -> Any:
     try:
         config = ModelConfig.model_validate(data)
     except ValidationError as exc:
-        raise ExportError(
-            f"has an invalid encoder entry ({exc.errors()[0]['msg']})",
-            file=folder / MANIFEST,
-            fix=_REEXPORT,
-            code="bad-manifest",
-        ) from None
+        raise _bad_manifest(folder, "an invalid encoder entry", exc) from None
     backend = load_backend(config)
     if not isinstance(backend, EncoderBackend):
         raise ExportError(
@@ -604,6 +599,15 @@ def _load_encoder(folder: Path, manifest: Manifest, precision: str) -> Any:
             code="bad-manifest",
         )
     return backend
+
+
+def _bad_manifest(folder: Path, what: str, exc: ValidationError) -> ExportError:
+    return ExportError(
+        f"has {what} ({exc.errors()[0]['msg']})",
+        file=folder / MANIFEST,
+        fix=_REEXPORT,
+        code="bad-manifest",
+    )
 
 
 def _inside(folder: Path, rel: str) -> Path:
@@ -644,12 +648,7 @@ def _load_generative(folder: Path, manifest: Manifest, ctx: Any) -> Strategy:
         options = PromptOptions.model_validate(opts)
         config = LLMConfig.model_validate(llm)
     except ValidationError as exc:
-        raise ExportError(
-            f"has invalid options or llm ({exc.errors()[0]['msg']})",
-            file=folder / MANIFEST,
-            fix=_REEXPORT,
-            code="bad-manifest",
-        ) from None
+        raise _bad_manifest(folder, "invalid options or llm", exc) from None
     if config.backend == "hf":
         from adaptlab.backends.gguf import resolve_model
 
