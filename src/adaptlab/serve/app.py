@@ -359,7 +359,15 @@ class Server:
                 None if key is None else key.id,
             )
         )
-        return await asyncio.wrap_future(done)
+        try:
+            return await asyncio.wrap_future(done)
+        except Exception as exc:
+            raise ApiError(
+                503,
+                f"the feedback could not be stored ({_safe(exc)}); send it again later",
+                code="log_unavailable",
+                kind="server_error",
+            ) from None
 
     async def aclose(self) -> None:
         for task in list(self._shadow_tasks):  # a shadow answer in flight is still logged

@@ -8,12 +8,16 @@ request it refers to. On shutdown the queue is drained: nothing answered is lost
 from __future__ import annotations
 
 import hashlib
+import logging
 import queue
 import threading
 from concurrent.futures import Future
 from dataclasses import astuple, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("adaptlab.serve")
 
 COLUMNS = (
     "id, created_at, endpoint, route, candidate, shadow_of, user_hash, key_id, input, output, "
@@ -94,7 +98,6 @@ class RequestLog:
         from adaptlab.store import RunStore
 
         store = RunStore(self.path)
-        conn = store.conn
         marks = ", ".join("?" * len(COLUMNS.split(", ")))
         try:
             while True:
@@ -104,25 +107,37 @@ class RequestLog:
                         items.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                stop = False
-                with store.transaction():
+                stop = any(item is None for item in items)
+                try:
+                    self._write(store, items, marks)
+                except Exception as exc:  # a full disk, a locked file: say so, keep serving
+                    log.error(
+                        "request log: %d entries not written to %s: %s", len(items), self.path, exc
+                    )
                     for item in items:
-                        if item is None:
-                            stop = True
-                        elif isinstance(item, RequestRecord):
-                            conn.execute(
-                                f"INSERT OR REPLACE INTO requests ({COLUMNS}) VALUES ({marks})",
-                                astuple(item),
-                            )
-                        else:
-                            assert isinstance(item, tuple)
-                            fb: Feedback = item[0]
-                            done: Future[bool] = item[1]
-                            done.set_result(self._feedback(conn, fb))
+                        if isinstance(item, tuple) and not item[1].done():
+                            item[1].set_exception(exc)
                 if stop:
                     return
         finally:
             store.close()
+
+    @classmethod
+    def _write(cls, store: Any, items: list[object], marks: str) -> None:
+        """One transaction; feedback is answered only once it is committed."""
+        conn = store.conn
+        answers: list[tuple[Future[bool], bool]] = []
+        with store.transaction():
+            for item in items:
+                if isinstance(item, RequestRecord):
+                    conn.execute(
+                        f"INSERT OR REPLACE INTO requests ({COLUMNS}) VALUES ({marks})",
+                        astuple(item),
+                    )
+                elif isinstance(item, tuple):
+                    answers.append((item[1], cls._feedback(conn, item[0])))
+        for done, found in answers:
+            done.set_result(found)
 
     @staticmethod
     def _feedback(conn: object, fb: Feedback) -> bool:

@@ -1,0 +1,99 @@
+"""The request log (background writer, feedback after its request, failures said and
+survived) and what it becomes: the exported dataset and the live statistics."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from adaptlab.evaluation.stats import mcnemar
+from adaptlab.serve.log import Feedback, RequestLog, RequestRecord, now
+from adaptlab.serve.logs import export_rows, live_stats
+
+
+def _record(
+    rid: str, cand: str, text: str, output: str, shadow_of: str | None = None, **kw: Any
+) -> RequestRecord:
+    fields: dict[str, Any] = dict(
+        id=rid, created_at=now(), endpoint="chat", route="default", candidate=cand,
+        shadow_of=shadow_of, user_hash=None, key_id="k1", input=text, output=output,
+        score=1.0, answer_status=None, http_status=200, latency_ms=10.0,
+        input_tokens=None, output_tokens=None, cost_usd=0.001, error=None,
+    )  # fmt: skip
+    fields.update(kw)
+    return RequestRecord(**fields)
+
+
+def test_feedback_follows_its_request_and_a_failed_write_is_survived(tmp_path: Path) -> None:
+    log = RequestLog(tmp_path / "runs.db")
+    log.record(_record("r1", "a", "hello", "billing"))
+    assert log.feedback(Feedback("r1", "refund", None, None, "k1")).result(10) is True
+    assert log.feedback(Feedback("nope", "refund", None, None, "k1")).result(10) is False
+
+    calls = 0
+    original = RequestLog._write
+
+    def flaky(store: Any, items: list[object], marks: str) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise sqlite3.OperationalError("disk I/O error")
+        original(store, items, marks)
+
+    log._write = flaky  # type: ignore[method-assign]
+    with pytest.raises(sqlite3.OperationalError):
+        log.feedback(Feedback("r1", "billing", None, None, "k1")).result(10)
+    log.record(_record("r2", "a", "again", "shipping"))
+    assert log.feedback(Feedback("r2", "shipping", None, None, "k1")).result(10) is True
+    log.close()
+    conn = sqlite3.connect(tmp_path / "runs.db")
+    assert conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0] == 2
+    assert conn.execute("SELECT request_id, label FROM feedback ORDER BY id").fetchall() == [
+        ("r1", "refund"),
+        ("r2", "shipping"),
+    ]
+
+
+def test_export_and_stats_computed_by_hand(tmp_path: Path) -> None:
+    log = RequestLog(tmp_path / "runs.db")
+    gold = ["x", "y", "x", "y", "x", "y", "x", "y"]
+    a_out = ["x", "y", "x", "x", "x", "y", "y", "y"]  # 6 of 8 right
+    b_out = ["x", "x", "y", "x", "x", "y", "y", "x"]  # 3 of 8 right
+    for i, (g, a, b) in enumerate(zip(gold, a_out, b_out, strict=True)):
+        text = f"ticket {i}" if i else "mail me at jane.doe@example.com"
+        log.record(_record(f"r{i}", "a", text, a))
+        log.record(_record(f"s{i}", "b", text, b, shadow_of=f"r{i}", latency_ms=20.0 + i))
+        log.feedback(Feedback(f"r{i}", g, None, None, None))
+    log.record(_record("r8", "a", "no feedback", "x"))
+    log.record(_record("r9", "a", "failed", None, http_status=500, error="boom"))  # type: ignore[arg-type]
+    log.feedback(Feedback("r0", "x", 1.0, "good", None)).result(10)
+    log.close()
+    conn = sqlite3.connect(tmp_path / "runs.db")
+
+    out = export_rows(conn, input_field="body", label_field="category")
+    assert [r["id"] for r in out.rows] == [f"r{i}" for i in range(8)]
+    assert [r["category"] for r in out.rows] == gold and out.rows[1]["body"] == "ticket 1"
+    assert out.without_label == 1 and out.failed == 1
+    assert out.pii == {"email": 1} and "jane.doe" not in " ".join(out.pii_examples)
+    assert out.rows[0]["pii"] == ["email"]
+    kept = export_rows(conn, input_field="body", label_field="category", unlabelled=True)
+    assert len(kept.rows) == 9 and "category" not in kept.rows[-1]
+
+    stats, comparisons = live_stats(conn, resamples=200)
+    by = {(s.candidate, s.shadow): s for s in stats}
+    a, b = by[("a", False)], by[("b", True)]
+    assert (a.requests, a.errors, a.labelled) == (10, 1, 8) and (b.requests, b.labelled) == (8, 8)
+    assert a.accuracy is not None and a.accuracy.estimate == pytest.approx(6 / 8)
+    assert b.accuracy is not None and b.accuracy.estimate == pytest.approx(3 / 8)
+    assert a.accuracy.low <= 6 / 8 <= a.accuracy.high
+    assert b.latency_p50_ms == pytest.approx(np.percentile([20.0 + i for i in range(8)], 50))
+    assert a.cost_usd == pytest.approx(0.009) and a.mean_rating == 1.0 and a.rated == 1
+    (cmp,) = comparisons
+    want = mcnemar(np.array(a_out) == np.array(gold), np.array(b_out) == np.array(gold))
+    assert (cmp.a, cmp.b, cmp.pairs) == ("a", "b", 8)
+    assert cmp.test is not None and cmp.test.p_value == pytest.approx(want.p_value)
+    assert (cmp.test.a_only, cmp.test.b_only) == (want.a_only, want.b_only)
