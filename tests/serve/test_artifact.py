@@ -190,3 +190,46 @@ def test_predict_reads_text_or_jsonl_and_names_the_bad_line(
     bad.write_text('{"text": "fine"}\n{oops\n')
     cli("predict", "--model", exports["few-shot"], bad).error("bad.jsonl:2", "not valid JSON")
     cli("predict", "--model", tmp_path, src).error("not an exported adaptlab model")
+
+
+@pytest.mark.slow
+def test_a_rag_candidate_is_served_with_its_retrieval_and_template(tmp_path: Path) -> None:
+    """A generative candidate with context_k: the export names the project whose index
+    serves it; the loaded model retrieves, renders the template and parses as the run."""
+    from adaptlab import Project, run_project
+    from adaptlab.scaffold import init_project
+    from adaptlab.serve.artifact import export_candidate
+    from adaptlab.store import RunStore
+    from adaptlab.testing.fake_llm import ChatCall, FakeLLMServer
+
+    def answer(call: ChatCall) -> str:  # quotes the first passage it was given
+        first = call.user_text.split("[1] ", 1)
+        return first[1].splitlines()[0][:80] if len(first) == 2 else "no passages"
+
+    root = init_project(tmp_path / "qa", example="support-qa")
+    with FakeLLMServer(answer) as server:
+        cfg = yaml.safe_load((root / "adaptlab.yaml").read_text())
+        cfg["llms"] = {
+            "chat": {"backend": "openai", "name": "gpt-4o-mini", "base_url": server.base_url}
+        }
+        cfg["rag"]["mode"] = "bm25"
+        cfg["candidates"] = [
+            {
+                "name": "rag",
+                "strategy": "llm-zero-shot",
+                "llm": "chat",
+                "params": {"max_tokens": 64, "context_k": 3},
+            }
+        ]
+        (root / "adaptlab.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        project = Project.load(root)
+        run_project(project)
+        export_candidate(project, "rag", tmp_path / "rag")
+        manifest = json.loads((tmp_path / "rag" / MANIFEST).read_text())
+        assert manifest["rag_project"] == str(root.resolve())
+        model = load_model(tmp_path / "rag")
+        with RunStore(project.store_path) as store:
+            rows = store.predictions(manifest["source"]["result_key"])[:5]
+        preds = model.predict([r.input for r in rows])
+    assert [p.label for p in preds] == [r.predicted for r in rows]
+    assert all(p.context for p in preds)  # the passages it was given travel with the answer
