@@ -233,3 +233,26 @@ def test_a_rag_candidate_is_served_with_its_retrieval_and_template(tmp_path: Pat
         preds = model.predict([r.input for r in rows])
     assert [p.label for p in preds] == [r.predicted for r in rows]
     assert all(p.context for p in preds)  # the passages it was given travel with the answer
+
+
+def test_a_provider_fine_tune_is_exported_as_its_model_id_and_starts_no_job(
+    tmp_path: Path, example_project: Path
+) -> None:
+    from adaptlab import Project, run_project
+    from adaptlab.serve.artifact import export_candidate
+    from adaptlab.testing.fake_finetune import FakeFinetuneServer
+    from tests.test_provider_finetune import ft_project
+
+    with FakeFinetuneServer() as server:
+        project = Project.load(ft_project(tmp_path, example_project, server))
+        run_project(project)
+        tuned = server.job().fine_tuned_model
+        export_candidate(project, "ft", tmp_path / "ft")
+        manifest = json.loads((tmp_path / "ft" / MANIFEST).read_text())
+        assert manifest["llm"]["name"] == tuned and manifest["llm"]["base_url"] == server.base_url
+        assert "api_key" not in manifest["llm"] and manifest["llm"].get("api_key_env") is None
+        before = len(server.calls)
+        preds = load_model(tmp_path / "ft").predict(["my parcel never arrived"])
+        assert preds[0].label in project.config.labels
+        assert [c.model for c in server.calls[before:]] == [tuned]
+        assert server.jobs_created == 1
