@@ -228,3 +228,27 @@ def test_checkpoints_of_the_current_candidates_are_kept(cli: Any, project: Path)
     text = cli("clean", "-p", project).ok()
     assert model.exists() and not old.exists()
     assert "candidates in adaptlab.yaml" in text
+
+
+def test_exports_of_results_no_longer_used_are_removed_and_links_are_not_followed(
+    cli: Any, project: Path, tmp_path: Path
+) -> None:
+    """``predict -c`` / ``serve -c`` export into .adaptlab/exports/<key>: the same rule."""
+    cli("predict", "-p", project, "-c", "best", "-o", tmp_path / "a.jsonl", os.devnull).ok()
+    exports = project / ".adaptlab" / "exports"
+    (current,) = list(exports.iterdir())
+    stale = exports / "0ld0ld0ld0ld0ld0"
+    stale.mkdir()
+    (stale / "adaptlab-model.json").write_text("{}")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine")
+    os.symlink(outside, exports / "1ink1ink1ink1ink")
+    text = cli("clean", "-p", project).ok()
+    assert current.exists() and not stale.exists() and not (exports / "1ink1ink1ink1ink").exists()
+    assert (outside / "keep.txt").read_text() == "mine"
+    assert "removed .adaptlab/exports/0ld0ld0ld0ld0ld0" in text
+    (project / ".adaptlab" / "exports").rename(tmp_path / "moved")
+    os.symlink(outside, project / ".adaptlab" / "exports")
+    cli("clean", "-p", project).error("exports", "a link")
+    assert (outside / "keep.txt").exists()

@@ -1,8 +1,9 @@
 """``adaptlab clean``: remove fine-tuning checkpoints that no stored result needs.
 
-Only entries directly under ``.adaptlab/checkpoints/`` are ever removed, and links
-are removed as links: nothing outside that folder is followed, sized or deleted,
-whatever a project folder from someone else holds.
+Only entries directly under ``.adaptlab/checkpoints/`` and ``.adaptlab/exports/`` (the
+model folders ``predict -c`` and ``serve -c`` export once and reuse) are ever removed,
+and links are removed as links: nothing outside those folders is followed, sized or
+deleted, whatever a project folder from someone else holds.
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ class CleanPlan:
         return sum(size for _, size in self.remove)
 
 
-def checkpoints_folder(project: Project) -> Path | None:
-    """``.adaptlab/checkpoints`` if it is a real folder inside the project; None if absent."""
+def checkpoints_folder(project: Project, name: str = "checkpoints") -> Path | None:
+    """``.adaptlab/<name>`` if it is a real folder inside the project; None if absent."""
     from adaptlab.errors import AdaptlabError
 
     state = project.root / ".adaptlab"
-    folder = state / "checkpoints"
+    folder = state / name
     if not os.path.lexists(state) or not os.path.lexists(folder):
         return None
     for path in (state, folder):
@@ -47,7 +48,7 @@ def checkpoints_folder(project: Project) -> Path | None:
             what = f"a link to {path.resolve()}" if stat.S_ISLNK(mode) else "not a folder"
             raise AdaptlabError(
                 f"{path} is {what}; clean removes nothing outside the project's own "
-                ".adaptlab/checkpoints folder",
+                f".adaptlab/{name} folder",
                 file=path,
                 fix=f"look at what it points to, then remove it yourself (rm {path}) if it is "
                 "not needed",
@@ -124,30 +125,31 @@ def plan_clean(project: Project, *, everything: bool = False, all_runs: bool = F
     run`` would resume. ``everything`` keeps nothing.
     """
     plan = CleanPlan()
-    folder = checkpoints_folder(project)
-    if folder is None:
+    folders = [checkpoints_folder(project), checkpoints_folder(project, "exports")]
+    if folders == [None, None]:
         return plan
     keep = set()
     if not everything:
         keep = referenced_keys(project, all_runs=all_runs) | current_keys(project)
     stored = stored_keys(project) if not everything else set()
-    for entry in sorted(folder.iterdir()):
-        if entry.name in keep and not entry.is_symlink():
-            plan.kept.append(entry)
-            continue
-        last = entry / "last.pt"
-        resumable = (
-            not everything
-            and not entry.is_symlink()
-            and entry.is_dir()
-            and entry.name not in stored
-            and os.path.lexists(last)
-            and stat.S_ISREG(os.lstat(last).st_mode)
-        )
-        if resumable:
-            plan.resumable.append(entry)
-            continue
-        plan.remove.append((entry, _size(entry)))
+    for folder in folders:
+        for entry in sorted(folder.iterdir()) if folder is not None else []:
+            if entry.name in keep and not entry.is_symlink():
+                plan.kept.append(entry)
+                continue
+            last = entry / "last.pt"
+            resumable = (
+                not everything
+                and not entry.is_symlink()
+                and entry.is_dir()
+                and entry.name not in stored
+                and os.path.lexists(last)
+                and stat.S_ISREG(os.lstat(last).st_mode)
+            )
+            if resumable:
+                plan.resumable.append(entry)
+                continue
+            plan.remove.append((entry, _size(entry)))
     return plan
 
 
@@ -198,8 +200,9 @@ def clean(project_dir: str, dry_run: bool, keep_all_runs: bool, everything: bool
     """Remove checkpoints that neither the latest finished run nor adaptlab.yaml uses.
 
     Checkpoints of an unfinished fine-tune (which 'adaptlab run' resumes) are kept
-    unless --all. Nothing outside .adaptlab/checkpoints is touched; links are
-    removed as links, never followed.
+    unless --all; exported model folders (.adaptlab/exports, made by predict -c and
+    serve -c) follow the same rule. Nothing outside those two folders is touched; links
+    are removed as links, never followed.
     """
     from adaptlab.project import Project
     from adaptlab.store.lock import RunLock
@@ -209,7 +212,10 @@ def clean(project_dir: str, dry_run: bool, keep_all_runs: bool, everything: bool
     project = Project.load(project_dir)
     lock = RunLock(project.run_lock_path)
     try:
-        if not dry_run and checkpoints_folder(project) is not None:
+        if not dry_run and (
+            checkpoints_folder(project) is not None
+            or checkpoints_folder(project, "exports") is not None
+        ):
             lock.acquire(on_wait=_refuse_while_running)
         plan = plan_clean(project, everything=everything, all_runs=keep_all_runs)
         verb = "would remove" if dry_run else "removed"

@@ -266,7 +266,7 @@ class Server:
         finally:
             self.m_inflight.dec()
         self.m_requests.labels(
-            endpoint=endpoint, candidate=cand, status=str(200 if pred else 500)
+            endpoint=endpoint, candidate=cand, status="200" if pred is not None else "500"
         ).inc()
         if pred is None:
             message = f"candidate '{cand}' failed: {_safe(error)}"
@@ -297,7 +297,7 @@ class Server:
     ) -> None:
         shadow_id = f"shadow-{uuid.uuid4().hex}"
         pred, _, _ = await self._call(shadow_id, endpoint, route, cand, primary, user, key, text)
-        self.m_shadow.labels(candidate=cand, outcome="ok" if pred else "error").inc()
+        self.m_shadow.labels(candidate=cand, outcome="ok" if pred is not None else "error").inc()
 
     async def _call(
         self,
