@@ -256,3 +256,62 @@ def test_a_provider_fine_tune_is_exported_as_its_model_id_and_starts_no_job(
         assert preds[0].label in project.config.labels
         assert [c.model for c in server.calls[before:]] == [tuned]
         assert server.jobs_created == 1
+
+
+def test_state_that_names_files_outside_or_does_not_fit_is_refused(
+    exports: dict[str, Path], tmp_path: Path
+) -> None:
+    """Found by a new user: a manifest whose state named /tmp/x.npz was loaded."""
+    outside = tmp_path / "outside.npz"
+    np.savez(outside, vectors=np.zeros((2, 3)), labels=np.array([0, 1]))
+    for i, name in enumerate((str(outside), "../outside.npz", "sub/knn_index.npz", "", 7)):
+        folder = _copy(exports["knn"], tmp_path / f"o{i}")
+        manifest = json.loads((folder / MANIFEST).read_text())
+        manifest["state"]["arrays"] = name
+        (folder / MANIFEST).write_text(json.dumps(manifest))
+        _refused(folder, "not a file of the model folder")
+    # Files that load but do not fit the model fail at load, not at the first request.
+    n_labels = len(json.loads((exports["knn"] / MANIFEST).read_text())["labels"])
+    for i, (labels, what) in enumerate(
+        ((np.array([0, n_labels]), "labels"), (np.array([0.5, 1]), "labels"))
+    ):
+        folder = _copy(exports["knn"], tmp_path / f"f{i}")
+        np.savez(folder / "knn_index.npz", vectors=np.ones((2, 4)), labels=labels)
+        _rehash(folder)
+        _refused(folder, "does not fit this model", what)
+    folder = _copy(exports["knn"], tmp_path / "missing-key")
+    manifest = json.loads((folder / MANIFEST).read_text())
+    del manifest["state"]["n_train"]
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    _refused(folder, "malformed 'state'", "n_train")
+    folder = _copy(exports["knn"], tmp_path / "strategy")
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["strategy"] = "nosuch"
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    _refused(folder, "strategy 'nosuch', which this adaptlab does not have", "few-shot")
+
+
+def test_predict_names_the_encoding_and_refuses_empty_inputs(
+    exports: dict[str, Path], cli: Any, tmp_path: Path
+) -> None:
+    """Found by a new user: a Latin-1 file ended in 'internal error'."""
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("first ticket\ncaf\xe9 bill\n".encode("latin-1"))
+    cli("predict", "--model", exports["few-shot"], latin).error(
+        "latin.txt:2", "utf-8", "--encoding"
+    )
+    out = tmp_path / "out.jsonl"
+    cli("predict", "--model", exports["few-shot"], latin, "--encoding", "latin-1", "-o", out).ok()
+    assert json.loads(out.read_text().splitlines()[1])["input"] == "café bill"
+    utf16 = tmp_path / "utf16.txt"
+    utf16.write_text("my parcel is late\n", encoding="utf-16")
+    cli("predict", "--model", exports["few-shot"], utf16).error("utf16.txt:1", "--encoding")
+    cli("predict", "--model", exports["few-shot"], utf16, "--encoding", "utf-16", "-o", out).ok()
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b'\xef\xbb\xbf{"text": "my parcel is late"}\n')
+    cli("predict", "--model", exports["few-shot"], bom, "-o", out).ok()
+    bad = cli("predict", "--model", exports["few-shot"], bom, "--encoding", "nope")
+    assert bad.code == 2 and "unknown encoding 'nope'" in bad.text
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text('{"text": "fine"}\n{"text": "  "}\n')
+    cli("predict", "--model", exports["few-shot"], empty).error("empty.jsonl:2", "empty")

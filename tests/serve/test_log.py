@@ -80,6 +80,8 @@ def test_export_and_stats_computed_by_hand(tmp_path: Path) -> None:
     assert out.without_label == 1 and out.failed == 1
     assert out.pii == {"email": 1} and "jane.doe" not in " ".join(out.pii_examples)
     assert out.rows[0]["pii"] == ["email"]
+    strict = export_rows(conn, input_field="body", label_field="category", labels={"x"})
+    assert strict.unknown_label == {"y": 4} and len(strict.rows) == 4
     kept = export_rows(conn, input_field="body", label_field="category", unlabelled=True)
     assert len(kept.rows) == 9 and "category" not in kept.rows[-1]
 

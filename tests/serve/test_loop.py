@@ -90,7 +90,7 @@ def test_serve_feedback_export_run_report(served_project: Path, tmp_path: Path) 
         assert r.status_code == 200
         r = httpx2.post(
             f"{server.v1}/feedback",
-            json={"request_id": "chatcmpl-nope", "label": "x"},
+            json={"request_id": "chatcmpl-nope", "label": "billing"},
             headers=auth,
         )
         assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_request"

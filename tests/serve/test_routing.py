@@ -29,6 +29,19 @@ def test_routes_parse_normalise_and_refuse_what_they_cannot_read() -> None:
             parse_route(bad)
 
 
+def test_remote_specs_are_checked_before_serving() -> None:
+    from adaptlab.serve.remote import parse_remote
+
+    assert parse_remote("a=http://h:8000/v1@m") == ("a", "http://h:8000/v1", "m")
+    assert parse_remote("a=https://h/v1/") == ("a", "https://h/v1", "a")
+    for bad in ("foo", "foo=", "a=ftp://h", "a=http://", "a=http://h:99999/v1", "a=http://h:0/v1"):
+        with pytest.raises(AdaptlabError, match="--remote"):
+            parse_remote(bad)
+    with pytest.raises(AdaptlabError) as exc:
+        parse_remote("a=http://user:secret@h/v1")
+    assert "secret" not in str(exc.value) and "credentials" in str(exc.value)
+
+
 def test_a_user_always_gets_the_same_candidate_and_the_split_follows_the_weights() -> None:
     route = Route("default", (("a", 0.9), ("b", 0.1)))
     picks = Counter(route.pick(f"user-{i}") for i in range(10_000))

@@ -33,6 +33,7 @@ def test_keys_limits_and_no_key_anywhere(served_project: Path, tmp_path: Path) -
 
     def call(method: str, path: str, key: str | None = None, **kw: object) -> httpx2.Response:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
+        headers.update(kw.pop("headers", {}))  # type: ignore[call-overload]
         r = httpx2.request(method, f"{server.url}{path}", headers=headers, timeout=30, **kw)  # type: ignore[arg-type]
         seen.append(json.dumps(dict(r.headers)) + r.text)
         return r
@@ -73,6 +74,39 @@ def test_keys_limits_and_no_key_anywhere(served_project: Path, tmp_path: Path) -
         assert r.status_code == 400 and "messages" in r.json()["error"]["message"]
         r = call("POST", "/v1/chat/completions", other, content=b"{not json")
         assert r.status_code == 400
+        # Found by a new user: every refusal in OpenAI's shape, with a reason.
+        r = call(
+            "POST",
+            "/v1/chat/completions",
+            other,
+            content=b"{not json",
+            headers={"Content-Type": "application/json"},
+        )
+        assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
+        r = call(
+            "POST",
+            "/v1/predict",
+            other,
+            content=b'"just a string"',
+            headers={"Content-Type": "application/json"},
+        )
+        assert r.status_code == 400 and "must be a JSON object" in r.json()["error"]["message"]
+        chat = {"model": "default", "messages": [{"role": "user", "content": "hi"}], "n": 2}
+        assert call("POST", "/v1/chat/completions", other, json=chat).status_code == 400
+        r = call("POST", "/v1/predict", other, json={"input": "   "})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "empty_input"
+        for method, path, status in (("GET", "/v1/nope", 404), ("GET", "/v1/predict", 405)):
+            r = call(method, path, other)
+            assert r.status_code == status and r.json()["error"]["code"] in (
+                "not_found",
+                "method_not_allowed",
+            )
+        answered = call("POST", "/v1/predict", other, json=ticket).json()["id"]
+        r = call("POST", "/v1/feedback", other, json={"request_id": answered, "label": "nonsense"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "unknown_label"
+        assert "billing" in r.json()["error"]["message"]
+        r = call("POST", "/v1/feedback", other, json={"request_id": answered, "label": "billing"})
+        assert r.status_code == 200
         # CORS is off: no Access-Control headers for a browser origin.
         r = httpx2.options(
             f"{server.url}/v1/predict",

@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx2
 import pytest
-from openai import OpenAI
+from openai import APIStatusError, OpenAI
 
-from tests.serve.conftest import add_key, start_server
+from tests.serve.conftest import add_key, free_port, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -165,6 +165,7 @@ def test_vllm_export_and_a_remote_server_behind_a_route(
             "--model", f"gen={exported['gen']}",
             "--remote", f"gen={remote.base_url}@lora-module",
             "--remote", f"echo={remote.base_url}@raw-model",
+            "--remote", f"dead=http://127.0.0.1:{free_port()}/v1@m",
         )  # fmt: skip
         try:
             client = OpenAI(base_url=server.v1, api_key=key, max_retries=0)
@@ -175,8 +176,15 @@ def test_vllm_export_and_a_remote_server_behind_a_route(
             echo = client.chat.completions.create(
                 model="echo", messages=[{"role": "user", "content": text}]
             )
+            with pytest.raises(APIStatusError) as dead:
+                client.chat.completions.create(
+                    model="dead", messages=[{"role": "user", "content": text}]
+                )
         finally:
-            server.stop()
+            log = server.stop()
+        # A remote that does not answer: 502, the reason in the server's log, no run hints.
+        assert dead.value.status_code == 502 and "did not answer" in str(dead.value)
+        assert "-> dead failed" in log and "rerun" not in str(dead.value)
         calls: list[ChatCall] = remote.calls
     assert (
         gen.choices[0].message.content == "refund" and echo.choices[0].message.content == "refund"

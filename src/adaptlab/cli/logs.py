@@ -63,6 +63,7 @@ def export_command(
             candidate=candidate,
             since=since,
             unlabelled=unlabelled,
+            labels=set(project.config.labels) if project.config.task == "classification" else None,
         )
     text = to_jsonl(result.rows)
     if output is None:
@@ -86,6 +87,14 @@ def export_command(
         )
     if result.failed:
         say(f"{result.failed} failed requests left out", markup=False)
+    if result.unknown_label:
+        named = ", ".join(f"'{k}' ({n})" for k, n in result.unknown_label.most_common(5))
+        say(
+            f"{sum(result.unknown_label.values())} requests left out: their feedback names a "
+            f"label the project does not have: {named}",
+            markup=False,
+            soft_wrap=True,
+        )
     if result.pii:
         kinds = ", ".join(f"{k}: {n}" for k, n in sorted(result.pii.items()))
         say(
@@ -140,27 +149,27 @@ def stats_command(project_dir: str, since: str | None) -> None:
                 f"{s.candidate}{' (shadow)' if s.shadow else ''}",
                 [
                     f"{s.requests:,}",
-                    f"{s.errors:,}",
-                    ms(s.latency_p50_ms),
-                    ms(s.latency_p95_ms),
-                    "–" if s.tokens_per_request is None else sig(s.tokens_per_request),
-                    "–" if s.cost_usd is None else f"{sig(s.cost_usd)} USD",
                     f"{s.labelled:,}",
                     acc,
+                    ms(s.latency_p50_ms),
+                    ms(s.latency_p95_ms),
+                    f"{s.errors:,}",
+                    "–" if s.cost_usd is None else f"{sig(s.cost_usd)} USD",
+                    "–" if s.tokens_per_request is None else sig(s.tokens_per_request),
                     "–" if s.mean_rating is None else f"{s.mean_rating:.2g} ({s.rated})",
                 ],
             )
         )
     conf = f"{round(100 * ev.confidence)}%"
-    columns = [
+    columns = [  # what matters first: a narrow terminal leaves out the rightmost
         ("requests", True),
-        ("errors", True),
-        ("p50", True),
-        ("p95", True),
-        ("tokens", True),
-        ("cost", True),
         ("labelled", True),
         (f"accuracy [{conf}]", True),
+        ("p50", True),
+        ("p95", True),
+        ("errors", True),
+        ("cost", True),
+        ("tokens", True),
         ("rating", True),
     ]
     console.print(fitted_table("served traffic", "candidate", columns, rows))

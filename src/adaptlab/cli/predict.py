@@ -26,6 +26,12 @@ from adaptlab.cli.common import err_console, project_option
 )
 @click.option("-o", "--output", default=None, help="File to write (default: standard output).")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1, 4096))
+@click.option(
+    "--encoding",
+    default="utf-8-sig",
+    show_default=True,
+    help="Text encoding of INPUTS (a UTF-8 byte-order mark is skipped).",
+)
 @click.argument("inputs", default="-", type=click.Path(dir_okay=False, allow_dash=True))
 def predict(
     project_dir: str,
@@ -33,6 +39,7 @@ def predict(
     model_dir: Path | None,
     output: str | None,
     batch_size: int,
+    encoding: str,
     inputs: str,
 ) -> None:
     """Answer every input in INPUTS (a file, or - for standard input) as JSON Lines.
@@ -52,6 +59,15 @@ def predict(
 
     if (candidate is None) == (model_dir is None):
         raise click.UsageError("give either --candidate (with -p) or --model")
+    import codecs
+
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise click.BadParameter(
+            f"unknown encoding '{encoding}'", param_hint="--encoding"
+        ) from None
+
     with RichProgress(err_console) as progress:
         if model_dir is not None:
             model = load_model(model_dir, progress=progress)
@@ -65,10 +81,15 @@ def predict(
             model = open_candidate(project, candidate, progress=progress)
     field = model.manifest.input_field
     if inputs == "-":
-        rows = list(read_inputs(sys.stdin, "<stdin>", field))
+        rows = list(read_inputs(sys.stdin.buffer.read(), "<stdin>", field, encoding))
     else:
-        with open(inputs, encoding="utf-8") as fh:
-            rows = list(read_inputs(fh, inputs, field))
+        from adaptlab.store.files import os_error
+
+        try:
+            data = Path(inputs).read_bytes()
+        except OSError as exc:
+            raise os_error(exc, "the inputs file") from exc
+        rows = list(read_inputs(data, inputs, field, encoding))
     out = sys.stdout if output is None else open(output, "w", encoding="utf-8")  # noqa: SIM115
     try:
         with (

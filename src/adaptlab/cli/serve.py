@@ -208,6 +208,13 @@ def serve(
     for name, route in table.items():
         split = ", ".join(f"{c} {100 * w:.0f}%" for c, w in route.weights)
         err_console.print(f"route {name}: {split}", markup=False)
+    for r in parsed:
+        if r.given_total is not None and abs(r.given_total - 1) > 1e-9:
+            err_console.print(
+                f"note: the weights of route {r.name} add up to {r.given_total:g}, not 1; "
+                "they were scaled to the shares above",
+                markup=False,
+            )
     if shadows:
         err_console.print(f"shadow (logged, never returned): {', '.join(shadows)}", markup=False)
     handler = logging.StreamHandler()

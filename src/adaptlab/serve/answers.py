@@ -3,10 +3,11 @@ and the inputs ``adaptlab predict`` reads (text lines or JSON Lines)."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 from adaptlab.errors import DataError
 from adaptlab.strategies import Prediction
@@ -61,16 +62,29 @@ class InputRow:
     line: int
 
 
-def read_inputs(fh: IO[str], name: str, input_field: str) -> Iterator[InputRow]:
-    """Inputs from a text stream: JSON Lines (objects with ``input_field``, ``text`` or
+def read_inputs(
+    data: bytes, name: str, input_field: str, encoding: str = "utf-8-sig"
+) -> Iterator[InputRow]:
+    """Inputs from a file's bytes: JSON Lines (objects with ``input_field``, ``text`` or
     ``input``, and an optional ``id``) when the first non-empty line starts with ``{``,
-    otherwise one input per non-empty line.
+    otherwise one input per non-empty line (blank lines separate; each answer keeps its
+    input's line number as its id).
 
-    Raises :class:`DataError` naming the line for a malformed JSON line, a missing
-    field, a non-string input or an over-long line; nothing is skipped silently.
+    Raises :class:`DataError` naming the line for bytes not in ``encoding``, a malformed
+    JSON line, a missing field, a non-string or empty input or an over-long line.
     """
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"not {encoding} text (byte {data[exc.start]:#x})",
+            file=name,
+            line=data.count(b"\n", 0, exc.start) + 1,
+            fix="convert it to UTF-8 (iconv -f latin1 -t utf-8 FILE), or name its "
+            "encoding with --encoding (latin-1, utf-16, cp1252, …)",
+        ) from None
     mode: str | None = None
-    for number, line in enumerate(fh, start=1):
+    for number, line in enumerate(io.StringIO(text), start=1):
         if len(line) > MAX_LINE_CHARS:
             raise DataError(
                 f"line longer than {MAX_LINE_CHARS:,} characters",
@@ -85,33 +99,38 @@ def read_inputs(fh: IO[str], name: str, input_field: str) -> Iterator[InputRow]:
             mode = "jsonl" if stripped.startswith("{") else "text"
         if mode == "text":
             yield InputRow(line.rstrip("\r\n"), None, number)
-            continue
-        try:
-            obj = json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            raise DataError(
-                f"not valid JSON ({exc.msg})",
-                file=name,
-                line=number,
-                fix="one JSON object per line, or plain text with one input per line",
-            ) from None
-        field = next(
-            (f for f in (input_field, "text", "input") if isinstance(obj, dict) and f in obj), None
+        else:
+            yield _json_row(stripped, number, name, input_field)
+
+
+def _json_row(text: str, number: int, name: str, input_field: str) -> InputRow:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"not valid JSON ({exc.msg})",
+            file=name,
+            line=number,
+            fix="one JSON object per line, or plain text with one input per line",
+        ) from None
+    names = (input_field, "text", "input")
+    field = next((f for f in names if isinstance(obj, dict) and f in obj), None)
+    if field is None:
+        also = "" if input_field == "text" else " (or 'text')"
+        raise DataError(
+            f"no '{input_field}' field in this line",
+            file=name,
+            line=number,
+            fix=f"give every line a '{input_field}' field{also} holding the input",
         )
-        if field is None:
-            raise DataError(
-                f"no '{input_field}' field in this object",
-                file=name,
-                line=number,
-                fix=f"give every line a '{input_field}' (or 'text') field with the input",
-            )
-        text = obj[field]
-        if not isinstance(text, str):
-            raise DataError(
-                f"field '{field}' is {type(text).__name__}, not text",
-                file=name,
-                line=number,
-                fix="make the input a JSON string",
-            )
-        ident = obj.get("id")
-        yield InputRow(text, None if ident is None else str(ident), number)
+    value = obj[field]
+    if not isinstance(value, str) or not value.strip():
+        what = "empty" if isinstance(value, str) else f"{type(value).__name__}, not text"
+        raise DataError(
+            f"field '{field}' is {what}",
+            file=name,
+            line=number,
+            fix="give every line a non-empty input text (a JSON string)",
+        )
+    ident = obj.get("id")
+    return InputRow(value, None if ident is None else str(ident), number)

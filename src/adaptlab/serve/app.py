@@ -30,6 +30,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from adaptlab.serve.answers import answer_json, answer_text
 from adaptlab.serve.artifact import ServedModel
@@ -99,6 +100,7 @@ class ChatBody(BaseModel):
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     user: str | None = None
+    n: int = Field(default=1, ge=1, le=1)  # one answer per input: the candidate's own
 
 
 class PredictBody(BaseModel):
@@ -206,8 +208,8 @@ class Server:
         if key is None:
             raise ApiError(
                 401,
-                "a valid API key is required: send 'Authorization: Bearer <key>' "
-                "(create one with: adaptlab keys add NAME)",
+                "the API key is missing, wrong or revoked: send 'Authorization: Bearer <key>' "
+                "with a key from 'adaptlab keys add NAME'",
                 code="invalid_api_key",
                 headers={"WWW-Authenticate": "Bearer"},
             )
@@ -249,6 +251,8 @@ class Server:
         self, endpoint: str, requested: str | None, text: str, user: str | None, key: ApiKey | None
     ) -> tuple[str, str, Prediction, float]:
         """(request id, candidate, prediction, latency ms); logs it and starts shadows."""
+        if not text.strip():
+            raise ApiError(400, "the input is empty", code="empty_input")
         if len(text) > self.config.max_input_chars:
             raise ApiError(
                 413,
@@ -269,6 +273,10 @@ class Server:
             endpoint=endpoint, candidate=cand, status="200" if pred is not None else "500"
         ).inc()
         if pred is None:
+            log.warning("%s %s -> %s failed: %s", request_id, endpoint, cand, _safe(error))
+            if _hosted(self.config.models[cand]):  # the provider or remote server failed
+                message = f"the model behind '{cand}' did not answer: {_safe(error)}"
+                raise ApiError(502, message, code="upstream_error", kind="server_error")
             message = f"candidate '{cand}' failed: {_safe(error)}"
             raise ApiError(500, message, code="model_error", kind="server_error")
         self.m_latency.labels(candidate=cand).observe(ms / 1000)
@@ -350,6 +358,8 @@ class Server:
             raise ApiError(
                 400, "give a 'label' (the right answer) or a 'rating'", code="empty_feedback"
             )
+        if body.label is not None:
+            self.check_label(body.label)
         done = self.log.feedback(
             Feedback(
                 body.request_id,
@@ -369,6 +379,28 @@ class Server:
                 kind="server_error",
             ) from None
 
+    def check_label(self, label: str) -> None:
+        """A feedback label must be one the served candidates answer with (classification:
+        a label of the project; extraction: a JSON object); it becomes training data."""
+        if not label.strip():
+            raise ApiError(400, "the label is empty", code="bad_label")
+        tasks = {m.task for m in self.config.models.values()}
+        if tasks == {"classification"}:
+            labels = sorted({lab for m in self.config.models.values() for lab in m.manifest.labels})
+            if label not in labels:
+                raise ApiError(
+                    400,
+                    f"unknown label '{label[:100]}'; the labels are: {', '.join(labels)}",
+                    code="unknown_label",
+                )
+        elif tasks == {"extraction"}:
+            try:
+                ok = isinstance(json.loads(label), dict)
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ApiError(400, "an extraction label must be a JSON object", code="bad_label")
+
     async def aclose(self) -> None:
         for task in list(self._shadow_tasks):  # a shadow answer in flight is still logged
             with _suppress():
@@ -387,9 +419,18 @@ class _suppress:
 
 
 def _safe(exc: BaseException | None) -> str:
+    """The error for a client: its message without a command-line fix, keys redacted."""
+    from adaptlab.errors import AdaptlabError
     from adaptlab.llm.keys import redact
 
-    return redact(f"{type(exc).__name__}: {exc}")[:500]
+    plain = isinstance(exc, AdaptlabError)
+    text = exc.issue.message if plain else f"{type(exc).__name__}: {exc}"  # type: ignore[union-attr]
+    return redact(text)[:500]
+
+
+def _hosted(model: ServedModel) -> bool:
+    llm = model.manifest.llm or {}
+    return model.generative and llm.get("backend") not in (None, "hf")
 
 
 def request_cost(model: ServedModel, pred: Prediction) -> float | None:
@@ -460,8 +501,22 @@ def create_app(config: ServeConfig) -> FastAPI:
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        message = f"invalid request: {where or 'body'}: {first.get('msg', 'malformed')}"
+        if first.get("type") == "json_invalid":
+            message = "invalid request: the body is not valid JSON"
+        elif where == "" or where.isdigit():
+            message = (
+                "invalid request: the body must be a JSON object "
+                "(and Content-Type: application/json)"
+            )
+        else:
+            message = f"invalid request: {where}: {first.get('msg', 'malformed')}"
         return _error(400, message, "invalid_request", "invalid_request_error", {})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        message = f"{request.method} {request.url.path}: {exc.detail}"
+        return _error(exc.status_code, message, code, "invalid_request_error", {})
 
     def user_of(request: Request, body_user: str | None) -> str | None:
         return body_user or next(

@@ -148,8 +148,8 @@ def export_candidate(
     try:
         strategy, _ = make_context(project, cand, project.checkpoint_dir(cs.key), models, progress)
         cls = type(strategy)
-        with progress.task(f"restoring {chosen}", None):
-            strategy.restore_fit(split.train, split.val, stored.info)
+        progress.info(f"restoring {chosen} from run {summary.run_id}")
+        strategy.restore_fit(split.train, split.val, stored.info)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
             manifest = _write(project, cand.name, strategy, tmp, summary, cs, split.fingerprint)
@@ -372,8 +372,9 @@ def _write_card(folder: Path, m: Manifest, name: str) -> None:
         "",
         "## Use",
         "```",
-        f"adaptlab predict --model {name} inputs.txt",
-        f"adaptlab serve --model {m.candidate}={name}",
+        "# DIR: this folder (exported as " + name + ")",
+        "adaptlab predict --model DIR inputs.txt",
+        f"adaptlab serve -p PROJECT --model {m.candidate}=DIR   # PROJECT keeps keys and the log",
         "```",
         "",
         "## Limits",
@@ -562,20 +563,40 @@ def load_model(
     if manifest.generative:
         strategy = _load_generative(folder, manifest, ctx)
     else:
-        try:
-            cls = get_strategy(manifest.strategy)
-            options = cls.Options.model_validate(manifest.options)
-        except (ValidationError, KeyError, ValueError, AdaptlabError) as exc:
+        from adaptlab.strategies import STRATEGIES
+
+        if manifest.strategy not in STRATEGIES.names():
             raise ExportError(
-                f"names strategy '{manifest.strategy}' with options this adaptlab does not "
-                f"accept ({type(exc).__name__})",
+                f"names strategy '{manifest.strategy}', which this adaptlab does not have "
+                f"(it has {', '.join(STRATEGIES.names())})",
                 file=folder / MANIFEST,
-                fix=_REEXPORT,
+                fix="install the plugin that provides it, or " + _REEXPORT,
                 code="bad-manifest",
+            )
+        cls = get_strategy(manifest.strategy)
+        try:
+            options = cls.Options.model_validate(manifest.options)
+        except ValidationError as exc:
+            raise _bad_manifest(
+                folder, f"options '{manifest.strategy}' does not accept", exc
             ) from None
         strategy = cls(options, ctx)
-        strategy.load_state(folder, manifest.state)
+        _load_state(strategy, folder, manifest)
     return ServedModel(name or manifest.candidate, folder, manifest, strategy)
+
+
+def _load_state(strategy: Strategy, folder: Path, manifest: Manifest) -> None:
+    """``strategy.load_state``, a missing or mistyped state entry named, not a traceback."""
+    try:
+        strategy.load_state(folder, manifest.state)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        detail = f"no '{exc.args[0]}'" if isinstance(exc, KeyError) else type(exc).__name__
+        raise ExportError(
+            f"has an incomplete or malformed 'state' ({detail})",
+            file=folder / MANIFEST,
+            fix=_REEXPORT,
+            code="bad-manifest",
+        ) from None
 
 
 def _load_encoder(folder: Path, manifest: Manifest, precision: str) -> Any:
@@ -668,7 +689,7 @@ def _load_generative(folder: Path, manifest: Manifest, ctx: Any) -> Strategy:
             fix=_REEXPORT,
             code="bad-model-file",
         )
-    strategy.load_state(folder, manifest.state)
+    _load_state(strategy, folder, manifest)
     return strategy
 
 

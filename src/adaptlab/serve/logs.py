@@ -24,6 +24,7 @@ class LogExport:
     rows: list[dict[str, Any]]
     without_label: int  # primary requests with no label feedback, left out (or kept unlabelled)
     failed: int  # requests that got an error, never exported
+    unknown_label: Counter[str] = field(default_factory=Counter)  # label -> rows left out
     pii: Counter[str] = field(default_factory=Counter)  # kind -> rows
     pii_examples: list[str] = field(default_factory=list)  # "request id: kind masked"
 
@@ -36,9 +37,12 @@ def export_rows(
     candidate: str | None = None,
     since: str | None = None,
     unlabelled: bool = False,
+    labels: set[str] | None = None,
 ) -> LogExport:
     """Primary (not shadow) answered requests, oldest first, labelled by their latest
-    label feedback. ``unlabelled`` keeps requests without one (label field absent)."""
+    label feedback. ``unlabelled`` keeps requests without one (label field absent);
+    ``labels`` (a classification project's) leaves out, and counts, rows whose feedback
+    names another label, which ``adaptlab run`` would refuse."""
     from adaptlab.data.pii import find_pii
 
     where = ["r.shadow_of IS NULL"]
@@ -67,6 +71,9 @@ def export_rows(
             out.without_label += 1
             if not unlabelled:
                 continue
+        elif labels is not None and label not in labels:
+            out.unknown_label[label] += 1
+            continue
         row: dict[str, Any] = {"id": rid, input_field: text}
         if label is not None:
             row[label_field] = label

@@ -23,10 +23,22 @@ def parse_remote(spec: str) -> tuple[str, str, str]:
     url, at, model = rest.rpartition("@")
     if not at or "/" in model:  # no @MODEL (an @ inside the URL is not one)
         url, model = rest, name
-    if not eq or not name or not model or not url.startswith(("http://", "https://")):
+    from urllib.parse import urlsplit
+
+    fix = "write NAME=http://HOST:PORT/v1 or NAME=http://HOST:PORT/v1@MODEL"
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError for a port out of range
+    except ValueError:
+        raise AdaptlabError(f"--remote '{spec}': a bad port in {url}", fix=fix) from None
+    if not eq or not name or not model or parts.scheme not in ("http", "https"):
+        raise AdaptlabError(f"--remote '{spec}' cannot be read", fix=fix)
+    if not parts.hostname or port == 0:
+        raise AdaptlabError(f"--remote '{spec}': no host (or port 0) in {url}", fix=fix)
+    if parts.username or parts.password:
         raise AdaptlabError(
-            f"--remote '{spec}' cannot be read",
-            fix="write NAME=http://HOST:PORT/v1 or NAME=http://HOST:PORT/v1@MODEL",
+            f"--remote '{name}': credentials in the URL would be logged and sent as they are",
+            fix="leave them out; a server that needs a key reads it from OPENAI_API_KEY",
         )
     return name, url.rstrip("/"), model
 
@@ -36,7 +48,8 @@ def _runner(url: str, model: str) -> Any:
     from adaptlab.config import LLMConfig
     from adaptlab.llm.runner import LLMRunner
 
-    config = LLMConfig(backend="openai", name=model, base_url=url)
+    # A live request waits on it: two retries, 30 s each, not the hour a run would wait.
+    config = LLMConfig(backend="openai", name=model, base_url=url, max_retries=2, timeout_s=30)
     return LLMRunner(load_llm(config), cache=None)
 
 

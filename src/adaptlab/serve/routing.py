@@ -24,6 +24,7 @@ class Route:
 
     name: str
     weights: tuple[tuple[str, float], ...]
+    given_total: float | None = None  # the weights' sum as written (None: not parsed)
 
     def pick(self, user: str | None, rng: random.Random | None = None) -> str:
         """The candidate for this request: sticky by ``user``, random without one."""
@@ -74,4 +75,4 @@ def parse_route(text: str) -> Route:
     total = sum(w for _, w in pairs)
     if total <= 0 or total == float("inf"):
         raise AdaptlabError(f"route '{text}': the weights sum to {total:g}", fix=fix)
-    return Route(name, tuple((c, w / total) for c, w in pairs))
+    return Route(name, tuple((c, w / total) for c, w in pairs), total)

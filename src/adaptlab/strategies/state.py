@@ -32,6 +32,14 @@ class StateError(AdaptlabError):
         )
 
 
+def check(condition: bool, folder: Path, what: str) -> None:
+    """Raise :class:`StateError` about ``folder``'s state unless ``condition``: a state
+    that does not fit the model (shapes, label indices) must fail at load, not answer
+    wrongly or fail at the first request."""
+    if not condition:
+        raise StateError(f"holds a state that does not fit this model: {what}", file=folder)
+
+
 def save_arrays(folder: Path, name: str, **arrays: Any) -> str:
     """Write numeric arrays to ``folder/name`` (.npz); returns the file name."""
     import numpy as np
@@ -40,7 +48,7 @@ def save_arrays(folder: Path, name: str, **arrays: Any) -> str:
     return name
 
 
-def load_arrays(folder: Path, name: str, keys: tuple[str, ...]) -> dict[str, Any]:
+def load_arrays(folder: Path, name: object, keys: tuple[str, ...]) -> dict[str, Any]:
     """Numeric arrays from ``folder/name``; no object arrays (nothing is unpickled).
 
     Raises :class:`StateError` when the file is missing, not an npz, holds object
@@ -70,7 +78,7 @@ def save_sklearn(folder: Path, name: str, obj: Any) -> str:
     return name
 
 
-def load_sklearn(folder: Path, name: str) -> Any:
+def load_sklearn(folder: Path, name: object) -> Any:
     """A scikit-learn object written by :func:`save_sklearn`.
 
     skops loads only the types it trusts by default; a file naming any other type
@@ -97,7 +105,7 @@ def load_sklearn(folder: Path, name: str) -> Any:
         ) from None
 
 
-def load_json(folder: Path, name: str) -> Any:
+def load_json(folder: Path, name: object) -> Any:
     """A JSON file of an exported model folder, with the file named on error."""
     path = _file(folder, name)
     try:
@@ -106,7 +114,14 @@ def load_json(folder: Path, name: str) -> Any:
         raise StateError(f"is not valid JSON ({exc})", file=path) from None
 
 
-def _file(folder: Path, name: str) -> Path:
+def _file(folder: Path, name: object) -> Path:
+    # State files sit at the top of the model folder: a name with a path in it (absolute,
+    # '..', a sub-folder) could make a folder from someone else read any file here.
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+        raise StateError(
+            f"names the state file {name!r}, which is not a file of the model folder",
+            file=folder,
+        )
     path = folder / name
     # A link could point anywhere on the machine: an exported folder holds plain files.
     if path.is_symlink() or not path.is_file():

@@ -63,6 +63,9 @@ class FewShot(Strategy):
         }
 
     def load_state(self, folder: Path, state: dict[str, Any]) -> None:
-        from adaptlab.strategies.state import load_sklearn
+        from adaptlab.strategies.state import check, load_sklearn
 
-        self._model = load_sklearn(folder, state["classifier"])
+        model = load_sklearn(folder, state["classifier"])
+        classes = [str(c) for c in getattr(model, "classes_", [])]
+        check(bool(classes) and set(classes) <= set(self.label_names), folder, "classifier labels")
+        self._model = model

@@ -464,12 +464,17 @@ class Finetune(Strategy):
         """The softmax head (``head`` method) or the SetFit logistic regression."""
         import torch
 
-        from adaptlab.strategies.state import load_arrays, load_sklearn
+        from adaptlab.strategies.state import check, load_arrays, load_sklearn
 
+        n = len(self.label_names)
         if self.opts.method != "head":
             self._logreg = load_sklearn(folder, logreg_file)
+            classes = list(getattr(self._logreg, "classes_", []))
+            check(bool(classes) and all(0 <= int(c) < n for c in classes), folder, "classes")
             return
         arrays = load_arrays(folder, head_file, ("weight", "bias"))
+        w, b = arrays["weight"], arrays["bias"]
+        check(w.ndim == 2 and w.shape[0] == n and b.shape == (n,), folder, "head shape")
         head = torch.nn.Linear(arrays["weight"].shape[1], arrays["weight"].shape[0])
         with torch.no_grad():
             head.weight.copy_(torch.from_numpy(arrays["weight"]))

@@ -66,8 +66,15 @@ class Rag(Strategy):
         return {"arrays": name, "n_train": self._n_train}
 
     def load_state(self, folder: Path, state: dict[str, Any]) -> None:
-        from adaptlab.strategies.state import load_arrays
+        from adaptlab.strategies.state import check, load_arrays
 
         arrays = load_arrays(folder, state["arrays"], ("vectors", "labels"))
-        self._index, self._labels = arrays["vectors"], arrays["labels"]
+        vectors, labels = arrays["vectors"], arrays["labels"]
+        n = len(self.label_names)
+        check(vectors.ndim == 2 and len(vectors) == len(labels) > 0, folder, "index rows")
+        check(
+            labels.dtype.kind in "iu" and labels.min() >= 0 and labels.max() < n, folder, "labels"
+        )
+        self._index, self._labels = vectors, labels
         self._n_train = int(state["n_train"])
+        check(0 < self._n_train <= len(vectors), folder, "n_train")

@@ -96,4 +96,8 @@ class TfidfLogReg(Strategy):
         obj = load_sklearn(folder, state["model"])
         if not (isinstance(obj, dict) and {"vectorizer", "model"} <= obj.keys()):
             raise StateError("does not hold a TF-IDF vectorizer and model", file=folder)
+        from adaptlab.strategies.state import check
+
+        classes = [str(c) for c in getattr(obj["model"], "classes_", [])]
+        check(bool(classes) and set(classes) <= set(self.label_names), folder, "classifier labels")
         self._vectorizer, self._model = obj["vectorizer"], obj["model"]

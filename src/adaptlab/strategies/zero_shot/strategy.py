@@ -40,6 +40,12 @@ class ZeroShot(Strategy):
         return {"arrays": save_arrays(folder, "label_vectors.npz", vectors=self._label_vectors)}
 
     def load_state(self, folder: Path, state: dict[str, Any]) -> None:
-        from adaptlab.strategies.state import load_arrays
+        from adaptlab.strategies.state import check, load_arrays
 
-        self._label_vectors = load_arrays(folder, state["arrays"], ("vectors",))["vectors"]
+        vectors = load_arrays(folder, state["arrays"], ("vectors",))["vectors"]
+        check(
+            vectors.ndim == 2 and len(vectors) == len(self.label_names),
+            folder,
+            "one vector a label",
+        )
+        self._label_vectors = vectors
