@@ -130,3 +130,7 @@ def test_serve_feedback_export_run_report(served_project: Path, tmp_path: Path) 
     assert report.exit_code == 0, report.output
     html = (project / "reports" / "report.html").read_text()
     assert "few-shot" in html and "zero-shot" in html
+    # The served traffic has its own section: the table, the plot, the paired test.
+    served = html[html.index('id="served"') :]
+    assert "zero-shot (shadow)" in served and "<svg" in served[: served.index("</figure>")]
+    assert "against its shadow zero-shot on the 24 labelled requests" in served

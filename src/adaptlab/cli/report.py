@@ -17,10 +17,13 @@ def build_report(
     from adaptlab import summarize_project
     from adaptlab.project import Project
     from adaptlab.report import write_report
+    from adaptlab.serve.logs import live_traffic
 
     project = Project.load(project_dir)
     summary = summarize_project(project, run_id)
-    path = write_report(summary, Path(output) if output else project.report_path)
+    ev = project.config.evaluation
+    live = live_traffic(project.store_path, ev.confidence, ev.bootstrap_resamples)
+    path = write_report(summary, Path(output) if output else project.report_path, live)
     print_summary(summary)
     console.print(f"report: {path}", markup=False)
     return path

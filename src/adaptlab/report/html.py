@@ -25,6 +25,8 @@ from adaptlab.report.plots import usd
 if TYPE_CHECKING:
     import numpy as np
 
+    from adaptlab.serve.logs import LiveTraffic
+
 TEMPLATE = "report.html.j2"
 
 # The explanations name the run's primary metric: str.format(metric="field F1").
@@ -315,6 +317,7 @@ def _context(s: RunSummary) -> dict[str, Any]:
         "disagree_total": disagree_total,
         "prompts": _prompts(s),
         "learning": _learning(s, svg),
+        "svg": svg,
         **_task_context(s, winner, svg),
     }
 
@@ -544,8 +547,61 @@ def _learning(s: RunSummary, svg: Callable[[str, str], Any]) -> dict[str, Any] |
     }
 
 
-def render_report(summary: RunSummary) -> str:
-    """The report as one HTML string: inline CSS and SVG, no external references."""
+def _live(live: LiveTraffic | None, svg: Callable[[str, str], Any]) -> dict[str, Any] | None:
+    """Rows, plot and paired comparisons of the served candidates."""
+    from adaptlab.decide.recommend import pct, sig
+
+    if live is None:
+        return None
+
+    def ms(x: float | None) -> str:
+        return "–" if x is None else f"{sig(x)} ms"
+
+    rows = []
+    for s in live.stats:
+        acc = s.accuracy
+        rows.append(
+            {
+                "name": s.candidate + (" (shadow)" if s.shadow else ""),
+                "requests": f"{s.requests:,}",
+                "labelled": f"{s.labelled:,}",
+                "accuracy": "–"
+                if acc is None
+                else f"{pct(acc.estimate)} [{pct(acc.low)}–{pct(acc.high)}]",
+                "p50": ms(s.latency_p50_ms),
+                "p95": ms(s.latency_p95_ms),
+                "errors": f"{s.errors:,}",
+                "cost": "–" if s.cost_usd is None else f"{sig(s.cost_usd)} USD",
+            }
+        )
+    scored = [s for s in live.stats if s.accuracy is not None]
+    plot = None
+    if scored:
+        plot = svg(
+            "live",
+            plots.live_accuracy(
+                [s.candidate + (" (shadow)" if s.shadow else "") for s in scored],
+                [s.accuracy.estimate for s in scored],  # type: ignore[union-attr]
+                [s.accuracy.low for s in scored],  # type: ignore[union-attr]
+                [s.accuracy.high for s in scored],  # type: ignore[union-attr]
+                live.confidence,
+            ),
+        )
+    lines = [
+        f"{c.a} against its shadow {c.b} on the {c.pairs:,} labelled requests both answered: "
+        f"{100 * c.test.diff:+.1f} points, {c.test.name} p = {p_value(c.test.p_value)} "
+        f"({c.test.a_only} right only for {c.a}, {c.test.b_only} only for {c.b})"
+        for c in live.comparisons
+        if c.test is not None
+    ]
+    return {"rows": rows, "svg": plot, "lines": lines, "confidence": f"{live.confidence:.0%}"}
+
+
+def render_report(summary: RunSummary, live: LiveTraffic | None = None) -> str:
+    """The report as one HTML string: inline CSS and SVG, no external references.
+
+    ``live``: the request log's statistics (``adaptlab serve``), shown as its own section.
+    """
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
     env = Environment(
@@ -555,10 +611,12 @@ def render_report(summary: RunSummary) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    return env.get_template(TEMPLATE).render(**_context(summary))
+    context = _context(summary)
+    context["live"] = _live(live, context["svg"])
+    return env.get_template(TEMPLATE).render(**context)
 
 
-def write_report(summary: RunSummary, path: str | Path) -> Path:
+def write_report(summary: RunSummary, path: str | Path, live: LiveTraffic | None = None) -> Path:
     """Render and write atomically: a reader never sees a half-written report.
 
     A folder that cannot be written (a file in its place, no rights, a full disk)
@@ -568,7 +626,7 @@ def write_report(summary: RunSummary, path: str | Path) -> Path:
     from adaptlab.store.files import os_error
 
     target = Path(path)
-    html = render_report(summary)
+    html = render_report(summary, live)
     try:
         write_text_atomically(target, html)
     except OSError as exc:

@@ -645,3 +645,34 @@ def learning_curves(
         ax.set_ylabel(f"test {metric}" + (" (%)" if percent else ""))
         _legend_below(fig, handles, labels)
         return _svg(fig)
+
+
+def live_accuracy(
+    names: Sequence[str],
+    estimates: Sequence[float],
+    lows: Sequence[float],
+    highs: Sequence[float],
+    confidence: float,
+) -> str:
+    """Accuracy on served requests with label feedback, one row per candidate (a shadow
+    marked), with its percentile-bootstrap interval."""
+    n = len(names)
+    with _figure(FIG_WIDTH, 1.2 + 0.42 * n) as (fig, axes):
+        ax = axes[0]
+        ys = list(range(n))[::-1]
+        for i, (y, est, lo, hi) in enumerate(zip(ys, estimates, lows, highs, strict=True)):
+            ax.errorbar(
+                100 * est,
+                y,
+                xerr=[[100 * max(0.0, est - lo)], [100 * max(0.0, hi - est)]],
+                fmt=marker(i),
+                color=color(i),
+                elinewidth=1.4,
+                capsize=3,
+                markersize=7,
+            )
+        ax.set_yticks(ys)
+        ax.set_yticklabels([short(x, 40) for x in names])
+        ax.set_xlabel(f"accuracy on served requests with feedback (%), {confidence:.0%} CI")
+        ax.margins(y=0.3)
+        return _svg(fig)

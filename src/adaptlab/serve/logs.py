@@ -197,3 +197,21 @@ def live_stats(
         cb = np.array([y for _, y in outcomes])
         comparisons.append(LiveComparison(a, b, len(outcomes), mcnemar(ca, cb)))
     return stats, comparisons
+
+
+@dataclass
+class LiveTraffic:
+    """What the report shows of served traffic (``adaptlab logs stats``' figures)."""
+
+    stats: list[LiveStats]
+    comparisons: list[LiveComparison]
+    confidence: float
+
+
+def live_traffic(store_path: Any, confidence: float, resamples: int) -> LiveTraffic | None:
+    """The request log's statistics, or None when nothing was served yet."""
+    from adaptlab.store import RunStore
+
+    with RunStore(store_path) as store:
+        stats, comparisons = live_stats(store.conn, confidence=confidence, resamples=resamples)
+    return LiveTraffic(stats, comparisons, confidence) if stats else None
