@@ -47,6 +47,18 @@ def test_feedback_follows_its_request_and_a_failed_write_is_survived(tmp_path: P
     log._write = flaky  # type: ignore[method-assign]
     with pytest.raises(sqlite3.OperationalError):
         log.feedback(Feedback("r1", "billing", None, None, "k1")).result(10)
+    # A lock held by another process (adaptlab run saving a result) is waited out.
+    calls = -10
+
+    def locked_once(store: Any, items: list[object], marks: str) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == -9:
+            raise sqlite3.OperationalError("database is locked")
+        original(store, items, marks)
+
+    log._write = locked_once  # type: ignore[method-assign]
+    assert log.feedback(Feedback("r1", "account", None, None, "k1")).result(30) is True
     log.record(_record("r2", "a", "again", "shipping"))
     assert log.feedback(Feedback("r2", "shipping", None, None, "k1")).result(10) is True
     log.close()
@@ -54,6 +66,7 @@ def test_feedback_follows_its_request_and_a_failed_write_is_survived(tmp_path: P
     assert conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0] == 2
     assert conn.execute("SELECT request_id, label FROM feedback ORDER BY id").fetchall() == [
         ("r1", "refund"),
+        ("r1", "account"),
         ("r2", "shipping"),
     ]
 

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import astuple, dataclass
 from datetime import datetime, timezone
@@ -18,6 +19,13 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("adaptlab.serve")
+LOCKED_RETRIES = 4  # each after SQLite's own busy wait (15 s)
+
+
+def _locked(exc: BaseException) -> bool:
+    issue = getattr(exc, "issue", None)
+    return getattr(issue, "code", None) == "locked" or "locked" in str(exc).lower()
+
 
 COLUMNS = (
     "id, created_at, endpoint, route, candidate, shadow_of, user_hash, key_id, input, output, "
@@ -109,8 +117,8 @@ class RequestLog:
                         break
                 stop = any(item is None for item in items)
                 try:
-                    self._write(store, items, marks)
-                except Exception as exc:  # a full disk, a locked file: say so, keep serving
+                    self._write_retrying(store, items, marks)
+                except Exception as exc:  # a full disk, a damaged file: say so, keep serving
                     log.error(
                         "request log: %d entries not written to %s: %s", len(items), self.path, exc
                     )
@@ -121,6 +129,19 @@ class RequestLog:
                     return
         finally:
             store.close()
+
+    def _write_retrying(self, store: Any, items: list[object], marks: str) -> None:
+        """``_write``, tried again while another process (``adaptlab run`` saving a result)
+        holds the store's write lock past SQLite's own busy wait: up to about a minute."""
+        for attempt in range(LOCKED_RETRIES + 1):
+            try:
+                self._write(store, items, marks)
+                return
+            except Exception as exc:
+                if attempt == LOCKED_RETRIES or not _locked(exc):
+                    raise
+                log.warning("request log: the store is locked; writing again (%s)", self.path)
+                time.sleep(1.0)
 
     @classmethod
     def _write(cls, store: Any, items: list[object], marks: str) -> None:
