@@ -46,10 +46,41 @@ def _edit_config(project: Path, **sections: Any) -> None:
 
 
 def write_project_report(project: Path) -> Path:
-    """The report of the project's latest run, where ``adaptlab report`` writes it."""
+    """The report of the project's latest run, where ``adaptlab report`` writes it (with
+    the served-traffic section when the request log holds requests)."""
+    from adaptlab.serve.logs import live_traffic
+
     loaded = Project.load(project)
-    path: Path = write_report(summarize_project(loaded), loaded.report_path)
+    ev = loaded.config.evaluation
+    live = live_traffic(loaded.store_path, ev.confidence, ev.bootstrap_resamples)
+    path: Path = write_report(summarize_project(loaded), loaded.report_path, live)
     return path
+
+
+def log_served_traffic(project: Path) -> None:
+    """Served traffic as ``adaptlab serve`` logs it: zero-shot answering the test inputs,
+    a shadow with a long name answering them too, label feedback for most (written
+    through the request log, as the server does), for the report's served section."""
+    from adaptlab.serve.log import Feedback, RequestLog, RequestRecord, now
+
+    loaded = Project.load(project)
+    test = loaded.split().test
+    log = RequestLog(loaded.store_path)
+    shadow = "finetune-with-a-rather-long-candidate-name"
+    for i, ex in enumerate(test):
+        for rid, cand, of, answer in (
+            (f"r{i}", "zero-shot", None, ex.label if i % 4 else "general"),
+            (f"s{i}", shadow, f"r{i}", ex.label if i % 3 else "billing"),
+        ):
+            log.record(
+                RequestRecord(
+                    rid, now(), "chat", "default", cand, of, None, None, ex.text, answer, 1.0,
+                    None, 200, 20.0 + i, None, None, 0.00001, None,
+                )
+            )  # fmt: skip
+        if i % 5:
+            log.feedback(Feedback(f"r{i}", ex.label, None, None, None))
+    log.close()
 
 
 def run_support_tickets(target: Path, example_project: Path) -> Path:
@@ -160,7 +191,9 @@ def run_banking77(target: Path) -> Path:
 @pytest.fixture(scope="session")
 def support_tickets_report(tmp_path_factory: pytest.TempPathFactory, example_project: Path) -> Path:
     target = tmp_path_factory.mktemp("tickets") / "support-tickets"
-    return write_project_report(run_support_tickets(target, example_project))
+    project = run_support_tickets(target, example_project)
+    log_served_traffic(project)
+    return write_project_report(project)
 
 
 @pytest.fixture(scope="session")

@@ -426,3 +426,12 @@ def test_screenshot_is_a_non_empty_png(rendered: Rendered) -> None:
         f"{rendered.screenshot} is {width}×{height}"
     )
     assert len(data) > 20_000, rendered.where(f"{rendered.screenshot} is only {len(data)} bytes")
+
+
+def test_the_served_traffic_section_is_in_the_tickets_report(support_tickets_report: Path) -> None:
+    """The request log's section (checked at both widths with every other section above)."""
+    html = support_tickets_report.read_text(encoding="utf-8")
+    served = html[html.index('id="served"') :]
+    assert "finetune-with-a-rather-long-candidate-name (shadow)" in served
+    assert "<svg" in served[: served.index("</figure>")]
+    assert "against its shadow finetune-with-a-rather-long-candidate-name" in served

@@ -28,7 +28,9 @@ def _record(
     return RequestRecord(**fields)
 
 
-def test_feedback_follows_its_request_and_a_failed_write_is_survived(tmp_path: Path) -> None:
+def test_feedback_follows_its_request_and_a_failed_write_is_survived(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     log = RequestLog(tmp_path / "runs.db")
     log.record(_record("r1", "a", "hello", "billing"))
     assert log.feedback(Feedback("r1", "refund", None, None, "k1")).result(10) is True
@@ -63,6 +65,7 @@ def test_feedback_follows_its_request_and_a_failed_write_is_survived(tmp_path: P
     assert log.feedback(Feedback("r2", "shipping", None, None, "k1")).result(10) is True
     log.close()
     conn = sqlite3.connect(tmp_path / "runs.db")
+    request.addfinalizer(conn.close)
     assert conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0] == 2
     assert conn.execute("SELECT request_id, label FROM feedback ORDER BY id").fetchall() == [
         ("r1", "refund"),
@@ -71,7 +74,7 @@ def test_feedback_follows_its_request_and_a_failed_write_is_survived(tmp_path: P
     ]
 
 
-def test_export_and_stats_computed_by_hand(tmp_path: Path) -> None:
+def test_export_and_stats_computed_by_hand(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     log = RequestLog(tmp_path / "runs.db")
     gold = ["x", "y", "x", "y", "x", "y", "x", "y"]
     a_out = ["x", "y", "x", "x", "x", "y", "y", "y"]  # 6 of 8 right
@@ -86,6 +89,7 @@ def test_export_and_stats_computed_by_hand(tmp_path: Path) -> None:
     log.feedback(Feedback("r0", "x", 1.0, "good", None)).result(10)
     log.close()
     conn = sqlite3.connect(tmp_path / "runs.db")
+    request.addfinalizer(conn.close)
 
     out = export_rows(conn, input_field="body", label_field="category")
     assert [r["id"] for r in out.rows] == [f"r{i}" for i in range(8)]

@@ -4,6 +4,7 @@ returned. Unit checks of the route parser and the batcher, then a real server.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -140,15 +141,19 @@ def test_ab_split_within_3_points_sticky_users_and_shadow_never_returned(
     assigned = {u: c for u, c, _ in first}
     assert all(assigned[u] == c for u, c, _ in again)
     # Every answered request has its shadow's answer logged, pointing back to it.
-    conn = sqlite3.connect(served_project / ".adaptlab" / "runs.db")
-    ids = {rid for _, _, rid in first + again}
-    rows = conn.execute(
-        "SELECT shadow_of, candidate, output, http_status FROM requests WHERE shadow_of IS NOT NULL"
-    ).fetchall()
-    shadowed = {r[0] for r in rows if r[0] in ids}
-    assert shadowed == ids
-    assert {r[1] for r in rows} == {"finetune"} and all(r[2] and r[3] == 200 for r in rows)
-    primaries = conn.execute(
-        "SELECT COUNT(*) FROM requests WHERE shadow_of IS NULL AND candidate = 'finetune'"
-    ).fetchone()[0]
-    assert primaries == 0
+    # Closed explicitly: a sqlite3 connection is freed only by the cyclic GC (its statement
+    # cache refers back to it), and one left open in this process would share its WAL index
+    # with later connections here after other processes rewrote it.
+    with contextlib.closing(sqlite3.connect(served_project / ".adaptlab" / "runs.db")) as conn:
+        ids = {rid for _, _, rid in first + again}
+        rows = conn.execute(
+            "SELECT shadow_of, candidate, output, http_status FROM requests "
+            "WHERE shadow_of IS NOT NULL"
+        ).fetchall()
+        shadowed = {r[0] for r in rows if r[0] in ids}
+        assert shadowed == ids
+        assert {r[1] for r in rows} == {"finetune"} and all(r[2] and r[3] == 200 for r in rows)
+        primaries = conn.execute(
+            "SELECT COUNT(*) FROM requests WHERE shadow_of IS NULL AND candidate = 'finetune'"
+        ).fetchone()[0]
+        assert primaries == 0
