@@ -16,6 +16,7 @@ ids, candidates, statuses and times; never a key, and an input only with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -403,19 +404,11 @@ class Server:
 
     async def aclose(self) -> None:
         for task in list(self._shadow_tasks):  # a shadow answer in flight is still logged
-            with _suppress():
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(task, 30)
         for batcher in self.batchers.values():
             await batcher.aclose()
         self.log.close()
-
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return True
 
 
 def _safe(exc: BaseException | None) -> str:

@@ -484,16 +484,13 @@ def read_manifest(folder: Path) -> Manifest:
     except (ValueError, UnicodeDecodeError, ValidationError) as exc:
         first = exc.errors()[0] if isinstance(exc, ValidationError) else None
         where = f" (field {'.'.join(map(str, first['loc']))}: {first['msg']})" if first else ""
-        raise ExportError(
-            f"is not a valid manifest{where}", file=path, fix=_REEXPORT, code="bad-manifest"
-        ) from None
+        raise _manifest_error(folder, f"is not a valid manifest{where}") from None
     if manifest.format != FORMAT or manifest.format_version > FORMAT_VERSION:
-        raise ExportError(
+        raise _manifest_error(
+            folder,
             f"is format {manifest.format!r} version {manifest.format_version}; this adaptlab "
             f"reads {FORMAT!r} up to version {FORMAT_VERSION}",
-            file=path,
             fix="upgrade adaptlab (pip install -U adaptlab)",
-            code="bad-manifest",
         )
     return manifest
 
@@ -566,12 +563,11 @@ def load_model(
         from adaptlab.strategies import STRATEGIES
 
         if manifest.strategy not in STRATEGIES.names():
-            raise ExportError(
+            raise _manifest_error(
+                folder,
                 f"names strategy '{manifest.strategy}', which this adaptlab does not have "
                 f"(it has {', '.join(STRATEGIES.names())})",
-                file=folder / MANIFEST,
                 fix="install the plugin that provides it, or " + _REEXPORT,
-                code="bad-manifest",
             )
         cls = get_strategy(manifest.strategy)
         try:
@@ -591,11 +587,9 @@ def _load_state(strategy: Strategy, folder: Path, manifest: Manifest) -> None:
         strategy.load_state(folder, manifest.state)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         detail = f"no '{exc.args[0]}'" if isinstance(exc, KeyError) else type(exc).__name__
-        raise ExportError(
+        raise _manifest_error(
+            folder,
             f"has an incomplete or malformed 'state' ({detail})",
-            file=folder / MANIFEST,
-            fix=_REEXPORT,
-            code="bad-manifest",
         ) from None
 
 
@@ -613,32 +607,28 @@ def _load_encoder(folder: Path, manifest: Manifest, precision: str) -> Any:
         raise _bad_manifest(folder, "an invalid encoder entry", exc) from None
     backend = load_backend(config)
     if not isinstance(backend, EncoderBackend):
-        raise ExportError(
+        raise _manifest_error(
+            folder,
             f"encoder backend '{config.backend}' is not an encoder",
-            file=folder / MANIFEST,
-            fix=_REEXPORT,
-            code="bad-manifest",
         )
     return backend
 
 
+def _manifest_error(folder: Path, message: str, fix: str = _REEXPORT) -> ExportError:
+    """An error about ``folder``'s manifest: its file, the fix, one code."""
+    return ExportError(message, file=folder / MANIFEST, fix=fix, code="bad-manifest")
+
+
 def _bad_manifest(folder: Path, what: str, exc: ValidationError) -> ExportError:
-    return ExportError(
-        f"has {what} ({exc.errors()[0]['msg']})",
-        file=folder / MANIFEST,
-        fix=_REEXPORT,
-        code="bad-manifest",
-    )
+    return _manifest_error(folder, f"has {what} ({exc.errors()[0]['msg']})")
 
 
 def _inside(folder: Path, rel: str) -> Path:
     path = (folder / rel).resolve()
     if not path.is_relative_to(folder) or not path.is_dir():
-        raise ExportError(
+        raise _manifest_error(
+            folder,
             f"names folder '{rel}', which is not a folder inside the export",
-            file=folder / MANIFEST,
-            fix=_REEXPORT,
-            code="bad-manifest",
         )
     return path
 
@@ -651,11 +641,9 @@ def _load_generative(folder: Path, manifest: Manifest, ctx: Any) -> Strategy:
     from adaptlab.strategies.prompting.strategy import PromptStrategy
 
     if manifest.template is None or manifest.llm is None:
-        raise ExportError(
+        raise _manifest_error(
+            folder,
             "a generative export needs 'template' and 'llm'",
-            file=folder / MANIFEST,
-            fix=_REEXPORT,
-            code="bad-manifest",
         )
     # Served through the plain prompting strategy: the answers are the template, the
     # shots and the tuned model; how the model was trained does not matter here.
