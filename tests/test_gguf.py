@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from adaptlab.backends import gguf
-from adaptlab.errors import ConfigError
+from adaptlab.core.errors import ConfigError
 
 BUNDLED = gguf.BUNDLED["smollm2-135m-instruct"]
 HAVE_BUNDLED = importlib.util.find_spec(BUNDLED.package) is not None

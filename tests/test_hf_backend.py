@@ -21,7 +21,7 @@ pytest.importorskip("peft")
 
 from adaptlab.backends import GenerativeBackend, load_llm
 from adaptlab.config import LLMConfig
-from adaptlab.errors import ConfigError
+from adaptlab.core.errors import ConfigError
 from adaptlab.llm.types import ChatRequest, GenerationParams, Message
 
 # peft reads a property transformers 5 deprecated; nothing here can change that.

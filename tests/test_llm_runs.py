@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from adaptlab import Project, run_project, summarize_project
-from adaptlab.errors import AdaptlabError
+from adaptlab.core.errors import AdaptlabError
 from adaptlab.testing.fake_llm import ChatCall, FakeLLMServer, fail_first
 from tests.conftest import adaptlab_process, small_project
 

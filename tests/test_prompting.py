@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from adaptlab.core.errors import ConfigError
 from adaptlab.data import Example
-from adaptlab.errors import ConfigError
 from adaptlab.llm import runner as llm_runner
 from adaptlab.llm.parse import extract_answer, parse_label
 from adaptlab.prompts import PromptTemplate

@@ -24,8 +24,8 @@ import yaml
 
 from adaptlab import Project, run_project, summarize_project
 from adaptlab.cli.jobs import jobs
-from adaptlab.errors import AdaptlabError
-from adaptlab.strategies.base import ProgressSink
+from adaptlab.core.errors import AdaptlabError
+from adaptlab.core.progress import ProgressSink
 from adaptlab.testing.fake_finetune import FakeFinetuneServer
 from tests.conftest import adaptlab_process, run_cli, small_project
 

@@ -54,7 +54,7 @@ def test_builtins_registered_through_entry_points() -> None:
 
 
 def test_registry_refuses_duplicates_and_bad_names() -> None:
-    from adaptlab.registry import Registry
+    from adaptlab.core.registry import Registry
 
     reg: Registry[type[Strategy]] = Registry("adaptlab.test", "strategy", lambda n, c: None)
     zs = get_strategy("zero-shot")

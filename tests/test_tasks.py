@@ -23,8 +23,8 @@ import pytest
 import yaml
 
 from adaptlab import Project, run_project, summarize_project
+from adaptlab.core.errors import DataError
 from adaptlab.data import Example, normalise, split_examples
-from adaptlab.errors import DataError
 from adaptlab.report import render_report
 from adaptlab.testing.fake_llm import ChatCall, FakeLLMServer
 

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from adaptlab.project import Project
 
 from adaptlab.config import load_config
-from adaptlab.errors import AdaptlabError
+from adaptlab.core.errors import AdaptlabError
 
 
 def __getattr__(name: str) -> Any:

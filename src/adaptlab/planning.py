@@ -26,7 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from adaptlab.strategies import ProgressSink, get_strategy
+from adaptlab.core.progress import ProgressSink
+from adaptlab.strategies import get_strategy
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -397,7 +398,7 @@ def _provider_training(strategy: OpenAIFinetune, split: Split, llm_cfg: LLMConfi
 
 
 def _local_training(strategy: LLMFinetune, split: Split, llm_cfg: LLMConfig) -> TrainingPlan:
-    from adaptlab.errors import AdaptlabError
+    from adaptlab.core.errors import AdaptlabError
     from adaptlab.train.collate import IGNORE, encode_chats
 
     options = strategy.train_options()
@@ -447,7 +448,7 @@ def _local_tokenizer(name: str) -> object:
     import os
 
     from adaptlab.backends.gguf import resolve_model
-    from adaptlab.errors import ConfigError
+    from adaptlab.core.errors import ConfigError
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoTokenizer

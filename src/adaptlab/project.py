@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adaptlab.config import CONFIG_FILE, ProjectConfig, key_line, load_config
+from adaptlab.core.errors import AdaptlabError, ConfigError, Issue
 from adaptlab.data import DataReport, Example, Split, check_examples, load_examples
 from adaptlab.data.split import split_examples
-from adaptlab.errors import AdaptlabError, ConfigError, Issue
 
 
 @dataclass

@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from adaptlab.backends.quiet import quiet_library_progress
+from adaptlab.core.progress import ProgressSink
 from adaptlab.data.split import save_split
 from adaptlab.evaluation.machine import LoadMeter
 from adaptlab.project import Project
 from adaptlab.store import PredictionRow, ResultRow, RunStore
 from adaptlab.store.files import os_error
 from adaptlab.store.lock import RunLock
-from adaptlab.strategies import ProgressSink, Strategy, StrategyContext, get_strategy
+from adaptlab.strategies import Strategy, StrategyContext, get_strategy
 
 if TYPE_CHECKING:
     from adaptlab.backends.base import EncoderBackend
@@ -225,7 +226,7 @@ def run_candidate(
     cfg = project.config
     workdir = project.checkpoint_dir(key)
     if workdir.is_symlink() or (workdir.exists() and not workdir.is_dir()):
-        from adaptlab.errors import AdaptlabError
+        from adaptlab.core.errors import AdaptlabError
 
         # Never followed: --force would empty whatever folder the link points to.
         raise AdaptlabError(
@@ -444,7 +445,7 @@ def run_project(
     if only:
         unknown = sorted(set(only) - {c.name for c in cfg.candidates})
         if unknown:
-            from adaptlab.errors import ConfigError
+            from adaptlab.core.errors import ConfigError
 
             raise ConfigError(
                 f"no candidate named {', '.join(unknown)}",
@@ -461,7 +462,7 @@ def run_project(
         reason = llm_unavailable(cfg.llms[cand.llm]) if cand.llm is not None else None
         if reason is not None:
             if only:  # asked for by name: an error, not a skip
-                from adaptlab.errors import ConfigError
+                from adaptlab.core.errors import ConfigError
 
                 raise ConfigError(
                     f"candidate '{cand.name}' cannot run: {reason}",
@@ -541,7 +542,7 @@ def _load_backend(project: Project) -> EncoderBackend:
 
     backend = load_backend(project.config.model)
     if not isinstance(backend, EncoderBackend):
-        from adaptlab.errors import ConfigError
+        from adaptlab.core.errors import ConfigError
 
         raise ConfigError(
             f"backend '{project.config.model.backend}' is not an encoder; the classification "

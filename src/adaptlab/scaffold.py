@@ -11,8 +11,8 @@ from pathlib import Path
 import yaml
 
 from adaptlab.config import CONFIG_FILE, load_config
+from adaptlab.core.errors import AdaptlabError
 from adaptlab.data import check_examples, load_examples
-from adaptlab.errors import AdaptlabError
 
 EXAMPLES = {"support-tickets": "support_tickets", "support-qa": "support_qa"}
 # Examples that read another example's documents (one copy of the Northwind articles).

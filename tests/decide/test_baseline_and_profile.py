@@ -11,8 +11,8 @@ import yaml
 from adaptlab import Project, run_project, summarize_project
 from adaptlab.cli.decide import replace_block
 from adaptlab.config import ProjectConfig
+from adaptlab.core.progress import ProgressSink
 from adaptlab.data.language import detect_language, language_warning, model_languages
-from adaptlab.strategies.base import ProgressSink
 from tests.conftest import run_cli
 
 GERMAN = [

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from adaptlab import Project, run_project
+from adaptlab.core.progress import ProgressSink
 from adaptlab.data import Example
 from adaptlab.decide.curves import (
     CurvePoint,
@@ -19,7 +20,6 @@ from adaptlab.decide.curves import (
     nested_subsets,
     run_curves,
 )
-from adaptlab.strategies.base import ProgressSink
 from tests.conftest import run_cli, small_project
 
 

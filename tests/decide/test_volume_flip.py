@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from adaptlab import Project, run_project, summarize_project
+from adaptlab.core.progress import ProgressSink
 from adaptlab.decide.economics import break_even_volume
-from adaptlab.strategies.base import ProgressSink
 from adaptlab.testing.fake_finetune import FakeFinetuneServer
 from tests.conftest import run_cli
 

@@ -567,8 +567,8 @@ def test_link_to_device_is_refused(cli: Any, tmp_path: Path) -> None:
 )
 def test_load_examples_reads_regular_files_only(path: str, kind: str) -> None:
     """The library call (no project folder) refuses a device before reading a byte."""
+    from adaptlab.core.errors import DataError
     from adaptlab.data import load_examples
-    from adaptlab.errors import DataError
 
     with pytest.raises(DataError, match=kind):
         load_examples(path, fmt="jsonl")

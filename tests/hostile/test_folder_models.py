@@ -32,7 +32,7 @@ def test_checkpoint_write_on_a_full_disk(tmp_path: Path, monkeypatch: pytest.Mon
     """torch reports a failed write as RuntimeError; the user gets the file and the fix."""
     import torch
 
-    from adaptlab.errors import AdaptlabError
+    from adaptlab.core.errors import AdaptlabError
     from adaptlab.strategies.finetune import checkpoint
 
     def full(obj: object, f: object) -> None:

@@ -237,7 +237,7 @@ def test_report_into_a_read_only_reports_folder(
     def mkstemp(*args: Any, dir: Any = None, **kw: Any) -> Any:
         raise PermissionError(errno.EACCES, "Permission denied", str(dir))
 
-    monkeypatch.setattr("adaptlab.files.tempfile.mkstemp", mkstemp)
+    monkeypatch.setattr("adaptlab.core.files.tempfile.mkstemp", mkstemp)
     cli("report", "-p", root).error("reports", "chmod")
 
 
@@ -300,7 +300,7 @@ def test_disk_full_writing_the_report_leaves_no_half_file(
     def fsync(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("adaptlab.files.os.fsync", fsync)
+    monkeypatch.setattr("adaptlab.core.files.os.fsync", fsync)
     cli("report", "-p", root).error("no space left", "df -h")
     assert list((root / "reports").iterdir()) == []
 

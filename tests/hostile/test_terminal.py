@@ -121,7 +121,7 @@ def test_error_texts_with_brackets(
 def test_the_error_printer_prints_messages_as_written(
     cli: Any, tmp_path: Path, server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch, message: str
 ) -> None:
-    from adaptlab.errors import AdaptlabError
+    from adaptlab.core.errors import AdaptlabError
 
     def refuse(*args: Any, **kw: Any) -> float:
         raise AdaptlabError(message, fix="check [the] key")

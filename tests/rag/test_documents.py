@@ -411,7 +411,7 @@ def test_doc_ids_keep_dots_that_are_no_document_suffix() -> None:
 
 
 def test_a_corpus_with_two_equal_ids_is_refused(tmp_path: pathlib.Path) -> None:
-    from adaptlab.errors import AdaptlabError
+    from adaptlab.core.errors import AdaptlabError
     from adaptlab.rag.documents import Block, Document
     from adaptlab.rag.index import index_documents
 

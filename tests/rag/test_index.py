@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adaptlab.errors import AdaptlabError
+from adaptlab.core.errors import AdaptlabError
 from adaptlab.rag.chunking import word_tokens
 from adaptlab.rag.index import IndexReport, IndexSettings, RagIndex, build_index
 from adaptlab.rag.search import Retriever

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from adaptlab import Project, run_project, summarize_project
-from adaptlab.errors import ConfigError
+from adaptlab.core.errors import ConfigError
 from adaptlab.testing.fake_llm import ChatCall, FakeLLMServer
 
 PASSAGE = re.compile(r"^\[(\d+)\] (.*?)(?=\n\n\[\d+\] |\n\nQuestion: |\Z)", re.S | re.M)

@@ -14,7 +14,7 @@ import yaml
 from click.testing import CliRunner
 
 from adaptlab.cli import cli
-from adaptlab.errors import AdaptlabError
+from adaptlab.core.errors import AdaptlabError
 from adaptlab.project import Project
 from adaptlab.rag.metrics import mrr_at_k, ndcg_at_k, read_qrels, recall_at_k
 from adaptlab.rag.search import Retriever
@@ -223,7 +223,7 @@ def test_a_cross_encoder_reranks_the_fused_top(tmp_path: Path) -> None:
     ],
 )
 def test_rag_section_errors_name_the_key(tmp_path: Path, rag: dict[str, Any], message: str) -> None:
-    from adaptlab.errors import ConfigError
+    from adaptlab.core.errors import ConfigError
 
     project = make_project(tmp_path / "p", rag)
     with pytest.raises(ConfigError, match=message):

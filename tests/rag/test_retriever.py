@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from adaptlab.errors import AdaptlabError, MissingDependencyError
+from adaptlab.core.errors import AdaptlabError, MissingDependencyError
 from adaptlab.rag.chunking import Chunk
 from adaptlab.rag.index import IndexSettings, RagIndex, build_index
 from adaptlab.rag.search import MODES, NumpyVectorStore, Retriever, VectorStore

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from adaptlab.errors import AdaptlabError
+from adaptlab.core.errors import AdaptlabError
 from adaptlab.serve.artifact import MANIFEST, _hashes, load_model
 from tests.conftest import small_project
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from adaptlab.errors import AdaptlabError
+from adaptlab.core.errors import AdaptlabError
+from adaptlab.core.types import Prediction
 from adaptlab.serve.batching import Batcher
 from adaptlab.serve.routing import Route, parse_route
-from adaptlab.strategies import Prediction
 from tests.serve.conftest import add_key, start_server
 
 

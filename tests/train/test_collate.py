@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from adaptlab.errors import DataError
+from adaptlab.core.errors import DataError
 from adaptlab.train.collate import IGNORE, encode_chat, encode_chats, make_collator
 from tests.train.conftest import chats
 

@@ -76,7 +76,7 @@ def test_a_finetuned_candidate_trains_answers_and_reports_overfitting(
 def test_a_remote_llm_or_no_validation_split_is_a_clear_error(
     tmp_path: Path, example_project: Path, tiny_base: Path
 ) -> None:
-    from adaptlab.errors import ConfigError
+    from adaptlab.core.errors import ConfigError
 
     project = _project(tmp_path, example_project, tiny_base)
     cfg = yaml.safe_load((project.root / "adaptlab.yaml").read_text())
@@ -95,8 +95,8 @@ def test_a_hybrid_trains_on_the_prompt_it_answers_with(
     tmp_path: Path, example_project: Path, tiny_base: Path
 ) -> None:
     """Shots and a system-prompt variant are in the training chats exactly as sent."""
+    from adaptlab.core.progress import ProgressSink
     from adaptlab.runner import _Models, make_context
-    from adaptlab.strategies import ProgressSink
 
     project = _project(tmp_path, example_project, tiny_base, shots=2, system="Sort tickets.")
     split = project.split()

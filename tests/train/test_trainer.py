@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from adaptlab.errors import ConfigError
+from adaptlab.core.errors import ConfigError
 from adaptlab.train import trainer as trainer_mod
 from adaptlab.train.options import TrainOptions
 from tests.train.conftest import MEMO_TRAIN, SEED, RecordingProgress, Trained, memorise_options

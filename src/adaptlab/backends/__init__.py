@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from adaptlab.backends.base import Backend, EncoderBackend, GenerativeBackend
-from adaptlab.registry import Registry
+from adaptlab.core.registry import Registry
 
 if TYPE_CHECKING:
     from adaptlab.config import LLMConfig, ModelConfig
@@ -42,7 +42,7 @@ def load_llm(config: LLMConfig, *, require_key: bool = True) -> GenerativeBacken
     A local OpenAI-compatible server (``base_url`` set) gets a placeholder key
     when none is set, since the official client insists on one.
     """
-    from adaptlab.errors import ConfigError
+    from adaptlab.core.errors import ConfigError
     from adaptlab.llm.keys import find_key
 
     cls = BACKENDS.get(config.backend)

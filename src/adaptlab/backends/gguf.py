@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adaptlab.errors import ConfigError, MissingDependencyError
+from adaptlab.core.errors import ConfigError, MissingDependencyError
 
 CACHE_ENV = "ADAPTLAB_CACHE_DIR"
 #: Written last into a converted folder: a folder without it is an interrupted conversion.

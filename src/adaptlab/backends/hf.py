@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from adaptlab.backends.base import GenerativeBackend
-from adaptlab.errors import ConfigError, MissingDependencyError
+from adaptlab.core.errors import ConfigError, MissingDependencyError
 from adaptlab.llm.types import ChatRequest, ChatResponse, InputError, PermanentError, Usage
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from adaptlab.backends.base import GenerativeBackend
-from adaptlab.errors import MissingDependencyError
+from adaptlab.core.errors import MissingDependencyError
 from adaptlab.llm.errors import classify
 from adaptlab.llm.keys import redact
 from adaptlab.llm.prices import lookup_capabilities

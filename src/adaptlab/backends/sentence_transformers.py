@@ -28,7 +28,7 @@ from pydantic import Field
 from adaptlab.backends.base import BackendOptions, EncoderBackend
 from adaptlab.backends.quiet import quiet_library_progress
 from adaptlab.config import BUNDLED_MODEL
-from adaptlab.errors import AdaptlabError, MissingDependencyError
+from adaptlab.core.errors import AdaptlabError, MissingDependencyError
 
 if TYPE_CHECKING:
     import numpy as np

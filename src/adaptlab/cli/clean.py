@@ -36,7 +36,7 @@ class CleanPlan:
 
 def checkpoints_folder(project: Project, name: str = "checkpoints") -> Path | None:
     """``.adaptlab/<name>`` if it is a real folder inside the project; None if absent."""
-    from adaptlab.errors import AdaptlabError
+    from adaptlab.core.errors import AdaptlabError
 
     state = project.root / ".adaptlab"
     folder = state / name
@@ -97,7 +97,7 @@ def current_keys(project: Project) -> set[str]:
     keeps the fine-tuned model that the next full run reuses. Empty when the project
     cannot be split as it stands (then only the runs decide).
     """
-    from adaptlab.errors import AdaptlabError
+    from adaptlab.core.errors import AdaptlabError
     from adaptlab.runner import result_key
 
     try:
@@ -173,7 +173,7 @@ def _mb(n: int) -> str:
 
 
 def _refuse_while_running(holder: str) -> None:
-    from adaptlab.errors import AdaptlabError
+    from adaptlab.core.errors import AdaptlabError
 
     raise AdaptlabError(
         f"a run is in progress on this project ({holder}); its checkpoints are in use",

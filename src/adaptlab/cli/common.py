@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.text import Text
 
-from adaptlab.errors import AdaptlabError
+from adaptlab.core.errors import AdaptlabError
 
 if TYPE_CHECKING:
     from adaptlab.evaluation.summary import RunSummary
@@ -221,7 +221,7 @@ def fitted_table(
 
 def results_table(summary: RunSummary, width: int | None = None) -> Any:
     """The rich table `run`, `demo` and `report` print; fits an 80-column terminal."""
-    from adaptlab.decide.recommend import sig
+    from adaptlab.core.format import sig
 
     rec = summary.recommendation
     info = summary.metric_info

@@ -78,8 +78,8 @@ def curve(project_dir: str, candidates: tuple[str, ...], sizes: str, draws: int)
     """
     from adaptlab import summarize_project
     from adaptlab.cli.progress import RichProgress
+    from adaptlab.core.errors import AdaptlabError
     from adaptlab.decide.curves import run_curves
-    from adaptlab.errors import AdaptlabError
     from adaptlab.project import Project
 
     project = Project.load(project_dir)

@@ -85,7 +85,7 @@ def _check_project(project_dir: str) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from adaptlab.errors import DataError
+    from adaptlab.core.errors import DataError
     from adaptlab.project import Project
 
     project = Project.load(project_dir)
@@ -189,9 +189,9 @@ def _check_chat(
 
     from rich.text import Text
 
+    from adaptlab.core.errors import DataError
     from adaptlab.data.chat import chat_stats, find_chat_leakage, load_chat_file
     from adaptlab.data.chat_tokens import token_counter
-    from adaptlab.errors import DataError
 
     files = {"train": file, **({"val": val} if val else {}), **({"test": test} if test else {})}
     loaded = {}
@@ -384,11 +384,11 @@ def convert(project_dir: str, name: str, output: str | None, which: str) -> None
 
     from rich.markup import escape
 
-    from adaptlab.errors import ConfigError
-    from adaptlab.files import write_text_atomically
+    from adaptlab.core.errors import ConfigError
+    from adaptlab.core.files import write_text_atomically
+    from adaptlab.core.progress import ProgressSink
     from adaptlab.project import Project
     from adaptlab.runner import _Models, make_context
-    from adaptlab.strategies.base import ProgressSink
     from adaptlab.strategies.prompting import PromptStrategy
     from adaptlab.strategies.registry import get_strategy
 

@@ -96,7 +96,7 @@ def decide(project_dir: str, no_input: bool, **answers: Any) -> None:
     adaptlab decide -p my-task --monthly-requests 500000 --no-data-may-leave --no-input
     """
     from adaptlab.config import CONFIG_FILE, ProfileConfig, load_config
-    from adaptlab.errors import ConfigError
+    from adaptlab.core.errors import ConfigError
     from adaptlab.project import Project
 
     project = Project.load(project_dir)

@@ -125,7 +125,7 @@ def results(project_dir: str, run_id: str | None, fmt: str | None, output: str |
     if output is None:
         click.echo(text, nl=False)
         return
-    from adaptlab.files import write_text_atomically
+    from adaptlab.core.files import write_text_atomically
     from adaptlab.store.files import os_error
 
     path = Path(output)

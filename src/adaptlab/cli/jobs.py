@@ -82,7 +82,7 @@ def list_jobs(project_dir: str, offline: bool) -> None:
     from rich import box
     from rich.table import Table
 
-    from adaptlab.errors import AdaptlabError
+    from adaptlab.core.errors import AdaptlabError
     from adaptlab.project import Project
     from adaptlab.train.provider import OpenAIJobs
 
@@ -118,7 +118,7 @@ def cancel(project_dir: str, target: str) -> None:
     A cancelled job trains nothing more and makes no model; a run following it stops
     with a message, and 'adaptlab run --force -c NAME' starts a new one.
     """
-    from adaptlab.errors import AdaptlabError
+    from adaptlab.core.errors import AdaptlabError
     from adaptlab.project import Project
     from adaptlab.train.provider import OpenAIJobs, save_state
 

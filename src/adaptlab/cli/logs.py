@@ -69,7 +69,7 @@ def export_command(
     if output is None:
         click.echo(text, nl=False)
     else:
-        from adaptlab.files import write_text_atomically
+        from adaptlab.core.files import write_text_atomically
         from adaptlab.store.files import os_error
 
         try:
@@ -116,7 +116,7 @@ def stats_command(project_dir: str, since: str | None) -> None:
     tokens, cost, and accuracy on the requests with label feedback (95% bootstrap
     interval); a shadow against the candidate it shadowed with McNemar's test."""
     from adaptlab.cli.common import fitted_table
-    from adaptlab.decide.recommend import pct, sig
+    from adaptlab.core.format import pct, sig
     from adaptlab.project import Project
     from adaptlab.serve.logs import live_stats
     from adaptlab.store import RunStore

@@ -17,7 +17,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from adaptlab.strategies.base import Advance, ProgressSink
+from adaptlab.core.progress import Advance, ProgressSink
 
 
 class RichProgress(ProgressSink):

@@ -25,7 +25,7 @@ def render(project_dir: str, name: str, index: int, text: str | None) -> None:
     from rich.rule import Rule
 
     from adaptlab.backends import load_llm
-    from adaptlab.errors import ConfigError
+    from adaptlab.core.errors import ConfigError
     from adaptlab.planning import fitted_prompt_strategy
     from adaptlab.project import Project
 

@@ -90,7 +90,7 @@ def query_cmd(project_dir: str, question: str, k: int, mode: str | None) -> None
 
 
 def _read_queries(path: Path) -> dict[str, str]:
-    from adaptlab.errors import DataError
+    from adaptlab.core.errors import DataError
 
     out: dict[str, str] = {}
     try:
@@ -166,7 +166,7 @@ def eval_cmd(
     texts = _read_queries(queries)
     missing = sorted(set(judged) - set(texts))
     if missing:
-        from adaptlab.errors import DataError
+        from adaptlab.core.errors import DataError
 
         raise DataError(
             f"{len(missing)} judged queries have no text in the queries file (first: {missing[0]})",

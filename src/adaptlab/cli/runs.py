@@ -80,7 +80,7 @@ def _runs_table(project: Any, rows: list[Any], counts: dict[str, int]) -> tuple[
     from rich.table import Table
 
     from adaptlab import summarize_project
-    from adaptlab.errors import AdaptlabError
+    from adaptlab.core.errors import AdaptlabError
 
     winners: dict[str, tuple[str, str]] = {}
     metrics: set[str] = set()

@@ -127,7 +127,7 @@ def serve(
 
     from adaptlab.cli.common import require_runs
     from adaptlab.cli.progress import RichProgress
-    from adaptlab.errors import AdaptlabError
+    from adaptlab.core.errors import AdaptlabError
     from adaptlab.project import Project
     from adaptlab.serve.app import ServeConfig, create_app
     from adaptlab.serve.artifact import ServedModel, load_model, open_candidate

@@ -21,7 +21,7 @@ from adaptlab.config.yaml_safe import (
     node_line,
     parse_yaml,
 )
-from adaptlab.errors import ConfigError
+from adaptlab.core.errors import ConfigError
 
 
 def load_config(path: str | Path) -> ProjectConfig:
@@ -35,7 +35,7 @@ def load_config(path: str | Path) -> ProjectConfig:
             file=file,
             fix="run 'adaptlab init DIR' to create a project, or pass --project DIR",
         )
-    from adaptlab.files import read_regular_file
+    from adaptlab.core.files import read_regular_file
 
     raw = read_regular_file(
         file,
@@ -353,8 +353,8 @@ def _load_schema(value: Any, file: Path, root: yaml.Node | None) -> dict[str, An
 
     where = file
     if isinstance(value, str):
+        from adaptlab.core.files import read_regular_file
         from adaptlab.data.load import parse_json
-        from adaptlab.files import read_regular_file
 
         where = file.parent / value
         raw = read_regular_file(

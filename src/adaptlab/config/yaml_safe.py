@@ -18,7 +18,7 @@ from pydantic import (
     ValidationError,
 )
 
-from adaptlab.errors import ConfigError
+from adaptlab.core.errors import ConfigError
 
 # ---------------------------------------------------------------- loading
 

@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from adaptlab.core.errors import DataError, Issue
 from adaptlab.data.chat_tokens import TemplateRefused, TokenCounter
 from adaptlab.data.pii import KINDS, PiiMatch, find_pii
-from adaptlab.errors import DataError, Issue
 
 #: Keys a message may have (the cookbook's five, and the tools format's two).
 MESSAGE_KEYS = ("role", "content", "name", "function_call", "weight", "tool_calls", "tool_call_id")
@@ -108,8 +108,8 @@ class ChatExample:
 
 
 def _read_text(path: Path, max_file_mb: float) -> str:
+    from adaptlab.core.files import read_regular_file
     from adaptlab.data.load import _decode
-    from adaptlab.files import read_regular_file
 
     raw = read_regular_file(
         path,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adaptlab.errors import ConfigError
+from adaptlab.core.errors import ConfigError
 
 
 @dataclass
@@ -111,7 +111,7 @@ def _hf_counter(model: str) -> TokenCounter:
     try:
         from transformers import AutoTokenizer
     except ImportError:
-        from adaptlab.errors import MissingDependencyError
+        from adaptlab.core.errors import MissingDependencyError
 
         raise MissingDependencyError("transformers", "local") from None
     try:

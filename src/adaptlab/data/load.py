@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from adaptlab.errors import DataError, Issue
+from adaptlab.core.errors import DataError, Issue
 
 Task = Literal["classification", "extraction", "generation"]
 
@@ -673,7 +673,7 @@ def load_examples(
     booleans, null, arrays and objects are refused, and so are NaN and Infinity,
     which JSON does not have.
     """
-    from adaptlab.files import read_regular_file
+    from adaptlab.core.files import read_regular_file
 
     path = Path(path)
     raw = read_regular_file(

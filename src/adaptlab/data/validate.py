@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from adaptlab.core.errors import DataError, Issue
 from adaptlab.data.load import Example, Task
-from adaptlab.errors import DataError, Issue
 
 MIN_FINETUNE_EXAMPLES = 100
 MIN_FINETUNE_EXAMPLES_GOOD = 200

@@ -31,11 +31,11 @@ import numpy as np
 
 if TYPE_CHECKING:
     from adaptlab.config import CandidateConfig
+    from adaptlab.core.progress import ProgressSink
     from adaptlab.data import Example, Split
     from adaptlab.evaluation.scoring import Scorer
     from adaptlab.project import Project
     from adaptlab.store import RunStore
-    from adaptlab.strategies.base import ProgressSink
 
 DEFAULT_SIZES = (25, 50, 100, 200, 500, 1000)
 GRID = np.unique(np.round(np.logspace(1, 6, 400)).astype(int))  # N from 10 to 1,000,000
@@ -183,11 +183,11 @@ def run_curves(
     consistency samples): they measure quality only. Raises ConfigError for a named
     candidate that does not exist or does not learn from the train split.
     """
-    from adaptlab.errors import ConfigError
+    from adaptlab.core.errors import ConfigError
+    from adaptlab.core.progress import ProgressSink
     from adaptlab.runner import _Models, result_key, run_candidate
     from adaptlab.store import RunStore
     from adaptlab.store.lock import RunLock
-    from adaptlab.strategies.base import ProgressSink
 
     progress = progress or ProgressSink()
     cfg = project.config

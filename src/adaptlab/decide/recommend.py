@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from adaptlab.core.format import pct, usd, volume_text
 from adaptlab.data.validate import MIN_FINETUNE_EXAMPLES, MIN_FINETUNE_EXAMPLES_GOOD, SWEET_SPOT
 from adaptlab.decide.economics import Roi, break_even_requests, break_even_volume, roi
 from adaptlab.evaluation.stats import holm
@@ -66,39 +67,6 @@ class Recommendation:
     changes: list[str] = field(default_factory=list)  # what would change the decision
     excluded: dict[str, str] = field(default_factory=dict)  # candidate -> why ruled out
     selected_on: str = "val"
-
-
-def pct(x: float) -> str:
-    """Percent with one decimal: the one format of reasons, report and plots."""
-    return f"{100 * x:.1f}%"
-
-
-def sig(x: float, digits: int = 2) -> str:
-    """``x`` to ``digits`` significant digits, never in exponent form: a cost from a few
-    seconds of timing supports two digits, not ten (0.000022, 1,300)."""
-    import numpy as np
-
-    if x != x or x in (float("inf"), float("-inf")):
-        return "–"
-    if abs(x) >= 10**digits:
-        return f"{round(x, digits - len(str(int(abs(x))))):,.0f}"
-    return str(
-        np.format_float_positional(x, precision=digits, unique=False, fractional=False, trim="-")
-    )
-
-
-def usd(x: float) -> str:
-    """Money to two significant digits (:func:`sig`): what a timing of seconds supports."""
-    return f"{sig(x)} USD"
-
-
-def volume_text(v: float) -> str:
-    """A volume rounded to two significant figures ("240K"): break-evens are estimates."""
-    if v >= 1e6:
-        return f"{v / 1e6:.2g}M"
-    if v >= 1e3:
-        return f"{v / 1e3:.2g}K"
-    return f"{v:.2g}"
 
 
 def excluded_by_profile(c: CandidateSummary, cfg: ProjectConfig) -> str | None:

@@ -99,7 +99,7 @@ def compare_runs(a: RunSummary, b: RunSummary, store: RunStore) -> RunComparison
 
     The test's resamples and seed are run B's ``evaluation.bootstrap_resamples`` and
     ``seed``. Raises nothing of its own; reading the store may raise
-    :class:`~adaptlab.errors.AdaptlabError` for a damaged file.
+    :class:`~adaptlab.core.errors.AdaptlabError` for a damaged file.
     """
     cfg = ProjectConfig.model_validate(b.config)
     in_a = {c.name: c for c in a.candidates}

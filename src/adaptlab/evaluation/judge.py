@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from adaptlab.errors import AdaptlabError
+from adaptlab.core.errors import AdaptlabError
 from adaptlab.llm.types import ChatRequest, GenerationParams, Message
 
 if TYPE_CHECKING:
     from adaptlab.config import LLMConfig
-    from adaptlab.strategies.base import ProgressSink
+    from adaptlab.core.progress import ProgressSink
 
 SYSTEM = (
     "You grade answers. You compare an answer with a reference answer, follow the rubric "

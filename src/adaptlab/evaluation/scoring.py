@@ -47,9 +47,9 @@ from adaptlab.evaluation.text_metrics import (
 if TYPE_CHECKING:
     from adaptlab.backends.base import EncoderBackend
     from adaptlab.config import ProjectConfig
+    from adaptlab.core.progress import ProgressSink
     from adaptlab.evaluation.judge import Judge, JudgeStats
     from adaptlab.store import PredictionRow
-    from adaptlab.strategies.base import ProgressSink
 
 #: Statuses of answers that could not be read (no label, no JSON, no "Answer:") or
 #: that broke the schema; they are scored, never dropped.
@@ -320,7 +320,7 @@ class Scorer:
     def _embed(self, texts: list[str]) -> Any:
         if self._encoder is None:
             from adaptlab.backends import EncoderBackend, load_backend
-            from adaptlab.errors import ConfigError
+            from adaptlab.core.errors import ConfigError
 
             backend = load_backend(self.cfg.model)
             if not isinstance(backend, EncoderBackend):

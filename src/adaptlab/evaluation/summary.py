@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from adaptlab.config import CostConfig, ProfileConfig, ProjectConfig
+from adaptlab.core.errors import AdaptlabError
 from adaptlab.decide.curves import (
     CurvePoint,
     LearningCurves,
@@ -37,7 +38,6 @@ from adaptlab.decide.recommend import (
     break_evens,
     recommend,
 )
-from adaptlab.errors import AdaptlabError
 from adaptlab.evaluation.judge import JudgeStats
 from adaptlab.evaluation.llm_costs import generative_figures, sane_row, setup_cost_usd
 from adaptlab.evaluation.machine import LOADED_SHARE
@@ -67,7 +67,7 @@ from adaptlab.store import PredictionRow, RunStore
 from adaptlab.store.runs import find_run
 
 if TYPE_CHECKING:
-    from adaptlab.strategies.base import ProgressSink
+    from adaptlab.core.progress import ProgressSink
 
 
 @dataclass

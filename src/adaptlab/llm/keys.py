@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from adaptlab.errors import ConfigError
+from adaptlab.core.errors import ConfigError
 
 _SEEN: set[str] = set()
 

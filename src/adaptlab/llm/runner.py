@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from adaptlab.errors import AdaptlabError
+from adaptlab.core.errors import AdaptlabError
 from adaptlab.llm.keys import redact
 from adaptlab.llm.types import (
     ChatRequest,
@@ -40,8 +40,8 @@ from adaptlab.llm.types import (
 
 if TYPE_CHECKING:
     from adaptlab.backends.base import GenerativeBackend
+    from adaptlab.core.progress import Advance, ProgressSink
     from adaptlab.llm.cache import ResponseCache
-    from adaptlab.strategies.base import Advance, ProgressSink
 
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
@@ -148,7 +148,7 @@ class LLMRunner:
         progress: ProgressSink | None = None,
         backoff_base: float = BACKOFF_BASE_S,
     ) -> None:
-        from adaptlab.strategies.base import ProgressSink
+        from adaptlab.core.progress import ProgressSink
 
         self.backend = backend
         self.config = backend.config

@@ -31,7 +31,7 @@ import jinja2.exceptions
 import jinja2.meta
 import jinja2.nodes
 
-from adaptlab.errors import ConfigError
+from adaptlab.core.errors import ConfigError
 from adaptlab.llm.types import Message
 from adaptlab.prompts.sandbox import MAX_CHARS, ProjectLoader, PromptEnvironment, Refused
 

@@ -1,7 +1,7 @@
 """Read a folder of documents into structured blocks: markdown, text, HTML and PDF.
 
 A documents folder is data someone handed over, so every file is read through
-:func:`adaptlab.files.read_regular_file` (regular files only, bounded size), links
+:func:`adaptlab.core.files.read_regular_file` (regular files only, bounded size), links
 are never followed (one leading out of the folder is refused; one inside it is left
 to its target, indexed under its own name), and each file that cannot be read is
 reported as a :class:`Skipped` with its reason and fix instead of stopping the
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adaptlab.errors import AdaptlabError
-from adaptlab.files import read_regular_file
+from adaptlab.core.errors import AdaptlabError
+from adaptlab.core.files import read_regular_file
 
 SUFFIXES = {
     ".md": "markdown",

@@ -61,7 +61,7 @@ class EncoderEmbedder:
 class OpenAIEmbedder:
     """An OpenAI-compatible embeddings endpoint (``text-embedding-3-small`` and the like).
 
-    Raises :class:`~adaptlab.errors.AdaptlabError` when the key is missing or the
+    Raises :class:`~adaptlab.core.errors.AdaptlabError` when the key is missing or the
     server answers with an error. Token counts use tiktoken's ``cl100k_base`` (the
     encoding of OpenAI's embedding models) when it is cached, else an estimate;
     ``max_tokens`` is their 8,191-token limit.
@@ -84,7 +84,7 @@ class OpenAIEmbedder:
         import numpy as np
         import openai
 
-        from adaptlab.errors import AdaptlabError
+        from adaptlab.core.errors import AdaptlabError
 
         rows: list[list[float]] = []
         for start in range(0, len(texts), 256):

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from adaptlab.errors import AdaptlabError
+from adaptlab.core.errors import AdaptlabError
 from adaptlab.rag.chunking import Chunk, chunk_document
 from adaptlab.rag.documents import (
     Document,
@@ -50,8 +50,8 @@ from adaptlab.rag.documents import (
 if TYPE_CHECKING:
     import numpy as np
 
+    from adaptlab.core.progress import ProgressSink
     from adaptlab.rag.embedders import Embedder
-    from adaptlab.strategies.base import ProgressSink
 
 FORMAT = 1
 _VERSION_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]*")

@@ -18,7 +18,7 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from adaptlab.errors import DataError
+from adaptlab.core.errors import DataError
 
 Qrels = dict[str, dict[str, int]]
 

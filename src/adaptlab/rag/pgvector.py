@@ -37,7 +37,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adaptlab.errors import AdaptlabError, MissingDependencyError
+from adaptlab.core.errors import AdaptlabError, MissingDependencyError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -128,8 +128,8 @@ def local_server(datadir: Path, *, cleanup_mode: str | None = "stop") -> str:
     same server. Running as root, pgserver runs PostgreSQL as a system user
     ``pgserver`` (created if missing) and opens the folder's parents to it.
 
-    Raises :class:`~adaptlab.errors.MissingDependencyError` without ``pgserver``,
-    :class:`~adaptlab.errors.AdaptlabError` when the server does not start.
+    Raises :class:`~adaptlab.core.errors.MissingDependencyError` without ``pgserver``,
+    :class:`~adaptlab.core.errors.AdaptlabError` when the server does not start.
     """
     import subprocess
 
@@ -193,8 +193,8 @@ class PgVectorStore:
     :func:`default_name`). ``hnsw``: search through an HNSW index — approximate;
     ``ef_search`` is its candidate list size (raised to ``k`` when smaller).
 
-    Raises :class:`~adaptlab.errors.MissingDependencyError` without psycopg, and
-    :class:`~adaptlab.errors.AdaptlabError` when the server cannot be reached,
+    Raises :class:`~adaptlab.core.errors.MissingDependencyError` without psycopg, and
+    :class:`~adaptlab.core.errors.AdaptlabError` when the server cannot be reached,
     lacks the ``vector`` extension (or one too old for ``hnsw``), or the index's
     dimension is beyond pgvector's limits.
     """
@@ -390,7 +390,7 @@ class PgVectorStore:
         (rows (m, k) int64, scores (m, k) float32 cosine similarities), best first,
         ties to the lower row; ``k`` is capped at the number of rows. Exact unless
         the store was opened with ``hnsw=True``. Raises
-        :class:`~adaptlab.errors.AdaptlabError` when ``d`` differs from the index's,
+        :class:`~adaptlab.core.errors.AdaptlabError` when ``d`` differs from the index's,
         the connection is lost, or the table was dropped by a newer index version.
         """
         import numpy as np

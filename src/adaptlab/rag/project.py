@@ -16,15 +16,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adaptlab.errors import ConfigError
+from adaptlab.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from adaptlab.config import ProjectConfig, RagConfig
+    from adaptlab.core.progress import ProgressSink
     from adaptlab.project import Project
     from adaptlab.rag.embedders import Embedder
     from adaptlab.rag.index import IndexReport, IndexSettings
     from adaptlab.rag.search import Hit, Retriever, VectorStore
-    from adaptlab.strategies.base import ProgressSink
 
 _EMBEDDERS: dict[str, Any] = {}
 
@@ -178,7 +178,7 @@ def load_reranker(name: str) -> Any:
     """A sentence-transformers ``CrossEncoder`` from a folder or the hub name."""
     import os
 
-    from adaptlab.errors import AdaptlabError
+    from adaptlab.core.errors import AdaptlabError
 
     if Path(name).expanduser().exists():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -189,7 +189,7 @@ def load_reranker(name: str) -> Any:
             str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
         )
     except ImportError:
-        from adaptlab.errors import MissingDependencyError
+        from adaptlab.core.errors import MissingDependencyError
 
         raise MissingDependencyError("sentence-transformers", "local") from None
     except (OSError, ValueError) as exc:

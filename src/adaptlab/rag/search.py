@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from adaptlab.errors import AdaptlabError
+from adaptlab.core.errors import AdaptlabError
 
 if TYPE_CHECKING:
     import numpy as np

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adaptlab.config import ProjectConfig
-from adaptlab.decide.recommend import BreakEven, pct, selection_line
+from adaptlab.core.format import dollars, pct
+from adaptlab.decide.recommend import BreakEven, selection_line
 from adaptlab.evaluation.scoring import ScoredAnswer
 from adaptlab.evaluation.stats import PairedTest
 from adaptlab.evaluation.summary import CandidateSummary, RunSummary, p_bound
 from adaptlab.report import plots
-from adaptlab.report.plots import usd
 
 if TYPE_CHECKING:
     import numpy as np
@@ -117,9 +117,9 @@ def _row(c: CandidateSummary, s: RunSummary, alpha: float) -> dict[str, Any]:
         "p95": num(c.latency_p95_ms),
         "throughput": num(c.throughput_per_s),
         "fit": num(c.fit_seconds),
-        "per_1k": usd(c.cost_per_1k_usd),
-        "setup": usd(c.setup_cost_usd),
-        "monthly": usd(c.monthly_cost_usd),
+        "per_1k": dollars(c.cost_per_1k_usd),
+        "setup": dollars(c.setup_cost_usd),
+        "monthly": dollars(c.monthly_cost_usd),
         "is_best": c.name == (s.best_on_test or s.best),
         "is_winner": c.name == s.recommendation.winner,
         "reused": c.reused,
@@ -549,7 +549,7 @@ def _learning(s: RunSummary, svg: Callable[[str, str], Any]) -> dict[str, Any] |
 
 def _live(live: LiveTraffic | None, svg: Callable[[str, str], Any]) -> dict[str, Any] | None:
     """Rows, plot and paired comparisons of the served candidates."""
-    from adaptlab.decide.recommend import pct, sig
+    from adaptlab.core.format import pct, sig
 
     if live is None:
         return None
@@ -620,9 +620,9 @@ def write_report(summary: RunSummary, path: str | Path, live: LiveTraffic | None
     """Render and write atomically: a reader never sees a half-written report.
 
     A folder that cannot be written (a file in its place, no rights, a full disk)
-    raises an :class:`~adaptlab.errors.AdaptlabError` naming it and the fix.
+    raises an :class:`~adaptlab.core.errors.AdaptlabError` naming it and the fix.
     """
-    from adaptlab.files import write_text_atomically
+    from adaptlab.core.files import write_text_atomically
     from adaptlab.store.files import os_error
 
     target = Path(path)

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from adaptlab.core.format import dollars
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -68,20 +70,6 @@ _RC: dict[RcKeyType, Any] = {
 
 
 MANY_LABELS = 20
-
-
-def usd(x: float) -> str:
-    """Dollars: two significant digits below one dollar (:func:`adaptlab.decide.recommend.sig`,
-    what seconds of timing support; never rounded to 0), cents above."""
-    from adaptlab.decide.recommend import sig
-
-    if not math.isfinite(x):
-        return "—"
-    if x == 0:
-        return "0"
-    if abs(x) >= 1:
-        return f"{x:,.2f}"
-    return sig(x)
 
 
 def num_text(x: float) -> str:
@@ -190,7 +178,7 @@ def quality_vs_cost(cands: Sequence[CandidateSummary], winner: str, confidence: 
             ax.margins(x=0.15, y=0.12)
             positive = [x for x in xs if x > 0]
             if positive and len(positive) == len(xs) and max(xs) / min(positive) > 100:
-                _log_axis(ax, "x", usd if ax is axes[0] else num_text)
+                _log_axis(ax, "x", dollars if ax is axes[0] else num_text)
         front = frontier(costs, acc)
         axes[0].step(
             [costs[i] for i in front],
@@ -205,7 +193,7 @@ def quality_vs_cost(cands: Sequence[CandidateSummary], winner: str, confidence: 
         axes[0].set_ylabel(f"{info.name}{unit} with {confidence:.0%} CI")
         if axes[0].get_xscale() != "log":
             axes[0].xaxis.set_major_locator(MaxNLocator(5))
-            axes[0].xaxis.set_major_formatter(FuncFormatter(lambda v, _: usd(v)))
+            axes[0].xaxis.set_major_formatter(FuncFormatter(lambda v, _: dollars(v)))
         handles = [
             Line2D([], [], marker=marker(i), color=color(i), linestyle="", markersize=7)
             for i in range(len(cands))
@@ -549,7 +537,7 @@ def cumulative_cost(
         ax.set_xlim(low, high)
         _log_axis(ax, "x", lambda v: f"{v:,.0f}")
         if math.isfinite(floor):
-            _log_axis(ax, "y", usd)
+            _log_axis(ax, "y", dollars)
         ax.set_xlabel("requests per month (log scale)")
         ax.set_ylabel(f"USD per month over {horizon} months")
         _legend_below(fig, handles, labels)

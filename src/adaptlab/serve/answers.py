@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from adaptlab.errors import DataError
-from adaptlab.strategies import Prediction
+from adaptlab.core.errors import DataError
+from adaptlab.core.types import Prediction
 
 #: Longest input line ``adaptlab predict`` reads (characters); the server has its own limit.
 MAX_LINE_CHARS = 1_000_000

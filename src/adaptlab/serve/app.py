@@ -33,13 +33,13 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from adaptlab.core.types import Prediction
 from adaptlab.serve.answers import answer_json, answer_text
 from adaptlab.serve.artifact import ServedModel
 from adaptlab.serve.batching import Batcher
 from adaptlab.serve.keys import ApiKey, KeyRing
 from adaptlab.serve.log import Feedback, RequestLog, RequestRecord, now, user_hash
 from adaptlab.serve.routing import Route
-from adaptlab.strategies import Prediction
 
 log = logging.getLogger("adaptlab.serve")
 USER_HEADERS = ("x-user-id", "x-session-id")
@@ -413,7 +413,7 @@ class Server:
 
 def _safe(exc: BaseException | None) -> str:
     """The error for a client: its message without a command-line fix, keys redacted."""
-    from adaptlab.errors import AdaptlabError
+    from adaptlab.core.errors import AdaptlabError
     from adaptlab.llm.keys import redact
 
     plain = isinstance(exc, AdaptlabError)

@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from adaptlab.errors import AdaptlabError
-from adaptlab.strategies import Prediction, ProgressSink
+from adaptlab.core.errors import AdaptlabError
+from adaptlab.core.progress import ProgressSink
+from adaptlab.core.types import Prediction
 
 if TYPE_CHECKING:
     from adaptlab.project import Project
@@ -324,7 +325,7 @@ def _reproduce(strategy: Strategy, rows: Sequence[Any], progress: ProgressSink) 
 
 
 def _write_card(folder: Path, m: Manifest, name: str) -> None:
-    from adaptlab.decide.recommend import pct, sig
+    from adaptlab.core.format import pct, sig
 
     f = m.figures
     lines = [

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from adaptlab.strategies import Prediction
+from adaptlab.core.types import Prediction
 
 
 @dataclass

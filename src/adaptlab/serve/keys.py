@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from adaptlab.errors import AdaptlabError
+from adaptlab.core.errors import AdaptlabError
 
 PREFIX = "al-"
 

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from adaptlab.errors import AdaptlabError
+from adaptlab.core.errors import AdaptlabError
+from adaptlab.core.types import Prediction
 from adaptlab.serve.artifact import FORMAT, FORMAT_VERSION, Manifest, ServedModel
-from adaptlab.strategies import Prediction
 
 
 def parse_remote(spec: str) -> tuple[str, str, str]:

@@ -13,7 +13,7 @@ import hashlib
 import random
 from dataclasses import dataclass
 
-from adaptlab.errors import AdaptlabError
+from adaptlab.core.errors import AdaptlabError
 
 DEFAULT_ROUTE = "default"
 

@@ -15,7 +15,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, NoReturn
 
-from adaptlab.errors import AdaptlabError
+from adaptlab.core.errors import AdaptlabError
 
 #: Seconds a command waits for another process's write lock on a store before giving up.
 BUSY_TIMEOUT_S = 15.0

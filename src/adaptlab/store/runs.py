@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from adaptlab.errors import AdaptlabError
+from adaptlab.core.errors import AdaptlabError
 from adaptlab.store.sqlite import RunStore
 
 _SHOWN = 10  # run ids an error lists before "… and N more"

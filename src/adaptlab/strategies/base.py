@@ -8,13 +8,15 @@ entry point in the ``adaptlab.strategies`` group.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
+
+from adaptlab.core.progress import ProgressSink
+from adaptlab.core.types import CurvePoint, Prediction
 
 if TYPE_CHECKING:
     import numpy as np
@@ -28,64 +30,6 @@ class StrategyOptions(BaseModel):
     """Base of every strategy's options; unknown keys are refused."""
 
     model_config = ConfigDict(extra="forbid")
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """A predicted label (None when no label could be read) and its confidence.
-
-    Generative strategies also keep the model's raw answer, how it was parsed
-    (``status``: exact, normalised, fuzzy, json, unparsed, invalid; or filtered,
-    too_long, error when the provider refused that input) and the call's token usage,
-    latency and finish reason.
-    """
-
-    label: str | None
-    score: float
-    raw: str | None = None
-    status: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cached_tokens: int | None = None
-    tokens_exact: bool | None = None  # False: the provider reported no usage, counts estimated
-    latency_ms: float | None = None
-    finish_reason: str | None = None  # the provider's (stop, length, content_filter, …)
-    #: RAG: the passages the prompt held, as JSON (:func:`adaptlab.rag.context.passages_json`).
-    context: str | None = None
-
-
-@dataclass(frozen=True)
-class CurvePoint:
-    """One point of a training curve: ``split`` is 'train' or 'val'."""
-
-    step: int
-    epoch: float
-    split: str
-    metric: str
-    value: float
-
-
-Advance = Callable[[int], None]
-
-
-class ProgressSink:
-    """Where long work reports progress; the CLI plugs in rich, tests a silent one."""
-
-    @contextmanager
-    def task(self, description: str, total: int | None) -> Iterator[Advance]:
-        yield lambda n: None
-
-    def note(self, message: str) -> None:
-        """Something the user should know that does not stop the work (a warning)."""
-        import sys
-
-        print(f"warning: {message}", file=sys.stderr)
-
-    def info(self, message: str) -> None:
-        """A line the user should see before the work goes on (an estimate, a status)."""
-        import sys
-
-        print(message, file=sys.stderr)
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adaptlab.registry import Registry
+from adaptlab.core.registry import Registry
 from adaptlab.strategies.base import Strategy, StrategyOptions
 
 

@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from adaptlab.errors import AdaptlabError
+from adaptlab.core.errors import AdaptlabError
 
 
 class StateError(AdaptlabError):

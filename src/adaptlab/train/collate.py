@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from adaptlab.errors import DataError
+from adaptlab.core.errors import DataError
 
 IGNORE = -100  # the label PyTorch's cross-entropy and transformers' losses skip
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from adaptlab.errors import AdaptlabError, ConfigError
+from adaptlab.core.errors import AdaptlabError, ConfigError
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -150,7 +150,7 @@ def load_state(path: Path) -> dict[str, Any]:
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` as JSON so a crash leaves the old file or the new one, never half."""
-    from adaptlab.files import write_text_atomically
+    from adaptlab.core.files import write_text_atomically
 
     write_text_atomically(path, json.dumps(state, indent=2, sort_keys=True))
 

@@ -20,11 +20,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adaptlab.errors import ConfigError, DataError
+from adaptlab.core.errors import ConfigError, DataError
 from adaptlab.train.options import TrainOptions
 
 if TYPE_CHECKING:
-    from adaptlab.strategies.base import CurvePoint, ProgressSink
+    from adaptlab.core.progress import ProgressSink
+    from adaptlab.core.types import CurvePoint
 
 Chat = list[dict[str, str]]
 
@@ -84,7 +85,7 @@ class TrainResult:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainResult:
         """Inverse of :meth:`to_json`; raises ``KeyError``/``TypeError`` on a malformed dict."""
-        from adaptlab.strategies.base import CurvePoint
+        from adaptlab.core.types import CurvePoint
 
         kw = dict(data)
         kw["best_dir"] = Path(kw["best_dir"])
@@ -202,7 +203,7 @@ def train_causal_lm(
             assistant, a template whose prompt is not a prefix of the chat, or
             every example cut to nothing by ``max_length``.
     """
-    from adaptlab.strategies.base import ProgressSink
+    from adaptlab.core.progress import ProgressSink
 
     progress = progress or ProgressSink()
     base, out = Path(base), Path(out).absolute()
@@ -566,7 +567,7 @@ def _silence(trainer: Any) -> None:
 
 
 def _curves(log_history: list[dict[str, Any]]) -> list[CurvePoint]:
-    from adaptlab.strategies.base import CurvePoint
+    from adaptlab.core.types import CurvePoint
 
     points = []
     for entry in log_history:

@@ -39,7 +39,7 @@ def save(obj: dict[str, Any], path: Path) -> None:
         torch.save(obj, tmp)
     except RuntimeError as exc:  # torch reports a failed write (a full disk) this way
         Path(tmp).unlink(missing_ok=True)
-        from adaptlab.errors import AdaptlabError
+        from adaptlab.core.errors import AdaptlabError
 
         raise AdaptlabError(
             f"cannot write the resume checkpoint {tmp}: {exc}".splitlines()[0],

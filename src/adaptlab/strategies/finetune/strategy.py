@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from adaptlab.strategies.base import CurvePoint, Prediction, Strategy
+from adaptlab.core.types import CurvePoint, Prediction
+from adaptlab.strategies.base import Strategy
 from adaptlab.strategies.finetune import checkpoint
 from adaptlab.strategies.finetune.checkpoint import CheckpointError, need
 from adaptlab.strategies.finetune.config import FinetuneOptions
@@ -77,7 +78,7 @@ class Finetune(Strategy):
         assert hasattr(backend, "clone_model"), "finetune needs a trainable encoder backend"
         self._backend: SentenceTransformerBackend = backend  # type: ignore[assignment]
         if self.ctx.workdir.is_symlink():
-            from adaptlab.errors import ConfigError
+            from adaptlab.core.errors import ConfigError
 
             raise ConfigError(
                 f"the checkpoint folder is a link to {self.ctx.workdir.resolve()}; fine-tuning "
@@ -408,7 +409,7 @@ class Finetune(Strategy):
         self, train: Sequence[Example], val: Sequence[Example], info: dict[str, Any]
     ) -> None:
         """Load the model the run saved (``<checkpoint>/model``) instead of training again."""
-        from adaptlab.errors import AdaptlabError
+        from adaptlab.core.errors import AdaptlabError
         from adaptlab.strategies.state import StateError, load_json
 
         folder = self.ctx.workdir / "model"

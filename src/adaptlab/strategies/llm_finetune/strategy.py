@@ -21,8 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from adaptlab.errors import ConfigError
-from adaptlab.strategies.base import Prediction, StrategyContext, StrategyOptions
+from adaptlab.core.errors import ConfigError
+from adaptlab.core.types import Prediction
+from adaptlab.strategies.base import StrategyContext, StrategyOptions
 from adaptlab.strategies.llm_finetune.config import LLMFinetuneOptions
 from adaptlab.strategies.prompting.config import PromptOptions
 from adaptlab.strategies.prompting.strategy import PromptStrategy

@@ -15,8 +15,9 @@ import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from adaptlab.errors import ConfigError
-from adaptlab.strategies.base import CurvePoint, StrategyContext, StrategyOptions
+from adaptlab.core.errors import ConfigError
+from adaptlab.core.types import CurvePoint
+from adaptlab.strategies.base import StrategyContext, StrategyOptions
 from adaptlab.strategies.openai_finetune.config import OpenAIFinetuneOptions
 from adaptlab.strategies.prompting.strategy import PromptStrategy
 from adaptlab.train.provider import JobWatcher
@@ -196,7 +197,7 @@ class OpenAIFinetune(PromptStrategy):
         self, train: Sequence[Example], val: Sequence[Example], info: dict[str, Any]
     ) -> None:
         """The provider's fine-tuned model named in the stored result; no job is started."""
-        from adaptlab.errors import AdaptlabError
+        from adaptlab.core.errors import AdaptlabError
 
         self.select_shots(train)
         model = info.get("fine_tuned_model")

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from adaptlab.errors import ConfigError
+from adaptlab.core.errors import ConfigError
+from adaptlab.core.types import Prediction
 from adaptlab.llm.parse import extract_answer, parse_label, strip_reasoning
 from adaptlab.llm.types import (
     ChatRequest,
@@ -29,7 +30,7 @@ from adaptlab.llm.types import (
     failure_status,
 )
 from adaptlab.prompts import PromptTemplate
-from adaptlab.strategies.base import Prediction, Strategy, StrategyContext, StrategyOptions
+from adaptlab.strategies.base import Strategy, StrategyContext, StrategyOptions
 from adaptlab.strategies.prompting.config import (
     CoTPromptOptions,
     FewShotPromptOptions,

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from adaptlab.strategies.base import Prediction, Strategy
+from adaptlab.core.types import Prediction
+from adaptlab.strategies.base import Strategy
 from adaptlab.strategies.rag.config import RagOptions
 
 if TYPE_CHECKING:

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from adaptlab.strategies.base import Prediction, Strategy
+from adaptlab.core.types import Prediction
+from adaptlab.strategies.base import Strategy
 from adaptlab.strategies.tfidf.config import TfidfOptions
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from adaptlab.errors import AdaptlabError
+from adaptlab.core.errors import AdaptlabError
 
 _KINDS = (
     (stat.S_ISDIR, "a folder"),
