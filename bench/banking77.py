@@ -28,7 +28,7 @@ FINETUNE_TARGET = 90.0
 
 def few_shot(project_dir: Path, draws: int) -> list[float]:
     from adaptlab.backends import load_backend
-    from adaptlab.project import Project
+    from adaptlab.engine.project import Project
     from adaptlab.strategies import StrategyContext, get_strategy
 
     project = Project.load(project_dir)

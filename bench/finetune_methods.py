@@ -20,7 +20,7 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=Path("bench/results/finetune-methods"))
     args = ap.parse_args()
     from adaptlab.cli.run import run_and_summarize
-    from adaptlab.scaffold import init_project
+    from adaptlab.engine.scaffold import init_project
 
     if args.dir.exists():
         shutil.rmtree(args.dir)

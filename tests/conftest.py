@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from adaptlab.cli import cli as adaptlab_cli
 from adaptlab.cli.common import handle_errors
-from adaptlab.scaffold import init_project
+from adaptlab.engine.scaffold import init_project
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

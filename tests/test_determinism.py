@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adaptlab.project import Project
-from adaptlab.runner import run_project
+from adaptlab.engine.project import Project
+from adaptlab.engine.runner import run_project
 from adaptlab.store import RunStore
 from tests.conftest import small_project
 

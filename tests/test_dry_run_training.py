@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from adaptlab import Project
 from adaptlab.cli import cli
-from adaptlab.planning import plan_project
+from adaptlab.engine.planning import plan_project
 from tests.conftest import small_project
 from tests.train.conftest import tiny_base, tokenizer_dir  # noqa: F401 (fixtures)
 

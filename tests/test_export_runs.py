@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from adaptlab import summarize_project
+from adaptlab.engine import summarize_project
+from adaptlab.engine.project import Project
 from adaptlab.evaluation.compare_runs import compare_runs
 from adaptlab.evaluation.export import candidate_records
 from adaptlab.evaluation.stats import holm, mcnemar
 from adaptlab.evaluation.summary import RunSummary
-from adaptlab.project import Project
 from adaptlab.store import PredictionRow, ResultRow, RunStore
 from tests.hostile.conftest import write_project
 from tests.hostile.projects import stored_project

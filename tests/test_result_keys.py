@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from adaptlab.project import Project
-from adaptlab.runner import result_key
+from adaptlab.engine.project import Project
+from adaptlab.engine.runner import result_key
 from tests.hostile.conftest import base_config, write_project
 
 CANDIDATES = [

@@ -14,6 +14,7 @@ Nothing here imports torch until a model is actually loaded.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -30,51 +31,23 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from adaptlab.evaluation.summary import RunSummary
-    from adaptlab.project import Project
+    from adaptlab.engine import Project, init_project, run_project, summarize_project
+    from adaptlab.report import write_report
 
 from adaptlab.config import load_config
 from adaptlab.core.errors import AdaptlabError
 
+_LAZY = {
+    "Project": "adaptlab.engine",
+    "init_project": "adaptlab.engine",
+    "run_project": "adaptlab.engine",
+    "summarize_project": "adaptlab.engine",
+    "write_report": "adaptlab.report",
+}
+
 
 def __getattr__(name: str) -> Any:
     # Lazy so that `import adaptlab` stays cheap for the CLI's --help.
-    if name == "Project":
-        from adaptlab.project import Project
-
-        return Project
-    if name == "init_project":
-        from adaptlab.scaffold import init_project
-
-        return init_project
-    if name == "run_project":
-        from adaptlab.runner import run_project
-
-        return run_project
-    if name == "write_report":
-        from adaptlab.report import write_report
-
-        return write_report
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'adaptlab' has no attribute {name!r}")
-
-
-def summarize_project(
-    project: Project, run_id: str | None = None, *, learning: bool = True
-) -> RunSummary:
-    """The summary of a project's latest (or a given) run, recomputed from the store.
-
-    A generation task scored by an LLM judge grades through the project's response
-    cache, so summarising again sends no request twice.
-    """
-    from adaptlab.evaluation.summary import summarize
-    from adaptlab.store import RunStore
-
-    with RunStore(project.store_path) as store:
-        return summarize(
-            store,
-            run_id,
-            llm_cache=project.llm_cache_path,
-            profile=project.config.profile,
-            cost=project.config.cost,
-            learning=learning,
-        )

@@ -86,7 +86,7 @@ def test_curves_are_stored_and_never_trained_twice(tmp_path: Path, example_proje
     assert len(full) == 2
     # The kNN indexes train + val in a run; its curve points index the subset alone, and
     # its full point is its own result (train only), not the run's.
-    from adaptlab.runner import result_key
+    from adaptlab.engine.runner import result_key
 
     knn = next(c for c in project.config.candidates if c.name == "knn")
     run_key = result_key(project, knn, project.split())

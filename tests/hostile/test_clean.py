@@ -215,8 +215,8 @@ def test_checkpoints_of_the_current_candidates_are_kept(cli: Any, project: Path)
     """After ``run -c zero-shot`` the latest run lacks the fine-tune; its model stays."""
     import yaml
 
-    from adaptlab.project import Project
-    from adaptlab.runner import result_key
+    from adaptlab.engine.project import Project
+    from adaptlab.engine.runner import result_key
 
     cfg = yaml.safe_load((project / "adaptlab.yaml").read_text())
     cfg["candidates"].append({"name": "ft", "strategy": "finetune"})

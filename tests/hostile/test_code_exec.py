@@ -224,8 +224,8 @@ class _Payload:
 
 def _finetune_project(root: Path) -> tuple[Path, Path]:
     """A tiny fine-tune project and its checkpoint folder (by its result key)."""
-    from adaptlab.project import Project
-    from adaptlab.runner import result_key
+    from adaptlab.engine.project import Project
+    from adaptlab.engine.runner import result_key
 
     cfg = base_config(
         candidates=[{"name": "ft", "strategy": "finetune",

@@ -64,7 +64,7 @@ def project(tmp_path: Path, data: bytes, name: str = "d.jsonl", **data_cfg: Any)
 
 def split_texts(root: Path) -> list[str]:
     """The texts as the project loads them."""
-    from adaptlab.project import Project
+    from adaptlab.engine.project import Project
 
     examples, _ = Project.load(root).load_data()
     return [e.text for e in examples]

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from adaptlab.project import Project
+from adaptlab.engine.project import Project
 from adaptlab.testing.fake_llm import ChatCall, FakeLLMServer, fail_first, with_reasoning
 from tests.hostile.conftest import GOOD, LABELS, base_config, jsonl, write_project
 

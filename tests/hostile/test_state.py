@@ -335,7 +335,7 @@ def test_an_os_error_from_anywhere_names_the_file_and_the_fix(
     def fail(*args: Any, **kw: Any) -> float:
         raise OSError(code, os.strerror(code), str(where))
 
-    monkeypatch.setattr("adaptlab.runner.run_candidate", fail)
+    monkeypatch.setattr("adaptlab.engine.runner.run_candidate", fail)
     cli("run", "-p", root).error(str(where.parent if code == errno.ENOTDIR else where), *needles)
     assert run_statuses(root) == ["failed"]
 
@@ -475,7 +475,7 @@ def test_ctrl_c_prints_the_resume_hint_and_marks_the_run(
     def interrupt(*args: Any, **kw: Any) -> float:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("adaptlab.runner.run_candidate", interrupt)
+    monkeypatch.setattr("adaptlab.engine.runner.run_candidate", interrupt)
     result = cli("run", "-p", root)
     assert result.code == 130
     assert "aborted" not in result.text.lower()

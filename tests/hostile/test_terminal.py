@@ -126,7 +126,7 @@ def test_the_error_printer_prints_messages_as_written(
     def refuse(*args: Any, **kw: Any) -> float:
         raise AdaptlabError(message, fix="check [the] key")
 
-    monkeypatch.setattr("adaptlab.runner.run_candidate", refuse)
+    monkeypatch.setattr("adaptlab.engine.runner.run_candidate", refuse)
     root = llm_project(tmp_path / "p", server.base_url)
     text = cli("run", "-p", root).error()
     assert message in text and "fix: check [the] key" in text

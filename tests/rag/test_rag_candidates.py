@@ -288,7 +288,7 @@ def test_rag_combines_with_shots_and_a_system_variant(tmp_path: Path) -> None:
 def test_finetune_targets_cite_the_passage_of_the_gold_source(tmp_path: Path) -> None:
     """LoRA + RAG trains on the prompt it answers with, its target led by [n] (a prefill
     is the start of that target, not a message of its own)."""
-    from adaptlab.runner import _Models, make_context
+    from adaptlab.engine.runner import Models, make_context
 
     with FakeLLMServer(Reader()) as server:
         project_dir = write_project(tmp_path / "p", server, CANDIDATES[1:])
@@ -297,7 +297,7 @@ def test_finetune_targets_cite_the_passage_of_the_gold_source(tmp_path: Path) ->
             project,
             project.config.candidates[0],
             tmp_path / "w",
-            _Models(project),
+            Models(project),
             __import__("adaptlab.strategies.base", fromlist=["ProgressSink"]).ProgressSink(),
         )
         examples = project.split().train

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from adaptlab.cli import cli
 from adaptlab.core.errors import AdaptlabError
-from adaptlab.project import Project
+from adaptlab.engine.project import Project
 from adaptlab.rag.metrics import mrr_at_k, ndcg_at_k, read_qrels, recall_at_k
 from adaptlab.rag.search import Retriever
 from adaptlab.testing.fake_llm import FakeLLMServer

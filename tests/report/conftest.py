@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from adaptlab import Project, run_project, summarize_project, write_report
-from adaptlab.scaffold import init_project
+from adaptlab.engine.scaffold import init_project
 from adaptlab.testing.fake_finetune import FakeFinetuneServer
 from adaptlab.testing.fake_llm import ChatCall, FakeLLMServer
 from tests.conftest import SHARED, small_project

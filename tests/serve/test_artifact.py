@@ -14,14 +14,14 @@ import pytest
 import yaml
 
 from adaptlab.core.errors import AdaptlabError
-from adaptlab.serve.artifact import MANIFEST, _hashes, load_model
+from adaptlab.engine.artifact import MANIFEST, _hashes, load_model
 from tests.conftest import small_project
 
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory: pytest.TempPathFactory, example_project: Path) -> dict[str, Path]:
     from adaptlab import Project, run_project
-    from adaptlab.serve.artifact import export_candidate
+    from adaptlab.engine.artifact import export_candidate
 
     base = tmp_path_factory.mktemp("artifact")
     root = small_project(
@@ -197,8 +197,8 @@ def test_a_rag_candidate_is_served_with_its_retrieval_and_template(tmp_path: Pat
     """A generative candidate with context_k: the export names the project whose index
     serves it; the loaded model retrieves, renders the template and parses as the run."""
     from adaptlab import Project, run_project
-    from adaptlab.scaffold import init_project
-    from adaptlab.serve.artifact import export_candidate
+    from adaptlab.engine.artifact import export_candidate
+    from adaptlab.engine.scaffold import init_project
     from adaptlab.store import RunStore
     from adaptlab.testing.fake_llm import ChatCall, FakeLLMServer
 
@@ -239,7 +239,7 @@ def test_a_provider_fine_tune_is_exported_as_its_model_id_and_starts_no_job(
     tmp_path: Path, example_project: Path
 ) -> None:
     from adaptlab import Project, run_project
-    from adaptlab.serve.artifact import export_candidate
+    from adaptlab.engine.artifact import export_candidate
     from adaptlab.testing.fake_finetune import FakeFinetuneServer
     from tests.test_provider_finetune import ft_project
 

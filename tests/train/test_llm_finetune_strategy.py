@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
-from adaptlab import summarize_project
-from adaptlab.project import Project
-from adaptlab.runner import run_project
+from adaptlab.engine import summarize_project
+from adaptlab.engine.project import Project
+from adaptlab.engine.runner import run_project
 from tests.conftest import small_project
 
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing`:FutureWarning")
@@ -96,13 +96,13 @@ def test_a_hybrid_trains_on_the_prompt_it_answers_with(
 ) -> None:
     """Shots and a system-prompt variant are in the training chats exactly as sent."""
     from adaptlab.core.progress import ProgressSink
-    from adaptlab.runner import _Models, make_context
+    from adaptlab.engine.runner import Models, make_context
 
     project = _project(tmp_path, example_project, tiny_base, shots=2, system="Sort tickets.")
     split = project.split()
     cand = project.config.candidates[0]
     strategy, _ = make_context(
-        project, cand, tmp_path / "w", _Models(project), ProgressSink(), with_llm=False
+        project, cand, tmp_path / "w", Models(project), ProgressSink(), with_llm=False
     )
     strategy.select_shots(split.train)  # type: ignore[attr-defined]
     chats = strategy.chat_records(split.train[:3])  # type: ignore[attr-defined]

@@ -20,7 +20,7 @@ import click
 from adaptlab.cli.common import console, project_option
 
 if TYPE_CHECKING:
-    from adaptlab.project import Project
+    from adaptlab.engine.project import Project
 
 
 @dataclass
@@ -98,7 +98,7 @@ def current_keys(project: Project) -> set[str]:
     cannot be split as it stands (then only the runs decide).
     """
     from adaptlab.core.errors import AdaptlabError
-    from adaptlab.runner import result_key
+    from adaptlab.engine.runner import result_key
 
     try:
         split = project.split()
@@ -204,7 +204,7 @@ def clean(project_dir: str, dry_run: bool, keep_all_runs: bool, everything: bool
     serve -c) follow the same rule. Nothing outside those two folders is touched; links
     are removed as links, never followed.
     """
-    from adaptlab.project import Project
+    from adaptlab.engine.project import Project
     from adaptlab.store.lock import RunLock
 
     if everything and keep_all_runs:

@@ -14,8 +14,8 @@ from rich.text import Text
 from adaptlab.core.errors import AdaptlabError
 
 if TYPE_CHECKING:
+    from adaptlab.engine.project import Project
     from adaptlab.evaluation.summary import RunSummary
-    from adaptlab.project import Project
 
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)

@@ -76,11 +76,11 @@ def curve(project_dir: str, candidates: tuple[str, ...], sizes: str, draws: int)
     adaptlab curve -p my-task
     adaptlab curve -p my-task -c finetune -c few-shot-8 --sizes 25,100,400 --draws 5
     """
-    from adaptlab import summarize_project
     from adaptlab.cli.progress import RichProgress
     from adaptlab.core.errors import AdaptlabError
     from adaptlab.decide.curves import run_curves
-    from adaptlab.project import Project
+    from adaptlab.engine import summarize_project
+    from adaptlab.engine.project import Project
 
     project = Project.load(project_dir)
     with RichProgress(console) as progress:

@@ -86,7 +86,7 @@ def _check_project(project_dir: str) -> None:
     from rich.text import Text
 
     from adaptlab.core.errors import DataError
-    from adaptlab.project import Project
+    from adaptlab.engine.project import Project
 
     project = Project.load(project_dir)
     report = project.check_data()
@@ -154,7 +154,7 @@ def _check_project(project_dir: str) -> None:
         f"[green]ok[/]: split train {counts['train']} / val {counts['val']} / test "
         f"{counts['test']} (fingerprint {split.fingerprint}); {leak}"
     )
-    from adaptlab.planning import context_checks
+    from adaptlab.engine.planning import context_checks
 
     every = [*split.train, *split.val, *split.test]  # whichever split an input lands in
     for check in context_checks(project, split, every):  # before anything is paid for
@@ -387,8 +387,8 @@ def convert(project_dir: str, name: str, output: str | None, which: str) -> None
     from adaptlab.core.errors import ConfigError
     from adaptlab.core.files import write_text_atomically
     from adaptlab.core.progress import ProgressSink
-    from adaptlab.project import Project
-    from adaptlab.runner import _Models, make_context
+    from adaptlab.engine.project import Project
+    from adaptlab.engine.runner import Models, make_context
     from adaptlab.strategies.prompting import PromptStrategy
     from adaptlab.strategies.registry import get_strategy
 
@@ -432,7 +432,7 @@ def convert(project_dir: str, name: str, output: str | None, which: str) -> None
             fix="write the chat records elsewhere: -o data/chat.jsonl",
         )
     strategy, _ = make_context(
-        project, cand, project.state_dir, _Models(project), ProgressSink(), with_llm=False
+        project, cand, project.state_dir, Models(project), ProgressSink(), with_llm=False
     )
     assert isinstance(strategy, PromptStrategy)
     # The shots come from train whatever is converted: the prompts of val and test

@@ -97,7 +97,7 @@ def decide(project_dir: str, no_input: bool, **answers: Any) -> None:
     """
     from adaptlab.config import CONFIG_FILE, ProfileConfig, load_config
     from adaptlab.core.errors import ConfigError
-    from adaptlab.project import Project
+    from adaptlab.engine.project import Project
 
     project = Project.load(project_dir)
     current = project.config.profile.model_dump()
@@ -139,7 +139,7 @@ def decide(project_dir: str, no_input: bool, **answers: Any) -> None:
         if store.latest_run() is None:
             console.print("no finished run yet: 'adaptlab run' measures the candidates")
             return
-    from adaptlab import summarize_project
     from adaptlab.cli.common import print_summary
+    from adaptlab.engine import summarize_project
 
     print_summary(summarize_project(Project.load(project_dir)))

@@ -1,7 +1,7 @@
 """``adaptlab export``: what a project made, in a form other tools read.
 
 ``export --candidate NAME DIR`` (``export candidate``) writes a candidate as a
-self-contained model folder (:mod:`adaptlab.serve.artifact`); ``export results``
+self-contained model folder (:mod:`adaptlab.engine.artifact`); ``export results``
 writes a run's figures as JSON or CSV (see :mod:`adaptlab.evaluation.export`).
 """
 
@@ -60,8 +60,8 @@ def candidate(project_dir: str, name: str, run_id: str | None, fmt: str, folder:
     """
     from adaptlab.cli.common import require_runs
     from adaptlab.cli.progress import RichProgress
-    from adaptlab.project import Project
-    from adaptlab.serve.artifact import export_candidate
+    from adaptlab.engine.artifact import export_candidate
+    from adaptlab.engine.project import Project
 
     project = Project.load(project_dir)
     require_runs(project)
@@ -111,10 +111,10 @@ def results(project_dir: str, run_id: str | None, fmt: str | None, output: str |
     adaptlab export results -p my-task -o results.csv
     adaptlab export results -p my-task --run-id 3fa1 --format csv
     """
-    from adaptlab import summarize_project
     from adaptlab.cli.common import require_runs
+    from adaptlab.engine import summarize_project
+    from adaptlab.engine.project import Project
     from adaptlab.evaluation.export import results_csv, results_json
-    from adaptlab.project import Project
 
     project = Project.load(project_dir)
     require_runs(project)

@@ -18,7 +18,7 @@ from adaptlab.cli.common import console, project_option
 
 if TYPE_CHECKING:
     from adaptlab.config import CandidateConfig, LLMConfig
-    from adaptlab.project import Project
+    from adaptlab.engine.project import Project
 
 
 @dataclass
@@ -39,7 +39,7 @@ class StoredJob:
 def stored_jobs(project: Project) -> list[StoredJob]:
     """Every job file under the project's checkpoints folder, current candidates first."""
     from adaptlab.cli.clean import checkpoints_folder
-    from adaptlab.runner import result_key
+    from adaptlab.engine.runner import result_key
     from adaptlab.train.provider import load_state
 
     folder = checkpoints_folder(project)
@@ -83,7 +83,7 @@ def list_jobs(project_dir: str, offline: bool) -> None:
     from rich.table import Table
 
     from adaptlab.core.errors import AdaptlabError
-    from adaptlab.project import Project
+    from adaptlab.engine.project import Project
     from adaptlab.train.provider import OpenAIJobs
 
     project = Project.load(project_dir)
@@ -119,7 +119,7 @@ def cancel(project_dir: str, target: str) -> None:
     with a message, and 'adaptlab run --force -c NAME' starts a new one.
     """
     from adaptlab.core.errors import AdaptlabError
-    from adaptlab.project import Project
+    from adaptlab.engine.project import Project
     from adaptlab.train.provider import OpenAIJobs, save_state
 
     project = Project.load(project_dir)

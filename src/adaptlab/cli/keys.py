@@ -19,7 +19,7 @@ def keys() -> None:
 
 
 def _conn(project_dir: str) -> object:
-    from adaptlab.project import Project
+    from adaptlab.engine.project import Project
     from adaptlab.store import RunStore
 
     project = Project.load(project_dir)

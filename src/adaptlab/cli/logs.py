@@ -21,7 +21,7 @@ def logs() -> None:
 
 def _open(project_dir: str) -> tuple[object, object]:
     from adaptlab.cli.common import require_runs
-    from adaptlab.project import Project
+    from adaptlab.engine.project import Project
     from adaptlab.store import RunStore
 
     project = Project.load(project_dir)
@@ -48,7 +48,7 @@ def export_command(
     label fields, ready for 'adaptlab run' (as data.path or data.test_path). Shadow
     answers and failed requests are never exported; how many were left out is printed.
     """
-    from adaptlab.project import Project
+    from adaptlab.engine.project import Project
     from adaptlab.serve.logs import export_rows, to_jsonl
     from adaptlab.store import RunStore
 
@@ -117,7 +117,7 @@ def stats_command(project_dir: str, since: str | None) -> None:
     interval); a shadow against the candidate it shadowed with McNemar's test."""
     from adaptlab.cli.common import fitted_table
     from adaptlab.core.format import pct, sig
-    from adaptlab.project import Project
+    from adaptlab.engine.project import Project
     from adaptlab.serve.logs import live_stats
     from adaptlab.store import RunStore
 

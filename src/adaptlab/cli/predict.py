@@ -54,8 +54,8 @@ def predict(
     echo "my card was charged twice" | adaptlab predict --model ./model
     """
     from adaptlab.cli.progress import RichProgress
+    from adaptlab.engine.artifact import load_model, open_candidate
     from adaptlab.serve.answers import answer_json, read_inputs
-    from adaptlab.serve.artifact import load_model, open_candidate
 
     if (candidate is None) == (model_dir is None):
         raise click.UsageError("give either --candidate (with -p) or --model")
@@ -73,7 +73,7 @@ def predict(
             model = load_model(model_dir, progress=progress)
         else:
             from adaptlab.cli.common import require_runs
-            from adaptlab.project import Project
+            from adaptlab.engine.project import Project
 
             project = Project.load(project_dir)
             require_runs(project)

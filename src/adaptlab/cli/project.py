@@ -54,7 +54,7 @@ def init(
     delimiter: str,
 ) -> None:
     """Create a project folder with adaptlab.yaml and its data."""
-    from adaptlab.scaffold import init_project
+    from adaptlab.engine.scaffold import init_project
 
     path = init_project(
         directory,
@@ -85,8 +85,8 @@ def demo(directory: str, full: bool) -> None:
     """
     from adaptlab.cli.run import run_and_summarize
     from adaptlab.config import CONFIG_FILE
+    from adaptlab.engine.scaffold import init_project
     from adaptlab.report import write_report
-    from adaptlab.scaffold import init_project
 
     if not (Path(directory) / CONFIG_FILE).exists():
         init_project(directory, example="support-tickets")
@@ -132,7 +132,7 @@ LLM_TRAINING = ("llm-finetune", "openai-finetune")
 
 
 def _llm_finetunes(directory: str) -> dict[str, str]:
-    from adaptlab.project import Project
+    from adaptlab.engine.project import Project
 
     config = Project.load(directory).config
     return {

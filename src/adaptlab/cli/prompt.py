@@ -26,8 +26,8 @@ def render(project_dir: str, name: str, index: int, text: str | None) -> None:
 
     from adaptlab.backends import load_llm
     from adaptlab.core.errors import ConfigError
-    from adaptlab.planning import fitted_prompt_strategy
-    from adaptlab.project import Project
+    from adaptlab.engine.planning import fitted_prompt_strategy
+    from adaptlab.engine.project import Project
 
     project = Project.load(project_dir)
     cfg = project.config

@@ -46,7 +46,7 @@ def _print_report(report: IndexReport) -> None:
 def index_cmd(project_dir: str) -> None:
     """Index rag.docs: chunk, embed and store; unchanged files are not embedded again."""
     from adaptlab.cli.progress import RichProgress
-    from adaptlab.project import Project
+    from adaptlab.engine.project import Project
     from adaptlab.rag.project import refresh_index
 
     project = Project.load(project_dir)
@@ -67,7 +67,7 @@ def index_cmd(project_dir: str) -> None:
 )
 def query_cmd(project_dir: str, question: str, k: int, mode: str | None) -> None:
     """Show the chunks QUESTION retrieves, best first, with their scores."""
-    from adaptlab.project import Project
+    from adaptlab.engine.project import Project
     from adaptlab.rag.project import open_retriever, rag_config
 
     project = Project.load(project_dir)
@@ -147,8 +147,8 @@ def eval_cmd(
     """Score retrieval of the project's index: nDCG@10, recall@k, MRR, latency p50/p95."""
     import numpy as np
 
+    from adaptlab.engine.project import Project
     from adaptlab.evaluation.stats import bootstrap_stat_ci, percentile
-    from adaptlab.project import Project
     from adaptlab.rag.evaluate import (
         ModeResult,
         measure_latency,

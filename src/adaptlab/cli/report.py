@@ -14,8 +14,8 @@ def build_report(
     run_id: str | None = None,
     output: str | None = None,
 ) -> Path:
-    from adaptlab import summarize_project
-    from adaptlab.project import Project
+    from adaptlab.engine import summarize_project
+    from adaptlab.engine.project import Project
     from adaptlab.report import write_report
     from adaptlab.serve.logs import live_traffic
 

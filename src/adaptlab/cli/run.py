@@ -11,8 +11,8 @@ from rich.text import Text
 from adaptlab.cli.common import console, print_summary, project_option, set_interrupt_hint
 
 if TYPE_CHECKING:
+    from adaptlab.engine.project import Project
     from adaptlab.evaluation.summary import RunSummary
-    from adaptlab.project import Project
 
 
 def run_and_summarize(
@@ -25,10 +25,10 @@ def run_and_summarize(
 
     ``leave_out``: candidate names not to run this time, with the reason shown.
     """
-    from adaptlab import summarize_project
     from adaptlab.cli.progress import RichProgress
-    from adaptlab.project import Project
-    from adaptlab.runner import RunEvents, run_project
+    from adaptlab.engine import summarize_project
+    from adaptlab.engine.project import Project
+    from adaptlab.engine.runner import RunEvents, run_project
 
     project = Project.load(project_dir)
     set_interrupt_hint(
@@ -101,8 +101,8 @@ def print_plan(project_dir: str | Path) -> None:
     from rich.padding import Padding
     from rich.table import Table
 
-    from adaptlab.planning import plan_project
-    from adaptlab.project import Project
+    from adaptlab.engine.planning import plan_project
+    from adaptlab.engine.project import Project
 
     plans = plan_project(Project.load(project_dir))
     remote = [p for p in plans if p.model != "local encoder"]

@@ -49,7 +49,7 @@ def runs(ctx: click.Context, project_dir: str, limit: int) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    from adaptlab.project import Project
+    from adaptlab.engine.project import Project
     from adaptlab.store import RunStore
 
     project = Project.load(project_dir)
@@ -79,8 +79,8 @@ def _runs_table(project: Any, rows: list[Any], counts: dict[str, int]) -> tuple[
     from rich import box
     from rich.table import Table
 
-    from adaptlab import summarize_project
     from adaptlab.core.errors import AdaptlabError
+    from adaptlab.engine import summarize_project
 
     winners: dict[str, tuple[str, str]] = {}
     metrics: set[str] = set()
@@ -149,10 +149,10 @@ def compare_command(ctx: click.Context, run_a: str, run_b: str, project_dir: str
     \b
     adaptlab runs compare -p my-task 3fa1 9bc2
     """
-    from adaptlab import summarize_project
     from adaptlab.cli.common import require_runs
+    from adaptlab.engine import summarize_project
+    from adaptlab.engine.project import Project
     from adaptlab.evaluation.compare_runs import compare_runs
-    from adaptlab.project import Project
     from adaptlab.store import RunStore
     from adaptlab.store.runs import find_run
 

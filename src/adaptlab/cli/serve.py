@@ -128,9 +128,9 @@ def serve(
     from adaptlab.cli.common import require_runs
     from adaptlab.cli.progress import RichProgress
     from adaptlab.core.errors import AdaptlabError
-    from adaptlab.project import Project
+    from adaptlab.engine.artifact import ServedModel, load_model, open_candidate
+    from adaptlab.engine.project import Project
     from adaptlab.serve.app import ServeConfig, create_app
-    from adaptlab.serve.artifact import ServedModel, load_model, open_candidate
     from adaptlab.serve.remote import attach_remote, parse_remote, remote_model
     from adaptlab.serve.routing import DEFAULT_ROUTE, Route, parse_route
 

@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from adaptlab.config import CandidateConfig
     from adaptlab.core.progress import ProgressSink
     from adaptlab.data import Example, Split
+    from adaptlab.engine.project import Project
     from adaptlab.evaluation.scoring import Scorer
-    from adaptlab.project import Project
     from adaptlab.store import RunStore
 
 DEFAULT_SIZES = (25, 50, 100, 200, 500, 1000)
@@ -185,7 +185,7 @@ def run_curves(
     """
     from adaptlab.core.errors import ConfigError
     from adaptlab.core.progress import ProgressSink
-    from adaptlab.runner import _Models, result_key, run_candidate
+    from adaptlab.engine.runner import Models, result_key, run_candidate
     from adaptlab.store import RunStore
     from adaptlab.store.lock import RunLock
 
@@ -230,7 +230,7 @@ def run_curves(
         if cand not in chosen:  # changed for the curve: the full point is its own result
             plan.append((cand, len(split.train), 0, split, result_key(measured, cand, split)))
     project.prepare_state()
-    models = _Models(measured)
+    models = Models(measured)
     points: list[CurvePoint] = []
     with (
         RunLock(project.run_lock_path).acquire(lambda holder: None),

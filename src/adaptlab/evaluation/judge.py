@@ -139,7 +139,7 @@ class Judge:
         return scores
 
     def _check_available(self, requests: Sequence[ChatRequest]) -> None:
-        from adaptlab.runner import llm_unavailable
+        from adaptlab.engine.runner import llm_unavailable
 
         identity = self.runner.identity
         missing = sum(self.cache.get(r.cache_key(identity)) is None for r in requests)

@@ -21,7 +21,7 @@ from adaptlab.core.errors import ConfigError
 if TYPE_CHECKING:
     from adaptlab.config import ProjectConfig, RagConfig
     from adaptlab.core.progress import ProgressSink
-    from adaptlab.project import Project
+    from adaptlab.engine.project import Project
     from adaptlab.rag.embedders import Embedder
     from adaptlab.rag.index import IndexReport, IndexSettings
     from adaptlab.rag.search import Hit, Retriever, VectorStore

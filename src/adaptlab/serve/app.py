@@ -34,8 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from adaptlab.core.types import Prediction
+from adaptlab.engine.artifact import ServedModel
 from adaptlab.serve.answers import answer_json, answer_text
-from adaptlab.serve.artifact import ServedModel
 from adaptlab.serve.batching import Batcher
 from adaptlab.serve.keys import ApiKey, KeyRing
 from adaptlab.serve.log import Feedback, RequestLog, RequestRecord, now, user_hash

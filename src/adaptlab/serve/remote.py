@@ -14,7 +14,7 @@ from typing import Any
 
 from adaptlab.core.errors import AdaptlabError
 from adaptlab.core.types import Prediction
-from adaptlab.serve.artifact import FORMAT, FORMAT_VERSION, Manifest, ServedModel
+from adaptlab.engine.artifact import FORMAT, FORMAT_VERSION, Manifest, ServedModel
 
 
 def parse_remote(spec: str) -> tuple[str, str, str]:

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 
     from adaptlab.config import CandidateConfig, LLMConfig
     from adaptlab.data import Example, Split
+    from adaptlab.engine.project import Project
     from adaptlab.llm.types import ChatRequest
-    from adaptlab.project import Project
     from adaptlab.strategies.llm_finetune.strategy import LLMFinetune
     from adaptlab.strategies.openai_finetune.strategy import OpenAIFinetune
     from adaptlab.strategies.prompting import PromptStrategy
@@ -230,7 +230,7 @@ def context_checks(
 
 def plan_project(project: Project) -> list[CandidatePlan]:
     """A plan row per candidate; nothing is sent and nothing is written."""
-    from adaptlab.runner import llm_unavailable
+    from adaptlab.engine.runner import llm_unavailable
 
     cfg = project.config
     split = project.split()
@@ -268,11 +268,11 @@ def plan_project(project: Project) -> list[CandidatePlan]:
 def fitted_prompt_strategy(project: Project, cand: CandidateConfig, split: Split) -> PromptStrategy:
     """A generative candidate's strategy, fitted (examples picked) but with no model to call:
     what renders the exact prompts of a dry run and of ``adaptlab prompt render``."""
-    from adaptlab.runner import _Models, make_context
+    from adaptlab.engine.runner import Models, make_context
     from adaptlab.strategies.prompting import PromptStrategy
 
     strategy, _ = make_context(
-        project, cand, project.state_dir, _Models(project), ProgressSink(), with_llm=False
+        project, cand, project.state_dir, Models(project), ProgressSink(), with_llm=False
     )
     assert isinstance(strategy, PromptStrategy)
     # Picking the shots is all of a prompt's fitting; a fine-tuning strategy's fit() would

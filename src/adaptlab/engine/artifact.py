@@ -35,7 +35,7 @@ from adaptlab.core.progress import ProgressSink
 from adaptlab.core.types import Prediction
 
 if TYPE_CHECKING:
-    from adaptlab.project import Project
+    from adaptlab.engine.project import Project
     from adaptlab.strategies import Strategy
 
 MANIFEST = "adaptlab-model.json"
@@ -114,10 +114,10 @@ def export_candidate(
     renamed into place, so a failed export leaves nothing behind. Raises
     :class:`ExportError` for an unknown candidate, a result that no longer matches
     ``adaptlab.yaml`` or the data, or a strategy that cannot be exported. ``vllm`` adds
-    what ``vllm serve`` needs (:mod:`adaptlab.serve.vllm`; LoRA candidates only).
+    what ``vllm serve`` needs (:mod:`adaptlab.engine.vllm`; LoRA candidates only).
     """
-    from adaptlab import summarize_project
-    from adaptlab.runner import _Models, make_context, result_key
+    from adaptlab.engine import summarize_project
+    from adaptlab.engine.runner import Models, make_context, result_key
     from adaptlab.store import RunStore
 
     progress = progress or ProgressSink()
@@ -145,7 +145,7 @@ def export_candidate(
     with RunStore(project.store_path) as store:
         stored = store.result(cs.key)
         test_rows = store.predictions(cs.key)
-    models = _Models(project)
+    models = Models(project)
     try:
         strategy, _ = make_context(project, cand, project.checkpoint_dir(cs.key), models, progress)
         cls = type(strategy)
@@ -155,7 +155,7 @@ def export_candidate(
         try:
             manifest = _write(project, cand.name, strategy, tmp, summary, cs, split.fingerprint)
             if vllm:
-                from adaptlab.serve.vllm import write_vllm
+                from adaptlab.engine.vllm import write_vllm
 
                 write_vllm(tmp, manifest, out)
             _write_manifest(tmp, manifest)
@@ -419,7 +419,7 @@ def open_candidate(
     so ``adaptlab predict``, ``adaptlab serve`` and ``adaptlab export`` answer through
     the same files.
     """
-    from adaptlab import summarize_project
+    from adaptlab.engine import summarize_project
 
     summary = summarize_project(project, learning=False)
     chosen = summary.recommendation.winner if name == "best" else name
@@ -665,7 +665,7 @@ def _load_generative(folder: Path, manifest: Manifest, ctx: Any) -> Strategy:
         resolve_model(config.name, progress=ctx.progress)
     ctx.llm = LLMRunner(load_llm(config), cache=None, progress=ctx.progress)
     if manifest.rag_project is not None:
-        from adaptlab.project import Project
+        from adaptlab.engine.project import Project
         from adaptlab.rag.project import ProjectRetrieval
 
         ctx.retrieve = ProjectRetrieval(Project.load(manifest.rag_project), ctx.progress)

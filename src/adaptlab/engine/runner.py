@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from adaptlab.backends.quiet import quiet_library_progress
 from adaptlab.core.progress import ProgressSink
 from adaptlab.data.split import save_split
+from adaptlab.engine.project import Project
 from adaptlab.evaluation.machine import LoadMeter
-from adaptlab.project import Project
 from adaptlab.store import PredictionRow, ResultRow, RunStore
 from adaptlab.store.files import os_error
 from adaptlab.store.lock import RunLock
@@ -183,7 +183,7 @@ def make_context(
     project: Project,
     cand: CandidateConfig,
     workdir: Any,
-    models: _Models,
+    models: Models,
     progress: ProgressSink,
     *,
     with_llm: bool = True,
@@ -218,7 +218,7 @@ def run_candidate(
     cand: CandidateConfig,
     split: Split,
     key: str,
-    models: _Models,
+    models: Models,
     store: RunStore,
     progress: ProgressSink,
     force: bool = False,
@@ -365,7 +365,7 @@ def _consistency(strategy: Strategy, texts: Sequence[str], ev: Any) -> list[Any]
     ]
 
 
-class _Models:
+class Models:
     """The models of a run, each loaded at most once and only when a candidate needs it."""
 
     def __init__(self, project: Project) -> None:
@@ -485,7 +485,7 @@ def run_project(
         outcome = RunOutcome(run_id=run_id, split=split, unavailable=unavailable)
         for name, reason in unavailable.items():
             events.on_unavailable(name, reason)
-        models = _Models(project)
+        models = Models(project)
         with RunStore(project.store_path) as store, contextlib.closing(models):
             store.mark_interrupted()  # we hold the lock: any run still 'running' is dead
             store.start_run(
@@ -516,7 +516,7 @@ def _run_candidates(
     project: Project,
     candidates: Sequence[CandidateConfig],
     keys: dict[str, str],
-    models: _Models,
+    models: Models,
     store: RunStore,
     progress: ProgressSink,
     events: RunEvents,

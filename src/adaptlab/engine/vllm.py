@@ -16,7 +16,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from adaptlab.serve.artifact import ExportError, Manifest
+from adaptlab.engine.artifact import ExportError, Manifest
 
 
 def base_model_id(name: str) -> str:
