@@ -27,15 +27,20 @@ FINETUNE_TARGET = 90.0
 
 
 def few_shot(project_dir: Path, draws: int) -> list[float]:
-    from adaptlab.backends import load_backend
+    import numpy as np
+
+    from adaptlab.backends import EncoderBackend, load_backend
     from adaptlab.engine.project import Project
     from adaptlab.strategies import StrategyContext, get_strategy
+    from adaptlab.strategies.few_shot import FewShot, FewShotOptions
 
     project = Project.load(project_dir)
     split = project.split()
     backend = load_backend(project.config.model)
+    assert isinstance(backend, EncoderBackend), "few-shot needs an encoder backend"
     cls = get_strategy("few-shot")
-    cache: dict = {}  # type: ignore[type-arg]
+    assert issubclass(cls, FewShot)
+    cache: dict[str, np.ndarray] = {}
     texts = [e.text for e in split.test]
     # Embedding the test set once and reusing it is the MTEB protocol; adaptlab's own
     # predict() would embed per draw, which gives the same numbers ten times slower.
@@ -46,7 +51,7 @@ def few_shot(project_dir: Path, draws: int) -> list[float]:
     scores = []
     for seed in range(draws):
         ctx = StrategyContext(backend, dict(project.config.labels), seed, project_dir, _cache=cache)
-        strategy = cls(cls.Options(k=8, selector="stratified"), ctx)
+        strategy = cls(FewShotOptions(k=8, selector="stratified"), ctx)
         strategy.fit(split.train + split.val, [])
         preds = predict_classifier(strategy._model, x_test)
         acc = sum(p.label == e.label for p, e in zip(preds, split.test, strict=True)) / len(texts)

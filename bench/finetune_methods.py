@@ -38,6 +38,7 @@ def main() -> None:
     _, summary = run_and_summarize(args.dir)
     head, setfit = summary.candidate("head"), summary.candidate("setfit")
     for c in (head, setfit):
+        assert c.metrics is not None  # classification candidates
         print(
             f"{c.name}: accuracy {100 * c.accuracy:.1f}% macro-F1 {100 * c.metrics.macro_f1:.1f}% "
             f"fit {c.fit_seconds:.0f} s"

@@ -1,6 +1,6 @@
 """adaptlab's LLM runner against promptfoo: same prompts, same local server, same concurrency.
 
-Starts the fake OpenAI-compatible server (``adaptlab.testing.fake_llm``) as its own
+Starts the fake OpenAI-compatible server (``tests.fakes.fake_llm``) as its own
 process with a fixed latency, sends it N distinct chat prompts through
 ``LLMRunner.run_sync`` (no cache), then through ``promptfoo eval`` (no cache, no
 database writes), and checks that every answer is the one the server gives that
@@ -82,11 +82,12 @@ def expected_prompt_tokens(user: str) -> int:
 
 
 def start_server(latency_ms: float) -> tuple[subprocess.Popen[str], str]:
-    cmd = [sys.executable, "-m", "adaptlab.testing.fake_llm", "--port", "0"]
+    cmd = [sys.executable, "-m", "tests.fakes.fake_llm", "--port", "0"]
     proc = subprocess.Popen(
         [*cmd, "--latency-ms", str(latency_ms)],
         stdout=subprocess.PIPE,
         text=True,
+        cwd=BENCH.parent,  # the server is a test helper: tests/fakes, not the package
     )
     assert proc.stdout is not None
     url = proc.stdout.readline().strip()
@@ -132,8 +133,8 @@ def received(before: int | None, after: int | None) -> int | None:
 
 def run_adaptlab(base_url: str, users: list[str], concurrency: int) -> dict[str, Any]:
     from adaptlab.backends import load_llm
+    from adaptlab.backends.runner import LLMRunner
     from adaptlab.config import LLMConfig
-    from adaptlab.llm.runner import LLMRunner
     from adaptlab.llm.types import ChatRequest, Message
 
     requests = [ChatRequest((Message("system", SYSTEM), Message("user", u))) for u in users]

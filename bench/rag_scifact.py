@@ -116,7 +116,7 @@ def load_average() -> str:
 
 
 def cpu_info() -> tuple[str, set[str]]:
-    model, flags = "unknown CPU", set()
+    model, flags = "unknown CPU", set[str]()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             for line in fh:
@@ -421,17 +421,17 @@ def main() -> int:
     console.print(f"cells: nDCG@10 on the {len(tune)} tuning queries")
 
     console.rule(f"[bold]Retrieval quality on the {len(held)} evaluation queries")
-    table = Table("index · mode", "nDCG@10 [95% CI]", "recall@10", "recall@100", "MRR@10")
+    quality = Table("index · mode", "nDCG@10 [95% CI]", "recall@10", "recall@100", "MRR@10")
     for row in rows:
         r = row.result
-        table.add_row(
+        quality.add_row(
             row.label,
             fmt_ci(row),
             f"{np.mean(r.recall[10]):.3f}",
             f"{np.mean(r.recall[100]):.3f}",
             f"{np.mean(r.mrr10):.3f}",
         )
-    console.print(table)
+    console.print(quality)
     console.print(
         f"95% CI: percentile bootstrap over queries (1,000 resamples). Top {DEPTH} chunks per "
         "query; with chunking a document scores by its best chunk, so recall@100 there "

@@ -30,12 +30,25 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-HP = {
+
+class Hyperparameters(TypedDict):
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float
+    lr: float
+    batch_size: int
+    epochs: float
+
+
+Batching = Literal["shared-prefix", "padding-free", "length-grouped"]
+Precision = Literal["bf16", "fp32"]
+
+HP: Hyperparameters = {
     "lora_r": 16,
     "lora_alpha": 32,
     "lora_dropout": 0.05,
@@ -140,7 +153,7 @@ def measure(trainer: Any, model: Any) -> dict[str, Any]:
 
 
 def run_adaptlab(
-    base: Path, train: list[Any], val: list[Any], batching: str, precision: str
+    base: Path, train: list[Any], val: list[Any], batching: Batching, precision: Precision
 ) -> dict[str, Any]:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -282,7 +295,7 @@ def main() -> None:
     datasets.disable_progress_bars()
     from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     base = resolve_model("smollm2-135m-instruct")
     TOK = AutoTokenizer.from_pretrained(base)
     train, val = load_chats(args.examples, args.val)

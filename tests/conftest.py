@@ -62,7 +62,7 @@ def example_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def small_project(
-    target: Path, example_project: Path, per_label: int, candidates: list[dict[str, object]]
+    target: Path, example_project: Path, per_label: int, candidates: list[dict[str, Any]]
 ) -> Path:
     """A fast project: ``per_label`` tickets of each label and the given candidates."""
     import yaml
@@ -98,7 +98,7 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def adaptlab_process(*args: str, **kw: object) -> subprocess.Popen[str]:
+def adaptlab_process(*args: str) -> subprocess.Popen[str]:
     """``python -m adaptlab ARGS`` in the background, output unbuffered and unwrapped."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
     return subprocess.Popen(
@@ -107,7 +107,6 @@ def adaptlab_process(*args: str, **kw: object) -> subprocess.Popen[str]:
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
-        **kw,  # type: ignore[arg-type]
     )
 
 

@@ -25,7 +25,7 @@ from adaptlab.llm.types import (
     TransientError,
     retry_after_seconds,
 )
-from adaptlab.testing import FakeLLMServer, FaultPlan
+from tests.fakes import FakeLLMServer, FaultPlan
 
 KEY = "sk-ant-test-SECRET-4242"
 MODEL = "claude-haiku-4-5"

@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -25,7 +27,7 @@ GOOD = [
 ]
 
 
-def jsonl(rows: list[object]) -> bytes:
+def jsonl(rows: Sequence[object]) -> bytes:
     return "".join(json.dumps(r) + "\n" for r in rows).encode()
 
 
@@ -95,7 +97,9 @@ DATA_CASES = [
 ]
 
 
-def _write_project(root: Path, data_name: str, data: bytes, *, config: dict | None = None) -> Path:
+def _write_project(
+    root: Path, data_name: str, data: bytes, *, config: dict[str, Any] | None = None
+) -> Path:
     root.mkdir(parents=True)
     (root / "data").mkdir()
     (root / "data" / data_name).write_bytes(data)

@@ -1,7 +1,7 @@
 """Chat JSONL: ``adaptlab data check FILE`` and ``adaptlab data convert``, through the CLI.
 
 Each broken file in ``tests/data/chat/`` stops ``data check`` with its documented error
-(the codes of :mod:`adaptlab.data.chat`), naming the file and line and a fix; a valid
+(the codes of :mod:`adaptlab.train.chat_file`), naming the file and line and a fix; a valid
 file prints its statistics; a project converted with ``data convert`` passes the check.
 """
 
@@ -197,7 +197,7 @@ def _tiny_tokenizer_folder(folder: Path, window: int, prefix: str = "") -> Any:
     words = ["<unk>", "<|im_start|>", "<|im_end|>", "user", "assistant", "yes", "no"]
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")  # type: ignore[no-untyped-call]
     fast.chat_template = prefix + (
         "{% for m in messages %}<|im_start|> {{ m.role }} {{ m.content }} <|im_end|> {% endfor %}"
     )

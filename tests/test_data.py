@@ -9,7 +9,7 @@ from adaptlab.data.validate import normalise
 
 
 def _examples() -> list[Example]:
-    out = []
+    out: list[Example] = []
     for label, n in (("a", 40), ("b", 30), ("c", 10)):
         out += [
             Example(f"{label} example number {i}", label, "d.jsonl", len(out) + 1 + i)

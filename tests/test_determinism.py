@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from adaptlab.engine.project import Project
 from adaptlab.engine.runner import run_project
 from adaptlab.store import RunStore
 from tests.conftest import small_project
 
-CANDIDATES = [
+CANDIDATES: list[dict[str, Any]] = [
     {"name": "zero-shot", "strategy": "zero-shot"},
     {"name": "few-shot", "strategy": "few-shot", "params": {"k": 4}},
     {"name": "rag", "strategy": "rag", "params": {"top_k": 5}},

@@ -14,8 +14,8 @@ import yaml
 from adaptlab import Project, run_project
 from adaptlab.config import LLMConfig
 from adaptlab.llm.prices import price_for
-from adaptlab.testing.fake_llm import FakeLLMServer
 from tests.conftest import small_project
+from tests.fakes.fake_llm import FakeLLMServer
 from tests.test_llm_runs import Oracle
 
 TEMPLATE = """\

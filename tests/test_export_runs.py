@@ -15,10 +15,10 @@ import pytest
 
 from adaptlab.engine import summarize_project
 from adaptlab.engine.project import Project
+from adaptlab.engine.summary import ProjectSummary
 from adaptlab.evaluation.compare_runs import compare_runs
-from adaptlab.evaluation.export import candidate_records
 from adaptlab.evaluation.stats import holm, mcnemar
-from adaptlab.evaluation.summary import RunSummary
+from adaptlab.report.results import candidate_records
 from adaptlab.store import PredictionRow, ResultRow, RunStore
 from tests.hostile.conftest import write_project
 from tests.hostile.projects import stored_project
@@ -103,7 +103,7 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
-def _summary(root: Path, run_id: str | None = None) -> RunSummary:
+def _summary(root: Path, run_id: str | None = None) -> ProjectSummary:
     return summarize_project(Project.load(root), run_id)
 
 

@@ -14,13 +14,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx2
 import openai
 import pytest
 
-from adaptlab.testing import FakeLLMServer, FaultPlan, fail_first, prompt_tokens
+from tests.fakes import FakeLLMServer, FaultPlan, fail_first, prompt_tokens
 
 MESSAGES: list[Any] = [
     {"role": "system", "content": "You sort support tickets."},
@@ -309,10 +310,11 @@ def test_concurrent_requests_overlap() -> None:
 
 def test_command_line_prints_base_url_and_serves() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "adaptlab.testing.fake_llm", "--port", "0", "--latency-ms", "10"],
+        [sys.executable, "-m", "tests.fakes.fake_llm", "--port", "0", "--latency-ms", "10"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        cwd=Path(__file__).resolve().parents[1],  # tests.fakes imports from the repo root
     )
     try:
         assert proc.stdout is not None

@@ -66,7 +66,7 @@ def tiny_llama(seed: int) -> Any:
         pad_token_id=tok.pad_token_id,
     )
     torch.manual_seed(seed)
-    return LlamaForCausalLM(config).eval()
+    return LlamaForCausalLM(config).eval()  # type: ignore[no-untyped-call]
 
 
 def save(model: Any, folder: Path, chat_template: str | None = None) -> Path:
@@ -89,7 +89,7 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "chat": save(model, root / "chat", CHAT_TEMPLATE),
     }
     lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    get_peft_model(model, lora).save_pretrained(root / "lora")
+    get_peft_model(model, lora).save_pretrained(str(root / "lora"))
     folders["lora"] = root / "lora"
     return folders
 
@@ -113,7 +113,7 @@ def direct_greedy(path: Path, prompt_ids: list[int], n: int) -> list[int]:
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True).eval()
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True).eval()  # type: ignore[no-untyped-call]
     with torch.inference_mode():
         out = model.generate(torch.tensor([prompt_ids]), max_new_tokens=n, do_sample=False)
     ids: list[int] = out[0, len(prompt_ids) :].tolist()
@@ -284,7 +284,7 @@ def test_a_project_runs_on_a_local_model_with_an_adapter(
     model.config.max_position_embeddings = 2048
     base = save(model, tmp_path / "base")
     lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    get_peft_model(model, lora).save_pretrained(tmp_path / "lora")
+    get_peft_model(model, lora).save_pretrained(str(tmp_path / "lora"))
     project = small_project(
         tmp_path / "p",
         example_project,

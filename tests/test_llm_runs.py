@@ -1,6 +1,6 @@
 """Generative candidates against a real localhost OpenAI-compatible server.
 
-The server (``adaptlab.testing.fake_llm``) speaks the chat-completions protocol
+The server (``tests.fakes.fake_llm``) speaks the chat-completions protocol
 over HTTP, streaming included, and injects faults; the official ``openai`` client
 is what talks to it. The responder answers from the data's own labels, so a run
 that survives its faults must score 100 %.
@@ -25,15 +25,16 @@ import yaml
 
 from adaptlab import Project, run_project, summarize_project
 from adaptlab.core.errors import AdaptlabError
-from adaptlab.testing.fake_llm import ChatCall, FakeLLMServer, fail_first
 from tests.conftest import adaptlab_process, small_project
+from tests.fakes.fake_llm import ChatCall, FakeLLMServer, fail_first
 
 INPUT = re.compile(r"<input>\n(.*?)\n</input>|^Ticket: (.*?)\n\nReply", re.S | re.M)
 
 
 def input_of(call: ChatCall) -> str:
     """The ticket a prompt asks about (the last input; earlier ones are examples)."""
-    return next(a or b for a, b in reversed(INPUT.findall(call.user_text)))
+    found: list[tuple[str, str]] = INPUT.findall(call.user_text)
+    return next(a or b for a, b in reversed(found))
 
 
 class Oracle:
@@ -41,7 +42,7 @@ class Oracle:
 
     def __init__(self, project: Path) -> None:
         rows = [json.loads(line) for line in (project / "data/tickets.jsonl").open()]
-        self.gold = {r["text"]: r["label"] for r in rows}
+        self.gold: dict[str, str] = {r["text"]: r["label"] for r in rows}
 
     def __call__(self, call: ChatCall) -> str:
         label = self.gold[input_of(call)]

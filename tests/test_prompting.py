@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from adaptlab.backends import runner as llm_runner
 from adaptlab.core.errors import ConfigError
 from adaptlab.data import Example
-from adaptlab.llm import runner as llm_runner
 from adaptlab.llm.parse import extract_answer, parse_label
 from adaptlab.prompts import PromptTemplate
 from adaptlab.strategies import StrategyContext
@@ -157,8 +157,8 @@ def test_rate_limiter_spaces_requests(monkeypatch: pytest.MonkeyPatch) -> None:
         sleeps.append(seconds)
         clock[0] += seconds
 
-    monkeypatch.setattr(llm_runner.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(llm_runner.asyncio, "sleep", fake_sleep)
+    monkeypatch.setattr("adaptlab.backends.runner.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("adaptlab.backends.runner.asyncio.sleep", fake_sleep)
 
     async def go() -> list[float]:
         limiter = llm_runner.RateLimiter(requests_per_minute=60, tokens_per_minute=600)

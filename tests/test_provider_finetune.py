@@ -1,6 +1,6 @@
 """Provider fine-tuning (``openai-finetune``) against a local HTTP server.
 
-:class:`~adaptlab.testing.fake_finetune.FakeFinetuneServer` serves the files and
+:class:`~tests.fakes.fake_finetune.FakeFinetuneServer` serves the files and
 fine-tuning-jobs endpoints and the chat endpoint for the tuned model; the official
 ``openai`` client talks to it. Covered: a job that succeeds, one that fails, one that
 is cancelled (Ctrl-C, then ``adaptlab jobs cancel``; and cancelled at the provider
@@ -26,8 +26,8 @@ from adaptlab import Project, run_project, summarize_project
 from adaptlab.cli.jobs import jobs
 from adaptlab.core.errors import AdaptlabError
 from adaptlab.core.progress import ProgressSink
-from adaptlab.testing.fake_finetune import FakeFinetuneServer
 from tests.conftest import adaptlab_process, run_cli, small_project
+from tests.fakes.fake_finetune import FakeFinetuneServer
 
 BASE = "gpt-4o-mini-2024-07-18"
 # A "hang" job runs until cancelled: a regression that starts a second one would wait
@@ -93,6 +93,7 @@ def test_a_job_that_succeeds_is_evaluated_through_its_fine_tuned_model(
         assert info["fine_tuned_model"] == model
         assert info["provider_job"]["id"] == job.id
         assert info["trained_tokens"] == job.trained_tokens
+        assert job.trained_tokens is not None
         assert info["estimated_epochs"] == 2 and info["train_examples"] == len(train_records)
         assert info["actual_cost_usd"] == pytest.approx(job.trained_tokens * 3 / 1e6)
         assert info["estimated_cost_usd"] > 0
@@ -139,7 +140,8 @@ def _assert_priced_as_the_fine_tuned_model(project: Path, trained_tokens: int) -
     assert usage and all(i and o for i, o in usage)
 
     def per_1k(price: dict[str, float]) -> float:
-        return sum(i * price["input"] + o * price["output"] for i, o in usage) / len(usage) / 1e3
+        total: float = sum(i * price["input"] + o * price["output"] for i, o in usage)
+        return total / len(usage) / 1e3
 
     assert c.api_cost_per_1k_usd == pytest.approx(per_1k(tuned))
     assert c.cost_per_1k_usd == pytest.approx(per_1k(tuned)) and c.price_kind == "table"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from adaptlab.evaluation.summary import RunSummary, summarize
+from adaptlab.engine.summary import ProjectSummary, summarize_run
 from adaptlab.store import PredictionRow, ResultRow, RunStore
 
 LABELS = ["a", "b"]
@@ -13,7 +13,9 @@ N = 200
 GOLD = [LABELS[i % 2] for i in range(N)]
 
 
-def _store(tmp_path: Path, spec: dict[str, tuple[int, float, float]], **cost: Any) -> RunSummary:
+def _store(
+    tmp_path: Path, spec: dict[str, tuple[int, float, float]], **cost: Any
+) -> ProjectSummary:
     """spec: name -> (correct rows, predict CPU seconds for N rows, fit CPU seconds)."""
     config = {
         "name": "t",
@@ -56,7 +58,7 @@ def _store(tmp_path: Path, spec: dict[str, tuple[int, float, float]], **cost: An
             store.save_result(result, rows, [])
             store.link("r", pos, name, name, reused=False)
         store.finish_run("r")
-        return summarize(store)
+        return summarize_run(store)
 
 
 def test_significant_lead_wins_even_if_dearer(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from adaptlab.config import ProjectConfig
-from adaptlab.evaluation.summary import RunSummary, summarize
+from adaptlab.engine.summary import ProjectSummary, summarize_run
 from adaptlab.report import render_report, write_report
 from adaptlab.store import PredictionRow, ResultRow, RunStore
 
@@ -116,8 +116,8 @@ def _expected_accuracy(store: RunStore, key: str) -> str:
     return f"{100 * sum(r.predicted == r.gold for r in rows) / len(rows):.1f}%"
 
 
-def _render(store: RunStore) -> tuple[RunSummary, str]:
-    summary = summarize(store)
+def _render(store: RunStore) -> tuple[ProjectSummary, str]:
+    summary = summarize_run(store)
     return summary, render_report(summary)
 
 
@@ -161,7 +161,7 @@ def test_changing_a_stored_prediction_changes_the_report(store: RunStore) -> Non
 
 def test_write_report_is_atomic_and_creates_folders(store: RunStore, tmp_path: Path) -> None:
     target = tmp_path / "deep" / "er" / "report.html"
-    out = write_report(summarize(store), target)
+    out = write_report(summarize_run(store), target)
     assert out == target
     assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert [p.name for p in target.parent.iterdir()] == ["report.html"]  # no temp file left
@@ -193,7 +193,7 @@ def test_disagreement_browser_lists_the_examples_the_candidates_answer_different
 def test_prompts_section_shows_the_template_version_and_the_prompt_escaped(
     store: RunStore,
 ) -> None:
-    summary = summarize(store)
+    summary = summarize_run(store)
     _, page = _render(store)
     assert "No candidate prompts a language model" in page
     summary.candidates[0].info.update(

@@ -10,7 +10,7 @@ import pytest
 
 from adaptlab.data import Example
 from adaptlab.strategies import STRATEGIES, Strategy, StrategyContext, get_strategy
-from adaptlab.strategies.finetune.strategy import _contrastive_pairs
+from adaptlab.train.encoder import contrastive_pairs as _contrastive_pairs
 
 LABELS = {
     "billing": "Charges, invoices, payment methods and subscription fees.",

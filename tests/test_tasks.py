@@ -1,4 +1,8 @@
-"""Extraction and generation tasks end to end, against the localhost OpenAI-compatible server.
+"""Extraction and generation tasks end to end, against scripted models.
+
+The models are the in-process ``fake`` backend answering through the oracles below
+(:func:`~tests.fakes.scripted.scripted`); the judge test keeps the localhost
+OpenAI-compatible server, as it counts the requests the server received.
 
 The fixtures are synthetic: 40 short order emails whose target is
 ``{"customer", "order_id", "items"}``, and 40 questions with a reference answer. The
@@ -26,9 +30,11 @@ from adaptlab import Project, run_project, summarize_project
 from adaptlab.core.errors import DataError
 from adaptlab.data import Example, normalise, split_examples
 from adaptlab.report import render_report
-from adaptlab.testing.fake_llm import ChatCall, FakeLLMServer
+from tests.fakes.fake_llm import FakeLLMServer
+from tests.fakes.scripted import UserText, scripted
 
 TASK_INPUT = re.compile(r"<input>\n(.*?)\n</input>", re.S)
+
 
 # ---------------------------------------------------------------- extraction fixture
 
@@ -72,7 +78,7 @@ class ExtractionOracle:
     def __init__(self) -> None:
         self.by_text = {r["text"]: (i, r["target"]) for i, r in enumerate(order_emails())}
 
-    def __call__(self, call: ChatCall) -> str:
+    def __call__(self, call: UserText) -> str:
         i, target = self.by_text[TASK_INPUT.findall(call.user_text)[-1]]
         answer = dict(target)
         kind = extraction_mistake(i, "<examples>" in call.user_text)
@@ -148,7 +154,7 @@ class GenerationOracle:
         self.by_question = {q["question"]: (i, q["answer"]) for i, q in enumerate(questions())}
         self.judged: list[str] = []
 
-    def __call__(self, call: ChatCall) -> str:
+    def __call__(self, call: UserText) -> str:
         text = call.user_text
         if "<reference>" in text:
             answer = re.search(r"<answer>\n(.*?)\n</answer>", text, re.S)
@@ -171,7 +177,7 @@ def expected_judge(answer: str | None) -> float:
 
 def write_project(
     root: Path,
-    server: FakeLLMServer,
+    server: FakeLLMServer | None,
     *,
     task: str,
     rows: list[dict[str, Any]],
@@ -193,10 +199,7 @@ def write_project(
             "label_field": label_field,
             "test_size": 0.5,
         },
-        "llms": {
-            "chat": {"backend": "openai", "name": "gpt-4o-mini", "base_url": server.base_url},
-            "grader": {"backend": "openai", "name": "gpt-4o", "base_url": server.base_url},
-        },
+        "llms": _llms(server),
         "candidates": candidates,
         "evaluation": {"bootstrap_resamples": 200, "latency_samples": 0},
         **extra,
@@ -205,7 +208,23 @@ def write_project(
     return root
 
 
-EXTRACTION_CANDIDATES = [
+MODELS = ("gpt-4o-mini", "gpt-4o")  # chat and grader, by name, for scripted()
+
+
+def _llms(server: FakeLLMServer | None) -> dict[str, Any]:
+    """The models on ``server``, or (None) the fake backend, answering in ``scripted(...)``."""
+    if server is None:
+        return {
+            "chat": {"backend": "fake", "name": "gpt-4o-mini"},
+            "grader": {"backend": "fake", "name": "gpt-4o"},
+        }
+    return {
+        "chat": {"backend": "openai", "name": "gpt-4o-mini", "base_url": server.base_url},
+        "grader": {"backend": "openai", "name": "gpt-4o", "base_url": server.base_url},
+    }
+
+
+EXTRACTION_CANDIDATES: list[dict[str, Any]] = [
     {"name": "zero", "strategy": "llm-zero-shot", "llm": "chat"},
     {"name": "few", "strategy": "llm-few-shot", "llm": "chat", "params": {"shots": 3}},
 ]
@@ -235,10 +254,10 @@ def stored(
 
 def test_extraction_field_scores_and_format_validity(tmp_path: Path) -> None:
     oracle = ExtractionOracle()
-    with FakeLLMServer(oracle) as server:
+    with scripted(oracle, *MODELS):
         project = write_project(
             tmp_path / "p",
-            server,
+            None,
             task="extraction",
             rows=order_emails(),
             candidates=EXTRACTION_CANDIDATES,
@@ -254,7 +273,7 @@ def test_extraction_field_scores_and_format_validity(tmp_path: Path) -> None:
         rows = stored(project, cand.name)
         assert len(rows) == summary.split["test"] == 20 == cand.n  # nothing dropped
         fields: dict[str, Counter[str]] = {f: Counter() for f in ("customer", "order_id", "items")}
-        kinds = Counter()
+        kinds: Counter[str] = Counter()
         for text, gold_json, predicted, status in rows:
             gold = json.loads(gold_json)
             assert gold_json == json.dumps(gold, sort_keys=True, ensure_ascii=False)
@@ -320,10 +339,10 @@ def kinds_of(project: Path, name: str) -> set[str]:
 
 
 def test_extraction_report_and_table(tmp_path: Path) -> None:
-    with FakeLLMServer(ExtractionOracle()) as server:
+    with scripted(ExtractionOracle(), *MODELS):
         project = write_project(
             tmp_path / "p",
-            server,
+            None,
             task="extraction",
             rows=order_emails(),
             candidates=EXTRACTION_CANDIDATES,
@@ -359,10 +378,10 @@ def test_extraction_report_and_table(tmp_path: Path) -> None:
 
 
 def test_generation_token_f1_exact_match_and_unparsed(tmp_path: Path) -> None:
-    with FakeLLMServer(GenerationOracle()) as server:
+    with scripted(GenerationOracle(), *MODELS):
         project = write_project(
             tmp_path / "p",
-            server,
+            None,
             task="generation",
             rows=questions(),
             candidates=GENERATION_CANDIDATES,
@@ -414,10 +433,10 @@ def test_generation_token_f1_exact_match_and_unparsed(tmp_path: Path) -> None:
 
 
 def test_generation_exact_match_uses_mcnemar(tmp_path: Path) -> None:
-    with FakeLLMServer(GenerationOracle()) as server:
+    with scripted(GenerationOracle(), *MODELS):
         project = write_project(
             tmp_path / "p",
-            server,
+            None,
             task="generation",
             rows=questions(),
             candidates=GENERATION_CANDIDATES,
@@ -443,10 +462,10 @@ def test_generation_exact_match_uses_mcnemar(tmp_path: Path) -> None:
 def test_generation_similarity_is_the_encoders_cosine(tmp_path: Path, backend: Any) -> None:
     import numpy as np
 
-    with FakeLLMServer(GenerationOracle()) as server:
+    with scripted(GenerationOracle(), *MODELS):
         project = write_project(
             tmp_path / "p",
-            server,
+            None,
             task="generation",
             rows=questions(),
             candidates=GENERATION_CANDIDATES,
@@ -552,16 +571,15 @@ def test_extraction_target_errors_name_file_line_and_fix(tmp_path: Path) -> None
     ]
     rows[2]["target"] = ["A-1002", "desk lamp"]  # line 3: an array, not an object
     rows[4]["target"] = {**rows[4]["target"], "order_id": 1004}  # line 5: breaks the schema
-    with FakeLLMServer(ExtractionOracle()) as server:
-        project = write_project(
-            tmp_path / "p",
-            server,
-            task="extraction",
-            rows=rows,
-            candidates=EXTRACTION_CANDIDATES,
-            label_field="target",
-            schema=SCHEMA,
-        )
+    project = write_project(
+        tmp_path / "p",
+        None,
+        task="extraction",
+        rows=rows,
+        candidates=EXTRACTION_CANDIDATES,
+        label_field="target",
+        schema=SCHEMA,
+    )
     err = _data_error(project)
     by_line = {i.line: i for i in err.issues}
     assert set(by_line) == {3, 5}
@@ -574,16 +592,15 @@ def test_extraction_target_errors_name_file_line_and_fix(tmp_path: Path) -> None
 
 
 def test_extraction_csv_cells_hold_json_and_conflicts_are_caught(tmp_path: Path) -> None:
-    with FakeLLMServer(ExtractionOracle()) as server:
-        project = write_project(
-            tmp_path / "p",
-            server,
-            task="extraction",
-            rows=[],
-            candidates=EXTRACTION_CANDIDATES,
-            label_field="target",
-            schema=SCHEMA,
-        )
+    project = write_project(
+        tmp_path / "p",
+        None,
+        task="extraction",
+        rows=[],
+        candidates=EXTRACTION_CANDIDATES,
+        label_field="target",
+        schema=SCHEMA,
+    )
     rows = order_emails(6)
     rows.append({"text": rows[0]["text"], "target": {**rows[0]["target"], "items": []}})
     with (project / "data/examples.csv").open("w", newline="", encoding="utf-8") as fh:
@@ -605,16 +622,15 @@ def test_extraction_csv_cells_hold_json_and_conflicts_are_caught(tmp_path: Path)
 def test_generation_empty_reference_is_a_data_error(tmp_path: Path) -> None:
     rows: list[dict[str, Any]] = questions(6)
     rows[3]["answer"] = "   "  # line 4
-    with FakeLLMServer(GenerationOracle()) as server:
-        project = write_project(
-            tmp_path / "p",
-            server,
-            task="generation",
-            rows=rows,
-            candidates=GENERATION_CANDIDATES,
-            input_field="question",
-            label_field="answer",
-        )
+    project = write_project(
+        tmp_path / "p",
+        None,
+        task="generation",
+        rows=rows,
+        candidates=GENERATION_CANDIDATES,
+        input_field="question",
+        label_field="answer",
+    )
     err = _data_error(project)
     assert len(err.issues) == 1
     issue = err.issues[0]
@@ -628,25 +644,24 @@ def test_data_check_command_for_every_task(tmp_path: Path) -> None:
 
     from adaptlab.cli import cli
 
-    with FakeLLMServer(GenerationOracle()) as server:
-        extraction = write_project(
-            tmp_path / "e",
-            server,
-            task="extraction",
-            rows=order_emails(),
-            candidates=EXTRACTION_CANDIDATES,
-            label_field="target",
-            schema=SCHEMA,
-        )
-        generation = write_project(
-            tmp_path / "g",
-            server,
-            task="generation",
-            rows=questions(),
-            candidates=GENERATION_CANDIDATES,
-            input_field="question",
-            label_field="answer",
-        )
+    extraction = write_project(
+        tmp_path / "e",
+        None,
+        task="extraction",
+        rows=order_emails(),
+        candidates=EXTRACTION_CANDIDATES,
+        label_field="target",
+        schema=SCHEMA,
+    )
+    generation = write_project(
+        tmp_path / "g",
+        None,
+        task="generation",
+        rows=questions(),
+        candidates=GENERATION_CANDIDATES,
+        input_field="question",
+        label_field="answer",
+    )
     runner = CliRunner()
     out = runner.invoke(cli, ["data", "check", "-p", str(extraction)], catch_exceptions=False)
     assert out.exit_code == 0, out.output

@@ -6,18 +6,15 @@ import numpy as np
 import pytest
 from jsonschema.exceptions import SchemaError
 
+from adaptlab.data.json_fields import extract_json, field_group, flatten_fields, validate_json
 from adaptlab.evaluation.text_metrics import (
     Counts,
     embedding_similarity,
     exact_match,
-    extract_json,
     extraction_metrics,
-    field_group,
     field_scores,
-    flatten_fields,
     normalize_answer,
     token_f1,
-    validate_json,
 )
 
 # ------------------------------------------------------------------ short answers

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from adaptlab.core.version import __version__
 
 __all__ = [
     "AdaptlabError",
@@ -31,15 +31,15 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from adaptlab.engine import Project, init_project, run_project, summarize_project
+    from adaptlab.engine import Project, init_project, load_config, run_project, summarize_project
     from adaptlab.report import write_report
 
-from adaptlab.config import load_config
 from adaptlab.core.errors import AdaptlabError
 
 _LAZY = {
     "Project": "adaptlab.engine",
     "init_project": "adaptlab.engine",
+    "load_config": "adaptlab.engine",
     "run_project": "adaptlab.engine",
     "summarize_project": "adaptlab.engine",
     "write_report": "adaptlab.report",

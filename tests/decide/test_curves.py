@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,14 +13,9 @@ import pytest
 from adaptlab import Project, run_project
 from adaptlab.core.progress import ProgressSink
 from adaptlab.data import Example
-from adaptlab.decide.curves import (
-    CurvePoint,
-    PowerLaw,
-    crossing,
-    fit_power_law,
-    nested_subsets,
-    run_curves,
-)
+from adaptlab.decide.curves import PowerLaw, crossing, fit_power_law
+from adaptlab.engine.curves import nested_subsets, run_curves
+from adaptlab.evaluation.learning import CurvePoint
 from tests.conftest import run_cli, small_project
 
 
@@ -70,7 +66,7 @@ def test_the_power_law_fit_recovers_its_parameters_and_the_crossing() -> None:
 
 @pytest.mark.slow
 def test_curves_are_stored_and_never_trained_twice(tmp_path: Path, example_project: Path) -> None:
-    cands = [
+    cands: list[dict[str, Any]] = [
         {"name": "few-shot", "strategy": "few-shot", "params": {"k": 2}},
         {"name": "knn", "strategy": "rag", "params": {"top_k": 3}},
         {"name": "zero-shot", "strategy": "zero-shot"},
@@ -118,7 +114,8 @@ def test_curves_are_stored_and_never_trained_twice(tmp_path: Path, example_proje
 
 
 def test_curve_changes_name_the_crossings_that_involve_the_winner() -> None:
-    from adaptlab.decide.curves import Crossing, LearningCurves, curve_changes
+    from adaptlab.decide.curves import Crossing, LearningCurves
+    from adaptlab.decide.explain import curve_changes
 
     crossings = [
         # a rival expected to pass the winner beyond the 500 train examples

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from adaptlab.engine.summary import ProjectSummary, summarize_run
 from adaptlab.evaluation.stats import holm, median_ci, minimum_detectable_difference
-from adaptlab.evaluation.summary import RunSummary, summarize
 from adaptlab.store import PredictionRow, ResultRow, RunStore
 
 LABELS = ["a", "b"]
@@ -57,7 +57,7 @@ def _rows(gold: list[str], correct: Span) -> list[PredictionRow]:
 
 def _store(
     tmp_path: Path, spec: dict[str, tuple[Span, Span]], n_val: int = 200, **profile: Any
-) -> RunSummary:
+) -> ProjectSummary:
     """spec: name -> (correct on val, correct on test); 200 test examples."""
     gold_test = [LABELS[i % 2] for i in range(200)]
     gold_val = [LABELS[i % 2] for i in range(n_val)]
@@ -89,7 +89,7 @@ def _store(
             )
             store.link("r", pos, name, name, reused=False)
         store.finish_run("r")
-        return summarize(store)
+        return summarize_run(store)
 
 
 def test_the_winner_is_chosen_on_val_and_reported_on_test(tmp_path: Path) -> None:
@@ -110,8 +110,8 @@ def test_holm_guards_a_winner_against_several_rivals(tmp_path: Path) -> None:
     # each rival is right on rows 30-164 of val, the leader on 0-149: 30 against 15
     # discordant rows, McNemar chi2 (|30-15|-1)^2/45 = 4.36, p = 0.037 each; Holm over
     # three comparisons makes that 0.11, so no winner is declared significant
-    rival = ((30, 165), 150)
-    spec = {"lead": (150, 150), "r1": rival, "r2": rival, "r3": rival}
+    rival: tuple[Span, Span] = ((30, 165), 150)
+    spec: dict[str, tuple[Span, Span]] = {"lead": (150, 150), "r1": rival, "r2": rival, "r3": rival}
     s = _store(tmp_path, spec)
     raw = [s.candidate(n).vs_chosen.p_value for n in ("r1", "r2", "r3")]  # type: ignore[union-attr]
     assert all(p < 0.05 for p in raw), raw

@@ -21,8 +21,8 @@ import yaml
 from adaptlab import Project, run_project, summarize_project
 from adaptlab.core.progress import ProgressSink
 from adaptlab.decide.economics import break_even_volume
-from adaptlab.testing.fake_finetune import FakeFinetuneServer
 from tests.conftest import run_cli
+from tests.fakes.fake_finetune import FakeFinetuneServer
 
 pytestmark = pytest.mark.timeout(180)
 BASE = "gpt-4o-mini-2024-07-18"

@@ -13,9 +13,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from adaptlab.config import load_config
+from adaptlab.engine import load_config
 from adaptlab.store import PredictionRow, ResultRow, RunStore
-from adaptlab.testing.fake_llm import ChatCall
+from tests.fakes.fake_llm import ChatCall
 from tests.hostile.conftest import GOOD, LABELS, base_config, write_project
 
 _INPUT = re.compile(r"<input>\n(.*?)\n</input>", re.S)

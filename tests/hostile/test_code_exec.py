@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -262,7 +263,7 @@ def _pickle_bomb(marker: Path) -> bytes:
     return _torch_file({"model": _Payload(marker)})
 
 
-CHECKPOINTS = {
+CHECKPOINTS: dict[str, Callable[[Path], bytes]] = {
     "torch-pickle-payload": lambda m: _pickle_bomb(m),
     "raw-pickle-payload": lambda m: pickle.dumps(_Payload(m)),
     "random-bytes": lambda m: os.urandom(4096),

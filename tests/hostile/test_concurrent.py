@@ -21,8 +21,8 @@ import pytest
 
 from adaptlab.store import MIGRATIONS
 from adaptlab.store.lock import RunLock
-from adaptlab.testing.fake_llm import FakeLLMServer
 from tests.conftest import adaptlab_process
+from tests.fakes.fake_llm import FakeLLMServer
 from tests.hostile.projects import llm_project, oracle, run_statuses, stored_project
 
 pytestmark = pytest.mark.timeout(180)

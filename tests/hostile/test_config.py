@@ -426,7 +426,7 @@ def test_device_index_beyond_count(cli: Any, tmp_path: Path, one_gpu: None) -> N
 def test_cpu_config_does_not_import_torch(tmp_path: Path) -> None:
     root = _write(tmp_path, BASE + "model:\n  device: cpu\n")
     code = (
-        "import sys; from adaptlab.config import load_config; "
+        "import sys; from adaptlab.engine import load_config; "
         f"load_config({str(root)!r}); assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

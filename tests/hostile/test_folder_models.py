@@ -33,7 +33,7 @@ def test_checkpoint_write_on_a_full_disk(tmp_path: Path, monkeypatch: pytest.Mon
     import torch
 
     from adaptlab.core.errors import AdaptlabError
-    from adaptlab.strategies.finetune import checkpoint
+    from adaptlab.train import checkpoint
 
     def full(obj: object, f: object) -> None:
         raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 0 vs 64")

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from adaptlab.engine.project import Project
-from adaptlab.testing.fake_llm import ChatCall, FakeLLMServer, fail_first, with_reasoning
+from tests.fakes.fake_llm import ChatCall, FakeLLMServer, fail_first, with_reasoning
 from tests.hostile.conftest import GOOD, LABELS, base_config, jsonl, write_project
 
 _INPUT = re.compile(r"<input>\n(.*?)\n</input>", re.S)
@@ -526,7 +526,7 @@ def test_a_retry_after_beyond_what_anyone_waits_stops_with_the_wait(
 def test_a_long_retry_after_is_announced_then_waited(
     cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import adaptlab.llm.runner as runner
+    import adaptlab.backends.runner as runner
 
     monkeypatch.setattr(runner, "LONG_WAIT_S", 0.1)  # so a 0.4 s wait counts as long
     with FakeLLMServer(oracle, faults=fail_first(1, "429:0.4")) as server:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from adaptlab.store import RunStore
-from adaptlab.testing.fake_llm import FakeLLMServer
+from tests.fakes.fake_llm import FakeLLMServer
 from tests.hostile.conftest import GOOD, jsonl, write_project
 from tests.hostile.projects import llm_project, oracle, run_statuses, stored_project
 
@@ -222,8 +222,10 @@ def test_a_read_only_store_file(
 
     def read_only(path: Any, *args: Any, **kw: Any) -> sqlite3.Connection:
         if Path(path) == db:
-            return real(f"file:{db}?mode=ro", *args, uri=True, **kw)
-        return real(path, *args, **kw)
+            conn: sqlite3.Connection = real(f"file:{db}?mode=ro", *args, uri=True, **kw)
+        else:
+            conn = real(path, *args, **kw)
+        return conn
 
     monkeypatch.setattr("adaptlab.store.files.sqlite3.connect", read_only)
     cli("run", "-p", root).error("runs.db", "writable")

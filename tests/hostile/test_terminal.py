@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from adaptlab import Project, summarize_project
-from adaptlab.testing.fake_llm import FakeLLMServer
 from tests.conftest import adaptlab_process
+from tests.fakes.fake_llm import FakeLLMServer
 from tests.hostile.conftest import GOOD, base_config, jsonl, write_project
 from tests.hostile.projects import llm_project, oracle, stored_project
 

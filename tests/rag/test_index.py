@@ -531,11 +531,11 @@ def test_file_vanishing_mid_index_is_skipped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import adaptlab.rag.index as index_module
+    from adaptlab.rag.documents import read_bytes as real
 
     docs = tmp_path / "docs"
     write(docs / "stays.md", "# Stays\n\nstill here\n")
     write(docs / "vanishes.md", "# Vanishes\n\ngone soon\n")
-    real = index_module.read_bytes
 
     def read_bytes(path: Path, max_file_mb: float) -> bytes:
         if path.name == "vanishes.md":

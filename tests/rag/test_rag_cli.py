@@ -18,7 +18,7 @@ from adaptlab.core.errors import AdaptlabError
 from adaptlab.engine.project import Project
 from adaptlab.rag.metrics import mrr_at_k, ndcg_at_k, read_qrels, recall_at_k
 from adaptlab.rag.search import Retriever
-from adaptlab.testing.fake_llm import FakeLLMServer
+from tests.fakes.fake_llm import FakeLLMServer
 
 ARTICLES = {
     "refunds.md": "# Refunds\n\nCard refunds reach your account within five business days.\n",
@@ -91,12 +91,14 @@ def test_metrics_agree_with_trec_eval() -> None:
     ref = ev.evaluate(run)
     top10 = {q: dict(sorted(r.items(), key=lambda kv: -kv[1])[:10]) for q, r in run.items()}
     mrr_ref = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(top10)
-    for q, r in run.items():
+    for qid, r in run.items():
         ranked = [d for d, _ in sorted(r.items(), key=lambda kv: -kv[1])]
-        assert ndcg_at_k(ranked, qrels[q], 10) == pytest.approx(ref[q]["ndcg_cut_10"], abs=1e-9)
-        assert recall_at_k(ranked, qrels[q], 5) == pytest.approx(ref[q]["recall_5"], abs=1e-9)
-        assert recall_at_k(ranked, qrels[q], 20) == pytest.approx(ref[q]["recall_20"], abs=1e-9)
-        assert mrr_at_k(ranked, qrels[q], 10) == pytest.approx(mrr_ref[q]["recip_rank"], abs=1e-9)
+        assert ndcg_at_k(ranked, qrels[qid], 10) == pytest.approx(ref[qid]["ndcg_cut_10"], abs=1e-9)
+        assert recall_at_k(ranked, qrels[qid], 5) == pytest.approx(ref[qid]["recall_5"], abs=1e-9)
+        assert recall_at_k(ranked, qrels[qid], 20) == pytest.approx(ref[qid]["recall_20"], abs=1e-9)
+        assert mrr_at_k(ranked, qrels[qid], 10) == pytest.approx(
+            mrr_ref[qid]["recip_rank"], abs=1e-9
+        )
 
 
 @pytest.mark.parametrize(

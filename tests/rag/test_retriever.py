@@ -292,7 +292,7 @@ def test_distinctive_phrase_finds_its_document_first(retriever: Retriever, mode:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_identical_documents_tie_and_the_lower_row_wins(retriever: Retriever, mode: str) -> None:
-    hits = retriever.search("zeppelin freight", 2, mode=mode)  # type: ignore[arg-type]
+    hits = retriever.search("zeppelin freight", 2, mode=mode)
     assert sorted(_docs(hits)) == ["archive/shipping", "shipping"]
     assert hits[0].row < hits[1].row
     if mode != "rrf":  # rrf scores ranks, and the tie is already broken in each ranking
@@ -314,7 +314,7 @@ def test_hybrid_weight_one_is_dense_and_zero_is_bm25(retriever: Retriever) -> No
 @pytest.mark.parametrize("mode", MODES)
 def test_k_larger_than_the_corpus(retriever: Retriever, mode: str) -> None:
     n = len(retriever.index.chunks)
-    hits = retriever.search("warranty claims", 10 * n, mode=mode, depth=5)  # type: ignore[arg-type]
+    hits = retriever.search("warranty claims", 10 * n, mode=mode, depth=5)
     # Every chunk, except that BM25 returns only the chunks sharing a term with the query.
     everything = (
         n
@@ -356,7 +356,7 @@ def test_bm25_query_of_unknown_words_only(fake_index: RagIndex) -> None:
     retriever = Retriever(fake_index, HashEmbedder())
     assert retriever.search("zzqx blorft", 5, mode="bm25") == []  # nothing matches
     for mode in ("rrf", "hybrid"):
-        assert len(retriever.search("zzqx blorft", 5, mode=mode)) == 5  # type: ignore[arg-type]
+        assert len(retriever.search("zzqx blorft", 5, mode=mode)) == 5
     assert retriever.search_many([], 5, mode="bm25") == []
 
 
@@ -364,7 +364,7 @@ def test_encoder_mismatch_is_a_clear_error(fake_index: RagIndex) -> None:
     retriever = Retriever(fake_index, HashEmbedder("test/another-model"))
     for mode in ("dense", "hybrid", "rrf"):
         with pytest.raises(AdaptlabError) as err:
-            retriever.search("refund", 3, mode=mode)  # type: ignore[arg-type]
+            retriever.search("refund", 3, mode=mode)
         assert err.value.issue.code == "rag-encoder-mismatch"
         assert "test/hash-bow-128" in str(err.value)
         assert "re-index" in (err.value.fix or "")

@@ -21,9 +21,9 @@ import yaml
 
 from adaptlab import Project, run_project, summarize_project, write_report
 from adaptlab.engine.scaffold import init_project
-from adaptlab.testing.fake_finetune import FakeFinetuneServer
-from adaptlab.testing.fake_llm import ChatCall, FakeLLMServer
 from tests.conftest import SHARED, small_project
+from tests.fakes.fake_finetune import FakeFinetuneServer
+from tests.fakes.fake_llm import ChatCall, FakeLLMServer
 
 BANKING77 = SHARED / "data" / "banking77"
 BENCH = Path(__file__).resolve().parents[2] / "bench"
@@ -48,7 +48,7 @@ def _edit_config(project: Path, **sections: Any) -> None:
 def write_project_report(project: Path) -> Path:
     """The report of the project's latest run, where ``adaptlab report`` writes it (with
     the served-traffic section when the request log holds requests)."""
-    from adaptlab.serve.logs import live_traffic
+    from adaptlab.evaluation.served import live_traffic
 
     loaded = Project.load(project)
     ev = loaded.config.evaluation

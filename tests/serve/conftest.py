@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from adaptlab.testing.fake_llm import ChatCall, FakeLLMServer
 from tests.conftest import small_project
+from tests.fakes.fake_llm import ChatCall, FakeLLMServer
 from tests.train.conftest import tiny_base, tokenizer_dir  # noqa: F401 (fixtures)
 
 LORA = {
@@ -156,16 +156,16 @@ def start_server(project: Path, *args: str, timeout: float = 180) -> Served:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            out = served.stop()
-            raise AssertionError(f"adaptlab serve exited with {process.returncode}:\n{out}")
+            output = served.stop()
+            raise AssertionError(f"adaptlab serve exited with {process.returncode}:\n{output}")
         try:
             if httpx2.get(f"{served.url}/health", timeout=1).status_code == 200:
                 return served
         except httpx2.TransportError:
             pass
         time.sleep(0.3)
-    out = served.stop()
-    raise AssertionError(f"adaptlab serve did not answer /health in {timeout} s:\n{out}")
+    output = served.stop()
+    raise AssertionError(f"adaptlab serve did not answer /health in {timeout} s:\n{output}")
 
 
 def add_key(project: Path, name: str, *extra: str) -> str:

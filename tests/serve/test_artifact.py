@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from adaptlab.core.errors import AdaptlabError
-from adaptlab.engine.artifact import MANIFEST, _hashes, load_model
+from adaptlab.engine.artifact import _hashes, load_model
+from adaptlab.engine.manifest import MANIFEST
 from tests.conftest import small_project
 
 
@@ -200,7 +201,7 @@ def test_a_rag_candidate_is_served_with_its_retrieval_and_template(tmp_path: Pat
     from adaptlab.engine.artifact import export_candidate
     from adaptlab.engine.scaffold import init_project
     from adaptlab.store import RunStore
-    from adaptlab.testing.fake_llm import ChatCall, FakeLLMServer
+    from tests.fakes.fake_llm import ChatCall, FakeLLMServer
 
     def answer(call: ChatCall) -> str:  # quotes the first passage it was given
         first = call.user_text.split("[1] ", 1)
@@ -240,7 +241,7 @@ def test_a_provider_fine_tune_is_exported_as_its_model_id_and_starts_no_job(
 ) -> None:
     from adaptlab import Project, run_project
     from adaptlab.engine.artifact import export_candidate
-    from adaptlab.testing.fake_finetune import FakeFinetuneServer
+    from tests.fakes.fake_finetune import FakeFinetuneServer
     from tests.test_provider_finetune import ft_project
 
     with FakeFinetuneServer() as server:

@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from adaptlab.evaluation.served import export_rows, live_stats
 from adaptlab.evaluation.stats import mcnemar
 from adaptlab.serve.log import Feedback, RequestLog, RequestRecord, now
-from adaptlab.serve.logs import export_rows, live_stats
 
 
 def _record(
-    rid: str, cand: str, text: str, output: str, shadow_of: str | None = None, **kw: Any
+    rid: str, cand: str, text: str, output: str | None, shadow_of: str | None = None, **kw: Any
 ) -> RequestRecord:
     fields: dict[str, Any] = dict(
         id=rid, created_at=now(), endpoint="chat", route="default", candidate=cand,
@@ -79,13 +79,13 @@ def test_export_and_stats_computed_by_hand(tmp_path: Path, request: pytest.Fixtu
     gold = ["x", "y", "x", "y", "x", "y", "x", "y"]
     a_out = ["x", "y", "x", "x", "x", "y", "y", "y"]  # 6 of 8 right
     b_out = ["x", "x", "y", "x", "x", "y", "y", "x"]  # 3 of 8 right
-    for i, (g, a, b) in enumerate(zip(gold, a_out, b_out, strict=True)):
+    for i, (g, a_label, b_label) in enumerate(zip(gold, a_out, b_out, strict=True)):
         text = f"ticket {i}" if i else "mail me at jane.doe@example.com"
-        log.record(_record(f"r{i}", "a", text, a))
-        log.record(_record(f"s{i}", "b", text, b, shadow_of=f"r{i}", latency_ms=20.0 + i))
+        log.record(_record(f"r{i}", "a", text, a_label))
+        log.record(_record(f"s{i}", "b", text, b_label, shadow_of=f"r{i}", latency_ms=20.0 + i))
         log.feedback(Feedback(f"r{i}", g, None, None, None))
     log.record(_record("r8", "a", "no feedback", "x"))
-    log.record(_record("r9", "a", "failed", None, http_status=500, error="boom"))  # type: ignore[arg-type]
+    log.record(_record("r9", "a", "failed", None, http_status=500, error="boom"))
     log.feedback(Feedback("r0", "x", 1.0, "good", None)).result(10)
     log.close()
     conn = sqlite3.connect(tmp_path / "runs.db")

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import sqlite3
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def test_a_user_always_gets_the_same_candidate_and_the_split_follows_the_weights
 def test_the_batcher_groups_concurrent_inputs_and_answers_each_its_own() -> None:
     sizes: list[int] = []
 
-    def predict(texts: list[str]) -> list[Prediction]:
+    def predict(texts: Sequence[str]) -> list[Prediction]:
         sizes.append(len(texts))
         return [Prediction(t.upper(), 1.0) for t in texts]
 
@@ -75,7 +76,7 @@ def test_the_batcher_groups_concurrent_inputs_and_answers_each_its_own() -> None
 def test_a_failing_batch_fails_its_requests_and_the_next_batch_still_runs() -> None:
     calls = 0
 
-    def predict(texts: list[str]) -> list[Prediction]:
+    def predict(texts: Sequence[str]) -> list[Prediction]:
         nonlocal calls
         calls += 1
         if calls == 1:

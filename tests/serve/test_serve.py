@@ -11,6 +11,7 @@ from typing import Any
 import httpx2
 import pytest
 from openai import APIStatusError, OpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.serve.conftest import add_key, free_port, start_server
 
@@ -89,7 +90,7 @@ def test_openai_client_plain_and_streamed_equal_predict_for_every_kind(
 
         def ask(job: tuple[str, int]) -> tuple[str, int, Any, Any, Any]:
             name, i = job
-            messages = [{"role": "user", "content": texts[i]}]
+            messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": texts[i]}]
             raw = client.chat.completions.with_raw_response.create(model=name, messages=messages)
             stream = client.chat.completions.create(model=name, messages=messages, stream=True)
             streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
@@ -131,8 +132,8 @@ def test_openai_client_plain_and_streamed_equal_predict_for_every_kind(
 def test_vllm_export_and_a_remote_server_behind_a_route(
     exported: dict[str, Path], served_project: Path, tmp_path: Path
 ) -> None:
-    from adaptlab.testing.fake_llm import ChatCall, FakeLLMServer
     from tests.conftest import run_cli
+    from tests.fakes.fake_llm import ChatCall, FakeLLMServer
 
     out = tmp_path / "vllm"
     result = run_cli(

@@ -122,7 +122,7 @@ class RecordingProgress:
 
         @contextlib.contextmanager
         def cm() -> Any:
-            entry = [description, total, 0]
+            entry: list[Any] = [description, total, 0]
             self.tasks.append(entry)
 
             def advance(n: int) -> None:
@@ -178,5 +178,5 @@ def trained(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Traine
         before=before,
         after=after,
         cwd_files=sorted(p.name for p in cwd.iterdir()),
-        progress=[tuple(t) for t in progress.tasks],  # type: ignore[misc]
+        progress=[tuple(t) for t in progress.tasks],
     )

@@ -23,7 +23,7 @@ def tok(tokenizer_dir: Path) -> Any:
 def model(tiny_base: Path) -> Any:
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(tiny_base, attn_implementation="sdpa").eval()
+    return AutoModelForCausalLM.from_pretrained(tiny_base, attn_implementation="sdpa").eval()  # type: ignore[no-untyped-call]
 
 
 def test_only_the_answer_and_its_end_of_turn_are_trained(tok: Any) -> None:

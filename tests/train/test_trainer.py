@@ -105,11 +105,11 @@ def test_merged_model_gives_the_logits_of_base_plus_adapter(
         merged_dir / "tokenizer.json"
     ).is_file()
     ids = torch.tensor([[1, 9690, 198, 2683, 359, 253, 5356, 2, 198, 1, 520, 9531, 198]])
-    merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()  # type: ignore[no-untyped-call]
     peft = PeftModel.from_pretrained(
         AutoModelForCausalLM.from_pretrained(trained.base), trained.result.best_dir
     ).eval()
-    plain = AutoModelForCausalLM.from_pretrained(trained.base).eval()
+    plain = AutoModelForCausalLM.from_pretrained(trained.base).eval()  # type: ignore[no-untyped-call]
     with torch.inference_mode():
         a, b, c = (m(input_ids=ids).logits for m in (merged, peft, plain))
     torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
@@ -125,7 +125,7 @@ def killed(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An ``out`` of the shared run's arguments, crashed right after its step-8 checkpoint."""
     from transformers import TrainerCallback
 
-    class KillAfterFirstCheckpoint(TrainerCallback):  # type: ignore[misc]
+    class KillAfterFirstCheckpoint(TrainerCallback):
         def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             raise Killed
 
@@ -156,7 +156,11 @@ def _rerun(trained: Trained, out: Path) -> tuple[Any, RecordingProgress, list[st
     """The shared run's call again into ``out``: its result, progress and notes."""
     notes: list[str] = []
     progress = RecordingProgress()
-    progress.note = notes.append  # type: ignore[method-assign]
+
+    def note(message: str) -> None:
+        notes.append(message)
+
+    progress.note = note  # type: ignore[method-assign]
     result = trainer_mod.train_causal_lm(
         trained.base,
         MEMO_TRAIN,

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from adaptlab.backends.base import Backend, EncoderBackend, GenerativeBackend
+from adaptlab.core.errors import ConfigError
 from adaptlab.core.registry import Registry
+from adaptlab.llm.keys import find_key
 
 if TYPE_CHECKING:
     from adaptlab.config import LLMConfig, ModelConfig
@@ -42,8 +44,6 @@ def load_llm(config: LLMConfig, *, require_key: bool = True) -> GenerativeBacken
     A local OpenAI-compatible server (``base_url`` set) gets a placeholder key
     when none is set, since the official client insists on one.
     """
-    from adaptlab.core.errors import ConfigError
-    from adaptlab.llm.keys import find_key
 
     cls = BACKENDS.get(config.backend)
     if not issubclass(cls, GenerativeBackend):

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from adaptlab.backends.base import GenerativeBackend
 from adaptlab.llm.errors import classify
 from adaptlab.llm.keys import redact
+from adaptlab.llm.tokens import estimate_tokens
 from adaptlab.llm.types import (
     ChatRequest,
     ChatResponse,
@@ -44,6 +45,7 @@ from adaptlab.llm.types import (
     Usage,
     checked_usage,
     retry_after_seconds,
+    token_count,
 )
 
 if TYPE_CHECKING:
@@ -253,8 +255,6 @@ def _read_message(message: Message, request: ChatRequest) -> tuple[str, Usage, s
 def _usage(usage: Any, request: ChatRequest, text: str) -> Usage:
     """All prompt tokens (fresh + cache reads + cache writes) and the answer's, checked:
     the client does not validate the block, and a proxy may send anything in it."""
-    from adaptlab.llm.tokens import estimate_tokens
-    from adaptlab.llm.types import token_count
 
     fresh = token_count(getattr(usage, "input_tokens", None))
     read_raw = getattr(usage, "cache_read_input_tokens", None)

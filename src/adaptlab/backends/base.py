@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from adaptlab.llm.tokens import estimate_tokens
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -107,7 +109,6 @@ class GenerativeBackend(Backend):
 
     def count_tokens(self, request: ChatRequest) -> tuple[int, bool]:
         """Input tokens of a request and whether the count is exact (else an estimate)."""
-        from adaptlab.llm.tokens import estimate_tokens
 
         return estimate_tokens(request.prompt_text()), False
 

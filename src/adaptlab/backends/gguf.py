@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adaptlab.backends.quiet import quiet_library_progress
 from adaptlab.core.errors import ConfigError, MissingDependencyError
 
 CACHE_ENV = "ADAPTLAB_CACHE_DIR"
@@ -252,8 +253,6 @@ def _convert(source: Path, out: Path, progress: Any) -> None:
             raise MissingDependencyError(module, "local")
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    from adaptlab.backends.quiet import quiet_library_progress
 
     quiet_library_progress()
     kw = {"gguf_file": source.name, "local_files_only": True}

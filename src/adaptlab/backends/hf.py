@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from adaptlab.backends.base import GenerativeBackend
+from adaptlab.backends.gguf import resolve_model
+from adaptlab.backends.sentence_transformers import bf16_supported, resolve_device
 from adaptlab.core.errors import ConfigError, MissingDependencyError
 from adaptlab.llm.types import ChatRequest, ChatResponse, InputError, PermanentError, Usage
 
@@ -126,8 +128,6 @@ def load_causal_lm(
     ``name`` is a model folder, a ``.gguf`` file or a bundled alias (see
     :mod:`adaptlab.backends.gguf`); a GGUF source is converted once, with progress.
     """
-    from adaptlab.backends.gguf import resolve_model
-    from adaptlab.backends.sentence_transformers import bf16_supported
 
     model_dir = _folder(str(resolve_model(name, progress=progress)), "model", "config.json")
     adapter_dir = _folder(adapter, "adapter", "adapter_config.json") if adapter else None
@@ -302,7 +302,6 @@ class HFBackend(GenerativeBackend):
 
     def __init__(self, config: LLMConfig, api_key: str | None = None) -> None:
         super().__init__(config, api_key)
-        from adaptlab.backends.sentence_transformers import resolve_device
 
         if config.device == "auto":
             _import("torch")

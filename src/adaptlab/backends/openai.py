@@ -21,6 +21,7 @@ from adaptlab.core.errors import MissingDependencyError
 from adaptlab.llm.errors import classify
 from adaptlab.llm.keys import redact
 from adaptlab.llm.prices import lookup_capabilities
+from adaptlab.llm.tokens import estimate_tokens, openai_token_count
 from adaptlab.llm.types import (
     ChatRequest,
     ChatResponse,
@@ -111,8 +112,6 @@ class OpenAIBackend(GenerativeBackend):
         return body
 
     def count_tokens(self, request: ChatRequest) -> tuple[int, bool]:
-        from adaptlab.llm.tokens import openai_token_count
-
         n, exact = openai_token_count(
             self.config.name, [(m.role, m.content) for m in request.messages]
         )
@@ -236,7 +235,6 @@ def _aiohttp_client(openai: Any) -> Any:
 def _usage(u: Any, body: dict[str, Any], text: str) -> Usage:
     """The usage block as reported, repaired (and marked not exact) where it cannot be true;
     estimated for servers that report none."""
-    from adaptlab.llm.tokens import estimate_tokens
 
     def prompt() -> int:
         return estimate_tokens("\n".join(m["content"] for m in body["messages"]))

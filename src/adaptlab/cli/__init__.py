@@ -10,7 +10,6 @@ import sys
 
 import click
 
-from adaptlab import __version__
 from adaptlab.cli.clean import clean
 from adaptlab.cli.common import handle_errors
 from adaptlab.cli.curve import curve
@@ -29,6 +28,7 @@ from adaptlab.cli.report import report
 from adaptlab.cli.run import run
 from adaptlab.cli.runs import runs
 from adaptlab.cli.serve import serve
+from adaptlab.core.version import __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -73,3 +73,10 @@ def main() -> None:
     with handle_errors():
         cli.main(standalone_mode=False)
     sys.exit(0)
+
+
+__all__ = [
+    "export",
+    "handle_errors",
+    "main",
+]

@@ -15,7 +15,7 @@ from adaptlab.core.errors import AdaptlabError
 
 if TYPE_CHECKING:
     from adaptlab.engine.project import Project
-    from adaptlab.evaluation.summary import RunSummary
+    from adaptlab.engine.summary import ProjectSummary
 
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -219,11 +219,11 @@ def fitted_table(
     return FittedTable(title, name_header, columns, rows, width)
 
 
-def results_table(summary: RunSummary, width: int | None = None) -> Any:
+def results_table(summary: ProjectSummary, width: int | None = None) -> Any:
     """The rich table `run`, `demo` and `report` print; fits an 80-column terminal."""
     from adaptlab.core.format import sig
 
-    rec = summary.recommendation
+    v = summary.verdict
     info = summary.metric_info
     name = _SHORT.get(info.key, info.name)
 
@@ -244,7 +244,8 @@ def results_table(summary: RunSummary, width: int | None = None) -> Any:
     ]
     rows = []
     for c in summary.candidates:
-        tags = [t for t, on in (("★ winner", c.name == rec.winner), ("cached", c.reused)) if on]
+        tags = [t for t, on in (("★ winner", c.name == v.winner), ("cached", c.reused)) if on]
+        paired = v.test_tests.get(c.name)  # the winner against c on test
         ci = c.quality_ci
         if c.metrics is not None:
             second = fmt_pct(c.metrics.macro_f1)
@@ -254,7 +255,7 @@ def results_table(summary: RunSummary, width: int | None = None) -> Any:
             f"{fmt(c.quality)}\n{fmt(ci.low)}–{fmt(ci.high)}",
             fmt(c.selection_ci.estimate),
             second,
-            "winner" if c.vs_best is None else fmt_p(c.p_holm_test or c.vs_best.p_value),
+            "winner" if paired is None else fmt_p(paired.p_holm or paired.test.p_value),
             f"{c.latency_p50_ms:.3g}\n{c.latency_p95_ms:.3g}",
             sig(c.fit_seconds),
             sig(c.cost_per_1k_usd),
@@ -268,7 +269,7 @@ def results_table(summary: RunSummary, width: int | None = None) -> Any:
     return fitted_table(title, "candidate", columns, rows, width)
 
 
-def llm_table(summary: RunSummary, width: int | None = None) -> Any:
+def llm_table(summary: ProjectSummary, width: int | None = None) -> Any:
     """Tokens, parsing and consistency of the generative candidates (None if there are none)."""
     cands = [c for c in summary.candidates if c.llm is not None or c.agreement is not None]
     if not cands:
@@ -316,7 +317,7 @@ def llm_table(summary: RunSummary, width: int | None = None) -> Any:
     return Group(table, *(Padding(Text(n), (0, 0, 0, 2)) for n in notes))
 
 
-def retrieval_table(summary: RunSummary, width: int | None = None) -> Any:
+def retrieval_table(summary: ProjectSummary, width: int | None = None) -> Any:
     """Citations, groundedness and recall of the RAG candidates (None if there are none)."""
     cands = [c for c in summary.candidates if c.generation is not None and c.generation.retrieval]
     if not cands:
@@ -345,7 +346,7 @@ def retrieval_table(summary: RunSummary, width: int | None = None) -> Any:
     return fitted_table("retrieval and citations", "candidate", columns, rows, width)
 
 
-def llm_notes(summary: RunSummary) -> list[str]:
+def llm_notes(summary: ProjectSummary) -> list[str]:
     """What the generative table's failed, cut-off and ~ figures mean, with the fix."""
     from adaptlab.evaluation.summary import answer_notes
 
@@ -359,7 +360,7 @@ def llm_notes(summary: RunSummary) -> list[str]:
     )
 
 
-def print_summary(summary: RunSummary) -> None:
+def print_summary(summary: ProjectSummary) -> None:
     from rich.padding import Padding
 
     rec = summary.recommendation
@@ -374,14 +375,14 @@ def print_summary(summary: RunSummary) -> None:
                 console.print(Padding(Text(line), (0, 0, 0, 2)))
     from adaptlab.report.html import KINDS
 
-    kind = KINDS.get(rec.kind, (rec.kind, ""))[0]
+    kind = KINDS.get(summary.verdict.kind, (summary.verdict.kind, ""))[0]
     console.print(Text.assemble(("recommendation:", "bold green"), f" {rec.winner} ({kind})"))
     for reason in rec.reasons:
         # Wrapped by rich at word boundaries, indented as a block; never cut mid-word.
         console.print(Padding(Text(reason), (0, 0, 0, 2)))
-    from adaptlab.decide.recommend import selection_line
+    from adaptlab.decide.explain import selection_line
 
-    console.print(Padding(Text(selection_line(summary)), (0, 0, 0, 2)))
+    console.print(Padding(Text(selection_line(summary.verdict, summary)), (0, 0, 0, 2)))
     for title, lines in (
         ("what would change it:", rec.changes),
         ("ruled out by the profile:", [f"{k}: {v}" for k, v in rec.excluded.items()]),

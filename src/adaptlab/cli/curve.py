@@ -78,9 +78,10 @@ def curve(project_dir: str, candidates: tuple[str, ...], sizes: str, draws: int)
     """
     from adaptlab.cli.progress import RichProgress
     from adaptlab.core.errors import AdaptlabError
-    from adaptlab.decide.curves import run_curves
     from adaptlab.engine import summarize_project
+    from adaptlab.engine.curves import run_curves
     from adaptlab.engine.project import Project
+    from adaptlab.evaluation.learning import learns_from_train
 
     project = Project.load(project_dir)
     with RichProgress(console) as progress:
@@ -91,8 +92,6 @@ def curve(project_dir: str, candidates: tuple[str, ...], sizes: str, draws: int)
             draws=draws,
             progress=progress,
         )
-    from adaptlab.decide.curves import learns_from_train
-
     # Rivals drawn flat are those whose quality does not depend on the train split's size
     # (zero-shot prompts); a fine-tune left out of the curves is not flat, so not drawn.
     static = {c.name for c in project.config.candidates if not learns_from_train(c)}

@@ -10,7 +10,7 @@ import click
 from adaptlab.cli.common import console, project_option
 
 if TYPE_CHECKING:
-    from adaptlab.data.chat import ChatStats
+    from adaptlab.train.chat_file import ChatStats
 
 #: Rows of the label table `data check` prints; with more labels, the rarest are shown.
 MAX_LABEL_ROWS = 50
@@ -190,8 +190,8 @@ def _check_chat(
     from rich.text import Text
 
     from adaptlab.core.errors import DataError
-    from adaptlab.data.chat import chat_stats, find_chat_leakage, load_chat_file
-    from adaptlab.data.chat_tokens import token_counter
+    from adaptlab.train.chat_file import chat_stats, find_chat_leakage, load_chat_file
+    from adaptlab.train.chat_tokens import token_counter
 
     files = {"train": file, **({"val": val} if val else {}), **({"test": test} if test else {})}
     loaded = {}

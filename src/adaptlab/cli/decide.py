@@ -95,8 +95,9 @@ def decide(project_dir: str, no_input: bool, **answers: Any) -> None:
     adaptlab decide -p my-task                         asks, with the current values
     adaptlab decide -p my-task --monthly-requests 500000 --no-data-may-leave --no-input
     """
-    from adaptlab.config import CONFIG_FILE, ProfileConfig, load_config
+    from adaptlab.config import CONFIG_FILE, ProfileConfig
     from adaptlab.core.errors import ConfigError
+    from adaptlab.engine import load_config
     from adaptlab.engine.project import Project
 
     project = Project.load(project_dir)

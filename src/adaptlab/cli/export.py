@@ -2,7 +2,7 @@
 
 ``export --candidate NAME DIR`` (``export candidate``) writes a candidate as a
 self-contained model folder (:mod:`adaptlab.engine.artifact`); ``export results``
-writes a run's figures as JSON or CSV (see :mod:`adaptlab.evaluation.export`).
+writes a run's figures as JSON or CSV (see :mod:`adaptlab.report.results`).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def results(project_dir: str, run_id: str | None, fmt: str | None, output: str |
     from adaptlab.cli.common import require_runs
     from adaptlab.engine import summarize_project
     from adaptlab.engine.project import Project
-    from adaptlab.evaluation.export import results_csv, results_json
+    from adaptlab.report.results import results_csv, results_json
 
     project = Project.load(project_dir)
     require_runs(project)

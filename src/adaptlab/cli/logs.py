@@ -49,7 +49,7 @@ def export_command(
     answers and failed requests are never exported; how many were left out is printed.
     """
     from adaptlab.engine.project import Project
-    from adaptlab.serve.logs import export_rows, to_jsonl
+    from adaptlab.evaluation.served import export_rows, to_jsonl
     from adaptlab.store import RunStore
 
     project, store = _open(project_dir)
@@ -118,7 +118,7 @@ def stats_command(project_dir: str, since: str | None) -> None:
     from adaptlab.cli.common import fitted_table
     from adaptlab.core.format import pct, sig
     from adaptlab.engine.project import Project
-    from adaptlab.serve.logs import live_stats
+    from adaptlab.evaluation.served import live_stats
     from adaptlab.store import RunStore
 
     project, store = _open(project_dir)

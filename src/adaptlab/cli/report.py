@@ -16,8 +16,8 @@ def build_report(
 ) -> Path:
     from adaptlab.engine import summarize_project
     from adaptlab.engine.project import Project
+    from adaptlab.evaluation.served import live_traffic
     from adaptlab.report import write_report
-    from adaptlab.serve.logs import live_traffic
 
     project = Project.load(project_dir)
     summary = summarize_project(project, run_id)

@@ -12,7 +12,7 @@ from adaptlab.cli.common import console, print_summary, project_option, set_inte
 
 if TYPE_CHECKING:
     from adaptlab.engine.project import Project
-    from adaptlab.evaluation.summary import RunSummary
+    from adaptlab.engine.summary import ProjectSummary
 
 
 def run_and_summarize(
@@ -20,7 +20,7 @@ def run_and_summarize(
     only: tuple[str, ...] = (),
     force: bool = False,
     leave_out: dict[str, str] | None = None,
-) -> tuple[Project, RunSummary]:
+) -> tuple[Project, ProjectSummary]:
     """Run the project with rich progress and print the results.
 
     ``leave_out``: candidate names not to run this time, with the reason shown.

@@ -15,6 +15,7 @@ from rich.text import Text
 from adaptlab.cli.common import console, fitted_table, fmt_p, project_option
 
 if TYPE_CHECKING:
+    from adaptlab.engine.summary import ProjectSummary
     from adaptlab.evaluation.compare_runs import CandidateChange, RunComparison
     from adaptlab.evaluation.summary import CandidateSummary, RunSummary
 
@@ -97,7 +98,7 @@ def _runs_table(project: Any, rows: list[Any], counts: dict[str, int]) -> tuple[
             why = exc.issue.message if isinstance(exc, AdaptlabError) else str(exc).splitlines()[0]
             notes.append(f"?: run {r['id']} could not be summarised: {why}")
             continue
-        w = summary.candidate(summary.recommendation.winner)
+        w = summary.candidate(summary.verdict.winner)
         metrics.add(summary.metric_info.name)
         winners[r["id"]] = (w.name, summary.metric_info.fmt(w.quality))
     one_metric = next(iter(metrics)) if len(metrics) == 1 else None
@@ -165,7 +166,7 @@ def compare_command(ctx: click.Context, run_a: str, run_b: str, project_dir: str
     a, b = (summarize_project(project, run_id) for run_id in ids)
     with RunStore(project.store_path) as store:
         comparison = compare_runs(a, b, store)
-    print_comparison(comparison)
+    print_comparison(comparison, (a, b))
 
 
 # Short tags of the test column, and the sentence each one stands for.
@@ -242,9 +243,10 @@ def comparison_table(cmp: RunComparison, width: int | None = None) -> Any:
     return fitted_table(title, "candidate", columns, rows, width)
 
 
-def print_comparison(cmp: RunComparison) -> None:
-    """The table, then which candidates are in one run only, the two winners, and what
-    each tag in the test column means."""
+def print_comparison(cmp: RunComparison, decided: tuple[ProjectSummary, ProjectSummary]) -> None:
+    """The table, then which candidates are in one run only, the two winners (from
+    ``decided``: runs A and B with their verdicts), and what each tag in the test column
+    means."""
     from rich.padding import Padding
 
     console.print(comparison_table(cmp))
@@ -253,7 +255,7 @@ def print_comparison(cmp: RunComparison) -> None:
     for label, s, names in (("A", a, cmp.only_a), ("B", b, cmp.only_b)):
         if names:
             lines.append(f"only in run {label} ({s.run_id}): {', '.join(names)}")
-    wa, wb = a.recommendation.winner, b.recommendation.winner
+    wa, wb = (s.verdict.winner for s in decided)
     lines.append(f"winner: {wa} in both runs" if wa == wb else f"winner: {wa} in A, {wb} in B")
     n_tests = sum(ch.test is not None for ch in cmp.changes)
     keys = {_change_cells(cmp, ch, n_tests)[1] for ch in cmp.changes} - {""}

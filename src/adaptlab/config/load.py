@@ -1,10 +1,12 @@
 """Load ``adaptlab.yaml``: parse safely, validate against the schema, then check what
-the schema alone cannot (strategies and their options, models, names, paths, devices).
+the schema alone cannot (names, paths, devices); the engine adds the checks against
+the strategy and backend registries.
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +24,23 @@ from adaptlab.config.yaml_safe import (
     parse_yaml,
 )
 from adaptlab.core.errors import ConfigError
+from adaptlab.core.files import read_regular_file
+from adaptlab.core.strict_json import parse_json
+
+#: A check of a loaded config against what the registries know, raising ConfigError
+#: with the file and the line (found in the YAML node tree) of what it refuses.
+ConfigCheck = Callable[[ProjectConfig, Path, yaml.Node | None], None]
 
 
-def load_config(path: str | Path) -> ProjectConfig:
-    """Read and validate ``adaptlab.yaml`` (a file or the project folder holding it)."""
+def load_config(path: str | Path, *, check: ConfigCheck | None = None) -> ProjectConfig:
+    """Read and validate ``adaptlab.yaml`` (a file or the project folder holding it).
+
+    This checks the file's shape: YAML, the schema, names, paths, the judge, devices
+    and the extraction schema. ``check`` (the engine's
+    :func:`adaptlab.engine.load_config` passes one) runs after the names and paths, to
+    check candidates and llms against the strategy and backend registries. Raises
+    :class:`~adaptlab.core.errors.ConfigError` naming the file, the line and the fix.
+    """
     file = Path(path)
     if file.is_dir() and file.name != CONFIG_FILE:
         file = file / CONFIG_FILE
@@ -35,7 +50,6 @@ def load_config(path: str | Path) -> ProjectConfig:
             file=file,
             fix="run 'adaptlab init DIR' to create a project, or pass --project DIR",
         )
-    from adaptlab.core.files import read_regular_file
 
     raw = read_regular_file(
         file,
@@ -73,106 +87,16 @@ def load_config(path: str | Path) -> ProjectConfig:
     _check_names(config, file, root)
     _check_paths(config, file, root)
 
-    # Strategy options are checked by the strategy named, so a plugin's options are
-    # validated exactly like the built-ins'.
-    from adaptlab.strategies.registry import get_strategy
-
-    for i, cand in enumerate(config.candidates):
-        try:
-            strategy = get_strategy(cand.strategy)
-        except KeyError as exc:
-            raise ConfigError(
-                str(exc.args[0]),
-                file=file,
-                line=node_line(root, ("candidates", i, "strategy")),
-                fix="use one of the strategies listed by 'adaptlab strategies'",
-            ) from None
-        try:
-            strategy.Options.model_validate(cand.params)
-        except ValidationError as exc:
-            raise format_validation_error(
-                exc,
-                file=file,
-                root=root,
-                model=strategy.Options,
-                prefix=("candidates", i, "params"),
-            ) from None
-        _check_candidate_model(config, i, strategy, file, root)
-    _check_llms(config, file, root)
+    # What the registries know (a strategy's options, a backend's abilities) is checked
+    # by the engine, which passes ``check``: a plugin's options are validated exactly
+    # like the built-ins', and this package stays below the registries.
+    if check is not None:
+        check(config, file, root)
     _check_judge(config, file, root)
     _check_devices(config, file, root)
     if config.task == "extraction":
         config.schema_ = _load_schema(config.schema_, file, root)
     return config
-
-
-def _check_candidate_model(
-    config: ProjectConfig, i: int, strategy: Any, file: Path, root: yaml.Node | None
-) -> None:
-    cand = config.candidates[i]
-    if config.task not in strategy.tasks:
-        raise ConfigError(
-            f"strategy '{cand.strategy}' of candidate '{cand.name}' cannot do a {config.task} task",
-            file=file,
-            line=node_line(root, ("candidates", i, "strategy")),
-            fix=f"for {config.task} use a generative strategy: llm-zero-shot, llm-few-shot, "
-            "llm-cot or prompt",
-        )
-    if strategy.generative and cand.llm is None:
-        raise ConfigError(
-            f"candidate '{cand.name}' prompts a generative model but names none",
-            file=file,
-            line=node_line(root, ("candidates", i)),
-            fix="add 'llm: NAME' naming an entry under 'llms:'"
-            + (f" ({', '.join(config.llms)})" if config.llms else ""),
-        )
-    if cand.llm is not None and not strategy.generative:
-        raise ConfigError(
-            f"strategy '{cand.strategy}' uses the encoder under 'model:', not an llm",
-            file=file,
-            line=node_line(root, ("candidates", i, "llm")),
-            fix="remove 'llm:' from this candidate",
-        )
-    if cand.llm is not None and cand.llm not in config.llms:
-        close = difflib.get_close_matches(cand.llm, list(config.llms), n=1)
-        raise ConfigError(
-            f"candidate '{cand.name}' names llm '{cand.llm}', which is not under 'llms:'",
-            file=file,
-            line=node_line(root, ("candidates", i, "llm")),
-            fix=(f"did you mean '{close[0]}'? " if close else "")
-            + "define it under 'llms:' (backend and name), e.g. 'llms: {chat: {backend: openai, "
-            "name: gpt-4o-mini}}'",
-        )
-
-
-def _check_llms(config: ProjectConfig, file: Path, root: yaml.Node | None) -> None:
-    from adaptlab.backends import BACKENDS, GenerativeBackend
-
-    for name, llm in config.llms.items():
-        try:
-            cls = BACKENDS.get(llm.backend)
-        except KeyError as exc:
-            raise ConfigError(
-                str(exc.args[0]),
-                file=file,
-                line=node_line(root, ("llms", name, "backend")),
-                fix="use 'openai' (also for vLLM, Ollama, llama.cpp, LM Studio), "
-                "'anthropic' or 'hf'",
-            ) from None
-        if not issubclass(cls, GenerativeBackend):
-            raise ConfigError(
-                f"backend '{llm.backend}' of llm '{name}' is an encoder, not a generative model",
-                file=file,
-                line=node_line(root, ("llms", name, "backend")),
-                fix="use 'openai', 'anthropic' or 'hf'",
-            )
-        if llm.adapter is not None and not cls.local:
-            raise ConfigError(
-                f"llm '{name}': 'adapter' only applies to local models (backend 'hf')",
-                file=file,
-                line=node_line(root, ("llms", name, "adapter")),
-                fix="remove 'adapter:', or use backend 'hf' with a local checkpoint",
-            )
 
 
 _NAME_MAX = 100
@@ -353,9 +277,6 @@ def _load_schema(value: Any, file: Path, root: yaml.Node | None) -> dict[str, An
 
     where = file
     if isinstance(value, str):
-        from adaptlab.core.files import read_regular_file
-        from adaptlab.data.load import parse_json
-
         where = file.parent / value
         raw = read_regular_file(
             where,

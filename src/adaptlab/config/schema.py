@@ -154,7 +154,8 @@ class PriceConfig(_Strict):
 
 class LLMConfig(_Strict):
     backend: str = Field(
-        description="'openai' (any OpenAI-compatible server), 'anthropic' or 'hf'."
+        description="'openai' (any OpenAI-compatible server), 'anthropic', 'hf', or 'fake' "
+        "(scripted answers, in this process: for trying a project and for tests)."
     )
     name: str = Field(description="Model id at the provider, or a local folder for 'hf'.")
     base_url: str | None = Field(
@@ -194,8 +195,48 @@ class LLMConfig(_Strict):
     prices: PriceConfig | None = Field(
         default=None, description="Override the shipped price table for this model."
     )
+    answers: list[str] | dict[str, str] | None = Field(
+        default=None,
+        description="'fake' only: the script it answers from. A list: the answers in order, "
+        "cycling back to the first after the last. A mapping: input text -> answer (the key "
+        "equal to, else the first key found in, the last user message), '*' for the rest.",
+    )
 
     _device = field_validator("device")(_device_name)
+
+    @field_validator("answers", mode="before")
+    @classmethod
+    def _answers_shape(cls, v: Any) -> Any:
+        # One message for a wrong shape, not one per member of the union.
+        if v is None:
+            return v
+        if isinstance(v, list):
+            bad = next((x for x in v if not isinstance(x, str)), None)
+        elif isinstance(v, dict):
+            bad = next((x for kv in v.items() for x in kv if not isinstance(x, str)), None)
+        else:
+            raise ValueError(
+                "'answers' must be a list of answers, or a mapping from input text to answer"
+            )
+        if bad is not None:
+            raise ValueError(f"every answer (and input) must be text: quote {bad!r}")
+        return v
+
+    @field_validator("answers")
+    @classmethod
+    def _answers_for_fake_only(
+        cls, v: list[str] | dict[str, str] | None, info: ValidationInfo
+    ) -> list[str] | dict[str, str] | None:
+        if v is None:
+            return v
+        backend = info.data.get("backend")
+        if backend is not None and backend != "fake":
+            raise ValueError(
+                f"'answers' only applies to backend 'fake', not '{backend}': remove it"
+            )
+        if not v:
+            raise ValueError("'answers' is empty: give at least one answer")
+        return v
 
 
 class CandidateConfig(_Strict):

@@ -15,13 +15,14 @@ import codecs
 import csv
 import io
 import json
-import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from adaptlab.core.errors import DataError, Issue
+from adaptlab.core.files import read_regular_file
+from adaptlab.core.strict_json import NotJsonError, json_fix, parse_json
+from adaptlab.data.json_fields import validate_json
 
 Task = Literal["classification", "extraction", "generation"]
 
@@ -335,8 +336,6 @@ def _extraction_target(
         )
         return None
     if schema is not None:
-        from adaptlab.evaluation.text_metrics import validate_json
-
         _, errors = validate_json(value, schema)
         if errors:
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
@@ -367,75 +366,6 @@ def _json_type(value: Any) -> str:
     if isinstance(value, str):
         return "a string"
     return names.get(type(value), type(value).__name__)
-
-
-class _NotJson(ValueError):
-    """A value that Python's json accepts and JSON does not (NaN, Infinity, duplicate keys)."""
-
-    def __init__(self, message: str, fix: str) -> None:
-        super().__init__(message)
-        self.fix = fix
-
-
-def _constant(name: str) -> Any:
-    raise _NotJson(
-        f"{name} is not a JSON value (pandas writes it for a missing or non-finite number)",
-        f"write the value as a string, or delete the record (pandas: df.dropna() before "
-        f"to_json); {name} never becomes the text '{name.lower()}'",
-    )
-
-
-def _float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise _NotJson(
-            f"the number {text} is too large for a float",
-            "write it as a string if it is meant as text",
-        )
-    return value
-
-
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise _NotJson(
-                f"key '{key}' appears twice in one object (the last would silently win)",
-                f"keep one '{key}' in this record",
-            )
-        obj[key] = value
-    return obj
-
-
-def parse_json(raw: str) -> Any:
-    """JSON as the format defines it: NaN, Infinity and duplicate keys are refused."""
-    # strict=False: raw control characters (a tab) inside strings are common in
-    # exports and harmless here; NUL bytes were refused when the file was decoded.
-    return json.loads(
-        raw,
-        strict=False,
-        parse_constant=_constant,
-        parse_float=_float,
-        object_pairs_hook=_object,
-    )
-
-
-_TRAILING_COMMA = re.compile(r",\s*[}\]]")
-
-
-def _json_fix(raw: str, exc: json.JSONDecodeError) -> str:
-    if _TRAILING_COMMA.search(raw) and exc.msg.startswith(
-        ("Expecting property", "Expecting value")
-    ):
-        return "remove the trailing comma before the closing } or ] (JSON allows none)"
-    if exc.msg == "Extra data" and "\r" in raw:
-        return (
-            "lines end in a bare CR (old Mac line endings): convert them, e.g. "
-            "tr '\\r' '\\n' < FILE > NEW"
-        )
-    if exc.msg.startswith("Unexpected UTF-8 BOM"):
-        return "remove the byte-order mark inside the file (files were concatenated?)"
-    return 'each line must be one complete JSON object, e.g. {"text": "…", "label": "…"}'
 
 
 def _first_line(text: str) -> tuple[int, str]:
@@ -498,10 +428,10 @@ def _records_jsonl(text: str, path: Path) -> list[tuple[int, Any]]:
                 f"invalid JSON at column {exc.colno}: {exc.msg}",
                 file=path,
                 line=lineno,
-                fix=_json_fix(raw, exc),
+                fix=json_fix(raw, exc),
                 code="bad-json",
             ) from None
-        except _NotJson as exc:
+        except NotJsonError as exc:
             raise DataError(
                 str(exc), file=path, line=lineno, fix=exc.fix, code="bad-json"
             ) from None
@@ -673,7 +603,6 @@ def load_examples(
     booleans, null, arrays and objects are refused, and so are NaN and Infinity,
     which JSON does not have.
     """
-    from adaptlab.core.files import read_regular_file
 
     path = Path(path)
     raw = read_regular_file(

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adaptlab.core.errors import DataError, Issue
+from adaptlab.data.json_fields import field_group, flatten_fields
 from adaptlab.data.load import Example, Task
 
 MIN_FINETUNE_EXAMPLES = 100
@@ -178,8 +179,6 @@ def check_examples(
 def _field_counts(examples: Sequence[Example]) -> dict[str, int]:
     """Per field (list indices as ``[]``): how many targets give it a value."""
     import json
-
-    from adaptlab.evaluation.text_metrics import field_group, flatten_fields
 
     counts: Counter[str] = Counter()
     for ex in examples:

@@ -9,17 +9,18 @@ turn a candidate into a self-contained model folder and back.
 
 from adaptlab.engine.artifact import (
     ExportOutcome,
-    Manifest,
     ServedModel,
     export_candidate,
     load_model,
     open_candidate,
 )
+from adaptlab.engine.manifest import Manifest
 from adaptlab.engine.planning import plan_project, training_plan
 from adaptlab.engine.project import Project
 from adaptlab.engine.runner import Models, RunEvents, RunOutcome, result_key, run_project
 from adaptlab.engine.scaffold import init_project
 from adaptlab.engine.summary import summarize_project
+from adaptlab.engine.validate import check_registered, load_config
 
 __all__ = [
     "ExportOutcome",
@@ -29,8 +30,10 @@ __all__ = [
     "RunEvents",
     "RunOutcome",
     "ServedModel",
+    "check_registered",
     "export_candidate",
     "init_project",
+    "load_config",
     "load_model",
     "open_candidate",
     "plan_project",

@@ -28,61 +28,32 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from adaptlab.core.errors import AdaptlabError
+from adaptlab.backends import EncoderBackend, load_backend, load_llm
+from adaptlab.backends.gguf import resolve_model
+from adaptlab.backends.runner import LLMRunner
+from adaptlab.config import LLMConfig, ModelConfig
+from adaptlab.core.format import pct, sig
 from adaptlab.core.progress import ProgressSink
 from adaptlab.core.types import Prediction
+from adaptlab.core.version import __version__
+from adaptlab.engine.manifest import FORMAT, FORMAT_VERSION, MANIFEST, ExportError, Manifest
+from adaptlab.engine.project import Project
+from adaptlab.engine.runner import Models, make_context, result_key
+from adaptlab.engine.summary import ProjectSummary, summarize_project
+from adaptlab.engine.vllm import write_vllm
+from adaptlab.evaluation.summary import CandidateSummary
+from adaptlab.rag.project import ProjectRetrieval
+from adaptlab.store import RunStore
+from adaptlab.strategies import STRATEGIES, StrategyContext, get_strategy
+from adaptlab.strategies.prompting.config import PromptOptions
+from adaptlab.strategies.prompting.strategy import PromptStrategy
 
 if TYPE_CHECKING:
-    from adaptlab.engine.project import Project
     from adaptlab.strategies import Strategy
 
-MANIFEST = "adaptlab-model.json"
-FORMAT = "adaptlab-model"
-FORMAT_VERSION = 1
 _REEXPORT = "export it again: adaptlab export -p PROJECT --candidate NAME DIR"
-
-
-class ExportError(AdaptlabError):
-    """A candidate cannot be exported, or a model folder cannot be loaded."""
-
-
-class Manifest(BaseModel):
-    """``adaptlab-model.json``: what an exported candidate is and how to load it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    format: str
-    format_version: int
-    adaptlab_version: str
-    created_at: str
-    candidate: str
-    strategy: str
-    options: dict[str, Any]
-    generative: bool
-    task: str
-    labels: dict[str, str]
-    seed: int
-    #: The data fields of the project it came from (``adaptlab logs export`` writes them).
-    input_field: str = "text"
-    label_field: str = "label"
-    #: The project's ``model:`` section (or None), name relative to the folder when
-    #: the encoder is the export's own (``encoder_folder``).
-    encoder: dict[str, Any] | None = None
-    encoder_folder: str | None = None
-    #: The ``llms:`` entry the answers come from, keys left out; ``adapter`` and a
-    #: local ``name`` are folders inside the export.
-    llm: dict[str, Any] | None = None
-    llm_folders: dict[str, str] = Field(default_factory=dict)
-    template: dict[str, str] | None = None  # name, version, file (inside prompt/)
-    task_options: dict[str, Any] = Field(default_factory=dict)
-    #: Retrieval over documents (``context_k``): the project folder whose index serves it.
-    rag_project: str | None = None
-    state: dict[str, Any] = Field(default_factory=dict)
-    source: dict[str, Any] = Field(default_factory=dict)  # run id, result key, data fingerprint
-    figures: dict[str, Any] = Field(default_factory=dict)  # measured on the run's holdout
-    files: dict[str, str] = Field(default_factory=dict)  # relative path -> sha256
 
 
 @dataclass
@@ -116,13 +87,10 @@ def export_candidate(
     ``adaptlab.yaml`` or the data, or a strategy that cannot be exported. ``vllm`` adds
     what ``vllm serve`` needs (:mod:`adaptlab.engine.vllm`; LoRA candidates only).
     """
-    from adaptlab.engine import summarize_project
-    from adaptlab.engine.runner import Models, make_context, result_key
-    from adaptlab.store import RunStore
 
     progress = progress or ProgressSink()
     summary = summarize_project(project, run_id, learning=False)
-    chosen = summary.recommendation.winner if name == "best" else name
+    chosen = summary.verdict.winner if name == "best" else name
     known = [c.name for c in summary.candidates]
     if chosen not in known:
         raise ExportError(
@@ -155,8 +123,6 @@ def export_candidate(
         try:
             manifest = _write(project, cand.name, strategy, tmp, summary, cs, split.fingerprint)
             if vllm:
-                from adaptlab.engine.vllm import write_vllm
-
                 write_vllm(tmp, manifest, out)
             _write_manifest(tmp, manifest)
             reproduced = None
@@ -206,8 +172,6 @@ def _write(
     cs: Any,
     fingerprint: str,
 ) -> Manifest:
-    from adaptlab import __version__
-
     cls = type(strategy)
     try:
         state = strategy.save_state(folder)
@@ -263,7 +227,8 @@ def _write_generative(strategy: Any, folder: Path, manifest: Manifest) -> None:
         "file": f"prompt/{template.file.name}",
     }
     config = strategy.serving_llm().config
-    llm = config.model_dump(mode="json", exclude={"prices"} if config.prices is None else set())
+    unset = {k for k in ("prices", "answers") if getattr(config, k) is None}
+    llm = config.model_dump(mode="json", exclude=unset)
     if config.adapter:
         _copy_model_folder(Path(config.adapter), folder / "adapter")
         manifest.llm_folders["adapter"] = "adapter"
@@ -289,7 +254,7 @@ def _copy_model_folder(src: Path, dst: Path) -> None:
         shutil.copyfile(path, target)
 
 
-def _figures(summary: Any, cs: Any) -> dict[str, Any]:
+def _figures(summary: ProjectSummary, cs: CandidateSummary) -> dict[str, Any]:
     """The candidate's measured figures, for the model card (raw values)."""
     out: dict[str, Any] = {
         "metric": cs.metric,
@@ -302,7 +267,7 @@ def _figures(summary: Any, cs: Any) -> dict[str, Any]:
         "latency_p50_ms": cs.latency_p50_ms,
         "latency_p95_ms": cs.latency_p95_ms,
         "cost_per_1k_usd": cs.cost_per_1k_usd,
-        "winner": summary.recommendation.winner,
+        "winner": summary.verdict.winner,
         "confidence": summary.confidence,
         "split": dict(summary.split),
     }
@@ -325,8 +290,6 @@ def _reproduce(strategy: Strategy, rows: Sequence[Any], progress: ProgressSink) 
 
 
 def _write_card(folder: Path, m: Manifest, name: str) -> None:
-    from adaptlab.core.format import pct, sig
-
     f = m.figures
     lines = [
         f"# {m.candidate}",
@@ -419,10 +382,9 @@ def open_candidate(
     so ``adaptlab predict``, ``adaptlab serve`` and ``adaptlab export`` answer through
     the same files.
     """
-    from adaptlab.engine import summarize_project
 
     summary = summarize_project(project, learning=False)
-    chosen = summary.recommendation.winner if name == "best" else name
+    chosen = summary.verdict.winner if name == "best" else name
     if chosen not in [c.name for c in summary.candidates]:
         raise ExportError(
             f"run {summary.run_id} has no candidate named '{name}'",
@@ -538,7 +500,6 @@ def load_model(
     server that batches concurrent requests needs. Raises :class:`ExportError` for a
     folder that is not a valid export.
     """
-    from adaptlab.strategies import StrategyContext, get_strategy
 
     folder = Path(folder).resolve()
     progress = progress or ProgressSink()
@@ -561,8 +522,6 @@ def load_model(
     if manifest.generative:
         strategy = _load_generative(folder, manifest, ctx)
     else:
-        from adaptlab.strategies import STRATEGIES
-
         if manifest.strategy not in STRATEGIES.names():
             raise _manifest_error(
                 folder,
@@ -595,9 +554,6 @@ def _load_state(strategy: Strategy, folder: Path, manifest: Manifest) -> None:
 
 
 def _load_encoder(folder: Path, manifest: Manifest, precision: str) -> Any:
-    from adaptlab.backends import EncoderBackend, load_backend
-    from adaptlab.config import ModelConfig
-
     data = dict(manifest.encoder or {})
     if manifest.encoder_folder:
         data["name"] = str(_inside(folder, manifest.encoder_folder))
@@ -635,12 +591,6 @@ def _inside(folder: Path, rel: str) -> Path:
 
 
 def _load_generative(folder: Path, manifest: Manifest, ctx: Any) -> Strategy:
-    from adaptlab.backends import load_llm
-    from adaptlab.config import LLMConfig
-    from adaptlab.llm.runner import LLMRunner
-    from adaptlab.strategies.prompting.config import PromptOptions
-    from adaptlab.strategies.prompting.strategy import PromptStrategy
-
     if manifest.template is None or manifest.llm is None:
         raise _manifest_error(
             folder,
@@ -660,14 +610,9 @@ def _load_generative(folder: Path, manifest: Manifest, ctx: Any) -> Strategy:
     except ValidationError as exc:
         raise _bad_manifest(folder, "invalid options or llm", exc) from None
     if config.backend == "hf":
-        from adaptlab.backends.gguf import resolve_model
-
         resolve_model(config.name, progress=ctx.progress)
     ctx.llm = LLMRunner(load_llm(config), cache=None, progress=ctx.progress)
     if manifest.rag_project is not None:
-        from adaptlab.engine.project import Project
-        from adaptlab.rag.project import ProjectRetrieval
-
         ctx.retrieve = ProjectRetrieval(Project.load(manifest.rag_project), ctx.progress)
     strategy = PromptStrategy(options, ctx)
     if strategy.template.version != manifest.template["version"]:

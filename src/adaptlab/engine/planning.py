@@ -26,8 +26,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from adaptlab.backends import load_llm
+from adaptlab.backends.availability import llm_unavailable
+from adaptlab.backends.base import GenerativeBackend
+from adaptlab.backends.gguf import resolve_model
+from adaptlab.core.errors import AdaptlabError, ConfigError
 from adaptlab.core.progress import ProgressSink
+from adaptlab.engine.runner import Models, make_context
+from adaptlab.llm.cache import ResponseCache
+from adaptlab.llm.prices import capabilities_for, price_for, price_kind
+from adaptlab.llm.tokens import estimate_tokens, openai_token_count
 from adaptlab.strategies import get_strategy
+from adaptlab.strategies.llm_finetune.strategy import LLMFinetune
+from adaptlab.strategies.openai_finetune.strategy import OpenAIFinetune
+from adaptlab.strategies.prompting import PromptStrategy
+from adaptlab.train.collate import IGNORE, encode_chats
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -36,9 +49,6 @@ if TYPE_CHECKING:
     from adaptlab.data import Example, Split
     from adaptlab.engine.project import Project
     from adaptlab.llm.types import ChatRequest
-    from adaptlab.strategies.llm_finetune.strategy import LLMFinetune
-    from adaptlab.strategies.openai_finetune.strategy import OpenAIFinetune
-    from adaptlab.strategies.prompting import PromptStrategy
 
 
 @dataclass
@@ -189,8 +199,6 @@ def context_checks(
     no known context window, or whose examples are picked by an encoder, are not checked
     (the dry run checks the latter).
     """
-    from adaptlab.llm.prices import capabilities_for
-    from adaptlab.llm.tokens import estimate_tokens, openai_token_count
 
     cfg = project.config
     split = split or project.split()
@@ -230,7 +238,6 @@ def context_checks(
 
 def plan_project(project: Project) -> list[CandidatePlan]:
     """A plan row per candidate; nothing is sent and nothing is written."""
-    from adaptlab.engine.runner import llm_unavailable
 
     cfg = project.config
     split = project.split()
@@ -268,8 +275,6 @@ def plan_project(project: Project) -> list[CandidatePlan]:
 def fitted_prompt_strategy(project: Project, cand: CandidateConfig, split: Split) -> PromptStrategy:
     """A generative candidate's strategy, fitted (examples picked) but with no model to call:
     what renders the exact prompts of a dry run and of ``adaptlab prompt render``."""
-    from adaptlab.engine.runner import Models, make_context
-    from adaptlab.strategies.prompting import PromptStrategy
 
     strategy, _ = make_context(
         project, cand, project.state_dir, Models(project), ProgressSink(), with_llm=False
@@ -284,10 +289,6 @@ def fitted_prompt_strategy(project: Project, cand: CandidateConfig, split: Split
 def _plan_generative(
     project: Project, cand: CandidateConfig, split: Split, texts: list[str]
 ) -> CandidatePlan:
-    from adaptlab.backends import load_llm
-    from adaptlab.llm.cache import ResponseCache
-    from adaptlab.llm.prices import capabilities_for, price_for, price_kind
-
     cfg = project.config
     assert cand.llm is not None
     llm_cfg = cfg.llms[cand.llm]
@@ -361,8 +362,6 @@ def training_plan(
     ``strategy`` is fitted for prompts only (:func:`fitted_prompt_strategy`): its
     training chats are the requests it will send, with the targets as answers.
     """
-    from adaptlab.strategies.llm_finetune.strategy import LLMFinetune
-    from adaptlab.strategies.openai_finetune.strategy import OpenAIFinetune
 
     if isinstance(strategy, OpenAIFinetune):
         return _provider_training(strategy, split, llm_cfg)
@@ -372,8 +371,6 @@ def training_plan(
 
 
 def _provider_training(strategy: OpenAIFinetune, split: Split, llm_cfg: LLMConfig) -> TrainingPlan:
-    from adaptlab.llm.tokens import openai_token_count
-
     records = strategy.chat_records(split.train)
     auto = strategy.ft.n_epochs == "auto"
     epochs_from = f"auto: OpenAI's rule for {len(records)} examples" if auto else "set"
@@ -398,9 +395,6 @@ def _provider_training(strategy: OpenAIFinetune, split: Split, llm_cfg: LLMConfi
 
 
 def _local_training(strategy: LLMFinetune, split: Split, llm_cfg: LLMConfig) -> TrainingPlan:
-    from adaptlab.core.errors import AdaptlabError
-    from adaptlab.train.collate import IGNORE, encode_chats
-
     options = strategy.train_options()
 
     def problem(text: str) -> TrainingPlan:
@@ -447,9 +441,6 @@ def _local_tokenizer(name: str) -> object:
     """
     import os
 
-    from adaptlab.backends.gguf import resolve_model
-    from adaptlab.core.errors import ConfigError
-
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoTokenizer
 
@@ -465,12 +456,8 @@ def _local_tokenizer(name: str) -> object:
 
 def _answer_tokens(strategy: object, backend: object) -> tuple[int, bool]:
     """Output tokens per answer, and whether that is the max_tokens upper bound."""
-    from adaptlab.llm.tokens import estimate_tokens
-    from adaptlab.strategies.prompting import PromptStrategy
 
     assert isinstance(strategy, PromptStrategy)
-    from adaptlab.backends.base import GenerativeBackend
-    from adaptlab.llm.prices import capabilities_for
 
     limit = strategy.opts.answer_tokens(strategy.ctx.task)
     if isinstance(backend, GenerativeBackend):

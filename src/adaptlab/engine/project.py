@@ -5,10 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adaptlab.config import CONFIG_FILE, ProjectConfig, key_line, load_config
+from adaptlab.backends.sentence_transformers import resolve_model_path
+from adaptlab.config import CONFIG_FILE, ProjectConfig, key_line
 from adaptlab.core.errors import AdaptlabError, ConfigError, Issue
 from adaptlab.data import DataReport, Example, Split, check_examples, load_examples
+from adaptlab.data.language import language_warning
 from adaptlab.data.split import split_examples
+from adaptlab.engine.validate import load_config
+from adaptlab.store.files import os_error
 
 
 @dataclass
@@ -44,7 +48,6 @@ class Project:
 
     def prepare_state(self) -> None:
         """Create ``.adaptlab``, or say exactly why it cannot be (a file there, no rights)."""
-        from adaptlab.store.files import os_error
 
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -115,8 +118,6 @@ class Project:
         model = self.config.model
         if model.backend != "sentence-transformers":
             return None
-        from adaptlab.backends.sentence_transformers import resolve_model_path
-        from adaptlab.data.language import language_warning
 
         try:
             path, local = resolve_model_path(model.name)

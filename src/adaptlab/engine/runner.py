@@ -16,11 +16,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from adaptlab.backends import EncoderBackend, load_backend, load_llm
+from adaptlab.backends.availability import llm_unavailable
+from adaptlab.backends.gguf import resolve_model
 from adaptlab.backends.quiet import quiet_library_progress
+from adaptlab.backends.runner import LLMRunner, RunnerStats
+from adaptlab.core.errors import AdaptlabError, ConfigError
 from adaptlab.core.progress import ProgressSink
 from adaptlab.data.split import save_split
 from adaptlab.engine.project import Project
 from adaptlab.evaluation.machine import LoadMeter
+from adaptlab.llm.cache import ResponseCache
+from adaptlab.rag.project import ProjectRetrieval, docs_fingerprint
 from adaptlab.store import PredictionRow, ResultRow, RunStore
 from adaptlab.store.files import os_error
 from adaptlab.store.lock import RunLock
@@ -28,10 +35,8 @@ from adaptlab.strategies import Strategy, StrategyContext, get_strategy
 
 if TYPE_CHECKING:
     from adaptlab.backends.base import EncoderBackend
-    from adaptlab.config import CandidateConfig, LLMConfig
+    from adaptlab.config import CandidateConfig
     from adaptlab.data import Example, Split
-    from adaptlab.llm.cache import ResponseCache
-    from adaptlab.llm.runner import LLMRunner
 
 
 def _hash(obj: Any) -> str:
@@ -110,32 +115,15 @@ def result_key(project: Project, cand: CandidateConfig, split: Split) -> str:
             mode="json",
             include={"backend", "name", "base_url", "adapter", "precision", "stream"},
         )
+        if llm.answers is not None:  # a fake model's script is what it answers
+            payload["llm"]["answers"] = llm.answers
     extra = cls.key_extra(options, project.root, cfg.task)
     if extra:
         payload["prompt"] = extra
     if getattr(options, "context_k", 0) and cfg.rag is not None:
-        from adaptlab.rag.project import docs_fingerprint
-
         payload["documents"] = docs_fingerprint(project)
         payload["sources_field"] = cfg.data.sources_field
     return _hash(payload)
-
-
-def llm_unavailable(llm: LLMConfig) -> str | None:
-    """Why this model cannot run here (no key, no local folder), or None when it can."""
-    from adaptlab.backends import BACKENDS, llm_key_var
-    from adaptlab.llm.keys import find_key
-
-    cls = BACKENDS.get(llm.backend)
-    if getattr(cls, "local", False):
-        from adaptlab.backends.gguf import local_model_problem
-
-        return local_model_problem(llm.name)
-    var = llm_key_var(llm)
-    if var and llm.base_url is None and not find_key(var):
-        local = " (or set base_url to a local server)" if llm.backend == "openai" else ""
-        return f"no {var} for {llm.backend}:{llm.name}{local}"
-    return None
 
 
 def _predict_timed(
@@ -226,8 +214,6 @@ def run_candidate(
     cfg = project.config
     workdir = project.checkpoint_dir(key)
     if workdir.is_symlink() or (workdir.exists() and not workdir.is_dir()):
-        from adaptlab.core.errors import AdaptlabError
-
         # Never followed: --force would empty whatever folder the link points to.
         raise AdaptlabError(
             "this candidate's checkpoint folder is a link or a file, not a folder",
@@ -241,8 +227,6 @@ def run_candidate(
     strategy, ctx = make_context(project, cand, workdir, models, progress)
     cls, options = type(strategy), strategy.options
     if ctx.llm is not None:
-        from adaptlab.llm.runner import RunnerStats
-
         ctx.llm.stats = RunnerStats()  # per candidate, though the model's runner is shared
     wall, cpu = time.perf_counter(), time.process_time()
     strategy.fit(split.train, split.val)
@@ -379,8 +363,6 @@ class Models:
     def retrieval(self, progress: ProgressSink) -> Any:
         """The project's retrieval (index refreshed on first use), shared by candidates."""
         if self._retrieval is None:
-            from adaptlab.rag.project import ProjectRetrieval
-
             self._retrieval = ProjectRetrieval(self.project, progress)
         return self._retrieval
 
@@ -397,10 +379,6 @@ class Models:
         """The runner of ``llms: <llm>`` with ``update`` applied (an adapter, a model id)."""
         runner_key = json.dumps([llm, update], sort_keys=True, default=str)
         if runner_key not in self._runners:
-            from adaptlab.backends import load_llm
-            from adaptlab.llm.cache import ResponseCache
-            from adaptlab.llm.runner import LLMRunner
-
             if self._cache is None:
                 self._cache = ResponseCache(self.project.llm_cache_path)
             quiet_library_progress()  # a local model (hf backend) loads through transformers
@@ -408,8 +386,6 @@ class Models:
             if update:
                 config = config.model_copy(update=update)
             if config.backend == "hf":
-                from adaptlab.backends.gguf import resolve_model
-
                 resolve_model(config.name, progress=progress)  # a GGUF converts once, shown
             backend = load_llm(config)
             self._runners[runner_key] = LLMRunner(backend, cache=self._cache, progress=progress)
@@ -445,8 +421,6 @@ def run_project(
     if only:
         unknown = sorted(set(only) - {c.name for c in cfg.candidates})
         if unknown:
-            from adaptlab.core.errors import ConfigError
-
             raise ConfigError(
                 f"no candidate named {', '.join(unknown)}",
                 file=project.root / "adaptlab.yaml",
@@ -462,8 +436,6 @@ def run_project(
         reason = llm_unavailable(cfg.llms[cand.llm]) if cand.llm is not None else None
         if reason is not None:
             if only:  # asked for by name: an error, not a skip
-                from adaptlab.core.errors import ConfigError
-
                 raise ConfigError(
                     f"candidate '{cand.name}' cannot run: {reason}",
                     file=project.root / "adaptlab.yaml",
@@ -538,12 +510,8 @@ def _run_candidates(
 
 
 def _load_backend(project: Project) -> EncoderBackend:
-    from adaptlab.backends import EncoderBackend, load_backend
-
     backend = load_backend(project.config.model)
     if not isinstance(backend, EncoderBackend):
-        from adaptlab.core.errors import ConfigError
-
         raise ConfigError(
             f"backend '{project.config.model.backend}' is not an encoder; the classification "
             "strategies here need embeddings",

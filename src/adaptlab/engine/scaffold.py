@@ -10,9 +10,10 @@ from pathlib import Path
 
 import yaml
 
-from adaptlab.config import CONFIG_FILE, load_config
+from adaptlab.config import CONFIG_FILE, DataConfig
 from adaptlab.core.errors import AdaptlabError
 from adaptlab.data import check_examples, load_examples
+from adaptlab.engine.validate import load_config
 
 EXAMPLES = {"support-tickets": "support_tickets", "support-qa": "support_qa"}
 # Examples that read another example's documents (one copy of the Northwind articles).
@@ -107,8 +108,6 @@ def _data_options(
 ) -> DataOptions:
     """The options checked exactly as adaptlab.yaml's ``data:`` checks them."""
     from pydantic import ValidationError
-
-    from adaptlab.config import DataConfig
 
     values = {
         "input_field": input_field,

@@ -16,12 +16,12 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from adaptlab.engine.artifact import ExportError, Manifest
+from adaptlab.backends.gguf import BUNDLED
+from adaptlab.engine.manifest import ExportError, Manifest
 
 
 def base_model_id(name: str) -> str:
     """What vLLM loads as the base: the Hub id of a bundled model, else the name as is."""
-    from adaptlab.backends.gguf import BUNDLED
 
     bundled = BUNDLED.get(name)
     return bundled.hub_id if bundled is not None and bundled.hub_id else name

@@ -2,7 +2,7 @@
 
 The judge is an entry under ``llms:`` named by ``evaluation.judge_llm``; it reads
 the rubric, the input, the reference and the answer, and replies with a score from
-0 to 1. Requests go through :class:`~adaptlab.llm.runner.LLMRunner` with the
+0 to 1. Requests go through :class:`~adaptlab.backends.runner.LLMRunner` with the
 project's response cache, so a grade is paid for once: summarising a run again (or
 rendering its report) re-reads the cached replies and parses them again.
 
@@ -17,8 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from adaptlab.backends import load_llm
+from adaptlab.backends.availability import llm_unavailable
+from adaptlab.backends.runner import LLMRunner
 from adaptlab.core.errors import AdaptlabError
-from adaptlab.llm.types import ChatRequest, GenerationParams, Message
+from adaptlab.llm.cache import ResponseCache
+from adaptlab.llm.parse import strip_reasoning
+from adaptlab.llm.types import ChatRequest, GenerationParams, Message, failure_status
 
 if TYPE_CHECKING:
     from adaptlab.config import LLMConfig
@@ -104,10 +109,6 @@ class Judge:
         cache_path: Path,
         progress: ProgressSink | None = None,
     ) -> None:
-        from adaptlab.backends import load_llm
-        from adaptlab.llm.cache import ResponseCache
-        from adaptlab.llm.runner import LLMRunner
-
         self.name, self.config = name, config
         self.rubric, self.seed = rubric, seed
         self.cache = ResponseCache(cache_path)
@@ -124,8 +125,6 @@ class Judge:
         self._check_available(requests)
         before = (self.runner.stats.sent, self.runner.stats.cache_hits)
         responses = self.runner.run_sync(requests, description=f"judging with {self.name}")
-        from adaptlab.llm.parse import strip_reasoning
-        from adaptlab.llm.types import failure_status
 
         # A grading request the provider refused has no grade (its text is the error).
         scores = [
@@ -139,8 +138,6 @@ class Judge:
         return scores
 
     def _check_available(self, requests: Sequence[ChatRequest]) -> None:
-        from adaptlab.engine.runner import llm_unavailable
-
         identity = self.runner.identity
         missing = sum(self.cache.get(r.cache_key(identity)) is None for r in requests)
         reason = llm_unavailable(self.config) if missing else None

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from adaptlab.evaluation.scoring import FAILED, INVALID
+from adaptlab.llm.prices import PER_TOKENS, cost_usd, lookup_price, price_for, price_kind
+from adaptlab.llm.types import Usage, token_count
 from adaptlab.store import PredictionRow
 
 if TYPE_CHECKING:
@@ -53,7 +55,6 @@ def sane_row(r: PredictionRow) -> PredictionRow:
     token counts that are not counts become None (or are clamped, and marked not
     exact), so no stored row can crash a summary.
     """
-    from adaptlab.llm.types import token_count
 
     inp, out, cached = (token_count(v) for v in (r.input_tokens, r.output_tokens, r.cached_tokens))
     odd = any(
@@ -95,7 +96,6 @@ def training_bill_usd(info: dict[str, Any]) -> float | None:
     :func:`adaptlab.train.cost.estimate_training_cost`). None for a candidate that paid
     no provider (a local fine-tune, a prompt) or whose model has no training price.
     """
-    from adaptlab.llm.prices import PER_TOKENS, lookup_price
 
     tokens = _number(info.get("trained_tokens"))
     job = info.get("provider_job")
@@ -131,7 +131,6 @@ def answer_price(llm: LLMConfig, info: dict[str, Any]) -> tuple[Price | None, Pr
     when the table has none. Any other candidate: :func:`adaptlab.llm.prices.price_for`
     and :func:`~adaptlab.llm.prices.price_kind` of ``llm``.
     """
-    from adaptlab.llm.prices import lookup_price, price_for, price_kind
 
     tuned = info.get("fine_tuned_model")
     if not isinstance(tuned, str) or not tuned:
@@ -187,8 +186,6 @@ def generative_figures(
         out["format_validity"] = float(np.mean(valid))
     if cand is None or cand.llm is None or cand.llm not in cfg.llms:
         return out
-    from adaptlab.llm.prices import cost_usd
-    from adaptlab.llm.types import Usage
 
     llm = cfg.llms[cand.llm]
     out["llm"] = f"{llm.backend}:{llm.name}"

@@ -27,6 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from adaptlab.backends import EncoderBackend, load_backend
+from adaptlab.core.errors import ConfigError
+from adaptlab.evaluation.judge import Judge
 from adaptlab.evaluation.metrics import ClassificationMetrics, classification_metrics, encode
 from adaptlab.evaluation.stats import (
     Interval,
@@ -43,12 +46,13 @@ from adaptlab.evaluation.text_metrics import (
     extraction_metrics,
     token_f1,
 )
+from adaptlab.rag.context import check_citations, passages_from_json, sources_from_json
 
 if TYPE_CHECKING:
     from adaptlab.backends.base import EncoderBackend
     from adaptlab.config import ProjectConfig
     from adaptlab.core.progress import ProgressSink
-    from adaptlab.evaluation.judge import Judge, JudgeStats
+    from adaptlab.evaluation.judge import JudgeStats
     from adaptlab.store import PredictionRow
 
 #: Statuses of answers that could not be read (no label, no JSON, no "Answer:") or
@@ -130,7 +134,6 @@ class RetrievalStats:
 def retrieval_stats(rows: Sequence[PredictionRow]) -> RetrievalStats | None:
     """Citation, groundedness and recall figures of a candidate's answers, or None
     when its prompts held no passages (a closed-book candidate)."""
-    from adaptlab.rag.context import check_citations, passages_from_json, sources_from_json
 
     if not rows or all(r.context_json is None for r in rows):
         return None
@@ -319,9 +322,6 @@ class Scorer:
 
     def _embed(self, texts: list[str]) -> Any:
         if self._encoder is None:
-            from adaptlab.backends import EncoderBackend, load_backend
-            from adaptlab.core.errors import ConfigError
-
             backend = load_backend(self.cfg.model)
             if not isinstance(backend, EncoderBackend):
                 raise ConfigError(
@@ -335,8 +335,6 @@ class Scorer:
     def _grade(self, rows: Sequence[PredictionRow]) -> tuple[np.ndarray, int]:
         """Judge scores; an empty or unread answer scores 0 without asking the judge."""
         if self._judge is None:
-            from adaptlab.evaluation.judge import Judge
-
             ev = self.cfg.evaluation
             name = ev.judge_llm
             assert name is not None and name in self.cfg.llms  # load_config checks both

@@ -8,37 +8,32 @@ fine-tune's training bill from the tokens its job reported trained, see
 
 Each candidate has one primary metric, the task's (see :mod:`adaptlab.evaluation.scoring`):
 accuracy for classification, field F1 for extraction, ``evaluation.generation_metric``
-for generation. "vs best" compares per-example scores on the same examples: McNemar's
-test where every example scores 0 or 1, else a paired bootstrap of the metric's gap.
+for generation. :func:`compare` tests two candidates on the same examples: McNemar's test where
+every example scores 0 or 1, else a paired bootstrap of the metric's gap.
+
+A summary is measurements only, each record immutable once built: which candidate
+wins, and why, is :mod:`adaptlab.decide` (:func:`adaptlab.decide.verdict.verdict`),
+and :func:`adaptlab.engine.summarize_project` joins the two.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from adaptlab.config import CostConfig, ProfileConfig, ProjectConfig
 from adaptlab.core.errors import AdaptlabError
-from adaptlab.decide.curves import (
-    CurvePoint,
-    LearningCurves,
-    curve_changes,
-    learning_curves,
-    learns_from_train,
-    score_points,
-)
-from adaptlab.decide.economics import CostModel, compute_per_request_usd
-from adaptlab.decide.recommend import (
-    BreakEven,
-    Recommendation,
-    break_evens,
-    recommend,
-)
+from adaptlab.core.progress import ProgressSink
+from adaptlab.evaluation.cost_model import CostModel, compute_per_request_usd
+from adaptlab.evaluation.hosting import hosted
 from adaptlab.evaluation.judge import JudgeStats
+from adaptlab.evaluation.learning import CurvePoint, learns_from_train, score_points
 from adaptlab.evaluation.llm_costs import generative_figures, sane_row, setup_cost_usd
 from adaptlab.evaluation.machine import LOADED_SHARE
 from adaptlab.evaluation.metrics import ClassificationMetrics
@@ -55,23 +50,28 @@ from adaptlab.evaluation.scoring import (
 from adaptlab.evaluation.stats import (
     Interval,
     PairedTest,
-    holm,
     mcnemar,
     median_ci,
-    minimum_detectable_difference,
     paired_bootstrap_stat,
     percentile,
 )
 from adaptlab.evaluation.text_metrics import ExtractionMetrics
 from adaptlab.store import PredictionRow, RunStore
 from adaptlab.store.runs import find_run
-
-if TYPE_CHECKING:
-    from adaptlab.core.progress import ProgressSink
+from adaptlab.strategies import get_strategy
 
 
-@dataclass
+@dataclass(frozen=True)
 class CandidateSummary:
+    """One candidate of a run, measured: scores with intervals, timings and costs.
+
+    Built once by :func:`summarize` and never changed. ``columns`` is an array of
+    per-example columns (n x k) whose means give the primary metric; latencies are
+    milliseconds, seconds are wall or CPU seconds as named, money is USD (``cost``
+    is the :class:`~adaptlab.evaluation.cost_model.CostModel` at the project's
+    prices; ``monthly_cost_usd`` at the profile's volume).
+    """
+
     name: str
     strategy: str
     params: dict[str, Any]
@@ -100,7 +100,6 @@ class CandidateSummary:
     macro_f1_ci: Interval | None = None  # classification
     answers: list[ScoredAnswer] = field(default_factory=list)  # lowest-scoring; not classification
     rows: list[PredictionRow] = field(default_factory=list)  # every test answer, in split order
-    vs_best: PairedTest | None = None
     # Generative candidates: measured tokens, API cost and how answers parsed.
     llm: str | None = None  # "openai:gpt-4o-mini"
     input_tokens_per_request: float | None = None
@@ -133,11 +132,6 @@ class CandidateSummary:
     val_columns: np.ndarray | None = None
     val_n: int = 0
     selected_on: str = "val"  # "test" when a candidate of the run has no val answers
-    # The best scoring candidate on the selection split vs this one (None for that one and
-    # for candidates the profile ruled out, which are not compared).
-    vs_chosen: PairedTest | None = None
-    p_holm: float | None = None  # its Holm-adjusted p-value
-    p_holm_test: float | None = None  # vs_best's (test) Holm-adjusted p-value
     # Measurement quality: the median latency's interval, the CPU cost's range over
     # timing passes, and the share of the machine other processes used meanwhile.
     latency_p50_ci: Interval | None = None
@@ -205,28 +199,36 @@ class CandidateSummary:
         return self.quality_ci
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunSummary:
+    """A run's measurements: every candidate's :class:`CandidateSummary` and the run's facts.
+
+    ``config`` is the run's configuration as JSON (with the profile and costs it was
+    summarised under), ``cfg`` the same validated; ``split`` counts examples per split;
+    ``selected_on`` is the split candidates are compared on ("val", or "test" when some
+    candidate has no validation answers). ``curve_points`` are ``adaptlab curve``'s
+    points on the run's split, scored on test (empty: none, or not asked for), and
+    ``curve_flat`` the test figure of each candidate that does not learn from the train
+    split, drawn flat beside them. No verdict is in here: see
+    :func:`adaptlab.decide.verdict.verdict`.
+    """
+
     run_id: str
     project: str
     created_at: str
     labels: list[str]
     split: dict[str, int]
     model: dict[str, Any]
-    candidates: list[CandidateSummary]
-    best: str
-    recommendation: Recommendation
-    break_even: list[BreakEven]
+    candidates: Sequence[CandidateSummary]
     config: dict[str, Any]
+    cfg: ProjectConfig = field(repr=False, compare=False)
     task: str = "classification"
     metric: str = "accuracy"  # the primary metric every candidate is ranked by
     judge: JudgeStats | None = None  # generation_metric 'judge': what grading took
     not_run: dict[str, str] = field(default_factory=dict)  # candidate -> why it did not run
-    selected_on: str = "val"  # the split the winner was chosen on ("test": no val answers)
-    best_on_test: str = ""  # the highest-scoring candidate on test, for comparison
-    mdd: float | None = None  # minimum detectable difference of the selection split
-    #: ``adaptlab curve``'s points on this run's split, fitted and crossed; None: none.
-    learning: LearningCurves | None = None
+    selected_on: str = "val"  # the split the winner is chosen on ("test": no val answers)
+    curve_points: list[CurvePoint] = field(default_factory=list)
+    curve_flat: dict[str, float] = field(default_factory=dict)
 
     @property
     def metric_info(self) -> MetricInfo:
@@ -243,8 +245,6 @@ class RunSummary:
 
 def _route(strategy: str, trains_weights: bool, params: dict[str, Any]) -> str:
     """prompt, rag, finetune, finetune+rag or classical (the engineering_hours keys)."""
-    from adaptlab.strategies import get_strategy
-
     try:
         route = getattr(get_strategy(strategy), "route", "prompt")
     except Exception:  # a strategy from a plugin no longer installed
@@ -252,23 +252,6 @@ def _route(strategy: str, trains_weights: bool, params: dict[str, Any]) -> str:
     if params.get("context_k"):
         return "finetune+rag" if route == "finetune" else "rag"
     return str(route)
-
-
-def _hosted(cfg: ProjectConfig, name: str) -> bool:
-    """Whether candidate ``name`` sends its inputs to a model outside this machine's network:
-    an API backend with no base_url, or one that is not on this machine."""
-    from urllib.parse import urlparse
-
-    cand = next((c for c in cfg.candidates if c.name == name), None)
-    if cand is None or cand.llm is None or cand.llm not in cfg.llms:
-        return False
-    llm = cfg.llms[cand.llm]
-    if llm.backend == "hf":
-        return False
-    if llm.base_url is None:
-        return True
-    host = urlparse(llm.base_url).hostname or ""
-    return host not in ("localhost", "127.0.0.1", "::1")
 
 
 def _cost_model(
@@ -279,7 +262,7 @@ def _cost_model(
     api_per_1k: float | None,
     n_train: int,
 ) -> CostModel:
-    """Setup and per-request cost of one candidate (see :mod:`adaptlab.decide.economics`)."""
+    """Setup and per-request cost of one candidate (see :mod:`adaptlab.evaluation.cost_model`)."""
     cost = cfg.cost
     n = max(res.n_predictions, 1)
     cand = next((c for c in cfg.candidates if c.name == name), None)
@@ -336,8 +319,6 @@ def _candidate(
     passes = res.info.get("cpu_ms_per_request_passes")
     load = res.info.get("machine_load")
     try:
-        from adaptlab.strategies import get_strategy
-
         generative = bool(get_strategy(res.strategy).generative)
     except Exception:
         generative = res.strategy.startswith(("llm-", "openai-", "prompt"))
@@ -375,7 +356,7 @@ def _candidate(
             [r.predicted for r in rows],
         ),
         route=route,
-        hosted=_hosted(cfg, link["name"]),
+        hosted=hosted(cfg, link["name"]),
         generative=generative,
         cost=cost,
         val_quality_ci=None if val is None else val.ci,
@@ -426,10 +407,6 @@ def answer_notes(c: CandidateSummary) -> list[str]:
     return notes
 
 
-def _test_name(test: PairedTest) -> str:
-    return "McNemar" if test.name.startswith("mcnemar") else "paired bootstrap"
-
-
 def p_bound(test: PairedTest, resamples: int) -> float | None:
     """The resolution of a bootstrap p-value of 0: with R resamples it only says p < 2/R."""
     if test.name == "paired-bootstrap" and test.p_value == 0:
@@ -475,9 +452,10 @@ def summarize(
     (default: ``llm_cache.db`` beside the store, as in a project's ``.adaptlab``).
     ``profile`` and ``cost`` replace those the run was made with: the decision is
     weighed against the project's situation now (``adaptlab decide`` changes it
-    without a rerun), while the measurements stay those of the run. ``learning=False``
-    leaves out the learning curves (scoring every stored curve point; the winner
-    does not depend on them), for commands that need only the candidates.
+    without a rerun), while the measurements stay those of the run: the profile's
+    volume prices each candidate's month. ``learning=False`` leaves out the learning
+    curves (scoring every stored curve point; the winner does not depend on them),
+    for commands that need only the candidates.
     """
     run = find_run(store, run_id)
     cfg = ProjectConfig.model_validate(json.loads(run["config_json"]))
@@ -491,47 +469,14 @@ def summarize(
     split = json.loads(run["split_json"])
     n_train = split.get("train", 0) + split.get("val", 0)
     try:
-        cands = [_candidate(store, link, cfg, scorer, n_train) for link in links]
+        measured = [_candidate(store, link, cfg, scorer, n_train) for link in links]
         points = score_points(store, run["data_fingerprint"], scorer) if learning else []
     finally:
         scorer.close()
     # Choose on validation, report on test: only when every candidate has val answers
     # (results from before adaptlab stored them, or val_size 0, fall back to test).
-    selected_on = "val" if all(c.val_n for c in cands) else "test"
-    for c in cands:
-        c.selected_on = selected_on
-    rec = recommend(cands, cfg, n_train, selected_on=selected_on)
-    best = next(c for c in cands if c.name == rec.winner)
-    others = [c for c in cands if c is not best]
-    for c in others:
-        c.vs_best = compare(best, c, cfg)
-    for c, p in zip(others, holm([c.vs_best.p_value for c in others if c.vs_best]), strict=True):
-        c.p_holm_test = p
-    mdd = None
-    if others:
-        runner_up = max(others, key=lambda c: c.selection_ci.estimate)
-        diffs = metric_stat(best.metric)(best.sel_columns) - metric_stat(best.metric)(
-            runner_up.sel_columns
-        )
-        mdd = minimum_detectable_difference(diffs, cfg.evaluation.alpha)
-        if mdd is not None:
-            rec.changes.append(
-                f"with {best.selection_n:,} {('validation' if selected_on == 'val' else 'test')} "
-                f"examples, differences under ~{100 * mdd:.0f} points of {best.metric_info.name} "
-                f"cannot be told apart (80% power, alpha {cfg.evaluation.alpha:g})"
-            )
-    if selected_on == "test":
-        rec.reasons.append(
-            "Chosen on the test split: some results hold no validation answers (from an "
-            "adaptlab before 0.10, or data.val_size 0), so the winner's test figure is "
-            "optimistic; rerun with --force to choose on validation."
-        )
-    curves = _learning(points, cands, cfg, int(split.get("train", 0)))
-    if curves is not None:
-        rec.changes.extend(curve_changes(curves, best.name))
-    best_on_test = max(cands, key=lambda c: (c.quality, -c.monthly_cost_usd))
-    prompt_like = [c for c in cands if not c.trains_weights] or cands
-    baseline = min(prompt_like, key=lambda c: c.cost.setup_usd)
+    selected_on = "val" if all(c.val_n for c in measured) else "test"
+    cands = [dataclasses.replace(c, selected_on=selected_on) for c in measured]
     return RunSummary(
         run_id=run["id"],
         project=run["project"],
@@ -540,31 +485,28 @@ def summarize(
         split=split,
         model=json.loads(run["model_json"]),
         candidates=cands,
-        best=best.name,
-        recommendation=rec,
-        break_even=break_evens(cands, baseline, cfg),
         config=cfg.model_dump(mode="json"),
+        cfg=cfg,
         task=cfg.task,
         metric=primary_metric(cfg),
         judge=scorer.judge_stats,
         not_run=json.loads(run["notes_json"] or "{}").get("not_run", {}),
         selected_on=selected_on,
-        best_on_test=best_on_test.name,
-        mdd=mdd,
-        learning=curves,
+        curve_points=points,
+        curve_flat=_flat(points, cands, cfg),
     )
 
 
-def _learning(
-    points: list[CurvePoint], cands: list[CandidateSummary], cfg: ProjectConfig, n_train: int
-) -> LearningCurves | None:
-    """The run's learning curves, with the candidates that do not learn drawn flat."""
+def _flat(
+    points: list[CurvePoint], cands: list[CandidateSummary], cfg: ProjectConfig
+) -> dict[str, float]:
+    """The test figure of each candidate that does not learn from the train split (drawn
+    flat beside the learning curves); empty when there are no curve points."""
     if not points:
-        return None
+        return {}
     configs = {c.name: c for c in cfg.candidates}
-    flat = {
+    return {
         c.name: c.quality
         for c in cands
         if c.name in configs and not learns_from_train(configs[c.name])
     }
-    return learning_curves(points, flat, n_train, cfg.evaluation.confidence)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from adaptlab.llm.types import ChatRequest, ChatResponse, Usage
+from adaptlab.store.files import connect, enable_wal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -35,8 +36,6 @@ CREATE TABLE IF NOT EXISTS responses (
 
 class ResponseCache:
     def __init__(self, path: str | Path) -> None:
-        from adaptlab.store.files import connect, enable_wal
-
         self.path = Path(path)
         fix = (
             f"delete it (rm {self.path}) and run again: answers it held are requested again, "

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 PER_TOKENS = 1_000_000
 PriceKind = Literal["override", "table", "self-hosted", "unknown"]
+#: Backends that run the model on this machine (``hf``; ``fake``, the scripted one): never
+#: looked up in the price table, never "hosted"; a candidate's cost is the machine's time.
+SELF_HOSTED_BACKENDS = frozenset({"hf", "fake"})
 
 # A dated snapshot or alias suffix: gpt-4o-mini-2024-07-18, gpt-3.5-turbo-0125,
 # claude-3-5-haiku-20241022, claude-3-5-haiku-latest, Vertex AI's claude-3-5-haiku@20241022.
@@ -305,10 +308,10 @@ def price_for(config: LLMConfig) -> Price | None:
     override has no fields for them). Otherwise the table is looked up by
     ``config.name`` (:func:`lookup_price`), whatever ``base_url`` says: an Azure or proxy
     endpoint serving a listed id gets the list price, a vLLM/Ollama server serving an
-    unlisted model gets None. The ``hf`` backend runs the model on this machine and is
-    never looked up.
+    unlisted model gets None. A self-hosted backend (``hf``, ``fake``) runs the model on
+    this machine and is never looked up.
     """
-    table_price = None if config.backend == "hf" else lookup_price(config.name)
+    table_price = None if config.backend in SELF_HOSTED_BACKENDS else lookup_price(config.name)
     override = config.prices
     if override is None:
         return table_price
@@ -342,7 +345,7 @@ def price_kind(config: LLMConfig) -> PriceKind:
     """Why :func:`price_for` gives what it gives, for the report.
 
     'override' or 'table' when there is a price; 'self-hosted' when there is none and
-    the model runs on this machine (``hf``) or behind a ``base_url`` on a local or
+    the model runs on this machine (``hf``, ``fake``) or behind a ``base_url`` on a local or
     private host (loopback, private IP, a dot-less name, .local/.internal/.lan), so the
     report counts compute cost only; 'unknown' otherwise (a hosted model missing from
     the table: the user should set ``prices``).
@@ -351,7 +354,9 @@ def price_kind(config: LLMConfig) -> PriceKind:
         return "override"
     if price_for(config) is not None:
         return "table"
-    if config.backend == "hf" or (config.base_url is not None and _is_local_host(config.base_url)):
+    if config.backend in SELF_HOSTED_BACKENDS or (
+        config.base_url is not None and _is_local_host(config.base_url)
+    ):
         return "self-hosted"
     return "unknown"
 

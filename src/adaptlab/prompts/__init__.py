@@ -223,3 +223,15 @@ class PromptTemplate:
         if not detail.startswith("templates may not"):
             detail = f"templates may not access Python internals ({detail})"
         return ConfigError(f"unsafe template: {detail}", file=self.file, fix=_SANDBOX_FIX)
+
+
+__all__ = [
+    "BUILTIN",
+    "MAX_CHARS",
+    "PARTS",
+    "ProjectLoader",
+    "PromptEnvironment",
+    "PromptTemplate",
+    "Refused",
+    "RenderedPrompt",
+]

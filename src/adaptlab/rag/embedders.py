@@ -11,6 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from adaptlab.core.errors import AdaptlabError
+from adaptlab.llm.tokens import encoding_is_cached, estimate_tokens
+from adaptlab.rag.chunking import word_tokens
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -47,8 +51,6 @@ class EncoderEmbedder:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if self._tokenizer is None:
-            from adaptlab.rag.chunking import word_tokens
-
             return word_tokens(texts)
         if not texts:
             return []
@@ -84,8 +86,6 @@ class OpenAIEmbedder:
         import numpy as np
         import openai
 
-        from adaptlab.core.errors import AdaptlabError
-
         rows: list[list[float]] = []
         for start in range(0, len(texts), 256):
             batch = list(texts[start : start + 256])
@@ -106,8 +106,6 @@ class OpenAIEmbedder:
         return out / np.where(norms == 0, 1, norms)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        from adaptlab.llm.tokens import encoding_is_cached, estimate_tokens
-
         if self._encoding is None and encoding_is_cached("cl100k_base"):
             import tiktoken
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from adaptlab.rag.metrics import Qrels, mrr_at_k, ndcg_at_k, recall_at_k
-from adaptlab.rag.search import Mode, rank_documents
+from adaptlab.rag.search import Hit, Mode, _one_blas_thread, fuse, rank_documents
 
 if TYPE_CHECKING:
     from adaptlab.rag.search import Retriever
@@ -94,7 +94,6 @@ def tune_weight(
     Returns (best weight, {weight: nDCG@10}); ties go to the weight nearer 0.5.
     Both rankings are computed once and fused per weight.
     """
-    from adaptlab.rag.search import _one_blas_thread, fuse
 
     texts = [queries[q] for q in qids]
     dense = retriever._dense(texts, depth)
@@ -102,7 +101,6 @@ def tune_weight(
         sparse = retriever.bm25.search(texts, depth)
     table: dict[float, float] = {}
     chunks = retriever.index.chunks
-    from adaptlab.rag.search import Hit
 
     for w in grid:
         fused = fuse(dense, sparse, "hybrid", w)

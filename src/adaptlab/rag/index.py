@@ -46,6 +46,7 @@ from adaptlab.rag.documents import (
     read_bytes,
     require_folder,
 )
+from adaptlab.store.lock import RunLock
 
 if TYPE_CHECKING:
     import numpy as np
@@ -232,7 +233,6 @@ def build_index(
     document (the live index, if any, is left as it was). Files that cannot be
     read are listed in :attr:`IndexReport.skipped` with the reason and a fix.
     """
-    from adaptlab.store.lock import RunLock
 
     settings = settings or IndexSettings()
     _check_settings(settings)
@@ -319,7 +319,6 @@ def index_documents(
     progress: ProgressSink | None = None,
 ) -> IndexReport:
     """Index documents given in memory (a BEIR ``corpus.jsonl``), replacing the index."""
-    from adaptlab.store.lock import RunLock
 
     settings = settings or IndexSettings()
     _check_settings(settings)

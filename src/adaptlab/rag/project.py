@@ -14,19 +14,36 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from adaptlab.core.errors import ConfigError
+from adaptlab.backends import EncoderBackend, llm_key_var, load_backend
+from adaptlab.core.errors import AdaptlabError, ConfigError, MissingDependencyError
+from adaptlab.llm.keys import find_key
+from adaptlab.rag.documents import iter_files
+from adaptlab.rag.embedders import EncoderEmbedder, OpenAIEmbedder
+from adaptlab.rag.index import IndexSettings, RagIndex, build_index
+from adaptlab.rag.pgvector import PgVectorStore, local_server
+from adaptlab.rag.search import Retriever
 
 if TYPE_CHECKING:
     from adaptlab.config import ProjectConfig, RagConfig
     from adaptlab.core.progress import ProgressSink
-    from adaptlab.engine.project import Project
     from adaptlab.rag.embedders import Embedder
-    from adaptlab.rag.index import IndexReport, IndexSettings
-    from adaptlab.rag.search import Hit, Retriever, VectorStore
+    from adaptlab.rag.index import IndexReport
+    from adaptlab.rag.search import Hit, VectorStore
 
 _EMBEDDERS: dict[str, Any] = {}
+
+
+class Project(Protocol):
+    """What the RAG layer reads of a project: its folder and its config
+    (:class:`adaptlab.engine.Project` is one; the engine sits above this layer)."""
+
+    @property
+    def root(self) -> Path: ...
+
+    @property
+    def config(self) -> ProjectConfig: ...
 
 
 def rag_config(project: Project) -> RagConfig:
@@ -42,8 +59,6 @@ def rag_config(project: Project) -> RagConfig:
 
 
 def index_settings(cfg: RagConfig) -> IndexSettings:
-    from adaptlab.rag.index import IndexSettings
-
     return IndexSettings(
         max_tokens=cfg.chunk_tokens,
         overlap_tokens=cfg.chunk_overlap,
@@ -69,10 +84,6 @@ def load_embedder(config: ProjectConfig) -> Embedder:
     if key in _EMBEDDERS:
         return _EMBEDDERS[key]  # type: ignore[no-any-return]
     if cfg.embeddings_llm is not None:
-        from adaptlab.backends import llm_key_var
-        from adaptlab.llm.keys import find_key
-        from adaptlab.rag.embedders import OpenAIEmbedder
-
         llm = config.llms.get(cfg.embeddings_llm)
         if llm is None or llm.backend != "openai":
             raise ConfigError(
@@ -86,9 +97,6 @@ def load_embedder(config: ProjectConfig) -> Embedder:
             llm.name, base_url=llm.base_url, api_key=(find_key(var) if var else None) or "none"
         )
     else:
-        from adaptlab.backends import EncoderBackend, load_backend
-        from adaptlab.rag.embedders import EncoderEmbedder
-
         backend = load_backend(cfg.encoder)
         if not isinstance(backend, EncoderBackend):
             raise ConfigError(
@@ -105,7 +113,6 @@ def docs_fingerprint(project: Project) -> str:
 
     Raises :class:`ConfigError` when the documents folder is missing.
     """
-    from adaptlab.rag.documents import iter_files
 
     cfg = rag_config(project)
     folder = docs_folder(project)
@@ -132,7 +139,6 @@ def docs_fingerprint(project: Project) -> str:
 
 def refresh_index(project: Project, progress: ProgressSink | None = None) -> IndexReport:
     """Re-index the project's documents (only changed files are embedded again)."""
-    from adaptlab.rag.index import build_index
 
     cfg = rag_config(project)
     return build_index(
@@ -149,16 +155,13 @@ def open_store(project: Project, index: Any) -> VectorStore | None:
     cfg = rag_config(project)
     if cfg.store == "embedded":
         return None
-    from adaptlab.rag.pgvector import PgVectorStore, local_server
 
     url = cfg.pg_url or local_server(index_folder(project) / "pgdata")
-    return PgVectorStore(url, index)  # type: ignore[no-any-return]
+    return PgVectorStore(url, index)
 
 
 def open_retriever(project: Project) -> Retriever:
     """A retriever over the live index with the project's store and reranker."""
-    from adaptlab.rag.index import RagIndex
-    from adaptlab.rag.search import Retriever
 
     cfg = rag_config(project)
     index = RagIndex.open(index_folder(project))
@@ -178,8 +181,6 @@ def load_reranker(name: str) -> Any:
     """A sentence-transformers ``CrossEncoder`` from a folder or the hub name."""
     import os
 
-    from adaptlab.core.errors import AdaptlabError
-
     if Path(name).expanduser().exists():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
@@ -189,8 +190,6 @@ def load_reranker(name: str) -> Any:
             str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
         )
     except ImportError:
-        from adaptlab.core.errors import MissingDependencyError
-
         raise MissingDependencyError("sentence-transformers", "local") from None
     except (OSError, ValueError) as exc:
         raise AdaptlabError(

@@ -1,4 +1,4 @@
-"""Render a :class:`RunSummary` as one self-contained HTML file.
+"""Render a :class:`~adaptlab.engine.summary.ProjectSummary` as one self-contained HTML file.
 
 All formatting happens here, so the template only places strings and the tests can
 format a number exactly as the page does. User text (names, labels, reasons) reaches
@@ -15,17 +15,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adaptlab.config import ProjectConfig
-from adaptlab.core.format import dollars, pct
-from adaptlab.decide.recommend import BreakEven, selection_line
-from adaptlab.evaluation.scoring import ScoredAnswer
+from adaptlab.core.files import write_text_atomically
+from adaptlab.core.format import dollars, pct, sig
+from adaptlab.decide.explain import selection_line
+from adaptlab.decide.verdict import BreakEven
+from adaptlab.engine.summary import ProjectSummary
+from adaptlab.evaluation.scoring import ScoredAnswer, metric_stat
 from adaptlab.evaluation.stats import PairedTest
-from adaptlab.evaluation.summary import CandidateSummary, RunSummary, p_bound
+from adaptlab.evaluation.summary import CandidateSummary, answer_notes, p_bound
+from adaptlab.rag.context import check_citations, passages_from_json
 from adaptlab.report import plots
+from adaptlab.store.files import os_error
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from adaptlab.serve.logs import LiveTraffic
+    from adaptlab.evaluation.served import LiveTraffic
 
 TEMPLATE = "report.html.j2"
 
@@ -100,9 +105,12 @@ def _extra_cells(c: CandidateSummary) -> list[tuple[str, str]]:
     return [(pct(g.token_f1), pct(g.exact_match)), (valid, f"{c.n - c.unparsed} of {c.n}"), cited]
 
 
-def _row(c: CandidateSummary, s: RunSummary, alpha: float) -> dict[str, Any]:
+def _row(c: CandidateSummary, s: ProjectSummary, alpha: float) -> dict[str, Any]:
     ci, fmt = c.quality_ci, c.metric_info.fmt
-    test = c.vs_best
+    v = s.verdict
+    paired = v.test_tests.get(c.name)  # the winner against c on test; None for the winner
+    test = None if paired is None else paired.test
+    adjusted = None if paired is None else paired.p_holm
     return {
         "name": c.name,
         "strategy": c.strategy,
@@ -111,8 +119,8 @@ def _row(c: CandidateSummary, s: RunSummary, alpha: float) -> dict[str, Any]:
         "accuracy_ci": f"{fmt(ci.low)}–{fmt(ci.high)}",
         "extra": _extra_cells(c),
         "selection": fmt(c.selection_ci.estimate),
-        "p": "winner" if test is None else _p_cell(test, s, c.p_holm_test),
-        "significant": test is not None and (c.p_holm_test or test.p_value) < alpha,
+        "p": "winner" if test is None else _p_cell(test, s, adjusted),
+        "significant": test is not None and (adjusted or test.p_value) < alpha,
         "p50": num(c.latency_p50_ms),
         "p95": num(c.latency_p95_ms),
         "throughput": num(c.throughput_per_s),
@@ -120,13 +128,13 @@ def _row(c: CandidateSummary, s: RunSummary, alpha: float) -> dict[str, Any]:
         "per_1k": dollars(c.cost_per_1k_usd),
         "setup": dollars(c.setup_cost_usd),
         "monthly": dollars(c.monthly_cost_usd),
-        "is_best": c.name == (s.best_on_test or s.best),
-        "is_winner": c.name == s.recommendation.winner,
+        "is_best": c.name == (v.best_on_test or v.winner),
+        "is_winner": c.name == v.winner,
         "reused": c.reused,
     }
 
 
-def _p_cell(test: PairedTest, s: RunSummary, adjusted: float | None = None) -> str:
+def _p_cell(test: PairedTest, s: ProjectSummary, adjusted: float | None = None) -> str:
     bound = p_bound(test, int(s.config.get("evaluation", {}).get("bootstrap_resamples", 1000)))
     if bound is not None:
         return f"< {bound:.2g}"
@@ -196,7 +204,7 @@ _PRICE_KINDS = {
 }
 
 
-def _llm_rows(s: RunSummary) -> list[dict[str, str]]:
+def _llm_rows(s: ProjectSummary) -> list[dict[str, str]]:
     """Tokens, cost, parsing and consistency of the candidates that prompt a model."""
     rows = []
     for c in s.candidates:
@@ -234,10 +242,8 @@ def _llm_rows(s: RunSummary) -> list[dict[str, str]]:
     return rows
 
 
-def _llm_notes(s: RunSummary) -> list[str]:
+def _llm_notes(s: ProjectSummary) -> list[str]:
     """Refused and cut-off answers explained with their fix; estimated token counts."""
-    from adaptlab.evaluation.summary import answer_notes
-
     notes = [n for c in s.candidates for n in answer_notes(c)]
     if any(c.llm is not None and not c.usage_exact for c in s.candidates):
         notes.append(
@@ -248,17 +254,18 @@ def _llm_notes(s: RunSummary) -> list[str]:
     return notes
 
 
-def _context(s: RunSummary) -> dict[str, Any]:
+def _context(s: ProjectSummary) -> dict[str, Any]:
     from markupsafe import Markup
 
     cfg = ProjectConfig.model_validate(s.config)
-    winner = s.candidate(s.recommendation.winner)
+    v = s.verdict
+    winner = s.candidate(v.winner)
     forecast, horizon = cfg.profile.monthly_requests, cfg.profile.horizon_months
 
     def svg(name: str, text: str) -> Markup:
         return Markup(plots.scope_ids(text, f"{name}-"))
 
-    kind_label, kind_text = KINDS.get(s.recommendation.kind, (s.recommendation.kind, ""))
+    kind_label, kind_text = KINDS.get(v.kind, (v.kind, ""))
     kind_text = kind_text.format(metric=s.metric_info.name)
     curves = [
         {"name": c.name, "svg": svg(f"curves{i}", plots.training_curves(c)), "note": _fit_note(c)}
@@ -292,12 +299,12 @@ def _context(s: RunSummary) -> dict[str, Any]:
         "llm_rows": _llm_rows(s),
         "llm_notes": _llm_notes(s),
         "not_run": sorted(s.not_run.items()),
-        "break_even": [_break_even_row(b, forecast) for b in s.break_even],
+        "break_even": [_break_even_row(b, forecast) for b in v.break_evens],
         "cost_svg": svg(
             "cost",
             plots.cumulative_cost(
                 s.candidates,
-                s.break_even,
+                v.break_evens,
                 forecast,
                 horizon,
                 winner.name,
@@ -310,7 +317,7 @@ def _context(s: RunSummary) -> dict[str, Any]:
         "n_test": f"{winner.n:,}",
         "n_selection": f"{winner.selection_n:,}",
         "selection_split": "validation" if s.selected_on == "val" else "test",
-        "selection": selection_line(s),
+        "selection": selection_line(v, s),
         "timing_warnings": [w for c in s.candidates if (w := c.loaded_warning) is not None],
         "judge": s.judge,
         "disagree": disagree,
@@ -323,7 +330,7 @@ def _context(s: RunSummary) -> dict[str, Any]:
 
 
 def _task_context(
-    s: RunSummary, winner: CandidateSummary, svg: Callable[[str, str], Any]
+    s: ProjectSummary, winner: CandidateSummary, svg: Callable[[str, str], Any]
 ) -> dict[str, Any]:
     """What only one task's sections show: classes, fields, or answers."""
     out: dict[str, Any] = {"task": s.task, "answers": [_answer_row(a) for a in winner.answers]}
@@ -401,8 +408,6 @@ def _answer_row(a: ScoredAnswer) -> dict[str, Any]:
 
 def _citations(a: ScoredAnswer) -> list[dict[str, Any]]:
     """What a RAG answer cites: each id, whether it was shown, its document and text."""
-    from adaptlab.rag.context import check_citations, passages_from_json
-
     passages = passages_from_json(a.context_json)
     if passages is None:
         return []
@@ -433,14 +438,12 @@ def example_scores(c: CandidateSummary) -> np.ndarray:
     (:func:`adaptlab.evaluation.scoring.metric_stat` applied to each example's row)."""
     import numpy as np
 
-    from adaptlab.evaluation.scoring import metric_stat
-
     cols = np.asarray(c.columns, dtype=float)
     return metric_stat(c.metric)(cols if cols.ndim == 2 else cols[:, None])
 
 
 def disagreements(
-    s: RunSummary, limit: int = DISAGREEMENT_ROWS
+    s: ProjectSummary, limit: int = DISAGREEMENT_ROWS
 ) -> tuple[list[dict[str, Any]], int]:
     """Test examples the candidates answer differently, and how many there are in all.
 
@@ -457,7 +460,7 @@ def disagreements(
         return [], 0
     n = min(len(c.rows) for c in cands)
     scores = np.stack([example_scores(c)[:n] for c in cands])
-    winner = next((i for i, c in enumerate(cands) if c.name == s.recommendation.winner), 0)
+    winner = next((i for i, c in enumerate(cands) if c.name == s.verdict.winner), 0)
     picked = []
     for i in range(n):
         if len({c.rows[i].example_id for c in cands}) > 1:
@@ -500,7 +503,7 @@ def disagreements(
     return out, len(picked)
 
 
-def _prompts(s: RunSummary) -> list[dict[str, Any]]:
+def _prompts(s: ProjectSummary) -> list[dict[str, Any]]:
     """The prompt template, version hash and one prompt as sent, per generative candidate."""
     out = []
     for c in s.candidates:
@@ -525,8 +528,8 @@ def _prompts(s: RunSummary) -> list[dict[str, Any]]:
     return out
 
 
-def _learning(s: RunSummary, svg: Callable[[str, str], Any]) -> dict[str, Any] | None:
-    lc = s.learning
+def _learning(s: ProjectSummary, svg: Callable[[str, str], Any]) -> dict[str, Any] | None:
+    lc = s.verdict.learning
     if lc is None:
         return None
     lines = [x.text() for x in lc.crossings]
@@ -536,7 +539,7 @@ def _learning(s: RunSummary, svg: Callable[[str, str], Any]) -> dict[str, Any] |
             plots.learning_curves(
                 lc,
                 [c.name for c in s.candidates],
-                s.recommendation.winner,
+                s.verdict.winner,
                 s.metric_info.name,
                 s.metric_info.percent,
             ),
@@ -549,8 +552,6 @@ def _learning(s: RunSummary, svg: Callable[[str, str], Any]) -> dict[str, Any] |
 
 def _live(live: LiveTraffic | None, svg: Callable[[str, str], Any]) -> dict[str, Any] | None:
     """Rows, plot and paired comparisons of the served candidates."""
-    from adaptlab.core.format import pct, sig
-
     if live is None:
         return None
 
@@ -597,7 +598,7 @@ def _live(live: LiveTraffic | None, svg: Callable[[str, str], Any]) -> dict[str,
     return {"rows": rows, "svg": plot, "lines": lines, "confidence": f"{live.confidence:.0%}"}
 
 
-def render_report(summary: RunSummary, live: LiveTraffic | None = None) -> str:
+def render_report(summary: ProjectSummary, live: LiveTraffic | None = None) -> str:
     """The report as one HTML string: inline CSS and SVG, no external references.
 
     ``live``: the request log's statistics (``adaptlab serve``), shown as its own section.
@@ -616,15 +617,14 @@ def render_report(summary: RunSummary, live: LiveTraffic | None = None) -> str:
     return env.get_template(TEMPLATE).render(**context)
 
 
-def write_report(summary: RunSummary, path: str | Path, live: LiveTraffic | None = None) -> Path:
+def write_report(
+    summary: ProjectSummary, path: str | Path, live: LiveTraffic | None = None
+) -> Path:
     """Render and write atomically: a reader never sees a half-written report.
 
     A folder that cannot be written (a file in its place, no rights, a full disk)
     raises an :class:`~adaptlab.core.errors.AdaptlabError` naming it and the fix.
     """
-    from adaptlab.core.files import write_text_atomically
-    from adaptlab.store.files import os_error
-
     target = Path(path)
     html = render_report(summary, live)
     try:

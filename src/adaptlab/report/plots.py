@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from adaptlab.core.format import dollars
+from adaptlab.decide.curves import SURE_CROSSING, LearningCurves
+from adaptlab.decide.economics import break_even_volume
+from adaptlab.decide.verdict import BreakEven
+from adaptlab.evaluation.summary import CandidateSummary
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
     from matplotlib.typing import RcKeyType
-
-    from adaptlab.decide.curves import LearningCurves
-    from adaptlab.decide.recommend import BreakEven
-    from adaptlab.evaluation.summary import CandidateSummary
 
 # Observable's categorical palette: distinguishable, and readable in greyscale print.
 PALETTE = [
@@ -485,8 +485,6 @@ def cumulative_cost(
     """
     from matplotlib.lines import Line2D
 
-    from adaptlab.decide.economics import break_even_volume
-
     by_name = {c.name: c for c in cands}
     pairs = {(winner, c.name) for c in cands if c.name != winner and winner in by_name}
     pairs |= {(b.baseline, b.candidate) for b in break_even if b.baseline in by_name}
@@ -558,8 +556,6 @@ def learning_curves(
     run's candidate order, which gives each its colour as in the other plots.
     """
     from matplotlib.lines import Line2D
-
-    from adaptlab.decide.curves import SURE_CROSSING
 
     scale = 100.0 if percent else 1.0
     names = [n for n in order if n in {p.candidate for p in curves.points}]

@@ -33,13 +33,18 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from adaptlab.core.errors import AdaptlabError
 from adaptlab.core.types import Prediction
 from adaptlab.engine.artifact import ServedModel
+from adaptlab.evaluation.hosting import model_location
+from adaptlab.llm.keys import redact
+from adaptlab.llm.prices import SELF_HOSTED_BACKENDS, lookup_price
 from adaptlab.serve.answers import answer_json, answer_text
 from adaptlab.serve.batching import Batcher
 from adaptlab.serve.keys import ApiKey, KeyRing
 from adaptlab.serve.log import Feedback, RequestLog, RequestRecord, now, user_hash
-from adaptlab.serve.routing import Route
+from adaptlab.serve.routing import DEFAULT_ROUTE, Route
+from adaptlab.store.files import connect
 
 log = logging.getLogger("adaptlab.serve")
 USER_HEADERS = ("x-user-id", "x-session-id")
@@ -150,8 +155,6 @@ class Server:
         self.log = RequestLog(config.store_path)
         self.keys: KeyRing | None = None
         if config.auth:
-            from adaptlab.store.files import connect
-
             path = config.store_path
             self.keys = KeyRing(lambda: connect(path, damaged_fix="see adaptlab keys list"))
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
@@ -233,7 +236,6 @@ class Server:
 
     def resolve(self, requested: str | None, user: str | None) -> tuple[str | None, str]:
         """(route or None, candidate) for the ``model`` a client asked for."""
-        from adaptlab.serve.routing import DEFAULT_ROUTE
 
         requested = requested or DEFAULT_ROUTE
         route = self.config.routes.get(requested)
@@ -413,30 +415,37 @@ class Server:
 
 def _safe(exc: BaseException | None) -> str:
     """The error for a client: its message without a command-line fix, keys redacted."""
-    from adaptlab.core.errors import AdaptlabError
-    from adaptlab.llm.keys import redact
 
     plain = isinstance(exc, AdaptlabError)
     text = exc.issue.message if plain else f"{type(exc).__name__}: {exc}"  # type: ignore[union-attr]
     return redact(text)[:500]
 
 
+def _api_backend(backend: object) -> bool:
+    """A served model's backend bills per token elsewhere (not hf, not fake)."""
+    return isinstance(backend, str) and backend not in SELF_HOSTED_BACKENDS
+
+
 def _hosted(model: ServedModel) -> bool:
+    """Whether a served model is answered by another server (its provider's API, or a
+    server on this machine or elsewhere), so that its failure is upstream (502): any
+    place :func:`~adaptlab.evaluation.hosting.model_location` gives but "in-process"."""
     llm = model.manifest.llm or {}
-    return model.generative and llm.get("backend") not in (None, "hf")
+    backend, url = llm.get("backend"), llm.get("base_url")
+    if not model.generative or not isinstance(backend, str):
+        return False
+    return model_location(backend, url if isinstance(url, str) else None) != "in-process"
 
 
 def request_cost(model: ServedModel, pred: Prediction) -> float | None:
     """USD of one answer: the tokens at the model's price for a hosted model with usage,
     else the run's measured cost per request (``cost_per_1k_usd`` / 1,000)."""
     llm = model.manifest.llm or {}
-    if pred.input_tokens is not None and llm.get("backend") not in (None, "hf"):
+    if pred.input_tokens is not None and _api_backend(llm.get("backend")):
         prices = llm.get("prices")
         if prices:
             unit_in, unit_out = float(prices["input"]), float(prices["output"])
         else:
-            from adaptlab.llm.prices import lookup_price
-
             price = lookup_price(str(llm.get("name", "")))
             if price is None:
                 return None
@@ -474,12 +483,12 @@ def create_app(config: ServeConfig) -> FastAPI:
         title="adaptlab", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
     )
     app.state.server = server
-    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)  # type: ignore[arg-type]
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(
-            CORSMiddleware,  # type: ignore[arg-type]
+            CORSMiddleware,
             allow_origins=config.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "X-User-Id", "X-Session-Id"],

@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from adaptlab.store import RunStore
+
 log = logging.getLogger("adaptlab.serve")
 LOCKED_RETRIES = 4  # each after SQLite's own busy wait (15 s)
 
@@ -80,8 +82,6 @@ class RequestLog:
     """Writes :class:`RequestRecord` and :class:`Feedback` rows from a background thread."""
 
     def __init__(self, store_path: Path) -> None:
-        from adaptlab.store import RunStore
-
         RunStore(store_path).close()  # migrate (and fail here, clearly) before serving
         self.path = store_path
         self._queue: queue.Queue[object] = queue.Queue()
@@ -103,8 +103,6 @@ class RequestLog:
         self._thread.join()
 
     def _work(self) -> None:
-        from adaptlab.store import RunStore
-
         store = RunStore(self.path)
         marks = ", ".join("?" * len(COLUMNS.split(", ")))
         try:

@@ -12,9 +12,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from adaptlab.backends import load_llm
+from adaptlab.backends.runner import LLMRunner
+from adaptlab.config import LLMConfig
 from adaptlab.core.errors import AdaptlabError
 from adaptlab.core.types import Prediction
-from adaptlab.engine.artifact import FORMAT, FORMAT_VERSION, Manifest, ServedModel
+from adaptlab.core.version import __version__
+from adaptlab.engine.artifact import ServedModel
+from adaptlab.engine.manifest import FORMAT, FORMAT_VERSION, Manifest
+from adaptlab.llm.types import ChatRequest, GenerationParams, Message, failure_status
 
 
 def parse_remote(spec: str) -> tuple[str, str, str]:
@@ -44,10 +50,6 @@ def parse_remote(spec: str) -> tuple[str, str, str]:
 
 
 def _runner(url: str, model: str) -> Any:
-    from adaptlab.backends import load_llm
-    from adaptlab.config import LLMConfig
-    from adaptlab.llm.runner import LLMRunner
-
     # A live request waits on it: two retries, 30 s each, not the hour a run would wait.
     config = LLMConfig(backend="openai", name=model, base_url=url, max_retries=2, timeout_s=30)
     return LLMRunner(load_llm(config), cache=None)
@@ -73,8 +75,6 @@ class _PassThrough:
         self.runner = _runner(url, model)
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        from adaptlab.llm.types import ChatRequest, GenerationParams, Message, failure_status
-
         requests = [ChatRequest((Message("user", t),), GenerationParams()) for t in texts]
         out = []
         for r in self.runner.run_sync(requests):
@@ -96,7 +96,6 @@ class _PassThrough:
 
 def remote_model(name: str, url: str, model: str) -> ServedModel:
     """A pass-through candidate ``name`` answered by ``model`` at ``url``."""
-    from adaptlab import __version__
 
     manifest = Manifest(
         format=FORMAT,

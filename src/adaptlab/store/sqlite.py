@@ -576,7 +576,7 @@ class RunStore:
             "WHERE split_fingerprint = ? ORDER BY candidate, size, draw",
             (split_fingerprint,),
         )
-        return [tuple(r) for r in rows]  # type: ignore[misc]
+        return [tuple(r) for r in rows]
 
     def consistency(self, key: str) -> list[ConsistencyRow]:
         rows = self.conn.execute(
@@ -584,7 +584,7 @@ class RunStore:
             "ORDER BY idx, sample",
             (key,),
         )
-        return [tuple(r) for r in rows]  # type: ignore[misc]
+        return [tuple(r) for r in rows]
 
     def curves(self, key: str) -> list[tuple[int, float, str, str, float]]:
         rows = self.conn.execute(
@@ -592,4 +592,4 @@ class RunStore:
             "ORDER BY step, split, metric",
             (key,),
         )
-        return [tuple(r) for r in rows]  # type: ignore[misc]
+        return [tuple(r) for r in rows]

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     import numpy as np
 
     from adaptlab.backends.base import EncoderBackend
+    from adaptlab.backends.runner import LLMRunner
     from adaptlab.data import Example
-    from adaptlab.llm.runner import LLMRunner
 
 
 class StrategyOptions(BaseModel):

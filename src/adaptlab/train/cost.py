@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from adaptlab.llm.prices import lookup_price, price_table_checked, training_cost_usd
+
 # The cookbook's default-epoch rule, verbatim.
 TARGET_EPOCHS = 3
 MIN_TARGET_EXAMPLES = 100
@@ -116,7 +118,7 @@ def estimate_training_cost(
     """The bill of fine-tuning ``model`` on examples of ``token_counts`` tokens each.
 
     ``token_counts``: one count per training example, in the model's tokenizer with the
-    chat overhead (what :mod:`adaptlab.data.chat_tokens` counts); ``n_epochs``: a number
+    chat overhead (what :mod:`adaptlab.train.chat_tokens` counts); ``n_epochs``: a number
     (1-50, as the API accepts) or "auto" for the provider's choice
     (:func:`default_epochs`); ``cap``: tokens billed per example at most (default: the
     model's, :func:`max_tokens_per_example`).
@@ -125,7 +127,6 @@ def estimate_training_cost(
     see the module docstring); USD = billed tokens x ``finetuned.training`` of the price
     table / 1M. Raises ValueError on no examples, a negative count or epochs out of range.
     """
-    from adaptlab.llm.prices import lookup_price, price_table_checked, training_cost_usd
 
     if not token_counts:
         raise ValueError("a training file needs at least one example")

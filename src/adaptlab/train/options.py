@@ -1,4 +1,5 @@
-"""Options of the local LLM trainer; pydantic only, so reading a config never imports torch."""
+"""Options of the local trainers (the causal LM's and the encoder's); pydantic only, so
+reading a config never imports torch."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Method = Literal["lora", "full", "qlora"]
+EncoderMethod = Literal["head", "setfit"]
 
 
 class TrainOptions(BaseModel):
@@ -99,3 +101,27 @@ class TrainOptions(BaseModel):
     def checkpoint_steps(self) -> int:
         """Optimizer steps between checkpoints."""
         return self.save_steps if self.save_steps is not None else self.eval_steps
+
+
+class EncoderTrainOptions(BaseModel):
+    """How :func:`adaptlab.train.encoder.train_encoder` fine-tunes a sentence encoder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: EncoderMethod = Field(
+        default="head",
+        description="'head': train encoder and a softmax head end to end (cross-entropy); "
+        "'setfit': contrastive pairs tune the encoder, then a logistic-regression head.",
+    )
+    epochs: int = Field(default=8, ge=1, description="Maximum epochs over the train split.")
+    batch_size: int = Field(default=16, ge=2, description="Examples (or pairs) per step.")
+    learning_rate: float = Field(default=5e-5, gt=0, description="Encoder learning rate.")
+    head_learning_rate: float = Field(default=2e-3, gt=0, description="Head learning rate.")
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1, description="Share of linear warm-up.")
+    weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay.")
+    patience: int = Field(
+        default=2, ge=1, description="Epochs without a better val accuracy before stopping."
+    )
+    pair_iterations: int = Field(
+        default=5, ge=1, description="setfit only: positive and negative pairs per example."
+    )

@@ -31,7 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from adaptlab.backends import llm_key_var
 from adaptlab.core.errors import AdaptlabError, ConfigError
+from adaptlab.core.files import write_text_atomically
+from adaptlab.llm.keys import find_key, redact
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -150,7 +153,6 @@ def load_state(path: Path) -> dict[str, Any]:
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` as JSON so a crash leaves the old file or the new one, never half."""
-    from adaptlab.core.files import write_text_atomically
 
     write_text_atomically(path, json.dumps(state, indent=2, sort_keys=True))
 
@@ -175,8 +177,6 @@ class JobWatcher:
 def _api_error(exc: Exception, doing: str, *, job_id: str | None = None) -> JobError:
     """An SDK exception as a JobError that says what was being done and what to check."""
     import openai
-
-    from adaptlab.llm.keys import redact
 
     msg = redact(f"{type(exc).__name__}: {exc}")
     running = (
@@ -221,9 +221,6 @@ class OpenAIJobs:
         then the keys file); raises ConfigError when none is set and no base_url is.
         """
         import openai
-
-        from adaptlab.backends import llm_key_var
-        from adaptlab.llm.keys import find_key
 
         if config.backend != "openai":
             raise ConfigError(

@@ -18,14 +18,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from adaptlab.backends.quiet import quiet_library_progress
+from adaptlab.backends.sentence_transformers import bf16_supported
 from adaptlab.core.errors import ConfigError, DataError
+from adaptlab.core.progress import ProgressSink
+from adaptlab.core.types import CurvePoint
+from adaptlab.train.card import write_card
+from adaptlab.train.collate import encode_chats, make_collator
 from adaptlab.train.options import TrainOptions
-
-if TYPE_CHECKING:
-    from adaptlab.core.progress import ProgressSink
-    from adaptlab.core.types import CurvePoint
 
 Chat = list[dict[str, str]]
 
@@ -85,7 +87,6 @@ class TrainResult:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainResult:
         """Inverse of :meth:`to_json`; raises ``KeyError``/``TypeError`` on a malformed dict."""
-        from adaptlab.core.types import CurvePoint
 
         kw = dict(data)
         kw["best_dir"] = Path(kw["best_dir"])
@@ -107,7 +108,6 @@ def resolve_precision(precision: str, device: str) -> str:
     Raises:
         ConfigError: ``precision: bf16`` on a device without native bf16.
     """
-    from adaptlab.backends.sentence_transformers import bf16_supported
 
     native = bf16_supported(device)
     if precision == "auto":
@@ -203,7 +203,6 @@ def train_causal_lm(
             assistant, a template whose prompt is not a prefix of the chat, or
             every example cut to nothing by ``max_length``.
     """
-    from adaptlab.core.progress import ProgressSink
 
     progress = progress or ProgressSink()
     base, out = Path(base), Path(out).absolute()
@@ -233,15 +232,11 @@ def train_causal_lm(
     check_method(options.method, device)
     precision = resolve_precision(options.precision, device)
 
-    from adaptlab.backends.quiet import quiet_library_progress
-
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs nothing from the hub
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     quiet_library_progress()
     from transformers import AutoTokenizer, set_seed
     from transformers.trainer_utils import get_last_checkpoint
-
-    from adaptlab.train.collate import encode_chats, make_collator
 
     tokenizer = AutoTokenizer.from_pretrained(base)
     if tokenizer.pad_token is None:
@@ -343,7 +338,7 @@ def _trainer_class() -> Any:
     and is removed before the batch reaches the model."""
     from transformers import Trainer
 
-    class _Trainer(Trainer):  # type: ignore[misc]
+    class _Trainer(Trainer):
         def _track_num_input_tokens(self, inputs: dict[str, Any]) -> None:
             if "num_example_tokens" not in inputs:
                 super()._track_num_input_tokens(inputs)  # type: ignore[no-untyped-call]
@@ -517,7 +512,7 @@ def _training_args(
 def _callbacks(options: TrainOptions, progress: ProgressSink) -> list[Any]:
     from transformers import EarlyStoppingCallback, TrainerCallback
 
-    class SaveOnImprovement(TrainerCallback):  # type: ignore[misc]
+    class SaveOnImprovement(TrainerCallback):
         """Checkpoint each step with a new best validation loss, to copy best/ from."""
 
         def on_evaluate(
@@ -527,7 +522,7 @@ def _callbacks(options: TrainOptions, progress: ProgressSink) -> list[Any]:
             if loss is not None and (state.best_metric is None or loss < state.best_metric):
                 control.should_save = True
 
-    class Progress(TrainerCallback):  # type: ignore[misc]
+    class Progress(TrainerCallback):
         """Advance the caller's progress task once per optimizer step."""
 
         def __init__(self) -> None:
@@ -567,8 +562,6 @@ def _silence(trainer: Any) -> None:
 
 
 def _curves(log_history: list[dict[str, Any]]) -> list[CurvePoint]:
-    from adaptlab.core.types import CurvePoint
-
     points = []
     for entry in log_history:
         for key, split in (("loss", "train"), ("eval_loss", "val")):
@@ -595,8 +588,6 @@ def _save_outputs(
     options: TrainOptions,
     data_fingerprint: str,
 ) -> None:
-    from adaptlab.train.card import write_card
-
     out = result.last_dir.parent
     best_ck = ckdir / f"checkpoint-{result.best_step}"
     for folder in (result.last_dir, result.best_dir):
@@ -679,7 +670,6 @@ def merge_adapter(base: Path, adapter: Path, out: Path) -> Path:
             f"{adapter} is not a LoRA adapter folder (no adapter_config.json)",
             fix="pass the best/ or last/ folder of a lora fine-tune",
         )
-    from adaptlab.backends.quiet import quiet_library_progress
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     quiet_library_progress()

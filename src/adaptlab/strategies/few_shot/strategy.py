@@ -10,6 +10,7 @@ from adaptlab.core.types import Prediction
 from adaptlab.strategies.base import Strategy
 from adaptlab.strategies.few_shot.config import FewShotOptions
 from adaptlab.strategies.few_shot.selectors import SELECTORS
+from adaptlab.strategies.state import check, load_sklearn, save_sklearn
 
 if TYPE_CHECKING:
     import numpy as np
@@ -56,16 +57,12 @@ class FewShot(Strategy):
         return predict_classifier(self._model, self.ctx.encoder.embed(texts))
 
     def save_state(self, folder: Path) -> dict[str, Any]:
-        from adaptlab.strategies.state import save_sklearn
-
         return {
             "classifier": save_sklearn(folder, "classifier.skops", self._model),
             "shots": self._shots,  # what the classifier was fit on, for the model card
         }
 
     def load_state(self, folder: Path, state: dict[str, Any]) -> None:
-        from adaptlab.strategies.state import check, load_sklearn
-
         model = load_sklearn(folder, state["classifier"])
         classes = [str(c) for c in getattr(model, "classes_", [])]
         check(bool(classes) and set(classes) <= set(self.label_names), folder, "classifier labels")

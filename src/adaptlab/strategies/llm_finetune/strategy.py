@@ -21,18 +21,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from adaptlab.backends.gguf import resolve_model
+from adaptlab.backends.runner import RunnerStats
 from adaptlab.core.errors import ConfigError
 from adaptlab.core.types import Prediction
+from adaptlab.prompts import PromptTemplate
 from adaptlab.strategies.base import StrategyContext, StrategyOptions
 from adaptlab.strategies.llm_finetune.config import LLMFinetuneOptions
 from adaptlab.strategies.prompting.config import PromptOptions
 from adaptlab.strategies.prompting.strategy import PromptStrategy
 from adaptlab.train.options import TrainOptions
+from adaptlab.train.trainer import train_causal_lm
 
 if TYPE_CHECKING:
+    from adaptlab.backends.runner import LLMRunner
     from adaptlab.data import Example
-    from adaptlab.llm.runner import LLMRunner
-    from adaptlab.prompts import PromptTemplate
     from adaptlab.train.trainer import TrainResult
 
 
@@ -53,8 +56,6 @@ class LLMFinetune(PromptStrategy):
 
     @classmethod
     def template_for(cls, options: PromptOptions, root: Path, task: str) -> PromptTemplate:
-        from adaptlab.prompts import PromptTemplate
-
         if options.template == "auto" and task == "classification":
             return PromptTemplate("classify-short", root)
         return super().template_for(options, root, task)
@@ -67,9 +68,6 @@ class LLMFinetune(PromptStrategy):
     # ------------------------------------------------------------ training
 
     def fit(self, train: Sequence[Example], val: Sequence[Example]) -> None:
-        from adaptlab.backends.gguf import resolve_model
-        from adaptlab.train.trainer import train_causal_lm
-
         config = self.runner.config
         if config.backend != "hf":
             raise ConfigError(
@@ -113,7 +111,6 @@ class LLMFinetune(PromptStrategy):
         self.curves = list(result.curves)
         best = self._variant(result.best_dir)
         # The runner reads token and cache statistics from ctx.llm after predicting.
-        from adaptlab.llm.runner import RunnerStats
 
         best.stats = RunnerStats()
         self.ctx.llm = best

@@ -15,19 +15,22 @@ import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from adaptlab.core.errors import ConfigError
+from adaptlab.core.errors import AdaptlabError, ConfigError
 from adaptlab.core.types import CurvePoint
+from adaptlab.llm.prices import lookup_price
+from adaptlab.llm.tokens import openai_token_count
 from adaptlab.strategies.base import StrategyContext, StrategyOptions
 from adaptlab.strategies.openai_finetune.config import OpenAIFinetuneOptions
 from adaptlab.strategies.prompting.strategy import PromptStrategy
-from adaptlab.train.provider import JobWatcher
+from adaptlab.train.cost import estimate_training_cost
+from adaptlab.train.provider import JobSpec, JobWatcher, OpenAIJobs, run_job, to_jsonl
 
 if TYPE_CHECKING:
     from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
 
+    from adaptlab.backends.runner import LLMRunner
     from adaptlab.config import LLMConfig
     from adaptlab.data import Example
-    from adaptlab.llm.runner import LLMRunner
     from adaptlab.train.cost import TrainingCost
 
 
@@ -71,8 +74,6 @@ class OpenAIFinetune(PromptStrategy):
         See :func:`adaptlab.train.cost.estimate_training_cost`; tokens are counted with
         the model's tokenizer where it is cached, else estimated (4 characters a token).
         """
-        from adaptlab.llm.tokens import openai_token_count
-        from adaptlab.train.cost import estimate_training_cost
 
         counts = [
             openai_token_count(model, [(m["role"], m["content"]) for m in r])[0] for r in records
@@ -96,8 +97,6 @@ class OpenAIFinetune(PromptStrategy):
             )
 
     def fit(self, train: Sequence[Example], val: Sequence[Example]) -> None:
-        from adaptlab.train.provider import JobSpec, OpenAIJobs, run_job, to_jsonl
-
         self.select_shots(train)
         if self.ctx.llm is None and self.ctx.llm_variant is None:
             # Built to render prompts (a dry run, 'adaptlab prompt render'): no model to
@@ -154,8 +153,6 @@ class OpenAIFinetune(PromptStrategy):
         self._tuned = tuned
 
     def _record(self, job: FineTuningJob, checkpoints: Sequence[Any]) -> None:
-        from adaptlab.llm.prices import lookup_price
-
         price = lookup_price(job.model)
         trained = job.trained_tokens
         actual = (
@@ -197,7 +194,6 @@ class OpenAIFinetune(PromptStrategy):
         self, train: Sequence[Example], val: Sequence[Example], info: dict[str, Any]
     ) -> None:
         """The provider's fine-tuned model named in the stored result; no job is started."""
-        from adaptlab.core.errors import AdaptlabError
 
         self.select_shots(train)
         model = info.get("fine_tuned_model")

@@ -2,7 +2,7 @@
 system-prompt variants and structured output, for all three task types.
 
 The prompt comes from a :class:`~adaptlab.prompts.PromptTemplate`; the requests go
-through the project's :class:`~adaptlab.llm.runner.LLMRunner` (concurrency, rate
+through the project's :class:`~adaptlab.backends.runner.LLMRunner` (concurrency, rate
 limits, retries, cache); every answer is parsed, and one that cannot be read is
 kept with status ``unparsed`` (or ``invalid`` against the schema) and scored wrong.
 An input the provider refused (a content filter, too long for the context) is kept
@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from adaptlab.core.errors import ConfigError
 from adaptlab.core.types import Prediction
+from adaptlab.data import Example
+from adaptlab.data.json_fields import validate_json
 from adaptlab.llm.parse import extract_answer, parse_label, strip_reasoning
 from adaptlab.llm.types import (
     ChatRequest,
@@ -30,6 +32,7 @@ from adaptlab.llm.types import (
     failure_status,
 )
 from adaptlab.prompts import PromptTemplate
+from adaptlab.rag.context import format_context, make_passages, passages_json, strip_citations
 from adaptlab.strategies.base import Strategy, StrategyContext, StrategyOptions
 from adaptlab.strategies.prompting.config import (
     CoTPromptOptions,
@@ -37,12 +40,12 @@ from adaptlab.strategies.prompting.config import (
     PromptOptions,
     ZeroShotPromptOptions,
 )
+from adaptlab.strategies.state import load_arrays, save_arrays
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from adaptlab.data import Example
-    from adaptlab.llm.runner import LLMRunner
+    from adaptlab.backends.runner import LLMRunner
     from adaptlab.rag.context import Passage
 
 _TEMPLATES = {"classification": "classify", "extraction": "extract", "generation": "generate"}
@@ -207,7 +210,6 @@ class PromptStrategy(Strategy):
         Sets ``self._retrieval_ms``: the retrieval time of each input, query embedding
         included, which :meth:`predict` adds to the answer's latency.
         """
-        from adaptlab.rag.context import make_passages
 
         if not self.opts.context_k:
             return None
@@ -228,8 +230,6 @@ class PromptStrategy(Strategy):
         sample: int = 0,
         contexts: Sequence[Sequence[Passage]] | None = None,
     ) -> list[ChatRequest]:
-        from adaptlab.rag.context import format_context
-
         params = self.params()
         if contexts is None:
             contexts = self.contexts(texts)
@@ -285,14 +285,11 @@ class PromptStrategy(Strategy):
         task = self.ctx.task
         if task == "generation":
             if self.opts.context_k:
-                from adaptlab.rag.context import strip_citations
-
                 return strip_citations(answer), "ok"
             return answer.strip(), "ok"
         schema = self.schema
         if task == "classification" and schema is None:
             return parse_label(answer, self.label_names, self.opts.parse)
-        from adaptlab.evaluation.text_metrics import validate_json
 
         obj, errors = validate_json(answer, schema or {})
         if obj is None:
@@ -365,7 +362,6 @@ class PromptStrategy(Strategy):
 
     def save_state(self, folder: Path) -> dict[str, Any]:
         """The shots (fixed, or the pool searched per input with its vectors)."""
-        from adaptlab.strategies.state import save_arrays
 
         def rows(examples: Sequence[Example]) -> list[dict[str, Any]]:
             return [{"id": ex.id, "text": ex.text, "label": ex.label} for ex in examples]
@@ -377,9 +373,6 @@ class PromptStrategy(Strategy):
         return state
 
     def load_state(self, folder: Path, state: dict[str, Any]) -> None:
-        from adaptlab.data import Example
-        from adaptlab.strategies.state import load_arrays
-
         def examples(rows: list[dict[str, Any]]) -> list[Example]:
             out = []
             for row in rows:
@@ -408,8 +401,6 @@ def with_context(
 ) -> list[Prediction]:
     """Predictions carrying their passages, retrieval time added to their latency."""
     import dataclasses
-
-    from adaptlab.rag.context import passages_json
 
     return [
         dataclasses.replace(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from adaptlab.core.types import Prediction
 from adaptlab.strategies.base import Strategy
 from adaptlab.strategies.rag.config import RagOptions
+from adaptlab.strategies.state import check, load_arrays, save_arrays
 
 if TYPE_CHECKING:
     from adaptlab.data import Example
@@ -61,14 +62,10 @@ class Rag(Strategy):
         return out
 
     def save_state(self, folder: Path) -> dict[str, Any]:
-        from adaptlab.strategies.state import save_arrays
-
         name = save_arrays(folder, "knn_index.npz", vectors=self._index, labels=self._labels)
         return {"arrays": name, "n_train": self._n_train}
 
     def load_state(self, folder: Path, state: dict[str, Any]) -> None:
-        from adaptlab.strategies.state import check, load_arrays
-
         arrays = load_arrays(folder, state["arrays"], ("vectors", "labels"))
         vectors, labels = arrays["vectors"], arrays["labels"]
         n = len(self.label_names)

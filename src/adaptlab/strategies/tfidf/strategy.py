@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from adaptlab.core.types import Prediction
 from adaptlab.strategies.base import Strategy
+from adaptlab.strategies.state import StateError, check, load_sklearn, save_sklearn
 from adaptlab.strategies.tfidf.config import TfidfOptions
 
 if TYPE_CHECKING:
@@ -86,18 +87,13 @@ class TfidfLogReg(Strategy):
         return [Prediction(str(classes[i]), float(proba[r, i])) for r, i in enumerate(best)]
 
     def save_state(self, folder: Path) -> dict[str, Any]:
-        from adaptlab.strategies.state import save_sklearn
-
         obj = {"vectorizer": self._vectorizer, "model": self._model}
         return {"model": save_sklearn(folder, "tfidf_lr.skops", obj)}
 
     def load_state(self, folder: Path, state: dict[str, Any]) -> None:
-        from adaptlab.strategies.state import StateError, load_sklearn
-
         obj = load_sklearn(folder, state["model"])
         if not (isinstance(obj, dict) and {"vectorizer", "model"} <= obj.keys()):
             raise StateError("does not hold a TF-IDF vectorizer and model", file=folder)
-        from adaptlab.strategies.state import check
 
         classes = [str(c) for c in getattr(obj["model"], "classes_", [])]
         check(bool(classes) and set(classes) <= set(self.label_names), folder, "classifier labels")

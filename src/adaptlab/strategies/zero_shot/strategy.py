@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from adaptlab.core.types import Prediction
 from adaptlab.strategies.base import Strategy
+from adaptlab.strategies.state import check, load_arrays, save_arrays
 from adaptlab.strategies.zero_shot.config import ZeroShotOptions
 
 if TYPE_CHECKING:
@@ -36,13 +37,9 @@ class ZeroShot(Strategy):
         return [Prediction(names[i], float(sims[row, i])) for row, i in enumerate(best)]
 
     def save_state(self, folder: Path) -> dict[str, Any]:
-        from adaptlab.strategies.state import save_arrays
-
         return {"arrays": save_arrays(folder, "label_vectors.npz", vectors=self._label_vectors)}
 
     def load_state(self, folder: Path, state: dict[str, Any]) -> None:
-        from adaptlab.strategies.state import check, load_arrays
-
         vectors = load_arrays(folder, state["arrays"], ("vectors",))["vectors"]
         check(
             vectors.ndim == 2 and len(vectors) == len(self.label_names),

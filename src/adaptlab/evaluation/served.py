@@ -16,7 +16,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from adaptlab.evaluation.stats import Interval, PairedTest
+from adaptlab.data.pii import find_pii
+from adaptlab.evaluation.stats import Interval, PairedTest, bootstrap_stat_ci, mcnemar, percentile
+from adaptlab.store import RunStore
 
 
 @dataclass
@@ -43,7 +45,6 @@ def export_rows(
     label feedback. ``unlabelled`` keeps requests without one (label field absent);
     ``labels`` (a classification project's) leaves out, and counts, rows whose feedback
     names another label, which ``adaptlab run`` would refuse."""
-    from adaptlab.data.pii import find_pii
 
     where = ["r.shadow_of IS NULL"]
     args: list[Any] = []
@@ -137,8 +138,6 @@ def live_stats(
     that have a label (paired, as the report compares candidates)."""
     import numpy as np
 
-    from adaptlab.evaluation.stats import bootstrap_stat_ci, mcnemar, percentile
-
     cond, args = ("WHERE r.created_at >= ?", [since]) if since else ("", [])
     rows = conn.execute(
         f"""
@@ -210,7 +209,6 @@ class LiveTraffic:
 
 def live_traffic(store_path: Any, confidence: float, resamples: int) -> LiveTraffic | None:
     """The request log's statistics, or None when nothing was served yet."""
-    from adaptlab.store import RunStore
 
     with RunStore(store_path) as store:
         stats, comparisons = live_stats(store.conn, confidence=confidence, resamples=resamples)

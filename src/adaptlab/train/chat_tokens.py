@@ -4,7 +4,7 @@
 tiktoken (exact, where its encoding file is cached offline) or the 4-characters-a-token
 estimate around OpenAI's per-message overhead; a local model (a bundled alias, a .gguf
 file or a folder) counts with its own tokenizer and chat template, as its trainer sees
-the example. What the counts are used for is in :mod:`adaptlab.data.chat`.
+the example. What the counts are used for is in :mod:`adaptlab.train.chat_file`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adaptlab.core.errors import ConfigError
+from adaptlab.backends.gguf import BUNDLED, resolve_model
+from adaptlab.core.errors import ConfigError, MissingDependencyError
+from adaptlab.llm.prices import lookup_capabilities, lookup_price
+from adaptlab.llm.tokens import (
+    REPLY_PRIMER_TOKENS,
+    TOKENS_PER_MESSAGE,
+    encoding_is_cached,
+    estimate_tokens,
+)
+from adaptlab.train.cost import base_model_id
 
 
 @dataclass
@@ -57,13 +66,6 @@ def _message_texts(message: dict[str, Any]) -> list[str]:
 def _openai_counter(model: str) -> TokenCounter:
     """OpenAI's count (cookbook "How to count tokens with tiktoken"): 3 per message, the
     tokens of its strings, 1 more for a name, 3 to prime the reply."""
-    from adaptlab.llm.prices import lookup_capabilities
-    from adaptlab.llm.tokens import (
-        REPLY_PRIMER_TOKENS,
-        TOKENS_PER_MESSAGE,
-        encoding_is_cached,
-        estimate_tokens,
-    )
 
     window = lookup_capabilities(model).context_window
     encode: Callable[[str], int] | None = None
@@ -105,14 +107,11 @@ def _openai_counter(model: str) -> TokenCounter:
 
 def _hf_counter(model: str) -> TokenCounter:
     """The tokens a local model trains on: its chat template applied, then tokenized."""
-    from adaptlab.backends.gguf import resolve_model
 
     folder = resolve_model(model)
     try:
         from transformers import AutoTokenizer
     except ImportError:
-        from adaptlab.core.errors import MissingDependencyError
-
         raise MissingDependencyError("transformers", "local") from None
     try:
         tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
@@ -166,9 +165,6 @@ def token_counter(model: str) -> TokenCounter:
     """The counter for ``model``: a model id of the price table (OpenAI, Anthropic) counts
     with tiktoken or its estimate; a bundled alias, a .gguf file or a model folder with
     its own tokenizer. Raises ConfigError for a name that is none of these."""
-    from adaptlab.backends.gguf import BUNDLED
-    from adaptlab.llm.prices import lookup_price
-    from adaptlab.train.cost import base_model_id
 
     if model in BUNDLED or Path(model).expanduser().exists():
         return _hf_counter(model)

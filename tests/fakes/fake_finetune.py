@@ -1,6 +1,6 @@
 """A fake OpenAI that fine-tunes: files, fine-tuning jobs and the tuned model's chat.
 
-:class:`FakeFinetuneServer` is a :class:`~adaptlab.testing.fake_llm.FakeLLMServer`
+:class:`FakeFinetuneServer` is a :class:`~tests.fakes.fake_llm.FakeLLMServer`
 (so chat completions, faults and usage work as documented there) that also serves,
 with the shapes of the real API so the official ``openai`` client parses them:
 
@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from adaptlab.testing.fake_llm import (
+from tests.fakes.fake_llm import (
     ChatCall,
     FakeLLMServer,
     Responder,

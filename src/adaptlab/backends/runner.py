@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from adaptlab.core.errors import AdaptlabError
+from adaptlab.core.progress import ProgressSink
 from adaptlab.llm.keys import redact
 from adaptlab.llm.types import (
     ChatRequest,
@@ -40,7 +41,7 @@ from adaptlab.llm.types import (
 
 if TYPE_CHECKING:
     from adaptlab.backends.base import GenerativeBackend
-    from adaptlab.core.progress import Advance, ProgressSink
+    from adaptlab.core.progress import Advance
     from adaptlab.llm.cache import ResponseCache
 
 BACKOFF_BASE_S = 0.5
@@ -148,8 +149,6 @@ class LLMRunner:
         progress: ProgressSink | None = None,
         backoff_base: float = BACKOFF_BASE_S,
     ) -> None:
-        from adaptlab.core.progress import ProgressSink
-
         self.backend = backend
         self.config = backend.config
         self.cache = cache

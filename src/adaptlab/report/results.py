@@ -1,7 +1,8 @@
 """A run's results as plain records for machines: one JSON document, or CSV rows.
 
-Everything comes from a :class:`~adaptlab.evaluation.summary.RunSummary`, so the
-numbers are those ``adaptlab report`` shows, unrounded: fractions (0.912, not
+Everything comes from a :class:`~adaptlab.engine.summary.ProjectSummary` (the run's
+measurements and the verdict made on them), so the numbers are those
+``adaptlab report`` shows, unrounded: fractions (0.912, not
 "91.2%"), seconds, milliseconds and USD as floats. A figure that does not apply to
 a candidate, or could not be measured (no latencies, no val answers), is None
 (``null`` in JSON, an empty cell in CSV), never NaN: strict JSON parsers refuse NaN.
@@ -17,11 +18,11 @@ import csv
 import io
 import json
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from adaptlab.evaluation.stats import Interval
-    from adaptlab.evaluation.summary import CandidateSummary, RunSummary
+from adaptlab.engine.summary import ProjectSummary
+from adaptlab.evaluation.stats import Interval
+from adaptlab.evaluation.summary import CandidateSummary
 
 #: Bumped when a key changes meaning or goes away; new keys do not bump it.
 FORMAT_VERSION = 1
@@ -71,7 +72,7 @@ def _task_metrics(c: CandidateSummary) -> dict[str, Any]:
     return out
 
 
-def candidate_record(summary: RunSummary, c: CandidateSummary) -> dict[str, Any]:
+def candidate_record(summary: ProjectSummary, c: CandidateSummary) -> dict[str, Any]:
     """One candidate's figures as a flat dict of JSON values, in export order.
 
     ``test*`` is the primary metric (``summary.metric``) on the test split with its
@@ -86,14 +87,15 @@ def candidate_record(summary: RunSummary, c: CandidateSummary) -> dict[str, Any]
     candidates); all None on the winner's own record. Costs are USD; ``monthly_usd``
     is at ``monthly_requests`` of the document. ``params`` is a dict.
     """
-    test = c.vs_best
+    paired = summary.verdict.test_tests.get(c.name)
+    test = None if paired is None else paired.test
     return {
         "name": c.name,
         "strategy": c.strategy,
         "route": c.route,
         "llm": c.llm,
         "params": c.params,
-        "winner": c.name == summary.recommendation.winner,
+        "winner": c.name == summary.verdict.winner,
         "reused": c.reused,
         "n_test": c.n,
         "n_selection": c.selection_n,
@@ -103,7 +105,7 @@ def candidate_record(summary: RunSummary, c: CandidateSummary) -> dict[str, Any]
         "gap_to_winner": _num(test.diff) if test else None,
         "paired_test": test.name if test else None,
         "p_vs_winner": _num(test.p_value) if test else None,
-        "p_vs_winner_holm": _num(c.p_holm_test) if test else None,
+        "p_vs_winner_holm": _num(paired.p_holm) if paired else None,
         "latency_p50_ms": _num(c.latency_p50_ms),
         "latency_p95_ms": _num(c.latency_p95_ms),
         "throughput_per_s": _num(c.throughput_per_s),
@@ -116,7 +118,7 @@ def candidate_record(summary: RunSummary, c: CandidateSummary) -> dict[str, Any]
     }
 
 
-def candidate_records(summary: RunSummary) -> list[dict[str, Any]]:
+def candidate_records(summary: ProjectSummary) -> list[dict[str, Any]]:
     """:func:`candidate_record` of every candidate, in run order, all with the same keys
     (a key only some candidates have is None on the others)."""
     records = [candidate_record(summary, c) for c in summary.candidates]
@@ -124,7 +126,7 @@ def candidate_records(summary: RunSummary) -> list[dict[str, Any]]:
     return [{k: r.get(k) for k in keys} for r in records]
 
 
-def results_document(summary: RunSummary) -> dict[str, Any]:
+def results_document(summary: ProjectSummary) -> dict[str, Any]:
     """The whole run as one JSON-ready dict: what was run, the verdict, every candidate.
 
     Keys: ``format``/``version``, ``project``, ``run_id``, ``created_at`` (ISO 8601,
@@ -133,7 +135,7 @@ def results_document(summary: RunSummary) -> dict[str, Any]:
     ``recommendation`` {``winner``, ``kind``}, ``best_on_test``, ``not_run``
     {candidate: why} and ``candidates`` (:func:`candidate_records`).
     """
-    rec = summary.recommendation
+    v = summary.verdict
     return {
         "format": "adaptlab-results",
         "version": FORMAT_VERSION,
@@ -147,14 +149,14 @@ def results_document(summary: RunSummary) -> dict[str, Any]:
         "selected_on": summary.selected_on,
         "split": dict(summary.split),
         "monthly_requests": summary.config.get("profile", {}).get("monthly_requests"),
-        "recommendation": {"winner": rec.winner, "kind": rec.kind},
-        "best_on_test": summary.best_on_test,
+        "recommendation": {"winner": v.winner, "kind": v.kind},
+        "best_on_test": v.best_on_test,
         "not_run": dict(summary.not_run),
         "candidates": candidate_records(summary),
     }
 
 
-def results_json(summary: RunSummary) -> str:
+def results_json(summary: ProjectSummary) -> str:
     """:func:`results_document` as indented JSON text ending in a newline."""
     return json.dumps(results_document(summary), indent=2, ensure_ascii=False) + "\n"
 
@@ -167,7 +169,7 @@ def _cell(value: Any) -> Any:
     return value  # None is written as an empty cell; floats as repr, which round-trips
 
 
-def results_csv(summary: RunSummary) -> str:
+def results_csv(summary: ProjectSummary) -> str:
     """One CSV row per candidate under a header: :data:`CSV_RUN_FIELDS`, then the keys
     of :func:`candidate_records`. ``params`` is a JSON object in its cell, booleans are
     ``true``/``false``, a missing figure an empty cell; lines end in CRLF (RFC 4180)."""

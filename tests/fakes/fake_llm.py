@@ -1,9 +1,10 @@
 """A real HTTP server that speaks the OpenAI and Anthropic chat protocols, with faults.
 
 Tests start it in a thread and point the official clients at it; the benchmark
-starts it as a process::
+starts it as a process, from the repository root (it is a test helper, not part of
+the installed package)::
 
-    python -m adaptlab.testing.fake_llm --port 0 --latency-ms 200
+    python -m tests.fakes.fake_llm --port 0 --latency-ms 200
 
 which prints its OpenAI base URL (``http://127.0.0.1:PORT/v1``) on the first line
 of stdout and serves until killed. Faking the network rather than the SDK means
@@ -94,7 +95,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 __all__ = [
     "ERROR_MESSAGES",
@@ -824,7 +825,7 @@ class FakeLLMServer:
     ``require_key`` answers 401 to a request that sends no key.
 
     A subclass serves more endpoints by setting ``handler_class`` to a subclass of
-    the request handler (:mod:`adaptlab.testing.fake_finetune` adds files and
+    the request handler (:mod:`tests.fakes.fake_finetune` adds files and
     fine-tuning jobs this way, so one server answers both).
     """
 
@@ -861,7 +862,7 @@ class FakeLLMServer:
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> FakeLLMServer:
+    def start(self) -> Self:
         if self._httpd is not None:
             return self
         self._stopping.clear()
@@ -889,7 +890,7 @@ class FakeLLMServer:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> FakeLLMServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -999,7 +1000,7 @@ class FakeLLMServer:
 
 def _main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m adaptlab.testing.fake_llm",
+        prog="python -m tests.fakes.fake_llm",
         description="A fake OpenAI/Anthropic chat server; prints its OpenAI base URL, "
         "then serves until killed.",
     )

@@ -11,14 +11,20 @@ Resume is exact: besides weights, optimiser, scheduler and batch order, the file
 keep every random state training draws from — torch's global CPU generator (dropout
 uses it), the CUDA generators, Python's ``random`` and numpy's global generator —
 so the epochs after a resume draw what an uninterrupted run would have drawn.
+
+The encoder trainer (:mod:`adaptlab.train.encoder`) writes and reads them.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import shutil
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from adaptlab.core.errors import AdaptlabError, ConfigError
 
 if TYPE_CHECKING:
     import torch
@@ -26,6 +32,32 @@ if TYPE_CHECKING:
 
 class CheckpointError(Exception):
     """A checkpoint file that cannot be used: unreadable, unsafe or not ours."""
+
+
+def refuse_linked_folder(folder: Path) -> None:
+    """Training writes only inside the project: never into a folder that is a link."""
+    if folder.is_symlink():
+        raise ConfigError(
+            f"the checkpoint folder is a link to {folder.resolve()}; fine-tuning "
+            "writes only inside the project",
+            file=folder,
+            fix=f"remove the link (rm {folder}) and run again",
+        )
+
+
+def is_regular(path: Path) -> bool:
+    """``path`` is a plain file itself (not a link, folder or device)."""
+    return stat.S_ISREG(os.lstat(path).st_mode)
+
+
+def remove(path: Path) -> None:
+    """Remove a file, link (not its target) or folder (links inside as links)."""
+    if not os.path.lexists(path):
+        return
+    if stat.S_ISDIR(os.lstat(path).st_mode):
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 def save(obj: dict[str, Any], path: Path) -> None:
@@ -39,8 +71,6 @@ def save(obj: dict[str, Any], path: Path) -> None:
         torch.save(obj, tmp)
     except RuntimeError as exc:  # torch reports a failed write (a full disk) this way
         Path(tmp).unlink(missing_ok=True)
-        from adaptlab.core.errors import AdaptlabError
-
         raise AdaptlabError(
             f"cannot write the resume checkpoint {tmp}: {exc}".splitlines()[0],
             file=tmp,

@@ -27,8 +27,8 @@ encoding and size errors (:func:`adaptlab.data.load`'s), and ``message_not_objec
 and tokens per example, counts over the model's context window and over the
 provider's per-example cap, answer balance, duplicates and conflicts, personal data
 (:mod:`adaptlab.data.pii`), system messages and the training-cost estimate; tokens are
-counted by a :class:`~adaptlab.data.chat_tokens.TokenCounter`
-(:func:`adaptlab.data.chat_tokens.token_counter`).
+counted by a :class:`~adaptlab.train.chat_tokens.TokenCounter`
+(:func:`adaptlab.train.chat_tokens.token_counter`).
 """
 
 from __future__ import annotations
@@ -41,8 +41,13 @@ from pathlib import Path
 from typing import Any
 
 from adaptlab.core.errors import DataError, Issue
-from adaptlab.data.chat_tokens import TemplateRefused, TokenCounter
+from adaptlab.core.files import read_regular_file
+from adaptlab.core.strict_json import NotJsonError, json_fix, parse_json
+from adaptlab.data.load import _decode, _json_type
 from adaptlab.data.pii import KINDS, PiiMatch, find_pii
+from adaptlab.data.validate import normalise
+from adaptlab.train.chat_tokens import TemplateRefused, TokenCounter
+from adaptlab.train.cost import DEFAULT_MAX_TOKENS_PER_EXAMPLE, max_tokens_per_example
 
 #: Keys a message may have (the cookbook's five, and the tools format's two).
 MESSAGE_KEYS = ("role", "content", "name", "function_call", "weight", "tool_calls", "tool_call_id")
@@ -108,9 +113,6 @@ class ChatExample:
 
 
 def _read_text(path: Path, max_file_mb: float) -> str:
-    from adaptlab.core.files import read_regular_file
-    from adaptlab.data.load import _decode
-
     raw = read_regular_file(
         path,
         max_bytes=int(max_file_mb * (1 << 20)),
@@ -149,7 +151,6 @@ def read_chat_records(path: Path, *, max_file_mb: float = 1024) -> list[tuple[in
     ``max_file_mb``, not UTF-8, a NUL byte), that is empty, that is one JSON array, or
     that has lines which are not JSON (``bad_json``, all of them, each with its line).
     """
-    from adaptlab.data.load import _json_fix, _NotJson, parse_json
 
     text = _read_text(path, max_file_mb)
     records: list[tuple[int, Any]] = []
@@ -169,8 +170,8 @@ def read_chat_records(path: Path, *, max_file_mb: float = 1024) -> list[tuple[in
         try:
             records.append((lineno, parse_json(raw)))
         except json.JSONDecodeError as exc:
-            msg, fix = f"invalid JSON at column {exc.colno}: {exc.msg}", _json_fix(raw, exc)
-        except _NotJson as exc:
+            msg, fix = f"invalid JSON at column {exc.colno}: {exc.msg}", json_fix(raw, exc)
+        except NotJsonError as exc:
             msg, fix = str(exc), exc.fix
         except RecursionError:
             msg, fix = "the JSON on this line is nested too deeply to read", _FIX["data_type"]
@@ -199,7 +200,6 @@ def read_chat_records(path: Path, *, max_file_mb: float = 1024) -> list[tuple[in
 def _array_file(first: str) -> bool:
     """Whether a first line starting with '[' opens a JSON array of records (one line or
     many), rather than being one record that is an array (a ``data_type`` error)."""
-    from adaptlab.data.load import parse_json
 
     try:
         value = parse_json(first)
@@ -243,8 +243,6 @@ def _message_issues(message: Any, where: str, path: Path, line: int) -> list[Iss
 
 
 def _json_kind(value: Any) -> str:
-    from adaptlab.data.load import _json_type
-
     return _json_type(value)
 
 
@@ -442,7 +440,6 @@ def chat_stats(examples: Sequence[ChatExample], counter: TokenCounter) -> ChatSt
 
     Raises DataError naming each example that a local model's chat template refuses.
     """
-    from adaptlab.train.cost import DEFAULT_MAX_TOKENS_PER_EXAMPLE, max_tokens_per_example
 
     if not examples:
         raise ValueError("no examples")
@@ -552,7 +549,6 @@ class Leak:
 def find_chat_leakage(files: dict[str, Sequence[ChatExample]]) -> list[Leak]:
     """User prompts (normalised as :func:`adaptlab.data.validate.normalise`) that appear in
     two of ``files`` (name -> examples, e.g. train/val/test), for every pair in order."""
-    from adaptlab.data.validate import normalise
 
     keyed = {
         name: {normalise(ex.user_text): ex.line for ex in reversed(list(exs))}

@@ -1,0 +1,126 @@
+"""``adaptlab.yaml`` checked against the registries: the strategies and backends named.
+
+:mod:`adaptlab.config` checks a project file's shape; what a strategy accepts as
+options, and what a backend can do, is known only to the registries above it, so it
+is checked here, where a project is loaded (:func:`load_config`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from adaptlab.backends import BACKENDS, GenerativeBackend
+from adaptlab.config import ProjectConfig
+from adaptlab.config import load_config as load_config_shape
+from adaptlab.config.yaml_safe import format_validation_error, node_line
+from adaptlab.core.errors import ConfigError
+from adaptlab.strategies.registry import get_strategy
+
+
+def load_config(path: str | Path) -> ProjectConfig:
+    """Read ``adaptlab.yaml`` (a file or its folder) and check it completely: its shape
+    (:func:`adaptlab.config.load_config`) and its candidates and llms against the
+    registries (:func:`check_registered`). Raises
+    :class:`~adaptlab.core.errors.ConfigError` naming the file, the line and the fix."""
+    return load_config_shape(path, check=check_registered)
+
+
+def check_registered(config: ProjectConfig, file: Path, root: yaml.Node | None) -> None:
+    """Each candidate's strategy exists, takes its options, fits the task and names the
+    right kind of model; each llm's backend exists and can do what it is asked."""
+    # Strategy options are checked by the strategy named, so a plugin's options are
+    # validated exactly like the built-ins'.
+    for i, cand in enumerate(config.candidates):
+        try:
+            strategy = get_strategy(cand.strategy)
+        except KeyError as exc:
+            raise ConfigError(
+                str(exc.args[0]),
+                file=file,
+                line=node_line(root, ("candidates", i, "strategy")),
+                fix="use one of the strategies listed by 'adaptlab strategies'",
+            ) from None
+        try:
+            strategy.Options.model_validate(cand.params)
+        except ValidationError as exc:
+            raise format_validation_error(
+                exc,
+                file=file,
+                root=root,
+                model=strategy.Options,
+                prefix=("candidates", i, "params"),
+            ) from None
+        _check_candidate_model(config, i, strategy, file, root)
+    _check_llms(config, file, root)
+
+
+def _check_candidate_model(
+    config: ProjectConfig, i: int, strategy: Any, file: Path, root: yaml.Node | None
+) -> None:
+    cand = config.candidates[i]
+    if config.task not in strategy.tasks:
+        raise ConfigError(
+            f"strategy '{cand.strategy}' of candidate '{cand.name}' cannot do a {config.task} task",
+            file=file,
+            line=node_line(root, ("candidates", i, "strategy")),
+            fix=f"for {config.task} use a generative strategy: llm-zero-shot, llm-few-shot, "
+            "llm-cot or prompt",
+        )
+    if strategy.generative and cand.llm is None:
+        raise ConfigError(
+            f"candidate '{cand.name}' prompts a generative model but names none",
+            file=file,
+            line=node_line(root, ("candidates", i)),
+            fix="add 'llm: NAME' naming an entry under 'llms:'"
+            + (f" ({', '.join(config.llms)})" if config.llms else ""),
+        )
+    if cand.llm is not None and not strategy.generative:
+        raise ConfigError(
+            f"strategy '{cand.strategy}' uses the encoder under 'model:', not an llm",
+            file=file,
+            line=node_line(root, ("candidates", i, "llm")),
+            fix="remove 'llm:' from this candidate",
+        )
+    if cand.llm is not None and cand.llm not in config.llms:
+        close = difflib.get_close_matches(cand.llm, list(config.llms), n=1)
+        raise ConfigError(
+            f"candidate '{cand.name}' names llm '{cand.llm}', which is not under 'llms:'",
+            file=file,
+            line=node_line(root, ("candidates", i, "llm")),
+            fix=(f"did you mean '{close[0]}'? " if close else "")
+            + "define it under 'llms:' (backend and name), e.g. 'llms: {chat: {backend: openai, "
+            "name: gpt-4o-mini}}'",
+        )
+
+
+def _check_llms(config: ProjectConfig, file: Path, root: yaml.Node | None) -> None:
+    for name, llm in config.llms.items():
+        try:
+            cls = BACKENDS.get(llm.backend)
+        except KeyError as exc:
+            raise ConfigError(
+                str(exc.args[0]),
+                file=file,
+                line=node_line(root, ("llms", name, "backend")),
+                fix="use 'openai' (also for vLLM, Ollama, llama.cpp, LM Studio), "
+                "'anthropic' or 'hf'",
+            ) from None
+        if not issubclass(cls, GenerativeBackend):
+            raise ConfigError(
+                f"backend '{llm.backend}' of llm '{name}' is an encoder, not a generative model",
+                file=file,
+                line=node_line(root, ("llms", name, "backend")),
+                fix="use 'openai', 'anthropic' or 'hf'",
+            )
+        if llm.adapter is not None and not cls.local:
+            raise ConfigError(
+                f"llm '{name}': 'adapter' only applies to local models (backend 'hf')",
+                file=file,
+                line=node_line(root, ("llms", name, "adapter")),
+                fix="remove 'adapter:', or use backend 'hf' with a local checkpoint",
+            )
