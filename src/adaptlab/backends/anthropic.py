@@ -103,9 +103,11 @@ class AnthropicBackend(GenerativeBackend):
         client = self._get_client()
         kwargs = self._arguments(request)
         t0 = time.perf_counter()
+        opened = False  # the stream's response began: a transport error now cuts it off
         try:
             if self.config.stream:
                 async with client.messages.stream(**kwargs) as stream:
+                    opened = True
                     try:
                         message: Message = await stream.get_final_message()
                     except AssertionError:
@@ -126,7 +128,7 @@ class AnthropicBackend(GenerativeBackend):
         except LLMCallError:
             raise
         except Exception as exc:
-            raise self._map_error(exc) from None
+            raise self._map_error(exc, mid_stream=opened) from None
         return ChatResponse(
             text=text,
             usage=usage,
@@ -162,7 +164,9 @@ class AnthropicBackend(GenerativeBackend):
             "stop_sequences": list(p.stop) if p.stop else anthropic.omit,
         }
 
-    def _map_error(self, exc: Exception) -> Exception:
+    def _map_error(self, exc: Exception, *, mid_stream: bool = False) -> Exception:
+        """The adaptlab error for an exception of the client; ``mid_stream``: raised
+        while reading a stream whose response had begun."""
         import anthropic
         import httpx2
 
@@ -175,7 +179,9 @@ class AnthropicBackend(GenerativeBackend):
                 kind="timeout",
             )
         if isinstance(exc, anthropic.APIConnectionError):
-            return TransientError(msg, kind="connection")
+            # anthropic 2 wraps a transport error raised while reading an opened stream
+            # as APIConnectionError; earlier clients let it through (below).
+            return TransientError(msg, kind="truncated" if mid_stream else "connection")
         if isinstance(exc, httpx2.TransportError):
             # The client lets transport errors raised while reading a stream through.
             return TransientError(msg, kind="truncated" if self.config.stream else "connection")
