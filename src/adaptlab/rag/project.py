@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 _EMBEDDERS: dict[str, Any] = {}
 
 
-class Project(Protocol):
+class ProjectFolder(Protocol):
     """What the RAG layer reads of a project: its folder and its config
     (:class:`adaptlab.engine.Project` is one; the engine sits above this layer)."""
 
@@ -46,7 +46,7 @@ class Project(Protocol):
     def config(self) -> ProjectConfig: ...
 
 
-def rag_config(project: Project) -> RagConfig:
+def rag_config(project: ProjectFolder) -> RagConfig:
     """The project's ``rag:`` section; :class:`ConfigError` when there is none."""
     cfg = project.config.rag
     if cfg is None:
@@ -68,11 +68,11 @@ def index_settings(cfg: RagConfig) -> IndexSettings:
     )
 
 
-def docs_folder(project: Project) -> Path:
+def docs_folder(project: ProjectFolder) -> Path:
     return Path(project.root / rag_config(project).docs).resolve()
 
 
-def index_folder(project: Project) -> Path:
+def index_folder(project: ProjectFolder) -> Path:
     return Path(project.root / rag_config(project).index)
 
 
@@ -108,7 +108,7 @@ def load_embedder(config: ProjectConfig) -> Embedder:
     return embedder  # type: ignore[no-any-return]
 
 
-def docs_fingerprint(project: Project) -> str:
+def docs_fingerprint(project: ProjectFolder) -> str:
     """Hash of what retrieval answers depend on: every document's bytes and ``rag:``.
 
     Raises :class:`ConfigError` when the documents folder is missing.
@@ -137,7 +137,7 @@ def docs_fingerprint(project: Project) -> str:
     return digest.hexdigest()[:16]
 
 
-def refresh_index(project: Project, progress: ProgressSink | None = None) -> IndexReport:
+def refresh_index(project: ProjectFolder, progress: ProgressSink | None = None) -> IndexReport:
     """Re-index the project's documents (only changed files are embedded again)."""
 
     cfg = rag_config(project)
@@ -150,7 +150,7 @@ def refresh_index(project: Project, progress: ProgressSink | None = None) -> Ind
     )
 
 
-def open_store(project: Project, index: Any) -> VectorStore | None:
+def open_store(project: ProjectFolder, index: Any) -> VectorStore | None:
     """The configured vector store over ``index`` (None: the embedded numpy store)."""
     cfg = rag_config(project)
     if cfg.store == "embedded":
@@ -160,7 +160,7 @@ def open_store(project: Project, index: Any) -> VectorStore | None:
     return PgVectorStore(url, index)
 
 
-def open_retriever(project: Project) -> Retriever:
+def open_retriever(project: ProjectFolder) -> Retriever:
     """A retriever over the live index with the project's store and reranker."""
 
     cfg = rag_config(project)
@@ -202,7 +202,7 @@ def load_reranker(name: str) -> Any:
 class ProjectRetrieval:
     """``retrieve(texts, k)`` for strategies: the index refreshed once, searched per query."""
 
-    def __init__(self, project: Project, progress: ProgressSink | None = None) -> None:
+    def __init__(self, project: ProjectFolder, progress: ProgressSink | None = None) -> None:
         self.project = project
         self.progress = progress
         self._retriever: Retriever | None = None
