@@ -13,6 +13,8 @@ import yaml
 
 from adaptlab import Project, run_project
 from adaptlab.config import LLMConfig
+from adaptlab.core.format import dollars
+from adaptlab.core.format import usd as format_usd
 from adaptlab.llm.prices import price_for
 from tests.conftest import small_project
 from tests.fakes.fake_llm import FakeLLMServer
@@ -112,9 +114,9 @@ def test_dry_run_tokens_and_cost_by_hand(tmp_path: Path, example_project: Path) 
         price = price_for(LLMConfig(backend="openai", name=model))
         assert price is not None and (price.input, price.output) == (p_in, p_out)
         cost = (tokens_in * p_in + tokens_out * p_out) / 1_000_000
-        assert usd == f"{cost:.6f}"
+        assert usd == dollars(cost)  # two significant digits, never 0.000000
         total += cost
-    assert f"projected API cost of this run: {total:.6f} USD" in out
+    assert f"projected API cost of this run: {format_usd(total)}" in out
     assert out.count("would be skipped") == 3  # no key here: a real run would skip them
     assert not (project / ".adaptlab" / "llm_cache.db").exists()
 
@@ -134,7 +136,7 @@ def test_dry_run_after_a_run_counts_cached_answers_as_free(
         assert len(server.calls) == sent  # the dry run sent nothing
     cells = _rows(out)["mini-zero"]
     assert cells[2] == cells[3] == str(sent)  # every request is cached
-    assert cells[4:] == ["0", "0", "0.000000"]
+    assert cells[4:] == ["0", "0", "0"]
 
 
 def test_prompt_render_shows_the_exact_messages_and_tokens(

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from adaptlab import Project
 from adaptlab.cli import cli
+from adaptlab.core.format import usd as format_usd
 from adaptlab.engine.planning import plan_project
 from tests.conftest import small_project
 from tests.train.conftest import tiny_base, tokenizer_dir  # noqa: F401 (fixtures)
@@ -96,7 +97,7 @@ def test_a_provider_fine_tune_shows_epochs_billed_tokens_and_usd(
     assert (
         f"ft: training at the provider on {n} examples: {epochs} epochs (auto: OpenAI's rule "
         f"for {n} examples) x ~{per_epoch:,} tokens = ~{per_epoch * epochs:,} billed tokens, "
-        f"{usd:.6f} USD ({tuned['training']:g} USD per 1M training tokens" in out
+        f"{format_usd(usd)} ({tuned['training']:g} USD per 1M training tokens" in out
     ), out
     # The test and val inputs are answered by the tuned model, at its prices (not its base's).
     (plan,) = plan_project(Project.load(project))
@@ -109,7 +110,8 @@ def test_a_provider_fine_tune_shows_epochs_billed_tokens_and_usd(
     )
     assert plan.training is not None and plan.training.usd == pytest.approx(usd)
     assert (
-        f"projected API cost of this run: {answers + usd:.6f} USD ({usd:.6f} of it training)" in out
+        f"projected API cost of this run: {format_usd(answers + usd)} ({format_usd(usd)} of it "
+        "training)" in out
     )
 
 
@@ -158,7 +160,7 @@ def test_a_local_fine_tune_shows_the_tokens_its_trainer_will_see(
         f"example(s) longer than max_length={max_length} are cut" in out
     ), out
     assert "tuned: runs on this machine: compute cost only" in out
-    assert "projected API cost of this run: 0.000000 USD" in out
+    assert "projected API cost of this run: 0 USD" in out
     # Nothing was trained: no checkpoint folder, no stored run.
     assert not (project / ".adaptlab" / "runs.db").exists()
 

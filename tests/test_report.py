@@ -45,7 +45,9 @@ def _predictions(n_correct: int, unparsed: int = 0) -> list[str | None]:
 
 
 # Correct rows are nested (zero ⊂ rag ⊂ tuned), so McNemar's discordant pairs are one-sided:
-# tuned vs rag is 3-0 (p = 0.25, a tie) and tuned vs zero 9-0 (p < 0.01).
+# tuned vs rag is 3-0 (p = 0.25: not significant, but 3 examples ahead is more than half
+# a standard error of the difference, 1.7 examples: no tie, the best estimate wins) and
+# tuned vs zero 9-0 (p < 0.01).
 PREDICTIONS = {
     "zero": _predictions(18),
     "rag <k=2>": _predictions(24),
@@ -128,13 +130,13 @@ def test_report_shows_the_stored_numbers(store: RunStore) -> None:
     assert _shown_accuracy(page, "zero") == "60.0%"
 
     winner = summary.recommendation.winner
-    assert winner == "rag <k=2>"  # tied with the best and cheaper to set up
+    assert winner == "tuned"  # ahead by more than the tie margin, though not significantly
     box = re.search(r'<section class="rec".*?</section>', page, re.S)
     assert box is not None
     assert f'<p class="winner">{html.escape(winner)} ' in box.group(0)
-    assert "cheapest within noise" in box.group(0)
+    assert "best estimate" in box.group(0)
     assert "<k=2>" not in page  # user text is escaped, in the HTML and in the SVGs
-    assert "could not be parsed" not in page  # only "tuned" has an unparsed row; it did not win
+    assert "could not be parsed" in page  # "tuned", the winner, has an unparsed row
     assert "reused" in page
 
 
@@ -178,9 +180,10 @@ def test_disagreement_browser_lists_the_examples_the_candidates_answer_different
     # e29 all three give the same wrong label, so they agree.
     assert total == 10
     assert sorted(int(r["id"][1:]) for r in rows) == list(range(18, 28))
-    # The winner's (rag's) mistakes first.
-    assert {r["id"] for r in rows[:4]} == {"e24", "e25", "e26", "e27"}
-    assert all(not r["winner_right"] for r in rows[:4])
+    # The winner's (tuned's) mistakes first: e27, which it answered with no label.
+    assert rows[0]["id"] == "e27"
+    assert not rows[0]["winner_right"]
+    assert all(r["winner_right"] for r in rows[1:])
     e27 = next(r for r in rows if r["id"] == "e27")
     assert [a["answer"] for a in e27["answers"]] == [_wrong(GOLD[27])] * 2 + [""]
     for i in range(30):

@@ -4,8 +4,10 @@ Three reports (the support-tickets and support-qa examples and BANKING77's 77 in
 are opened from file:// at desktop and at phone width. Every section must render, every
 plot must draw something, no two labels of a plot may overlap and none may stick out of
 its plot, no column of the results table may be lost on a phone, the page must log no
-error and ask for nothing outside the file. Full-page screenshots are kept in pytest's
-tmp folder (their paths are printed; ``pytest -s`` shows them).
+error and ask for nothing outside the file. A fourth report, of a run built by hand
+(:mod:`tests.report.synthetic`), shows on screen which p-values are red and which green.
+Full-page screenshots are kept in pytest's tmp folder (their paths are printed;
+``pytest -s`` shows them).
 
 Chromium is driven by Playwright with ``executable_path`` set to the system's Chromium,
 so Playwright never downloads a browser of its own.
@@ -248,8 +250,21 @@ def reports(request: pytest.FixtureRequest) -> dict[str, Path | str]:
 
 
 @pytest.fixture(scope="module")
-def browser(reports: dict[str, Path | str]) -> Iterator[Any]:
-    """One headless Chromium for the module, the system's own, with every route out cut."""
+def one_ahead_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The report of a hand-built run (:data:`tests.report.synthetic.ONE_AHEAD`): ``slow``
+    wins on one example of validation, ``fast`` is significantly better on test, and the
+    winner significantly better than ``weak``."""
+    from tests.report.conftest import write_project_report
+    from tests.report.synthetic import ONE_AHEAD, write_project
+
+    return write_project_report(write_project(tmp_path_factory.mktemp("one-ahead"), ONE_AHEAD))
+
+
+@pytest.fixture(scope="module")
+def browser(reports: dict[str, Path | str], one_ahead_report: Path) -> Iterator[Any]:
+    """One headless Chromium for the module, the system's own, with every route out cut.
+
+    Every report is written before it starts (see :func:`reports`)."""
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     if executable is None:
         pytest.skip("no chromium on PATH (Debian: apt-get install chromium)")
@@ -435,3 +450,45 @@ def test_the_served_traffic_section_is_in_the_tickets_report(support_tickets_rep
     assert "finetune-with-a-rather-long-candidate-name (shadow)" in served
     assert "<svg" in served[: served.index("</figure>")]
     assert "against its shadow finetune-with-a-rather-long-candidate-name" in served
+
+
+RED, GREEN = "rgb(207, 34, 46)", "rgb(26, 127, 55)"  # the page's .sig and .sig-better
+
+
+def test_a_p_value_is_red_only_where_the_winner_is_better(
+    browser: Any, one_ahead_report: Path
+) -> None:
+    """On screen: the rival the winner beats has a red p-value, the rival that beats the
+    winner on test a green one with a ▲, and the legend says which colour means what;
+    the recommendation says why the better one was not chosen."""
+    context = browser.new_context(offline=True, **WIDTHS["desktop"])
+    page = context.new_page()
+    page.goto(one_ahead_report.resolve().as_uri(), wait_until="load")
+
+    def p_cell(name: str) -> Any:
+        return page.locator(f'#results tr[data-candidate="{name}"] td[data-label*="vs winner"]')
+
+    def colour(locator: Any) -> str:
+        return str(locator.evaluate("el => getComputedStyle(el).color"))
+
+    ink = colour(page.locator("body"))
+    assert colour(p_cell("weak")) == RED
+    assert colour(p_cell("fast")) == GREEN and p_cell("fast").inner_text().endswith("▲")
+    assert colour(p_cell("slow")) == ink and p_cell("slow").inner_text() == "winner"
+    legend = page.locator("#results-legend")
+    text = " ".join(legend.inner_text().split())
+    assert (
+        "A p-value in red is below α = 0.05 after Holm's correction for 2 comparisons, "
+        "with the winner ahead: that candidate is significantly less accurate on test than "
+        "the winner"
+    ) in text
+    assert (
+        "A p-value in green ▲ is below α too, with that candidate ahead: it is "
+        "significantly more accurate on test than the winner"
+    ) in text
+    assert colour(legend.locator("span.sig")) == RED
+    assert colour(legend.locator("span.sig-better")) == GREEN
+    why = " ".join(page.locator("#recommendation .better-than-winner").inner_text().split())
+    assert why.startswith("▲ fast is significantly more accurate than the winner on test")
+    assert "but was not chosen: on validation, where candidates are chosen, the two were " in why
+    context.close()

@@ -106,8 +106,8 @@ def test_serve_feedback_export_run_report(served_project: Path, tmp_path: Path) 
     exported = run_cli("logs", "export", "-p", str(project), "-o", str(out))
     assert exported.exit_code == 0, exported.output
     assert "24 requests exported (24 with a label)" in exported.output
-    assert "1 requests without label feedback left out" in exported.output
-    assert "personal data in 1 inputs" in exported.output and "jane.doe" not in exported.output
+    assert "1 request without label feedback left out" in exported.output
+    assert "personal data in 1 input " in exported.output and "jane.doe" not in exported.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["id"], r["text"], r["label"]) for r in rows] == sent
     assert all(r["served_by"] == "few-shot" for r in rows)

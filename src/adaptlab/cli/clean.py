@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import click
 
 from adaptlab.cli.common import console, project_option
+from adaptlab.core.format import plural
 
 if TYPE_CHECKING:
     from adaptlab.engine.project import Project
@@ -229,14 +230,16 @@ def clean(project_dir: str, dry_run: bool, keep_all_runs: bool, everything: bool
         lock.release()
     if plan.resumable:
         console.print(
-            f"kept {len(plan.resumable)} unfinished fine-tune(s) that 'adaptlab run' resumes "
+            f"kept {plural(len(plan.resumable), 'unfinished fine-tune')} that 'adaptlab run' "
+            "resumes "
             "(--all removes them)",
             markup=False,
         )
     which = "any run's" if keep_all_runs else "the latest finished run's"
     if plan.kept:
         console.print(
-            f"kept {len(plan.kept)} checkpoint(s) of {which} results or of the candidates "
+            f"kept {plural(len(plan.kept), 'checkpoint')} of {which} results or of the "
+            "candidates "
             "in adaptlab.yaml",
             markup=False,
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -145,7 +145,8 @@ class FittedTable:
     """A table whose numbers are never cut, laid out for the width it is printed at.
 
     ``columns`` are (header, optional) of the right-aligned value columns; each row is
-    (name, values). Values do not wrap; the name column folds instead. When the values
+    (name, values), a value plain text or a styled :class:`~rich.text.Text`. Values do
+    not wrap; the name column folds instead. When the values
     do not fit beside 10 characters of name, optional columns are left out from the
     right (a caption says which); on a terminal narrower still, values fold onto a
     second line rather than end in "…".
@@ -156,7 +157,7 @@ class FittedTable:
         title: str,
         name_header: str,
         columns: list[tuple[str, bool]],
-        rows: list[tuple[str, list[str]]],
+        rows: Sequence[tuple[str, Sequence[str | Text]]],
         width: int | None = None,
     ) -> None:
         self.title, self.name_header, self.columns, self.rows = title, name_header, columns, rows
@@ -166,8 +167,9 @@ class FittedTable:
         from rich import box
         from rich.table import Table
 
-        def cell_width(text: str) -> int:
-            return max((Text(line).cell_len for line in text.split("\n")), default=0)
+        def cell_width(text: str | Text) -> int:
+            plain = text.plain if isinstance(text, Text) else text
+            return max((Text(line).cell_len for line in plain.split("\n")), default=0)
 
         columns, rows = self.columns, self.rows
         widths = [
@@ -202,7 +204,10 @@ class FittedTable:
                 min_width=None if fold else widths[i],
             )
         for name, values in rows:
-            table.add_row(Text(name, overflow="fold"), *(Text(values[i]) for i in keep))
+            table.add_row(
+                Text(name, overflow="fold"),
+                *(v if isinstance(v := values[i], Text) else Text(v) for i in keep),
+            )
         return table
 
     def __rich_console__(self, console: Console, options: Any) -> Iterator[Any]:
@@ -213,15 +218,23 @@ def fitted_table(
     title: str,
     name_header: str,
     columns: list[tuple[str, bool]],
-    rows: list[tuple[str, list[str]]],
+    rows: Sequence[tuple[str, Sequence[str | Text]]],
     width: int | None = None,
 ) -> FittedTable:
+    """A :class:`FittedTable`: the numbers never cut, laid out for the terminal's width."""
     return FittedTable(title, name_header, columns, rows, width)
 
 
 def results_table(summary: ProjectSummary, width: int | None = None) -> Any:
-    """The rich table `run`, `demo` and `report` print; fits an 80-column terminal."""
-    from adaptlab.core.format import sig
+    """The rich table `run`, `demo` and `report` print; fits an 80-column terminal.
+
+    The p-value against the winner is red where the winner is significantly better on
+    test, green with a ▲ where this candidate is significantly better than the winner
+    (:func:`adaptlab.report.notes.standing_on_test`; the recommendation says why it was
+    not chosen).
+    """
+    from adaptlab.core.format import dollars, number, plural
+    from adaptlab.report.notes import p_text, selection_evidence, standing_on_test
 
     v = summary.verdict
     info = summary.metric_info
@@ -242,7 +255,8 @@ def results_table(summary: ProjectSummary, width: int | None = None) -> Any:
         ("USD per\n1k req", False),
         ("setup\nUSD", True),
     ]
-    rows = []
+    resamples = summary.cfg.evaluation.bootstrap_resamples
+    rows: list[tuple[str, list[str | Text]]] = []
     for c in summary.candidates:
         tags = [t for t, on in (("★ winner", c.name == v.winner), ("cached", c.reused)) if on]
         paired = v.test_tests.get(c.name)  # the winner against c on test
@@ -251,20 +265,29 @@ def results_table(summary: ProjectSummary, width: int | None = None) -> Any:
             second = fmt_pct(c.metrics.macro_f1)
         else:
             second = fmt_pct(c.valid_rate) if c.valid_rate is not None else "–"
-        values = [
+        p: str | Text = "winner"
+        if paired is not None:
+            standing = standing_on_test(v, c.name)
+            p = Text(p_text(paired, resamples))
+            if standing == "worse":
+                p.stylize("red")
+            elif standing == "better":
+                p = Text(p.plain + " ▲", style="green")
+        values: list[str | Text] = [
             f"{fmt(c.quality)}\n{fmt(ci.low)}–{fmt(ci.high)}",
             fmt(c.selection_ci.estimate),
             second,
-            "winner" if paired is None else fmt_p(paired.p_holm or paired.test.p_value),
-            f"{c.latency_p50_ms:.3g}\n{c.latency_p95_ms:.3g}",
-            sig(c.fit_seconds),
-            sig(c.cost_per_1k_usd),
-            sig(c.setup_cost_usd),
+            p,
+            f"{number(c.latency_p50_ms)}\n{number(c.latency_p95_ms)}",
+            number(c.fit_seconds),
+            dollars(c.cost_per_1k_usd),
+            dollars(c.setup_cost_usd),
         ]
         rows.append((c.name + ("\n" + ", ".join(tags) if tags else ""), values))
     title = (
-        f"{summary.project}: {summary.split.get('test', 0)} test examples; the winner is "
-        f"chosen on {summary.split.get(sel, 0)} {sel} examples (p: Holm-adjusted)"
+        f"{summary.project}: {plural(summary.split.get('test', 0), 'test example')}; the "
+        f"winner is chosen on {selection_evidence(summary.candidate(v.winner))} "
+        "(p: Holm-adjusted)"
     )
     return fitted_table(title, "candidate", columns, rows, width)
 
@@ -283,7 +306,7 @@ def llm_table(summary: ProjectSummary, width: int | None = None) -> Any:
         ("retries", True),
         ("cache\nhits", True),
     ]
-    rows = []
+    rows: list[tuple[str, list[str | Text]]] = []
     for c in cands:
         llm = c.info.get("llm", {}) if isinstance(c.info.get("llm"), dict) else {}
         tokens = (
@@ -297,7 +320,7 @@ def llm_table(summary: ProjectSummary, width: int | None = None) -> Any:
             if c.agreement is not None
             else "–"
         )
-        values = [
+        values: list[str | Text] = [
             tokens,
             str(c.unparsed),
             str(sum(c.failed.values())),
@@ -330,11 +353,11 @@ def retrieval_table(summary: ProjectSummary, width: int | None = None) -> Any:
         ("docs\nrecall %", False),
         ("screened", True),
     ]
-    rows = []
+    rows: list[tuple[str, list[str | Text]]] = []
     for c in cands:
         r = c.generation.retrieval  # type: ignore[union-attr]
         assert r is not None
-        values = [
+        values: list[str | Text] = [
             f"{fmt_pct(r.citation_rate)}\n{r.cited}/{r.citable}",
             str(r.invalid),
             str(r.unsupported),
@@ -361,7 +384,12 @@ def llm_notes(summary: ProjectSummary) -> list[str]:
 
 
 def print_summary(summary: ProjectSummary) -> None:
+    """The results table, the generative and retrieval tables, the overfitting
+    read-outs and the recommendation in words, as ``run``, ``report`` and ``decide``
+    print them."""
     from rich.padding import Padding
+
+    from adaptlab.report.notes import better_than_winner, loaded_timing_line
 
     rec = summary.recommendation
     console.print(results_table(summary))
@@ -383,13 +411,12 @@ def print_summary(summary: ProjectSummary) -> None:
     from adaptlab.decide.explain import selection_line
 
     console.print(Padding(Text(selection_line(summary.verdict, summary)), (0, 0, 0, 2)))
+    for line in better_than_winner(summary.verdict, summary):
+        console.print(Padding(Text.assemble(("▲ ", "green"), line), (0, 0, 0, 2)))
     for title, lines in (
         ("what would change it:", rec.changes),
         ("ruled out by the profile:", [f"{k}: {v}" for k, v in rec.excluded.items()]),
-        (
-            "timings:",
-            [w for c in summary.candidates if (w := c.loaded_warning) is not None],
-        ),
+        ("timings:", [w] if (w := loaded_timing_line(summary.candidates)) else []),
     ):
         if lines:
             console.print(Text(title, style="bold"))

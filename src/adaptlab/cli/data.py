@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from adaptlab.cli.common import console, project_option
+from adaptlab.core.format import plural
 
 if TYPE_CHECKING:
     from adaptlab.train.chat_file import ChatStats
@@ -90,7 +91,7 @@ def _check_project(project_dir: str) -> None:
 
     project = Project.load(project_dir)
     report = project.check_data()
-    title = f"{report.n_examples} examples, mean {report.mean_words:.1f} words"
+    title = f"{plural(report.n_examples, 'example')}, mean {report.mean_words:.1f} words"
     if report.task == "classification":
         table = Table(title=Text(title))
         table.add_column("label")
@@ -142,11 +143,12 @@ def _check_project(project_dir: str) -> None:
                 soft_wrap=True,
             )
     if report.errors:
-        raise DataError(f"{len(report.errors)} data error(s)", issues=report.errors)
+        raise DataError(plural(len(report.errors), "data error"), issues=report.errors)
     split = project.split()
     counts = split.counts()
     leak = (
-        f"[yellow]{split.leaked} test inputs also appear in train (kept: data.leakage: warn)[/]"
+        f"[yellow]{plural(split.leaked, 'test input')} also "
+        f"{'appears' if split.leaked == 1 else 'appear'} in train (kept: data.leakage: warn)[/]"
         if split.leaked
         else "no test input appears in train"
     )
@@ -206,7 +208,7 @@ def _check_chat(
     if failed:
         issues = [issue for exc in failed for issue in exc.issues]
         heads = "; ".join(str(exc.args[0]) for exc in failed)
-        raise DataError(f"{len(failed)} chat files have problems: {heads}", issues=issues)
+        raise DataError(f"{plural(len(failed), 'chat file')} with problems: {heads}", issues=issues)
     counter = token_counter(model)
     stats = {}
     for name, (examples, warnings) in loaded.items():
@@ -243,8 +245,7 @@ def _print_chat_stats(file: str, stats: ChatStats, exact: bool) -> None:
     from adaptlab.data.validate import IMBALANCE_RATIO
 
     n = stats.n_examples
-    plural = "" if n == 1 else "s"
-    console.print(Text(f"{file}: {n:,} chat example{plural}", style="bold"), soft_wrap=True)
+    console.print(Text(f"{file}: {plural(n, 'chat example')}", style="bold"), soft_wrap=True)
     table = Table()
     table.add_column("per example")
     for col in ("min", "p5", "median", "p95", "max", "mean"):
@@ -288,7 +289,8 @@ def _print_chat_stats(file: str, stats: ChatStats, exact: bool) -> None:
         counts = list(stats.answers.values())
         if len(counts) > 1 and max(counts) > IMBALANCE_RATIO * min(counts):
             _warn(
-                f"answers are imbalanced: the most common has {max(counts)} examples, the "
+                "answers are imbalanced: the most common has "
+                f"{plural(max(counts), 'example')}, the "
                 f"rarest {min(counts)} (more than {IMBALANCE_RATIO:g}x); a fine-tuned model "
                 "learns to prefer the common ones: add examples of the rare answers"
             )
@@ -446,7 +448,7 @@ def convert(project_dir: str, name: str, output: str | None, which: str) -> None
     )
     llm = cfg.llms[cand.llm].name if cand.llm is not None else DEFAULT_CHAT_MODEL
     console.print(
-        f"[green]ok[/]: wrote {len(records)} chat examples ({escape(which)} split, "
+        f"[green]ok[/]: wrote {plural(len(records), 'chat example')} ({escape(which)} split, "
         f"candidate {escape(name)}, template {escape(strategy.template.name)} @ "
         f"{strategy.template.version}) to {escape(str(out))}",
         soft_wrap=True,

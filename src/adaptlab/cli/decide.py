@@ -40,6 +40,15 @@ QUESTIONS: dict[str, tuple[str, Any]] = {
     ),
     "format_critical": ("Must every output follow the format exactly", bool),
     "monthly_budget_usd": ("Monthly budget in USD (0: none)", click.FloatRange(min=0)),
+    "error_cost_usd": (
+        "What does one wrong answer cost you, in USD (0: unknown)",
+        click.FloatRange(min=0),
+    ),
+    "hosting": (
+        "Does a self-hosted model need a machine of its own (dedicated) or run on one "
+        "you have (shared)",
+        click.Choice(["dedicated", "shared"]),
+    ),
 }
 _ZERO_IS_NONE = {"latency_budget_ms", "monthly_budget_usd"}
 _TOP_KEY = re.compile(r"^[A-Za-z_][\w-]*\s*:")

@@ -60,24 +60,34 @@ def candidate(project_dir: str, name: str, run_id: str | None, fmt: str, folder:
     """
     from adaptlab.cli.common import require_runs
     from adaptlab.cli.progress import RichProgress
+    from adaptlab.core.format import plural
     from adaptlab.engine.artifact import export_candidate
     from adaptlab.engine.project import Project
 
     project = Project.load(project_dir)
     require_runs(project)
+    if name == "best":
+        from adaptlab.cli.rejudge import best_note
+
+        note = best_note(project, run_id)
+        if note is not None:
+            console.print(note, markup=False, soft_wrap=True)
     with RichProgress(console) as progress:
         outcome = export_candidate(
             project, name, folder, run_id=run_id, progress=progress, vllm=fmt == "vllm"
         )
     size = outcome.bytes / 1e6
+    files = plural(outcome.files, "file")
     console.print(
-        f"exported {outcome.candidate}: {outcome.folder} ({outcome.files} files, {size:.1f} MB)",
+        f"exported {outcome.candidate}: {outcome.folder} ({files}, {size:,.1f} MB)",
         markup=False,
         soft_wrap=True,
     )
     if outcome.reproduced is not None:
         same, n = outcome.reproduced
-        console.print(f"it gives the run's answer for {same} of {n} test inputs", markup=False)
+        console.print(
+            f"it gives the run's answer for {same} of {plural(n, 'test input')}", markup=False
+        )
     if fmt == "vllm":
         import json
 

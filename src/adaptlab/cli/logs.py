@@ -48,6 +48,7 @@ def export_command(
     label fields, ready for 'adaptlab run' (as data.path or data.test_path). Shadow
     answers and failed requests are never exported; how many were left out is printed.
     """
+    from adaptlab.core.format import plural
     from adaptlab.engine.project import Project
     from adaptlab.evaluation.served import export_rows, to_jsonl
     from adaptlab.store import RunStore
@@ -78,19 +79,20 @@ def export_command(
             raise os_error(exc, "the exported dataset") from exc
     labelled = sum(data.label_field in r for r in result.rows)
     say = err_console.print
-    say(f"{len(result.rows)} requests exported ({labelled} with a label)", markup=False)
+    say(f"{plural(len(result.rows), 'request')} exported ({labelled} with a label)", markup=False)
     if result.without_label and not unlabelled:
         say(
-            f"{result.without_label} requests without label feedback left out "
+            f"{plural(result.without_label, 'request')} without label feedback left out "
             "(--unlabelled keeps them)",
             markup=False,
         )
     if result.failed:
-        say(f"{result.failed} failed requests left out", markup=False)
+        say(f"{plural(result.failed, 'failed request')} left out", markup=False)
     if result.unknown_label:
         named = ", ".join(f"'{k}' ({n})" for k, n in result.unknown_label.most_common(5))
         say(
-            f"{sum(result.unknown_label.values())} requests left out: their feedback names a "
+            f"{plural(sum(result.unknown_label.values()), 'request')} left out: their feedback "
+            "names a "
             f"label the project does not have: {named}",
             markup=False,
             soft_wrap=True,
@@ -98,7 +100,7 @@ def export_command(
     if result.pii:
         kinds = ", ".join(f"{k}: {n}" for k, n in sorted(result.pii.items()))
         say(
-            f"warning: personal data in {sum(1 for r in result.rows if 'pii' in r)} inputs "
+            f"warning: personal data in {plural(sum('pii' in r for r in result.rows), 'input')} "
             f"({kinds}; flagged in the rows' 'pii' field), e.g. "
             + "; ".join(result.pii_examples[:3]),
             markup=False,
@@ -116,7 +118,8 @@ def stats_command(project_dir: str, since: str | None) -> None:
     tokens, cost, and accuracy on the requests with label feedback (95% bootstrap
     interval); a shadow against the candidate it shadowed with McNemar's test."""
     from adaptlab.cli.common import fitted_table
-    from adaptlab.core.format import pct, sig
+    from adaptlab.core.format import ms as latency
+    from adaptlab.core.format import pct, plural, sig, usd
     from adaptlab.engine.project import Project
     from adaptlab.evaluation.served import live_stats
     from adaptlab.store import RunStore
@@ -136,7 +139,7 @@ def stats_command(project_dir: str, since: str | None) -> None:
         return
 
     def ms(x: float | None) -> str:
-        return "–" if x is None else f"{sig(x)} ms"
+        return "–" if x is None else latency(x)
 
     rows = []
     for s in stats:
@@ -154,9 +157,9 @@ def stats_command(project_dir: str, since: str | None) -> None:
                     ms(s.latency_p50_ms),
                     ms(s.latency_p95_ms),
                     f"{s.errors:,}",
-                    "–" if s.cost_usd is None else f"{sig(s.cost_usd)} USD",
+                    "–" if s.cost_usd is None else usd(s.cost_usd),
                     "–" if s.tokens_per_request is None else sig(s.tokens_per_request),
-                    "–" if s.mean_rating is None else f"{s.mean_rating:.2g} ({s.rated})",
+                    "–" if s.mean_rating is None else f"{sig(s.mean_rating)} ({s.rated})",
                 ],
             )
         )
@@ -178,7 +181,7 @@ def stats_command(project_dir: str, since: str | None) -> None:
             continue
         t = c.test
         console.print(
-            f"{c.a} vs {c.b} (shadow) on {c.pairs:,} labelled requests both answered: "
+            f"{c.a} vs {c.b} (shadow) on {plural(c.pairs, 'labelled request')} both answered: "
             f"{'+' if t.diff >= 0 else ''}{100 * t.diff:.1f} points, "
             f"{t.name} p = {fmt_p(t.p_value)} "
             f"({t.a_only} right only for {c.a}, {t.b_only} only for {c.b})",

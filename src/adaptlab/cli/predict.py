@@ -78,6 +78,12 @@ def predict(
             project = Project.load(project_dir)
             require_runs(project)
             assert candidate is not None
+            if candidate == "best":
+                from adaptlab.cli.rejudge import best_note
+
+                note = best_note(project)
+                if note is not None:
+                    err_console.print(note, markup=False, soft_wrap=True)
             model = open_candidate(project, candidate, progress=progress)
     field = model.manifest.input_field
     if inputs == "-":
@@ -109,4 +115,6 @@ def predict(
         if output is not None:
             out.close()
     if output is not None:
-        err_console.print(f"{len(rows)} answers: {output}", markup=False, soft_wrap=True)
+        from adaptlab.core.format import plural
+
+        err_console.print(f"{plural(len(rows), 'answer')}: {output}", markup=False, soft_wrap=True)

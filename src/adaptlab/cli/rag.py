@@ -16,6 +16,7 @@ import click
 from rich.text import Text
 
 from adaptlab.cli.common import console, project_option
+from adaptlab.core.format import plural
 
 if TYPE_CHECKING:
     from adaptlab.rag.index import IndexReport
@@ -30,10 +31,11 @@ def _print_report(report: IndexReport) -> None:
     files = len(report.added) + len(report.changed) + len(report.unchanged)
     console.print(
         Text(
-            f"indexed {report.chunks} chunks from {files} files in {report.seconds:.1f} s: "
+            f"indexed {plural(report.chunks, 'chunk')} from {plural(files, 'file')} in "
+            f"{report.seconds:.1f} s: "
             f"{len(report.added)} new, {len(report.changed)} changed, "
             f"{len(report.unchanged)} unchanged, {len(report.removed)} removed; "
-            f"{report.embedded} chunks embedded (version {report.version})"
+            f"{plural(report.embedded, 'chunk')} embedded (version {report.version})"
         )
     )
     for s in report.skipped:
@@ -169,7 +171,9 @@ def eval_cmd(
         from adaptlab.core.errors import DataError
 
         raise DataError(
-            f"{len(missing)} judged queries have no text in the queries file (first: {missing[0]})",
+            f"{plural(len(missing), 'judged query')} "
+            f"{'has' if len(missing) == 1 else 'have'} no text in the queries file "
+            f"(first: {missing[0]})",
             file=queries,
             fix="give every query-id of the qrels file a line in the queries file",
         )
@@ -181,9 +185,9 @@ def eval_cmd(
         weight, by_weight = tune_weight(retriever, texts, judged, tune_ids, depth=cfg.depth)
         grid = ", ".join(f"{w:.1f}: {v:.3f}" for w, v in by_weight.items())
         console.print(
-            Text(f"hybrid weight chosen on {len(tune_ids)} queries: {weight:.1f} ({grid})")
+            Text(f"hybrid weight chosen on {plural(len(tune_ids), 'query')}: {weight:.1f} ({grid})")
         )
-    console.print(Text(f"scored on {len(qids)} queries"))
+    console.print(Text(f"scored on {plural(len(qids), 'query')}"))
     from rich import box
     from rich.table import Table
 

@@ -26,6 +26,7 @@ def run_and_summarize(
     ``leave_out``: candidate names not to run this time, with the reason shown.
     """
     from adaptlab.cli.progress import RichProgress
+    from adaptlab.core.format import number
     from adaptlab.engine import summarize_project
     from adaptlab.engine.project import Project
     from adaptlab.engine.runner import RunEvents, run_project
@@ -51,7 +52,8 @@ def run_and_summarize(
             ),
             on_unavailable=lambda n, why: say(Text(f"– {n}: skipped, {why}", "yellow")),
             on_start=start,
-            on_done=lambda n, s: say(Text.assemble((f"✓ {n}", "green"), f" ({s:.1f} s)")),
+            on_cv=lambda n, k, s: progress.set_candidate(n),
+            on_done=lambda n, s: say(Text.assemble((f"✓ {n}", "green"), f" ({number(s)} s)")),
             on_wait=lambda holder: say(
                 Text(
                     f"waiting: another adaptlab run ({holder}) is using this project; this run "
@@ -97,10 +99,13 @@ def run(project_dir: str, only: tuple[str, ...], force: bool, dry_run: bool) -> 
 
 
 def print_plan(project_dir: str | Path) -> None:
+    """``run --dry-run``: each remote candidate's requests, tokens and cost, what training
+    would cost, and the projected API cost of the run; nothing is sent."""
     from rich import box
     from rich.padding import Padding
     from rich.table import Table
 
+    from adaptlab.core.format import and_list, dollars, usd
     from adaptlab.engine.planning import plan_project
     from adaptlab.engine.project import Project
 
@@ -123,7 +128,7 @@ def print_plan(project_dir: str | Path) -> None:
             str(p.cached),
             f"{p.input_tokens:,}" + ("" if p.tokens_exact else "~"),
             ("≤" if p.output_is_bound else "") + f"{p.output_tokens:,}",
-            "?" if cost is None else f"{cost:.6f}",
+            "?" if cost is None else dollars(cost),
         )
     if remote:
         console.print(table)
@@ -146,8 +151,8 @@ def print_plan(project_dir: str | Path) -> None:
     if local:
         console.print(
             Padding(
-                Text(f"{', '.join(local)}: run on this machine, compute cost only"), (0, 0, 0, 2)
+                Text(f"{and_list(local)}: run on this machine, compute cost only"), (0, 0, 0, 2)
             )
         )
-    of_it = f" ({training:.6f} of it training)" if training else ""
-    console.print(f"projected API cost of this run: {total:.6f} USD{of_it}")
+    of_it = f" ({usd(training)} of it training)" if training else ""
+    console.print(f"projected API cost of this run: {usd(total)}{of_it}")

@@ -71,26 +71,39 @@ def runs(ctx: click.Context, project_dir: str, limit: int) -> None:
     for note in notes:
         console.print(Text(note))
     if len(rows) > limit:
-        console.print(f"{len(rows) - limit} older runs not shown (--limit {len(rows)} shows all)")
+        from adaptlab.core.format import plural
+
+        console.print(
+            f"{plural(len(rows) - limit, 'older run')} not shown (--limit {len(rows)} shows all)"
+        )
 
 
 def _runs_table(project: Any, rows: list[Any], counts: dict[str, int]) -> tuple[Any, list[str]]:
     """The table of ``rows`` (runs, newest first), and a line per run that could not be
-    summarised; each finished run is summarised to name its winner."""
+    summarised or whose winner was judged under a profile other than its own.
+
+    Each finished run is summarised to name its winner, under the profile in
+    ``adaptlab.yaml`` now; where that differs from the profile stored with the run, the
+    winner carries a "*" and a line names the changes, and the winner under the run's
+    own profile when it is another (:mod:`adaptlab.cli.rejudge`).
+    """
     from rich import box
     from rich.table import Table
 
+    from adaptlab.cli.rejudge import rejudged, run_profile
     from adaptlab.core.errors import AdaptlabError
     from adaptlab.engine import summarize_project
 
     winners: dict[str, tuple[str, str]] = {}
     metrics: set[str] = set()
     notes: list[str] = []
+    judged: list[str] = []
     for r in rows:
         if r["status"] != "finished":
             continue  # a failed or interrupted run has no verdict to show
         try:
-            summary = summarize_project(project, r["id"])
+            # The winner never depends on the learning curves: leave their fits out.
+            summary = summarize_project(project, r["id"], learning=False)
         except (AdaptlabError, ValueError) as exc:
             # One old run that no longer summarises (a config this adaptlab refuses, a
             # result without answers) must not hide the others: say so and go on.
@@ -100,7 +113,18 @@ def _runs_table(project: Any, rows: list[Any], counts: dict[str, int]) -> tuple[
             continue
         w = summary.candidate(summary.verdict.winner)
         metrics.add(summary.metric_info.name)
-        winners[r["id"]] = (w.name, summary.metric_info.fmt(w.quality))
+        name = w.name
+        again = rejudged(summary, run_profile(r))
+        if again is not None:
+            name += f" *\n(was {again.then})" if again.flipped else " *"
+            judged.append(f"run {r['id']}: {again.text()}")
+        winners[r["id"]] = (name, summary.metric_info.fmt(w.quality))
+    if judged:
+        notes += [
+            "*: the profile in adaptlab.yaml differs from the one stored with the run, and "
+            "the winner shown is judged under today's",
+            *judged,
+        ]
     one_metric = next(iter(metrics)) if len(metrics) == 1 else None
     table = Table(
         title=Text(f"{project.config.name}: runs, newest first"),
@@ -194,6 +218,7 @@ def _value(summary: RunSummary, c: CandidateSummary | None) -> str:
 
 def _change_cells(cmp: RunComparison, ch: CandidateChange, n_tests: int) -> tuple[list[str], str]:
     """(diff, p, test) cells of one candidate, and the key of its tag in _TAGS or ''."""
+    from adaptlab.core.format import sig
     from adaptlab.evaluation.summary import p_bound
 
     if ch.a is None or ch.b is None:
@@ -208,7 +233,7 @@ def _change_cells(cmp: RunComparison, ch: CandidateChange, n_tests: int) -> tupl
     resamples = int(cmp.b.config.get("evaluation", {}).get("bootstrap_resamples", 1000))
     bound = p_bound(ch.test, resamples)
     p = ch.p_holm if ch.p_holm is not None else ch.test.p_value
-    shown = f"<{min(1.0, bound * n_tests):.2g}" if bound is not None else fmt_p(p)
+    shown = f"<{sig(min(1.0, bound * n_tests))}" if bound is not None else fmt_p(p)
     name = "McNemar" if ch.test.name.startswith("mcnemar") else "bootstrap"
     return [diff, shown, name], ""
 

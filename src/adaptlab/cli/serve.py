@@ -161,6 +161,12 @@ def serve(
                 model = remote_model(name, *remote[name])
             else:
                 require_runs(project)
+                if name == "best":
+                    from adaptlab.cli.rejudge import best_note
+
+                    note = best_note(project)
+                    if note is not None:
+                        err_console.print(note, markup=False, soft_wrap=True)
                 model = open_candidate(project, name, progress=progress)
             if name in remote and model.manifest.strategy != "remote":
                 attach_remote(model, *remote[name])

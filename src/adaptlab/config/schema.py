@@ -280,6 +280,26 @@ class EvaluationConfig(_Strict):
         description="Passes over the test inputs whose CPU time gives an encoder candidate's "
         "cost per request (the median is reported, with the range).",
     )
+    cv_folds: int = Field(
+        default=5,
+        ge=0,
+        le=20,
+        description="Classification: k-fold cross-validation over train+val for candidates "
+        "cheap to refit (TF-IDF, zero-shot, few-shot, kNN), so they are compared on every "
+        "train+val example instead of the validation split alone; 0 turns it off, else 2 to "
+        "20. 5 is scikit-learn's default: every example gets one out-of-fold answer either "
+        "way, and 10 folds only shrink the pessimism of training on 80% instead of 90% "
+        "(Kohavi 1995, IJCAI). Test answers and costs are unchanged.",
+    )
+    cv_max_fit_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="Cross-validate only candidates whose fit on the train split took at "
+        "most this many seconds (measured): k folds cost up to k such fits (an encoder "
+        "candidate's folds look up the train+val vectors, embedded once, and cost far less). "
+        "60 s admits the TF-IDF baseline on a few thousand examples on 2 cores (10-30 s "
+        "quiet, up to 77 s measured under load), and leaves out fine-tunes.",
+    )
     consistency_samples: int = Field(
         default=0,
         ge=0,
@@ -302,6 +322,13 @@ class EvaluationConfig(_Strict):
         default="Score 1 if the answer says the same as the reference, else 0.",
         description="What the judge is told to score (from 0 to 1).",
     )
+
+    @field_validator("cv_folds")
+    @classmethod
+    def _folds(cls, v: int) -> int:
+        if v == 1:
+            raise ValueError("one fold holds nothing out: use 0 (off) or 2 to 20 folds")
+        return v
 
 
 class CostConfig(_Strict):
@@ -338,6 +365,20 @@ class CostConfig(_Strict):
         default_factory=dict,
         description="One-off engineering hours per route (e.g. {prompt: 4, rag: 16, "
         "finetune: 40}); times engineer_hour_usd, added to each candidate's setup.",
+    )
+    cpu_server_monthly_usd: float = Field(
+        default=30.0,
+        ge=0,
+        description="A CPU server for one self-hosted encoder (profile.hosting 'dedicated'): "
+        "2 vCPU and 4-8 GB on demand cost about 30 USD a month (AWS t3.medium 0.0416 "
+        "USD/h x 730 h, us-east-1, 2025 list price).",
+    )
+    gpu_server_monthly_usd: float = Field(
+        default=380.0,
+        ge=0,
+        description="A GPU server for one self-hosted generative model (profile.hosting "
+        "'dedicated'): one T4 on demand costs about 380 USD a month (AWS g4dn.xlarge "
+        "0.526 USD/h x 730 h, us-east-1, 2025 list price).",
     )
     hosting_monthly_usd: float = Field(
         default=0.0,
@@ -387,6 +428,22 @@ class ProfileConfig(_Strict):
     )
     monthly_budget_usd: float | None = Field(
         default=None, ge=0, description="Most the candidate may cost a month (none: no limit)."
+    )
+    error_cost_usd: float = Field(
+        default=0.0,
+        ge=0,
+        description="What one wrong answer costs you in USD (a misrouted ticket: the "
+        "agent minutes to reroute it); 0 means unknown. When set, candidates within noise "
+        "of the best are chosen by expected total cost: errors x this + running + hosting "
+        "+ setup over the horizon.",
+    )
+    hosting: Literal["dedicated", "shared"] = Field(
+        default="dedicated",
+        description="How a self-hosted candidate is served: 'dedicated' (it needs its own "
+        "machine: a CPU server for an encoder, a GPU server for a generative model, none "
+        "for the TF-IDF baseline; priced by cost.cpu_server_monthly_usd and "
+        "cost.gpu_server_monthly_usd) or 'shared' (an existing server: only its measured "
+        "CPU or GPU time per request).",
     )
 
 

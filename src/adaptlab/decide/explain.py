@@ -20,10 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from adaptlab.config import ProfileConfig
-from adaptlab.core.format import pct, usd, volume_text
+from adaptlab.core.format import ms, number, p_value, pct, plural, sig, usd, volume_text
 from adaptlab.data.validate import MIN_FINETUNE_EXAMPLES, MIN_FINETUNE_EXAMPLES_GOOD, SWEET_SPOT
 from adaptlab.decide.curves import Crossing, CurveEvidence, LearningCurves, curve_evidence
 from adaptlab.decide.verdict import Exclusion, Verdict
+from adaptlab.evaluation.cost_model import growth_factor
 from adaptlab.evaluation.stats import PairedTest
 from adaptlab.evaluation.summary import CandidateSummary, RunSummary, p_bound
 
@@ -74,6 +75,27 @@ def _where(selected_on: str) -> str:
     return "validation" if selected_on == "val" else "test"
 
 
+def evidence_text(c: CandidateSummary) -> str:
+    """What ``c``'s choice rests on: "5-fold cross-validation over 1,100 examples",
+    "100 validation examples" or "200 test examples"."""
+    if c.selection_source == "cv":
+        return f"{c.cv_folds}-fold cross-validation over {c.selection_n:,} examples"
+    where = "validation" if c.selection_source == "val" else "test"
+    return f"{c.selection_n:,} {where} examples"
+
+
+def _seconds(x: float) -> str:
+    if x < 60:
+        return f"{number(x, 2)} s"
+    if x < 3600:
+        return f"{x / 60:.0f} min"
+    return f"{x / 3600:.1f} h"
+
+
+def _times(ratio: float) -> str:
+    return f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.1f}x"
+
+
 def exclusion_text(e: Exclusion, volume: int) -> str:
     """Why ``e.candidate`` is ruled out, as a clause after its name ("it ..."); ``volume``
     is the forecast (requests/month) a monthly budget was checked at."""
@@ -81,8 +103,8 @@ def exclusion_text(e: Exclusion, volume: int) -> str:
         return "sends inputs to a hosted API, and the profile says data may not leave"
     if e.limit == "latency_budget_ms":
         return (
-            f"p95 latency {float(e.measured):,.0f} ms is over the budget of "
-            f"{float(e.allowed):,.0f} ms"
+            f"has a p95 latency of {ms(float(e.measured))}, over the budget of "
+            f"{ms(float(e.allowed))}"
         )
     return (
         f"costs {usd(float(e.measured))} a month at {volume:,} requests, over the "
@@ -94,8 +116,13 @@ def _p_text(test: PairedTest, adjusted: float, resamples: int) -> str:
     name = "McNemar" if test.name.startswith("mcnemar") else "paired bootstrap"
     bound = p_bound(test, resamples)
     if bound is not None:
-        return f"{name} p < {bound:.2g}"
-    return f"{name} p = {test.p_value:.2g}, Holm-adjusted {adjusted:.2g}"
+        return f"{name} p < {sig(bound)}"
+    return f"{name} p {_p_words(test.p_value)}, Holm-adjusted {p_value(adjusted)}"
+
+
+def _p_words(p: float) -> str:
+    text = p_value(p)
+    return text if text.startswith("<") else f"= {text}"
 
 
 def facts(c: CandidateSummary, v: Verdict, summary: RunSummary) -> list[str]:
@@ -112,7 +139,7 @@ def facts(c: CandidateSummary, v: Verdict, summary: RunSummary) -> list[str]:
         )
     parts = []
     if c.latency_p50_ms == c.latency_p50_ms:
-        parts.append(f"latency p50 {c.latency_p50_ms:,.3g} ms, p95 {c.latency_p95_ms:,.3g} ms")
+        parts.append(f"latency p50 {ms(c.latency_p50_ms)}, p95 {ms(c.latency_p95_ms)}")
     if c.agreement is not None:
         parts.append(f"{pct(c.agreement)} of repeated answers agree")
     parts.append(f"{usd(v.costs[c.name].monthly_usd)} a month at {v.volume:,} requests")
@@ -149,6 +176,20 @@ def reasons(v: Verdict, summary: RunSummary) -> list[str]:
             f"({_p_text(paired.test, paired.p_holm, resamples)}; "
             f"{n} comparison{'s' if n > 1 else ''})."
         ]
+    elif v.kind == "best-estimate":
+        assert v.runner_up is not None
+        runner_up = summary.candidate(v.runner_up)
+        paired = v.selection_tests[runner_up.name]
+        ci = best.selection_ci
+        out = [
+            f"{best.name} has the highest {info.name}, {fmt(ci.estimate)} "
+            f"({cfg.evaluation.confidence:.0%} CI {fmt(ci.low)}–{fmt(ci.high)}, "
+            f"{evidence_text(best)}); its lead over {runner_up.name} "
+            f"({fmt(runner_up.selection_ci.estimate)}) is not significant "
+            f"({_p_text(paired.test, paired.p_holm, resamples)}), but no rival is within "
+            f"{v.tie_se_z:g} standard error of it, so its estimate decides (a closer rival "
+            "would be weighed by cost, latency and training time)."
+        ]
     else:
         out = [_tie_reason(v, summary, best, pick)]
     out += facts(pick, v, summary)
@@ -173,18 +214,29 @@ def _tie_reason(
         paired = v.selection_tests[pick.name]
         resamples = summary.cfg.evaluation.bootstrap_resamples
         vs = f" ({_p_text(paired.test, paired.p_holm, resamples)} against {best.name})"
+    hosting = (
+        f", {usd(pick.cost.fixed_monthly_usd)} a month for its server"
+        if pick.cost.fixed_monthly_usd > 0
+        else ", no server of its own"
+        if pick.cost.kind == "self-hosted"
+        else ""
+    )
     cost_text = (
-        f"{usd(total(pick.name))} over {months} months at {volume:,} requests/month "
+        f"{usd(total(pick.name))} over {plural(months, 'month')} at {volume:,} requests/month "
         f"({usd(pick.cost.per_request_usd * 1000)} per 1,000 requests, "
-        f"{usd(pick.cost.setup_usd)} setup)"
+        f"{usd(pick.cost.setup_usd)} setup{hosting})"
     )
     better = "more accurate one" if info.key == "accuracy" else f"one with the higher {info.name}"
     low = min(total(name) for name in v.tied)
-    if total(pick.name) > low:
+    if v.decided_by in ("latency", "training"):
+        cost_reason = "it is chosen for " + _measured_reason(v, pick, best)
+    elif v.kind == "lowest-expected-cost":
+        cost_reason = "it has " + _expected_reason(v, pick, best)
+    elif total(pick.name) > low:
         assert v.cheapest is not None
         if total(pick.name) - low <= v.negligible_usd:
             why = (
-                f"less than {usd(v.negligible_usd)} more over {months} months, "
+                f"less than {usd(v.negligible_usd)} more over {plural(months, 'month')}, "
                 "which no budget notices"
             )
         else:
@@ -196,10 +248,50 @@ def _tie_reason(
     else:
         cost_reason = f"it is the cheapest of them: {cost_text}"
     return (
-        f"No candidate is significantly better than all others on {_where(v.selected_on)}: "
-        f"{pick.name} ({info.fmt(pick.selection_ci.estimate)} {info.name}) is within noise "
-        f"of {tied_names}{vs}, and {cost_reason}."
+        f"No candidate is significantly better than all others: {pick.name} "
+        f"({info.fmt(pick.selection_ci.estimate)} {info.name}, {evidence_text(pick)}) is "
+        f"within noise of {tied_names}{vs}, and {cost_reason}."
     )
+
+
+def _measured_reason(v: Verdict, pick: CandidateSummary, best: CandidateSummary) -> str:
+    """Why a faster or quicker-to-train candidate won a tie: the ratios, as measured."""
+    parts = []
+    if pick.latency_p95_ms > 0 and best.latency_p95_ms == best.latency_p95_ms:
+        ratio = best.latency_p95_ms / pick.latency_p95_ms
+        if ratio >= 2:
+            parts.append(
+                f"{_times(ratio)} lower p95 latency ({ms(pick.latency_p95_ms)} against "
+                f"{ms(best.latency_p95_ms)} for {best.name})"
+            )
+    if pick.fit_seconds > 0 and best.fit_seconds / pick.fit_seconds >= 2:
+        parts.append(
+            f"{_times(best.fit_seconds / pick.fit_seconds)} faster to train "
+            f"({_seconds(pick.fit_seconds)} against {_seconds(best.fit_seconds)})"
+        )
+    if not parts:  # the floors made the ratio count; say the measure that decided
+        parts.append(f"lower {'p95 latency' if v.decided_by == 'latency' else 'training time'}")
+    text = ", ".join(parts)
+    if v.decided_by == "latency":
+        text += "; their costs count as equal"
+    return text
+
+
+def _expected_reason(v: Verdict, pick: CandidateSummary, best: CandidateSummary) -> str:
+    """Why a candidate won a tie by expected total cost with the error cost known."""
+    err = v.profile.error_cost_usd
+    requests = v.volume * growth_factor(v.months, v.growth)
+
+    def expected(c: CandidateSummary) -> float:
+        return v.costs[c.name].total_usd + requests * (1 - c.selection_ci.estimate) * err
+
+    text = (
+        f"the lowest expected total over {plural(v.months, 'month')} with a wrong answer at "
+        f"{usd(err)}: {usd(expected(pick))}"
+    )
+    if pick is not best:
+        text += f" against {usd(expected(best))} for {best.name}"
+    return text
 
 
 def changes(v: Verdict, summary: RunSummary) -> list[str]:
@@ -212,9 +304,15 @@ def changes(v: Verdict, summary: RunSummary) -> list[str]:
     where = _where(v.selected_on)
     out = [
         f"{flip.side} ~{volume_text(flip.monthly_volume)} requests/month {flip.rival} is "
-        f"cheaper at equal {info.name} (break-even over {v.months} months)"
+        f"cheaper at equal {info.name} (break-even over {plural(v.months, 'month')})"
         for flip in reversed(v.flips)
     ]
+    if v.error_cost_flip_usd is not None and v.winner != v.leader:
+        out.append(
+            f"if one wrong answer costs you more than {usd(v.error_cost_flip_usd)}, "
+            f"{v.leader}'s higher estimate is worth its cost: set profile.error_cost_usd "
+            "(adaptlab decide asks) and the choice is made by expected total cost"
+        )
     for e in v.excluded:
         c = summary.candidate(e.candidate)
         if c.selection_ci.estimate > best.selection_ci.estimate:
@@ -228,7 +326,7 @@ def changes(v: Verdict, summary: RunSummary) -> list[str]:
     if v.mdd is not None:
         win = summary.candidate(v.winner)
         out.append(
-            f"with {win.selection_n:,} {where} examples, differences under "
+            f"with {plural(win.selection_n, where + ' example')}, differences under "
             f"~{100 * v.mdd:.0f} points of {win.metric_info.name} cannot be told apart "
             f"(80% power, alpha {v.alpha:g})"
         )
@@ -250,7 +348,7 @@ def curve_sentences(e: CurveEvidence) -> list[str]:
     for x in e.passing:
         assert x.n is not None
         out.append(
-            f"with about {x.n - e.n_train:,} more labelled examples ({x.n:,} in "
+            f"with about {plural(x.n - e.n_train, 'more labelled example')} ({x.n:,} in "
             f"all), {x.candidate} is expected to pass {e.winner} ({_interval(x)}; "
             f"extrapolated from the learning curve, {x.found:.0%} of refits cross)"
         )
@@ -274,12 +372,12 @@ def _data_rule(n_train: int) -> str:
     lo, hi = SWEET_SPOT
     if n_train < MIN_FINETUNE_EXAMPLES:
         return (
-            f"{n_train} training examples is below the {MIN_FINETUNE_EXAMPLES}–"
+            f"{plural(n_train, 'training example')} is below the {MIN_FINETUNE_EXAMPLES}–"
             f"{MIN_FINETUNE_EXAMPLES_GOOD} that fine-tuning needs, so prompting is the prior"
         )
     if n_train < lo:
         return (
-            f"{n_train} training examples clears the {MIN_FINETUNE_EXAMPLES}–"
+            f"{plural(n_train, 'training example')} clears the {MIN_FINETUNE_EXAMPLES}–"
             f"{MIN_FINETUNE_EXAMPLES_GOOD} minimum for fine-tuning but is below the "
             f"{lo:,}–{hi:,} sweet spot; more data would likely widen a fine-tuning lead"
         )
@@ -353,10 +451,20 @@ def selection_line(v: Verdict, summary: RunSummary) -> str:
     top = summary.candidate(v.best_on_test or win.name)
     fmt = summary.metric_info.fmt
     where = _where(v.selected_on)
+    if win.selection_source == "cv":
+        where = f"{win.cv_folds}-fold cross-validation"
     text = (
         f"Chosen on {where}: {win.name} ({fmt(win.selection_ci.estimate)} on {where}, "
         f"{fmt(win.quality)} on test)"
     )
+    c = v.corrected
+    if c is not None and c.bias > 0:
+        text += (
+            f"; corrected for choosing among {c.k}: {fmt(c.corrected)} (the optimism of the "
+            f"best of {c.k} noisy figures, {100 * c.bias:.1f} points, removed: Tibshirani & "
+            f"Tibshirani 2009), {c.confidence:.0%} selection-adjusted interval "
+            f"{fmt(c.low)}–{fmt(c.high)} (Benjamini & Yekutieli 2005)"
+        )
     if top is win:
         return text + "; it is also the best on test."
     gap = 100 * (top.quality - win.quality)

@@ -9,19 +9,28 @@ a :class:`Verdict`: immutable, typed, without a sentence in it
    :class:`Exclusion`: hosted APIs when data may not leave the company, a p95 latency
    over the budget, a monthly cost over the budget at the forecast volume. When every
    candidate breaks a limit, none is set aside.
-2. The rest are compared on the *selection* split (validation; test only when no
-   validation answers exist): the best one (the *leader*) wins outright when its lead
-   over every rival is significant after Holm's correction for the several comparisons
-   (Holm 1979, Scand. J. Statistics 6:65-70); else the candidates within noise of it
-   are tied, and the one with the lowest total cost over the horizon at the forecast
-   volume wins (costs within ``cost.tie_tolerance`` of the cheapest, or less than
-   ``cost.negligible_usd`` above it over the horizon, count as equal, and the better
-   scoring of those wins).
-3. Beside the choice: the winner against every other candidate on test (Holm-adjusted),
-   the break-even volumes against the tied rivals and against the cheapest-to-set-up
-   prompt-like baseline (with ROI, :mod:`adaptlab.decide.economics`), the smallest
-   difference the selection split can detect, the best candidate on test, and the
-   learning-curve crossings that involve the winner (:mod:`adaptlab.decide.curves`).
+2. The rest are compared on their selection evidence (k-fold cross-validation over
+   train+val for candidates cheap to refit, else validation; test only when some
+   candidate has no validation answers): the best one (the *leader*) wins outright
+   when its lead over every rival is significant after Holm's correction for the
+   several comparisons (Holm 1979, Scand. J. Statistics 6:65-70), each test on the
+   examples the pair shares. Else the candidates not significantly below it whose
+   estimate is also within ``TIE_SE_Z`` standard errors of the paired difference are
+   *tied* (the one-standard-error rule, :mod:`adaptlab.decide.rule`), and
+   :func:`adaptlab.decide.rule.choose` picks among them by what the user pays: the
+   lowest expected total with ``profile.error_cost_usd`` set, else the lowest total
+   cost (within ``cost.tie_tolerance`` or ``cost.negligible_usd``), then the p95
+   latency, then the training time (each within a factor of 2), then the estimate.
+   ``bench/selection_rule.py`` chose this rule by simulated regret.
+3. Beside the choice: the winner's selection estimate corrected for having been
+   chosen among K (:class:`Corrected`), the winner against every other candidate on
+   test (Holm-adjusted), the break-even volumes against the tied rivals and against
+   the cheapest-to-set-up prompt-like baseline among the *comparable* candidates
+   (tied, or within ``QUALITY_FLOOR`` of the leader: a candidate 20 points worse is no
+   alternative at any volume; with ROI, :mod:`adaptlab.decide.economics`), the
+   smallest difference the selection split can detect, the best candidate on test,
+   and the learning-curve crossings that involve the winner
+   (:mod:`adaptlab.decide.curves`).
 """
 
 from __future__ import annotations
@@ -31,17 +40,55 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
+import numpy as np
 from pydantic import ConfigDict
 
-from adaptlab.config import CostConfig, ProfileConfig
+from adaptlab.config import CostConfig, ProfileConfig, ProjectConfig
 from adaptlab.decide.curves import CurveEvidence, LearningCurves, curve_evidence, learning_curves
 from adaptlab.decide.economics import Roi, break_even_requests, break_even_volume, roi
-from adaptlab.evaluation.cost_model import CostModel
+from adaptlab.decide.rule import (
+    Decider,
+    Option,
+    RuleSettings,
+    choose,
+    paired_se,
+    selection_bias,
+    within_se,
+)
+from adaptlab.evaluation.cost_model import CostModel, growth_factor
 from adaptlab.evaluation.scoring import metric_stat
-from adaptlab.evaluation.stats import PairedTest, holm, minimum_detectable_difference
-from adaptlab.evaluation.summary import CandidateSummary, RunSummary, compare
+from adaptlab.evaluation.stats import (
+    PairedTest,
+    bootstrap_stat_ci,
+    holm,
+    minimum_detectable_difference,
+)
+from adaptlab.evaluation.summary import CandidateSummary, RunSummary, compare, selection_pair
 
-Kind = Literal["significant", "cheapest-within-noise", "best-of-equal-cost", "only-candidate"]
+Kind = Literal[
+    "significant",
+    "best-estimate",
+    "lowest-expected-cost",
+    "cheapest-within-noise",
+    "faster-within-noise",
+    "quicker-to-train-within-noise",
+    "best-of-equal-cost",
+    "only-candidate",
+]
+#: The kind of a tie by the measure that decided it (:data:`adaptlab.decide.rule.Decider`).
+TIE_KINDS: dict[Decider, Kind] = {
+    "expected-cost": "lowest-expected-cost",
+    "cost": "cheapest-within-noise",
+    "latency": "faster-within-noise",
+    "training": "quicker-to-train-within-noise",
+    "estimate": "best-of-equal-cost",
+}
+#: A rival is tied with the leader when not significantly below it (Holm) and within
+#: this many standard errors of the paired difference; bench/selection_rule.py chose it.
+TIE_SE_Z = 0.5
+#: Break-evens are computed only among candidates tied with the leader or within this
+#: much of its selection estimate (a fraction of the primary metric: 5 points).
+QUALITY_FLOOR = 0.05
 #: The profile limit an :class:`Exclusion` breaks (a key of ``profile:``).
 Limit = Literal["data_may_leave", "latency_budget_ms", "monthly_budget_usd"]
 
@@ -126,15 +173,45 @@ class VolumeFlip:
 
 
 @dataclass(frozen=True)
+class Corrected:
+    """The winner's selection estimate, corrected for having been chosen among ``k``.
+
+    ``estimate`` is the figure as measured on the selection evidence (``source``: "cv",
+    "val" or "test"); ``bias`` the optimism of picking the best of ``k`` noisy figures
+    (:func:`adaptlab.decide.rule.selection_bias`, Tibshirani & Tibshirani 2009), so
+    ``corrected = estimate - bias``. ``low``/``high`` is the selection-adjusted interval:
+    the bootstrap interval at level ``1 - (1 - confidence) / k``, which keeps the
+    false coverage rate of an interval for one parameter selected among ``k`` at
+    ``1 - confidence`` (Benjamini & Yekutieli 2005, JASA 100:71-81, with R = 1 selected
+    of m = k). All figures are fractions of the primary metric.
+    """
+
+    estimate: float
+    bias: float
+    low: float
+    high: float
+    k: int
+    confidence: float
+    source: str
+
+    @property
+    def corrected(self) -> float:
+        return self.estimate - self.bias
+
+
+@dataclass(frozen=True)
 class Verdict:
     """Which candidate to use and every measured fact the choice rests on; no prose.
 
     ``winner`` is chosen on ``selected_on`` ("val", or "test" when some candidate has no
-    validation answers) by the rule ``kind``: "significant" (``leader``'s lead over every
-    eligible rival is significant), "cheapest-within-noise" or "best-of-equal-cost"
-    (``tied`` holds the leader and the rivals within noise of it, ``equal_cost`` those of
-    them whose cost counts as the cheapest's, ``cheapest`` the cheapest of them), or
-    "only-candidate" (nothing left to compare). ``runner_up`` is the best eligible rival
+    validation answers; cross-validated candidates on their out-of-fold answers) by the
+    rule ``kind``: "significant" (``leader``'s lead over every eligible rival is
+    significant), "best-estimate" (not every lead is significant, but no rival is within
+    the tie margin, so the highest estimate wins), one of the tie kinds of
+    :data:`TIE_KINDS` (``tied`` holds the leader and the rivals within noise of it,
+    ``decided_by`` what chose among them, ``equal_cost`` those whose cost counts as the
+    cheapest's, ``cheapest`` the cheapest of them), or "only-candidate" (nothing left
+    to compare). ``runner_up`` is the best eligible rival
     on the selection split (None for "only-candidate").
 
     ``excluded``: the candidates the profile rules out, in run order; ``all_excluded``:
@@ -143,16 +220,26 @@ class Verdict:
     ``test_tests``: the winner against every other candidate on test, Holm-adjusted over
     them (both keyed by the rival, in run order). ``costs``: every candidate's costs.
     ``flips``: where a tied rival's cost crosses the winner's, in ``tied`` order.
-    ``break_evens``: the candidates dearer to set up than ``baseline`` (the prompt-like
-    candidate cheapest to set up), where each pays back and its ROI. ``mdd``: the
+    ``break_evens``: the :attr:`comparable` candidates dearer to set up than ``baseline``
+    (the comparable candidate cheapest to set up, one that trains no weights where there
+    is one), where each pays back and its ROI. ``mdd``: the
     smallest difference of the primary metric (a fraction) the selection split can
     detect between the winner and its closest rival (80% power at ``alpha``), None when
     there is no rival or no spread. ``best_on_test``: the highest test figure (the
     cheaper one per month of equals). ``learning``: the stored learning curves, with
     ``curves`` the crossings of them that involve the winner (both None without points).
 
-    ``profile`` is the profile weighed against (read-only); ``alpha``, ``tie_tolerance``
-    and ``negligible_usd`` the thresholds applied.
+    ``decided_by``: among tied candidates, the measure that decided
+    (:data:`adaptlab.decide.rule.Decider`; None without a tie), ``decided_ratio`` the
+    leader's measure over the winner's on it (200.0: the leader's p95 is 200 times the
+    winner's), ``error_cost_flip_usd`` the cost of one wrong answer above which the
+    leader would have been the better buy (None when not applicable). ``corrected``:
+    the winner's selection estimate corrected for selection among the compared
+    candidates. ``comparable``: the candidates break-evens are computed among (tied
+    with the leader or within ``quality_floor`` of its estimate).
+
+    ``profile`` is the profile weighed against (read-only); ``alpha``, ``tie_tolerance``,
+    ``negligible_usd``, ``quality_floor`` and ``tie_se_z`` the thresholds applied.
     """
 
     winner: str
@@ -179,6 +266,13 @@ class Verdict:
     alpha: float
     tie_tolerance: float
     negligible_usd: float
+    decided_by: Decider | None = None
+    decided_ratio: float | None = None
+    error_cost_flip_usd: float | None = None
+    corrected: Corrected | None = None
+    comparable: tuple[str, ...] = ()
+    quality_floor: float = QUALITY_FLOOR
+    tie_se_z: float = TIE_SE_Z
 
     def __post_init__(self) -> None:
         for name in ("selection_tests", "test_tests", "costs"):
@@ -263,6 +357,41 @@ def _holm_tests(
     }
 
 
+def _selection_scores(a: CandidateSummary, b: CandidateSummary) -> tuple[np.ndarray, np.ndarray]:
+    """Per-example primary-metric scores of ``a`` and ``b`` on the selection examples
+    they share, in the same order (:func:`adaptlab.evaluation.summary.selection_pair`)."""
+    ca, cb = selection_pair(a, b)
+    return metric_stat(a.metric)(ca), metric_stat(b.metric)(cb)
+
+
+def _corrected(
+    pick: CandidateSummary, pool: list[CandidateSummary], cfg: ProjectConfig
+) -> Corrected:
+    ev = cfg.evaluation
+    stat = metric_stat(pick.metric)
+    k = len(pool)
+    bias = selection_bias(
+        [c.sel_columns for c in pool],
+        pool.index(pick),
+        stat,
+        resamples=min(ev.bootstrap_resamples, 500),
+        seed=cfg.seed,
+    )
+    level = 1 - (1 - ev.confidence) / k
+    ci = bootstrap_stat_ci(
+        pick.sel_columns, stat, resamples=ev.bootstrap_resamples, confidence=level, seed=cfg.seed
+    )
+    return Corrected(
+        pick.selection_ci.estimate,
+        bias,
+        ci.low,
+        ci.high,
+        k,
+        ev.confidence,
+        pick.selection_source,
+    )
+
+
 def verdict(summary: RunSummary, profile: ProfileConfig, cost: CostConfig) -> Verdict:
     """Name a winner of ``summary``'s candidates under ``profile`` (see the module docstring).
 
@@ -295,28 +424,61 @@ def verdict(summary: RunSummary, profile: ProfileConfig, cost: CostConfig) -> Ve
     cheap: list[CandidateSummary] = []
     flips: list[VolumeFlip] = []
     runner_up = max(others, key=lambda c: c.selection_ci.estimate) if others else None
+    decided: Decider | None = None
+    ratio = flip_usd = None
     if not others:
         kind: Kind = "only-candidate"
         pick = leader
-    elif all(t.p_holm < alpha for t in selection.values()):
-        kind, pick = "significant", leader
     else:
-        tied = [leader] + [c for c in others if selection[c.name].p_holm >= alpha]
+        tied = [leader] + [
+            c
+            for c in others
+            if selection[c.name].p_holm >= alpha
+            and within_se(
+                leader.selection_ci.estimate,
+                c.selection_ci.estimate,
+                paired_se(*_selection_scores(leader, c)),
+                TIE_SE_Z,
+            )
+        ]
+    if others and len(tied) == 1:
+        # No rival is close enough to trade quality for cost: the leader wins, outright
+        # when every lead is significant, else on its estimate (leads beyond the margin).
+        significant = all(t.p_holm < alpha for t in selection.values())
+        kind, pick = ("significant" if significant else "best-estimate"), leader
+        tied = []
+    elif others:
+        requests = volume * growth_factor(months, growth)
+        by_name = {c.name: c for c in tied}
+        choice = choose(
+            [
+                Option(
+                    c.name,
+                    c.selection_ci.estimate,
+                    c.latency_p95_ms,
+                    c.fit_seconds,
+                    total(c),
+                    requests,
+                )
+                for c in tied
+            ],
+            RuleSettings(
+                error_cost_usd=profile.error_cost_usd,
+                tie_tolerance=cost.tie_tolerance,
+                negligible_usd=cost.negligible_usd,
+            ),
+        )
+        pick = by_name[choice.winner]
+        decided, ratio, flip_usd = choice.decided_by, choice.ratio, choice.error_cost_flip_usd
         low = min(total(c) for c in tied)
-        # Per-request cost comes from CPU time over a second or two of work, which moves
-        # by 10-20% between runs; costs that close are one cost, and among them the better
-        # scoring candidate is the better buy (else the pick would flip from run to run).
-        # A difference no budget would notice (under cost.negligible_usd over the horizon)
-        # is no reason to give up quality either: with a small validation split nearly
-        # every candidate is "within noise", and fractions of a cent must not pick the
-        # weakest.
+        if decided == "estimate" and total(pick) <= low:
+            decided = "cost"  # equal estimates: the cheaper of them won
+        kind = "lowest-expected-cost" if profile.error_cost_usd > 0 else TIE_KINDS[decided]
         cheap = [
             c
             for c in tied
             if total(c) <= low * (1 + cost.tie_tolerance) or total(c) - low <= cost.negligible_usd
         ]
-        pick = max(cheap, key=lambda c: (c.selection_ci.estimate, -total(c)))
-        kind = "cheapest-within-noise" if total(pick) <= low else "best-of-equal-cost"
         for c in tied:
             if c is pick:
                 continue
@@ -332,12 +494,20 @@ def verdict(summary: RunSummary, profile: ProfileConfig, cost: CostConfig) -> Ve
     mdd = None
     if rest:
         closest = max(rest, key=lambda c: c.selection_ci.estimate)
-        stat = metric_stat(pick.metric)
-        mdd = minimum_detectable_difference(
-            stat(pick.sel_columns) - stat(closest.sel_columns), alpha
-        )
+        sa, sb = _selection_scores(pick, closest)
+        mdd = minimum_detectable_difference(sa - sb, alpha)
     best_on_test = max(cands, key=lambda c: (c.quality, -c.monthly_cost_usd))
-    prompt_like = [c for c in cands if not c.trains_weights] or cands
+    # Break-evens only among candidates of comparable quality: tied with the leader, or
+    # within QUALITY_FLOOR of its estimate (a 7%-accurate baseline pays back nothing).
+    tied_names = {c.name for c in tied}
+    comparable = [
+        c
+        for c in cands
+        if c is pick
+        or c.name in tied_names
+        or c.selection_ci.estimate >= leader.selection_ci.estimate - QUALITY_FLOOR
+    ]
+    prompt_like = [c for c in comparable if not c.trains_weights] or comparable
     baseline = min(prompt_like, key=lambda c: c.cost.setup_usd)
     learning = learning_curves(
         summary.curve_points,
@@ -361,7 +531,7 @@ def verdict(summary: RunSummary, profile: ProfileConfig, cost: CostConfig) -> Ve
         costs=costs,
         flips=tuple(flips),
         baseline=baseline.name,
-        break_evens=tuple(break_evens(cands, baseline, profile)),
+        break_evens=tuple(break_evens(comparable, baseline, profile)),
         mdd=mdd,
         best_on_test=best_on_test.name,
         learning=learning,
@@ -370,4 +540,9 @@ def verdict(summary: RunSummary, profile: ProfileConfig, cost: CostConfig) -> Ve
         alpha=alpha,
         tie_tolerance=cost.tie_tolerance,
         negligible_usd=cost.negligible_usd,
+        decided_by=decided,
+        decided_ratio=ratio,
+        error_cost_flip_usd=flip_usd,
+        corrected=_corrected(pick, pool, cfg) if len(pool) > 1 else None,
+        comparable=tuple(c.name for c in comparable),
     )

@@ -31,6 +31,7 @@ from adaptlab.backends.availability import llm_unavailable
 from adaptlab.backends.base import GenerativeBackend
 from adaptlab.backends.gguf import resolve_model
 from adaptlab.core.errors import AdaptlabError, ConfigError
+from adaptlab.core.format import usd as fmt_usd
 from adaptlab.core.progress import ProgressSink
 from adaptlab.engine.runner import Models, make_context
 from adaptlab.llm.cache import ResponseCache
@@ -115,7 +116,7 @@ class TrainingPlan:
         approx = "" if self.exact else "~"
         epochs = f"{self.epochs:g} epoch{'s' if self.epochs != 1 else ''} ({self.epochs_from})"
         if self.where == "provider":
-            usd = "USD unknown" if self.usd is None else f"{self.usd:.6f} USD"
+            usd = "USD unknown" if self.usd is None else fmt_usd(self.usd)
             cut = (
                 f"; {self.cut} example(s) over the {self.cap:,}-token cap are cut"
                 if self.cut

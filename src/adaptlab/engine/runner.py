@@ -2,6 +2,9 @@
 
 A candidate whose result key (options, model, labels, split, seed) is already in
 the store is not recomputed; this is what makes a killed ``adaptlab run`` resume.
+A candidate cheap to refit is then cross-validated over train+val (see
+:mod:`adaptlab.engine.cv`), once per result and folds, whether it was computed now or
+reused.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adaptlab.backends import EncoderBackend, load_backend, load_llm
@@ -24,6 +28,7 @@ from adaptlab.backends.runner import LLMRunner, RunnerStats
 from adaptlab.core.errors import AdaptlabError, ConfigError
 from adaptlab.core.progress import ProgressSink
 from adaptlab.data.split import save_split
+from adaptlab.engine import cv
 from adaptlab.engine.project import Project
 from adaptlab.evaluation.machine import LoadMeter
 from adaptlab.llm.cache import ResponseCache
@@ -53,6 +58,9 @@ class RunEvents:
     on_done: Callable[[str, float], None] = lambda name, seconds: None
     # another run holds the project's lock (who: "pid 123 on host"); this one waits for it
     on_wait: Callable[[str], None] = lambda holder: None
+    # cross-validation of a candidate starts: its name, folds, estimated wall seconds (the
+    # estimate is also printed through the progress sink; a bar advances per fold)
+    on_cv: Callable[[str, int, float], None] = lambda name, folds, seconds: None
 
 
 @dataclass
@@ -175,18 +183,26 @@ def make_context(
     progress: ProgressSink,
     *,
     with_llm: bool = True,
+    encoder: EncoderBackend | None = None,
+    embeddings: dict[str, Any] | None = None,
 ) -> tuple[Strategy, StrategyContext]:
-    """Build a candidate's strategy with what it needs (encoder and/or llm runner)."""
+    """Build a candidate's strategy with what it needs (encoder and/or llm runner).
+
+    ``encoder`` and ``embeddings`` replace the run's encoder and its memo of fit
+    embeddings (a cross-validation fold looks vectors up, and keeps its own memo).
+    """
     cfg = project.config
     cls = get_strategy(cand.strategy)
     options = cls.Options.model_validate(cand.params)
     ctx = StrategyContext(
-        backend=models.encoder() if cls.needs_encoder(options) else None,
+        backend=(models.encoder() if encoder is None else encoder)
+        if cls.needs_encoder(options)
+        else None,
         labels=dict(cfg.labels),
         seed=cfg.seed,
         workdir=workdir,
         progress=progress,
-        _cache=models.embeddings,
+        _cache=models.embeddings if embeddings is None else embeddings,
         llm=models.llm(cand.llm, progress) if cand.llm is not None and with_llm else None,
         llm_variant=(
             functools.partial(models.llm_variant, cand.llm, progress)
@@ -295,6 +311,11 @@ def _predict_test(
         preds = strategy.predict(texts)
         pred_wall, pred_cpu = time.perf_counter() - wall, time.process_time() - cpu
         lat = [p.latency_ms for p in preds]
+        if ctx.llm is not None and ctx.llm.config.backend == "hf":
+            # A local model answers a batch in one generate call, so each answer carries
+            # its batch's time; what a user waits for is one request served alone.
+            n = min(cfg.evaluation.latency_samples, LOCAL_LATENCY_SAMPLES)
+            lat = _local_latencies(strategy, ctx.llm, texts, n, progress)
     else:
         batch = ctx.encoder.batch_size if ctx.backend is not None else 64
         preds, pred_wall, pred_cpu = _predict_timed(strategy, texts, batch, progress)
@@ -310,6 +331,31 @@ def _predict_test(
             pred_cpu = sorted(cpu_passes)[len(cpu_passes) // 2]
         lat = _latencies(strategy, texts, cfg.evaluation.latency_samples, progress)
     return preds, pred_wall, pred_cpu, lat
+
+
+#: Test inputs a local generative model answers one at a time for its latency: each takes
+#: a generate call of its own (a second or more on 2 cores for a 135M model).
+LOCAL_LATENCY_SAMPLES = 10
+
+
+def _local_latencies(
+    strategy: Strategy, runner: LLMRunner, texts: Sequence[str], n: int, progress: ProgressSink
+) -> list[float | None]:
+    """Milliseconds for the first ``n`` test inputs, each sent alone past the response
+    cache (a cached answer takes no time); the runner's counts are left as they were."""
+    out: list[float | None] = [None] * len(texts)
+    cache, stats = runner.cache, runner.stats
+    runner.cache, runner.stats = None, RunnerStats()
+    try:
+        with progress.task("latency (one request at a time)", n) as advance:
+            for i in range(min(n, len(texts))):
+                t0 = time.perf_counter()
+                strategy.predict([texts[i]])
+                out[i] = (time.perf_counter() - t0) * 1000
+                advance(1)
+    finally:
+        runner.cache, runner.stats = cache, stats
+    return out
 
 
 def _rows(
@@ -495,18 +541,104 @@ def _run_candidates(
     force: bool,
     outcome: RunOutcome,
 ) -> None:
+    shared = _CVShared()  # made on first need, then the same for every candidate
     for pos, cand in enumerate(candidates):
         key = keys[cand.name]
         if store.has_result(key) and not force:
             events.on_skip(cand.name)
             store.link(outcome.run_id, pos, cand.name, key, reused=True)
             outcome.reused.append(cand.name)
-            continue
-        events.on_start(cand.name)
-        seconds = run_candidate(project, cand, outcome.split, key, models, store, progress, force)
-        store.link(outcome.run_id, pos, cand.name, key, reused=False)
-        outcome.computed.append(cand.name)
-        events.on_done(cand.name, seconds)
+        else:
+            events.on_start(cand.name)
+            seconds = run_candidate(
+                project, cand, outcome.split, key, models, store, progress, force
+            )
+            store.link(outcome.run_id, pos, cand.name, key, reused=False)
+            outcome.computed.append(cand.name)
+            events.on_done(cand.name, seconds)
+        _cross_validate(project, cand, outcome.split, key, models, store, progress, events, shared)
+
+
+@dataclass
+class _CVShared:
+    """What the cross-validations of a run share: the folds, and the encoder's train+val
+    vectors (for candidates that embed)."""
+
+    folds: cv.Folds | None = None
+    table: cv.VectorTable | None = None
+
+
+def _cross_validate(
+    project: Project,
+    cand: CandidateConfig,
+    split: Split,
+    key: str,
+    models: Models,
+    store: RunStore,
+    progress: ProgressSink,
+    events: RunEvents,
+    shared: _CVShared,
+) -> None:
+    """Store out-of-fold answers over train+val for a stored result cheap to refit.
+
+    Nothing happens when :func:`cv.applies` says no, or the result already holds answers
+    from these folds (``--force`` stored it afresh, without them). A fold's failure is a
+    warning, not the run's end: the candidate is then compared on the validation split.
+    """
+    cfg = project.config
+    ev = cfg.evaluation
+    # Without a validation split the run chooses on test, and out-of-fold answers would
+    # go unused (test answers are all some candidates have then).
+    if not split.val or not cv.applies(get_strategy(cand.strategy), cfg.task, ev):
+        return
+    result = store.result(key)
+    reason = cv.skip_reason(ev, result.fit_seconds, split)
+    if reason is not None:
+        progress.info(
+            f"{cand.name}: not cross-validated, {reason}; it is compared on the validation split"
+        )
+        return
+    if shared.folds is None:
+        shared.folds = cv.make_folds(split, ev.cv_folds, cfg.seed)
+    folds = shared.folds
+    if folds.same_as(result.info.get("cv")):
+        return
+    cls = get_strategy(cand.strategy)
+    embeds = cls.needs_encoder(cls.Options.model_validate(cand.params))
+    estimate = cv.estimate_seconds(
+        result, len(split.train), folds, embeds=embeds, table_ready=shared.table is not None
+    )
+    events.on_cv(cand.name, folds.k, estimate)
+    progress.info(f"cross-validating {cand.name}: {folds.k} folds, about {estimate:.0f} s")
+    if shared.table is None and embeds:
+        texts = [ex.text for ex in folds.examples]
+        shared.table = cv.VectorTable.of(models.encoder(), texts, progress)
+    table = shared.table
+
+    def new_strategy(folder: Path, sink: ProgressSink) -> Strategy:
+        return make_context(project, cand, folder, models, sink, encoder=table, embeddings={})[0]
+
+    def predict(strategy: Strategy, texts: Sequence[str]) -> list[Any]:
+        ctx = strategy.ctx
+        batch = ctx.encoder.batch_size if ctx.backend is not None else 64
+        return _predict_timed(strategy, texts, batch, ctx.progress)[0]
+
+    key_dir = project.checkpoint_dir(key)
+    had_dir = key_dir.exists()
+    try:
+        done = cv.cross_validate(folds, key_dir / "cv", new_strategy, predict, progress)
+    except Exception as exc:
+        progress.note(
+            f"{cand.name}: cross-validation failed ({type(exc).__name__}: {exc}); it is "
+            "compared on the validation split"
+        )
+        return
+    finally:
+        if not had_dir:  # a reused result whose folder is gone: leave none behind
+            with contextlib.suppress(OSError):
+                key_dir.rmdir()
+    n = len(folds.examples)
+    store.save_cv(key, _rows(folds.examples, done.predictions, [None] * n), done.info)
 
 
 def _load_backend(project: Project) -> EncoderBackend:

@@ -49,3 +49,39 @@ def hosted(cfg: ProjectConfig, name: str) -> bool:
         return False
     llm = cfg.llms[cand.llm]
     return model_location(llm.backend, llm.base_url) == "remote"
+
+
+#: What machine a self-hosted candidate needs under ``profile.hosting: dedicated``.
+Server = Literal["none", "cpu", "gpu"]
+
+
+def server_needed(cfg: ProjectConfig, name: str, route: str, generative: bool) -> Server:
+    """The machine candidate ``name`` needs of its own when served (``profile.hosting``
+    'dedicated'): "none" for a model billed per request by a provider or served from
+    elsewhere (not "in-process") and for the classical TF-IDF baseline (it answers in
+    about a millisecond inside the serving process); "gpu" for a generative model run
+    here (a generative model is served on a GPU in production) or any model configured
+    on a CUDA device; "cpu" for an encoder (zero-shot, few-shot, kNN, fine-tune)."""
+    if route == "classical":
+        return "none"
+    cand = next((c for c in cfg.candidates if c.name == name), None)
+    if cand is not None and cand.llm is not None and cand.llm in cfg.llms:
+        llm = cfg.llms[cand.llm]
+        if model_location(llm.backend, llm.base_url) != "in-process":
+            return "none"
+        return "gpu" if generative or llm.device.startswith("cuda") else "cpu"
+    return "gpu" if cfg.model.device.startswith("cuda") else "cpu"
+
+
+def server_monthly_usd(cfg: ProjectConfig, name: str, route: str, generative: bool) -> float:
+    """USD a month for the machine candidate ``name`` needs (:func:`server_needed`) at
+    ``cost.cpu_server_monthly_usd`` / ``cost.gpu_server_monthly_usd``; 0.0 under
+    ``profile.hosting: shared`` (an existing server: only measured time is paid)."""
+    if cfg.profile.hosting == "shared":
+        return 0.0
+    need = server_needed(cfg, name, route, generative)
+    return {
+        "none": 0.0,
+        "cpu": cfg.cost.cpu_server_monthly_usd,
+        "gpu": cfg.cost.gpu_server_monthly_usd,
+    }[need]

@@ -54,9 +54,11 @@ class OverfitReport:
         text += f"; training {stop} at step {self.last_step}, val loss {self.last_val_loss:.3f}"
         out = [text]
         if self.last_accuracy is not None and self.best_accuracy is not None and self.test:
+            p = self.test.p_value
+            p_text = "< 0.001" if p < 0.001 else f"= {p:.2g}"
             out.append(
                 f"holdout accuracy: best checkpoint {100 * self.best_accuracy:.1f}%, last "
-                f"{100 * self.last_accuracy:.1f}% (McNemar p = {self.test.p_value:.2g}, "
+                f"{100 * self.last_accuracy:.1f}% (McNemar p {p_text}, "
                 f"{self.test.a_only} vs {self.test.b_only} discordant answers)"
             )
         elif self.best_step == self.last_step:

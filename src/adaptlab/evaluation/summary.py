@@ -31,7 +31,7 @@ from adaptlab.config import CostConfig, ProfileConfig, ProjectConfig
 from adaptlab.core.errors import AdaptlabError
 from adaptlab.core.progress import ProgressSink
 from adaptlab.evaluation.cost_model import CostModel, compute_per_request_usd
-from adaptlab.evaluation.hosting import hosted
+from adaptlab.evaluation.hosting import hosted, server_monthly_usd
 from adaptlab.evaluation.judge import JudgeStats
 from adaptlab.evaluation.learning import CurvePoint, learns_from_train, score_points
 from adaptlab.evaluation.llm_costs import generative_figures, sane_row, setup_cost_usd
@@ -132,6 +132,16 @@ class CandidateSummary:
     val_columns: np.ndarray | None = None
     val_n: int = 0
     selected_on: str = "val"  # "test" when a candidate of the run has no val answers
+    # Cross-validation over train+val (evaluation.cv_folds; None/0/() where the candidate
+    # has none): each train+val example answered once by a model fitted without it. When
+    # set, it replaces val as what the candidate is chosen on (see selection_source).
+    cv_quality_ci: Interval | None = None
+    cv_columns: np.ndarray | None = None
+    cv_n: int = 0
+    cv_folds: int = 0
+    # Example ids in the order of cv_columns and val_columns: what compare() pairs on.
+    cv_ids: tuple[str, ...] = ()
+    val_ids: tuple[str, ...] = ()
     # Measurement quality: the median latency's interval, the CPU cost's range over
     # timing passes, and the share of the machine other processes used meanwhile.
     latency_p50_ci: Interval | None = None
@@ -162,21 +172,56 @@ class CandidateSummary:
         return np.asarray(self.scores >= 1.0)
 
     @property
-    def selection_ci(self) -> Interval:
-        """The primary metric on the split candidates are chosen on."""
+    def selection_source(self) -> str:
+        """What this candidate is chosen on: "cv" (out-of-fold answers over train+val),
+        "val" (the validation split) or "test" (the run chooses on test: some candidate
+        has no validation answers)."""
+        if self.selected_on == "val" and self.cv_quality_ci is not None:
+            return "cv"
         if self.selected_on == "val" and self.val_quality_ci is not None:
+            return "val"
+        return "test"
+
+    @property
+    def selection_ci(self) -> Interval:
+        """The primary metric on what candidates are chosen on (:attr:`selection_source`)."""
+        source = self.selection_source
+        if source == "cv" and self.cv_quality_ci is not None:
+            return self.cv_quality_ci
+        if source == "val" and self.val_quality_ci is not None:
             return self.val_quality_ci
         return self.quality_ci
 
     @property
     def sel_columns(self) -> np.ndarray:
-        if self.selected_on == "val" and self.val_columns is not None:
+        """Per-example columns (n x k) of :attr:`selection_ci`, rows in :attr:`sel_ids` order."""
+        source = self.selection_source
+        if source == "cv" and self.cv_columns is not None:
+            return self.cv_columns
+        if source == "val" and self.val_columns is not None:
             return self.val_columns
         return self.columns
 
     @property
     def selection_n(self) -> int:
-        return self.val_n if self.selected_on == "val" and self.val_n else self.n
+        """Examples :attr:`selection_ci` rests on."""
+        source = self.selection_source
+        if source == "cv" and self.cv_n:
+            return self.cv_n
+        if source == "val" and self.val_n:
+            return self.val_n
+        return self.n
+
+    @property
+    def sel_ids(self) -> tuple[str, ...]:
+        """Example ids of the rows of :attr:`sel_columns`; () when not known (a summary
+        built by hand), and then :func:`compare` pairs rows by position."""
+        source = self.selection_source
+        if source == "cv":
+            return self.cv_ids
+        if source == "val":
+            return self.val_ids
+        return tuple(r.example_id for r in self.rows)
 
     @property
     def loaded_warning(self) -> str | None:
@@ -279,6 +324,12 @@ def _cost_model(
     else:  # CPU core-seconds per request
         per_request = compute_per_request_usd(res.predict_cpu_seconds / n, cost.cpu_hour_usd)
         kind, fixed = "self-hosted", cost.hosting_monthly_usd
+    if kind == "self-hosted":
+        try:
+            generative = bool(get_strategy(res.strategy).generative)
+        except Exception:  # a strategy from a plugin no longer installed
+            generative = False
+        fixed += server_monthly_usd(cfg, name, route, generative)
     fit_hour = cost.gpu_hour_usd if gpu else cost.cpu_hour_usd
     fit_seconds = res.fit_seconds if gpu else res.fit_cpu_seconds
     setup = setup_cost_usd(fit_seconds, fit_hour, res.info)
@@ -295,8 +346,27 @@ def _cost_model(
     return CostModel(name, kind, setup, per_request, fixed)
 
 
+def _cv_rows(
+    store: RunStore, key: str, info: dict[str, Any], cv_folds: int, seed: int
+) -> list[PredictionRow]:
+    """A result's out-of-fold answers, if made with the run's folds (else none)."""
+    made = info.get("cv")
+    if cv_folds < 2 or not isinstance(made, dict):
+        return []
+    if made.get("folds") != cv_folds or made.get("seed") != seed:
+        return []
+    rows = [sane_row(r) for r in store.predictions(key, "cv")]
+    fold = made.get("fold")
+    return rows if isinstance(fold, list) and len(fold) == len(rows) else []
+
+
 def _candidate(
-    store: RunStore, link: Any, cfg: ProjectConfig, scorer: Scorer, n_train: int
+    store: RunStore,
+    link: Any,
+    cfg: ProjectConfig,
+    scorer: Scorer,
+    n_train: int,
+    cv_folds: int = 0,
 ) -> CandidateSummary:
     key = link["result_key"]
     res = store.result(key)
@@ -310,6 +380,8 @@ def _candidate(
     scored = scorer.score(rows)
     val_rows = [sane_row(r) for r in store.predictions(key, "val")]
     val = scorer.score(val_rows) if val_rows else None
+    cv_rows = _cv_rows(store, key, res.info, cv_folds, cfg.seed)
+    cv = scorer.score(cv_rows) if cv_rows else None
     lat = [r.latency_ms for r in rows if r.latency_ms is not None]
     n = max(res.n_predictions, 1)
     extra = generative_figures(cfg, link["name"], rows, store.consistency(key), res.info)
@@ -362,6 +434,12 @@ def _candidate(
         val_quality_ci=None if val is None else val.ci,
         val_columns=None if val is None else val.columns,
         val_n=len(val_rows),
+        val_ids=tuple(r.example_id for r in val_rows),
+        cv_quality_ci=None if cv is None else cv.ci,
+        cv_columns=None if cv is None else cv.columns,
+        cv_n=len(cv_rows),
+        cv_folds=cv_folds if cv_rows else 0,
+        cv_ids=tuple(r.example_id for r in cv_rows),
         latency_p50_ci=median_ci(lat, cfg.evaluation.confidence, seed=cfg.seed)
         if len(lat) >= 5
         else None,
@@ -414,16 +492,54 @@ def p_bound(test: PairedTest, resamples: int) -> float | None:
     return None
 
 
+def _occurrences(ids: Sequence[str]) -> list[tuple[str, int]]:
+    """Each id with how many times it came before: a key that is unique even where two
+    files share a name (ids are ``file-name:line``)."""
+    seen: dict[str, int] = {}
+    out = []
+    for i in ids:
+        out.append((i, seen.get(i, 0)))
+        seen[i] = seen.get(i, 0) + 1
+    return out
+
+
+def selection_pair(a: CandidateSummary, b: CandidateSummary) -> tuple[np.ndarray, np.ndarray]:
+    """``a``'s and ``b``'s selection columns on the examples both were chosen on, row i
+    of each the same example (in ``a``'s order).
+
+    Paired by example id (:attr:`CandidateSummary.sel_ids`): two cross-validated
+    candidates share every train+val example; a cross-validated and a validation-only
+    one share the validation examples, where the first contributes its out-of-fold
+    answers. Where either has no ids (a summary built by hand), rows pair by position
+    as they are. Shapes: (m x k_a, m x k_b), m shared examples (0 when none).
+    """
+    ca, cb = a.sel_columns, b.sel_columns
+    ia, ib = a.sel_ids, b.sel_ids
+    if ia == ib or not ia or not ib or len(ia) != len(ca) or len(ib) != len(cb):
+        return ca, cb
+    where = {key: j for j, key in enumerate(_occurrences(ib))}
+    pairs = [(i, where[key]) for i, key in enumerate(_occurrences(ia)) if key in where]
+    rows_a = np.array([i for i, _ in pairs], dtype=int)
+    rows_b = np.array([j for _, j in pairs], dtype=int)
+    return ca[rows_a], cb[rows_b]
+
+
+def shared_selection_n(a: CandidateSummary, b: CandidateSummary) -> int:
+    """How many examples ``compare(a, b, cfg, split="selection")`` rests on."""
+    return len(selection_pair(a, b)[0])
+
+
 def compare(
     best: CandidateSummary, other: CandidateSummary, cfg: ProjectConfig, split: str = "test"
 ) -> PairedTest:
     """Paired test of ``best`` against ``other`` on the same examples (diff = best - other).
 
-    ``split`` is "test" or "selection" (the split candidates are chosen on).
+    ``split`` is "test" (the test answers, row by row) or "selection" (what each is
+    chosen on, paired by example id: see :func:`selection_pair`; a cross-validated
+    candidate against a validation-only one rests on the validation examples, two
+    cross-validated ones on all of train+val, :func:`shared_selection_n`).
     """
-    a, b = (
-        (best.columns, other.columns) if split == "test" else (best.sel_columns, other.sel_columns)
-    )
+    a, b = (best.columns, other.columns) if split == "test" else selection_pair(best, other)
     if best.metric_info.binary:
         stat = metric_stat(best.metric)
         return mcnemar(stat(a) >= 1.0, stat(b) >= 1.0)
@@ -468,8 +584,12 @@ def summarize(
     scorer = Scorer(cfg, llm_cache=cache, progress=progress)
     split = json.loads(run["split_json"])
     n_train = split.get("train", 0) + split.get("val", 0)
+    # A run from before cross-validation uses none, even where its results gained some
+    # later: a stored run's summary stays what it was.
+    made_with = json.loads(run["config_json"]).get("evaluation", {})
+    cv_folds = cfg.evaluation.cv_folds if "cv_folds" in made_with else 0
     try:
-        measured = [_candidate(store, link, cfg, scorer, n_train) for link in links]
+        measured = [_candidate(store, link, cfg, scorer, n_train, cv_folds) for link in links]
         points = score_points(store, run["data_fingerprint"], scorer) if learning else []
     finally:
         scorer.close()

@@ -16,15 +16,23 @@ from typing import TYPE_CHECKING, Any
 
 from adaptlab.config import ProjectConfig
 from adaptlab.core.files import write_text_atomically
-from adaptlab.core.format import dollars, pct, sig
+from adaptlab.core.format import dollars, ms, number, p_value, pct, plural, usd
 from adaptlab.decide.explain import selection_line
 from adaptlab.decide.verdict import BreakEven
 from adaptlab.engine.summary import ProjectSummary
 from adaptlab.evaluation.scoring import ScoredAnswer, metric_stat
-from adaptlab.evaluation.stats import PairedTest
-from adaptlab.evaluation.summary import CandidateSummary, answer_notes, p_bound
+from adaptlab.evaluation.summary import CandidateSummary, answer_notes
 from adaptlab.rag.context import check_citations, passages_from_json
 from adaptlab.report import plots
+from adaptlab.report.notes import (
+    SOURCES,
+    better_than_winner,
+    loaded_timing_line,
+    p_text,
+    selection_evidence,
+    selection_source,
+    standing_on_test,
+)
 from adaptlab.store.files import os_error
 
 if TYPE_CHECKING:
@@ -45,11 +53,33 @@ KINDS = {
         "No candidate is significantly better in {metric} than all the others, so the "
         "cheapest one that is statistically tied with the best wins.",
     ),
+    "best-estimate": (
+        "best estimate",
+        "Not every lead in {metric} is significant, but no rival is within half a standard "
+        "error of the best, so the highest estimate wins.",
+    ),
+    "lowest-expected-cost": (
+        "lowest expected cost",
+        "Among the candidates within noise of the best in {metric}, the one with the lowest "
+        "expected total over the horizon wins: wrong answers at profile.error_cost_usd, "
+        "running, hosting and setup.",
+    ),
+    "faster-within-noise": (
+        "faster within noise",
+        "No candidate is significantly better in {metric} than all the others, their costs "
+        "count as equal, and the one with a p95 latency lower by a factor of 2 or more wins.",
+    ),
+    "quicker-to-train-within-noise": (
+        "quicker to train within noise",
+        "No candidate is significantly better in {metric} than all the others, their costs "
+        "and latencies count as equal, and the one at least twice as fast to train wins.",
+    ),
     "best-of-equal-cost": (
         "best of equal cost",
         "No candidate is significantly better in {metric} than all the others, and their "
         "costs differ by no amount that matters (cost.tie_tolerance, cost.negligible_usd), "
-        "so the one with the best {metric} on validation wins.",
+        "nor does anything else weighed, so the one with the best {metric} where "
+        "candidates are chosen wins.",
     ),
     "only-candidate": (
         "only candidate",
@@ -59,16 +89,9 @@ KINDS = {
 
 
 def num(x: float, digits: int = 3) -> str:
-    """Three significant digits without an exponent; thousands separators above 100."""
-    if not math.isfinite(x):
-        return "—"
-    if abs(x) >= 100:
-        return f"{x:,.0f}"
-    return f"{x:.{digits}g}"
-
-
-def p_value(p: float) -> str:
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+    """Three significant digits without an exponent; thousands separators above 100
+    (:func:`adaptlab.core.format.number`); "—" for a value that is not finite."""
+    return number(x, digits) if math.isfinite(x) else "—"
 
 
 def _when(iso: str) -> str:
@@ -105,12 +128,12 @@ def _extra_cells(c: CandidateSummary) -> list[tuple[str, str]]:
     return [(pct(g.token_f1), pct(g.exact_match)), (valid, f"{c.n - c.unparsed} of {c.n}"), cited]
 
 
-def _row(c: CandidateSummary, s: ProjectSummary, alpha: float) -> dict[str, Any]:
+def _row(c: CandidateSummary, s: ProjectSummary) -> dict[str, Any]:
     ci, fmt = c.quality_ci, c.metric_info.fmt
     v = s.verdict
     paired = v.test_tests.get(c.name)  # the winner against c on test; None for the winner
-    test = None if paired is None else paired.test
-    adjusted = None if paired is None else paired.p_holm
+    standing = standing_on_test(v, c.name)
+    resamples = int(s.config.get("evaluation", {}).get("bootstrap_resamples", 1000))
     return {
         "name": c.name,
         "strategy": c.strategy,
@@ -119,8 +142,9 @@ def _row(c: CandidateSummary, s: ProjectSummary, alpha: float) -> dict[str, Any]
         "accuracy_ci": f"{fmt(ci.low)}–{fmt(ci.high)}",
         "extra": _extra_cells(c),
         "selection": fmt(c.selection_ci.estimate),
-        "p": "winner" if test is None else _p_cell(test, s, adjusted),
-        "significant": test is not None and (adjusted or test.p_value) < alpha,
+        "p": "winner" if paired is None else p_text(paired, resamples),
+        # red: the winner is significantly better; "better": this one is, on test
+        "p_class": {"worse": "sig", "better": "sig-better"}.get(standing, ""),
         "p50": num(c.latency_p50_ms),
         "p95": num(c.latency_p95_ms),
         "throughput": num(c.throughput_per_s),
@@ -132,13 +156,6 @@ def _row(c: CandidateSummary, s: ProjectSummary, alpha: float) -> dict[str, Any]
         "is_winner": c.name == v.winner,
         "reused": c.reused,
     }
-
-
-def _p_cell(test: PairedTest, s: ProjectSummary, adjusted: float | None = None) -> str:
-    bound = p_bound(test, int(s.config.get("evaluation", {}).get("bootstrap_resamples", 1000)))
-    if bound is not None:
-        return f"< {bound:.2g}"
-    return p_value(test.p_value if adjusted is None else adjusted)
 
 
 def _fit_note(c: CandidateSummary) -> str:
@@ -153,7 +170,7 @@ def _fit_note(c: CandidateSummary) -> str:
     train = [v for sp, m, v in epoch if sp == "train" and m == "loss"]
     val = {e: v for _, e, sp, m, v in c.curves if sp == "val" and m == "loss"}
     run = c.info.get("epochs_run")
-    text = f"Best epoch {best:g}" + (f" of {run}" if run else "")
+    text = f"Best epoch {number(best)}" + (f" of {run}" if run else "")
     if c.info.get("stopped_early"):
         text += " (stopped early)"
     if isinstance(c.info.get("best_val_accuracy"), float):
@@ -179,14 +196,14 @@ def _break_even_row(b: BreakEven, forecast: int) -> dict[str, str]:
         text = at_forecast = "never: not cheaper per request"
     else:
         text = (
-            f"pays back after {b.requests:,.0f} requests = {b.monthly_volume:,.0f}/month "
-            f"over {b.horizon_months} months"
+            f"pays back after {plural(round(b.requests), 'request')} = "
+            f"{b.monthly_volume:,.0f}/month over {plural(b.horizon_months, 'month')}"
         )
         months = b.requests / forecast if forecast else math.inf
         at_forecast = (
             f"pays back in {months:.1f} months"
             if months <= b.horizon_months
-            else f"does not pay back within {b.horizon_months} months"
+            else f"does not pay back within {plural(b.horizon_months, 'month')}"
         )
     return {
         "candidate": b.candidate,
@@ -227,7 +244,7 @@ def _llm_rows(s: ProjectSummary) -> list[dict[str, str]]:
                 "tokens": tokens,
                 "api_per_1k": "–"
                 if c.api_cost_per_1k_usd is None
-                else f"{c.api_cost_per_1k_usd:.4g}",
+                else dollars(c.api_cost_per_1k_usd),
                 "price": _PRICE_KINDS.get(c.price_kind or "", c.price_kind or "–"),
                 "statuses": statuses,
                 "agreement": "–"
@@ -265,6 +282,7 @@ def _context(s: ProjectSummary) -> dict[str, Any]:
     def svg(name: str, text: str) -> Markup:
         return Markup(plots.scope_ids(text, f"{name}-"))
 
+    selection_split = _selection_label(s)
     kind_label, kind_text = KINDS.get(v.kind, (v.kind, ""))
     kind_text = kind_text.format(metric=s.metric_info.name)
     curves = [
@@ -284,7 +302,7 @@ def _context(s: ProjectSummary) -> dict[str, Any]:
         "split": [(k, f"{v:,}") for k, v in s.split.items()],
         "kind_label": kind_label,
         "kind_text": kind_text,
-        "rows": [_row(c, s, cfg.evaluation.alpha) for c in s.candidates],
+        "rows": [_row(c, s) for c in s.candidates],
         "cfg": cfg,
         "winner": winner,
         "metric": s.metric_info,
@@ -300,6 +318,7 @@ def _context(s: ProjectSummary) -> dict[str, Any]:
         "llm_notes": _llm_notes(s),
         "not_run": sorted(s.not_run.items()),
         "break_even": [_break_even_row(b, forecast) for b in v.break_evens],
+        "verdict_floor": v.quality_floor,
         "cost_svg": svg(
             "cost",
             plots.cumulative_cost(
@@ -313,20 +332,34 @@ def _context(s: ProjectSummary) -> dict[str, Any]:
         ),
         "forecast": f"{forecast:,}",
         "horizon": horizon,
-        "n_rows": f"{sum(c.n for c in s.candidates):,}",
-        "n_test": f"{winner.n:,}",
-        "n_selection": f"{winner.selection_n:,}",
-        "selection_split": "validation" if s.selected_on == "val" else "test",
+        "n_rows": plural(sum(c.n for c in s.candidates), "row"),
+        "n_test": plural(winner.n, "test example"),
+        "n_selection": selection_evidence(winner),
+        "selection_split": selection_split,
         "selection": selection_line(v, s),
-        "timing_warnings": [w for c in s.candidates if (w := c.loaded_warning) is not None],
+        "timing_warnings": [w] if (w := loaded_timing_line(s.candidates)) else [],
+        "better_than_winner": better_than_winner(v, s),
+        "alpha": f"{cfg.evaluation.alpha:g}",
+        "comparisons": plural(len(s.candidates) - 1, "comparison"),
+        "cpu_hour": dollars(cfg.cost.cpu_hour_usd),
         "judge": s.judge,
         "disagree": disagree,
         "disagree_total": disagree_total,
         "prompts": _prompts(s),
         "learning": _learning(s, svg),
         "svg": svg,
+        "plural": plural,
         **_task_context(s, winner, svg),
     }
+
+
+def _selection_label(s: ProjectSummary) -> str:
+    """What candidates were chosen on, as the results table's column names it:
+    "validation", "cross-validation", "test", or "cross-validation / validation" when
+    some candidates were refitted over train+val and others not."""
+    sources = {selection_source(c) for c in s.candidates}
+    order = [k for k in SOURCES if k in sources] or [s.selected_on]
+    return " / ".join(SOURCES.get(k, k) for k in order)
 
 
 def _task_context(
@@ -555,8 +588,8 @@ def _live(live: LiveTraffic | None, svg: Callable[[str, str], Any]) -> dict[str,
     if live is None:
         return None
 
-    def ms(x: float | None) -> str:
-        return "–" if x is None else f"{sig(x)} ms"
+    def latency(x: float | None) -> str:
+        return "–" if x is None else ms(x)
 
     rows = []
     for s in live.stats:
@@ -569,10 +602,10 @@ def _live(live: LiveTraffic | None, svg: Callable[[str, str], Any]) -> dict[str,
                 "accuracy": "–"
                 if acc is None
                 else f"{pct(acc.estimate)} [{pct(acc.low)}–{pct(acc.high)}]",
-                "p50": ms(s.latency_p50_ms),
-                "p95": ms(s.latency_p95_ms),
+                "p50": latency(s.latency_p50_ms),
+                "p95": latency(s.latency_p95_ms),
                 "errors": f"{s.errors:,}",
-                "cost": "–" if s.cost_usd is None else f"{sig(s.cost_usd)} USD",
+                "cost": "–" if s.cost_usd is None else usd(s.cost_usd),
             }
         )
     scored = [s for s in live.stats if s.accuracy is not None]
@@ -589,7 +622,8 @@ def _live(live: LiveTraffic | None, svg: Callable[[str, str], Any]) -> dict[str,
             ),
         )
     lines = [
-        f"{c.a} against its shadow {c.b} on the {c.pairs:,} labelled requests both answered: "
+        f"{c.a} against its shadow {c.b} on the {plural(c.pairs, 'labelled request')} both "
+        "answered: "
         f"{100 * c.test.diff:+.1f} points, {c.test.name} p = {p_value(c.test.p_value)} "
         f"({c.test.a_only} right only for {c.a}, {c.test.b_only} only for {c.b})"
         for c in live.comparisons

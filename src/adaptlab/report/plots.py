@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from adaptlab.core.format import dollars
+from adaptlab.core.format import dollars, number, plural
 from adaptlab.decide.curves import SURE_CROSSING, LearningCurves
 from adaptlab.decide.economics import break_even_volume
 from adaptlab.decide.verdict import BreakEven
@@ -63,6 +63,10 @@ _RC: dict[RcKeyType, Any] = {
     "legend.frameon": False,
     "text.usetex": False,
     "text.parse_math": False,  # a '$' pair in a candidate name is a name, not a formula
+    # Tick labels never in exponent form, nor with an offset ("1e-5" above the axis):
+    # the axes that need a wide range are logarithmic with plain labels (_log_axis).
+    "axes.formatter.limits": (-30, 30),
+    "axes.formatter.useoffset": False,
 }
 
 
@@ -77,6 +81,12 @@ def num_text(x: float) -> str:
     if x >= 100:
         return f"{x:,.0f}"
     return str(np.format_float_positional(x, precision=3, fractional=False, trim="-"))
+
+
+def usd_tick(x: float) -> str:
+    """A tick of a cost axis in USD: two significant digits under a dollar ("0.0015",
+    "< 0.000001"), whole dollars without cents above ("1", "10", "1,000")."""
+    return number(x) if x >= 1 else dollars(x)
 
 
 def short(text: str, limit: int = 32) -> str:
@@ -178,7 +188,7 @@ def quality_vs_cost(cands: Sequence[CandidateSummary], winner: str, confidence: 
             ax.margins(x=0.15, y=0.12)
             positive = [x for x in xs if x > 0]
             if positive and len(positive) == len(xs) and max(xs) / min(positive) > 100:
-                _log_axis(ax, "x", dollars if ax is axes[0] else num_text)
+                _log_axis(ax, "x", usd_tick if ax is axes[0] else num_text)
         front = frontier(costs, acc)
         axes[0].step(
             [costs[i] for i in front],
@@ -193,7 +203,7 @@ def quality_vs_cost(cands: Sequence[CandidateSummary], winner: str, confidence: 
         axes[0].set_ylabel(f"{info.name}{unit} with {confidence:.0%} CI")
         if axes[0].get_xscale() != "log":
             axes[0].xaxis.set_major_locator(MaxNLocator(5))
-            axes[0].xaxis.set_major_formatter(FuncFormatter(lambda v, _: dollars(v)))
+            axes[0].xaxis.set_major_formatter(FuncFormatter(lambda v, _: usd_tick(v)))
         handles = [
             Line2D([], [], marker=marker(i), color=color(i), linestyle="", markersize=7)
             for i in range(len(cands))
@@ -450,7 +460,11 @@ def training_curves(c: CandidateSummary) -> str:
         for ax in panels:
             if isinstance(best, int | float) and best > 0:
                 ax.axvline(
-                    best, color=MUTED, linestyle="--", linewidth=1, label=f"best {unit} ({best:g})"
+                    best,
+                    color=MUTED,
+                    linestyle="--",
+                    linewidth=1,
+                    label=f"best {unit} ({number(best)})",
                 )
             ax.set_xlabel(f"optimizer {unit}" if by_step else unit)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -478,18 +492,26 @@ def cumulative_cost(
     months (setup spread over the horizon), so two lines cross exactly at their
     break-even volume (:func:`adaptlab.decide.economics.break_even_volume`). Both axes
     are logarithmic: candidates' costs differ by decades, and crossings far below the
-    forecast stay visible. The crossings marked are the winner's with every other
-    candidate and those of the break-even table, from one request a month up; each is
-    named in the legend below the axes, never next to its point, so no label can
-    cover another.
+    forecast stay visible. The cost axis starts where costs are worth reading
+    (:func:`cost_floor`: a cent a month, or a thousandth of the dearest line when
+    every cost is smaller), not at the millionths of a dollar a local model costs at
+    one request a month; lines are cut where they drop below it. The crossings marked
+    are the winner's with every other candidate and those of the break-even table, from
+    one request a month up, each pair once; each is named in the legend below the
+    axes, never next to its point, so no label can cover another. Crossings below the
+    cost axis are not drawn, and the legend says how many.
     """
     from matplotlib.lines import Line2D
 
     by_name = {c.name: c for c in cands}
-    pairs = {(winner, c.name) for c in cands if c.name != winner and winner in by_name}
-    pairs |= {(b.baseline, b.candidate) for b in break_even if b.baseline in by_name}
-    marks: list[tuple[float, float, str]] = []
+    # A pair is one crossing whichever side it was asked for from (the winner's pairs and
+    # the break-even table's often name the same two candidates the other way round).
+    pairs = {_pair(winner, c.name) for c in cands if c.name != winner and winner in by_name}
+    pairs |= {_pair(b.baseline, b.candidate) for b in break_even if b.baseline in by_name}
+    crossings: list[tuple[float, float, str]] = []
     for a_name, b_name in sorted(pairs):
+        if a_name not in by_name or b_name not in by_name:
+            continue
         a, b = by_name[a_name].cost, by_name[b_name].cost
         v = break_even_volume(a, b, horizon, growth)
         if v is None or not math.isfinite(v) or v < 1:
@@ -497,14 +519,26 @@ def cumulative_cost(
         cheaper = a_name if a.per_request_usd < b.per_request_usd else b_name
         other = b_name if cheaper == a_name else a_name
         y = a.total_usd(v, horizon, growth) / horizon
-        marks.append((v, y, f"{short(cheaper)} cheaper than {short(other)} above {v:,.0f}/month"))
-    marks.sort()
-    low = max(1.0, min([forecast / 1000, *(v / 3 for v, _, _ in marks)], default=1.0))
-    high = max([10.0 * forecast, 3.0 * max((v for v, _, _ in marks), default=0.0), 1000.0])
-    volume = np.geomspace(low, high, 200)
+        crossings.append(
+            (v, y, f"{short(cheaper)} cheaper than {short(other)} above {v:,.0f}/month")
+        )
+    crossings.sort()
 
     def monthly(c: CandidateSummary, v: Any) -> Any:
         return c.cost.total_usd(v, horizon, growth) / horizon
+
+    def volumes(marks: Sequence[tuple[float, float, str]]) -> Any:
+        low = max(1.0, min([forecast / 1000, *(v / 3 for v, _, _ in marks)], default=1.0))
+        high = max([10.0 * forecast, 3.0 * max((v for v, _, _ in marks), default=0.0), 1000.0])
+        return np.geomspace(low, high, 400)
+
+    # The floor from the lines over every volume a crossing could ask for; the marks
+    # under it are left out, and the volume axis then spans only the ones drawn.
+    everything = np.concatenate([monthly(c, volumes(crossings)) for c in cands])
+    floor = cost_floor(everything)
+    marks = [m for m in crossings if floor is None or m[1] >= floor]
+    hidden = len(crossings) - len(marks)
+    volume = volumes(marks)
 
     handles: list[Any] = [
         Line2D([], [], color=color(i), linewidth=2.4 if c.name == winner else 1.5)
@@ -516,15 +550,22 @@ def cumulative_cost(
     for k, (_, _, text) in enumerate(marks):
         handles.append(Line2D([], [], marker=marker(k), color=INK, linestyle="", fillstyle="none"))
         labels.append(text)
+    if hidden and floor is not None:
+        handles.append(Line2D([], [], linestyle="", marker=""))
+        labels.append(
+            f"{plural(hidden, 'crossing')} under {dollars(floor)} USD/month not drawn "
+            "(see the break-even table)"
+        )
     height = 3.6 + 0.22 * _legend_rows(labels)
     with _figure(FIG_WIDTH, height) as (fig, (ax,)):
-        floor = math.inf
+        top = 0.0
         for i, c in enumerate(cands):
-            ys = monthly(c, volume)
-            floor = min(floor, float(np.min(ys[ys > 0]))) if np.any(ys > 0) else floor
+            ys = np.asarray(monthly(c, volume), dtype=float)
+            shown = ys > 0 if floor is None else ys >= floor
+            top = max(top, float(ys.max())) if ys.size else top
             ax.plot(
                 volume,
-                np.where(ys > 0, ys, np.nan),
+                np.where(shown, ys, np.nan),
                 color=color(i),
                 linewidth=2.4 if c.name == winner else 1.5,
                 zorder=2,
@@ -532,14 +573,41 @@ def cumulative_cost(
         for k, (v, y, _) in enumerate(marks):
             ax.plot([v], [y], marker(k), color=INK, markersize=7, zorder=4, fillstyle="none")
         ax.axvline(forecast, color=MUTED, linestyle=":", linewidth=1.2)
-        ax.set_xlim(low, high)
+        ax.set_xlim(volume[0], volume[-1])
         _log_axis(ax, "x", lambda v: f"{v:,.0f}")
-        if math.isfinite(floor):
-            _log_axis(ax, "y", dollars)
+        if floor is not None and top > floor:
+            # The SVG keeps no clip path: the limits must hold every point drawn.
+            ax.set_ylim(floor, top * 1.3)
+            _log_axis(ax, "y", usd_tick)
         ax.set_xlabel("requests per month (log scale)")
-        ax.set_ylabel(f"USD per month over {horizon} months")
+        ax.set_ylabel(f"USD per month over {plural(horizon, 'month')}")
         _legend_below(fig, handles, labels)
         return _svg(fig)
+
+
+#: The cost axis of :func:`cumulative_cost` starts at a cent a month at the lowest ...
+VISIBLE_USD = 0.01
+#: ... or, when the dearest line stays under ten dollars, this many decades below it.
+COST_DECADES = 3
+
+
+def cost_floor(monthly: Any) -> float | None:
+    """Where the break-even chart's cost axis starts, for the monthly costs ``monthly``
+    (every line at every volume): a cent a month (:data:`VISIBLE_USD`), or
+    :data:`COST_DECADES` decades under the dearest cost when that is under ten dollars,
+    and never under the cheapest positive cost. None when no cost is positive (the
+    axis then stays linear)."""
+    values = np.asarray(monthly, dtype=float)
+    positive = values[np.isfinite(values) & (values > 0)]
+    if not positive.size:
+        return None
+    top = float(positive.max())
+    floor: float = max(float(positive.min()), min(VISIBLE_USD, top / 10**COST_DECADES))
+    return floor
+
+
+def _pair(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a <= b else (b, a)
 
 
 def learning_curves(

@@ -222,6 +222,30 @@ _PRED_COLUMNS = (
 _PRED_MARKS = ", ".join("?" * len(_PRED_COLUMNS.split(", ")))
 
 
+def _pred_values(key: str, split: str, idx: int, p: PredictionRow) -> tuple[Any, ...]:
+    """One predictions row in the order of ``_PRED_COLUMNS``."""
+    return (
+        key,
+        split,
+        idx,
+        p.example_id,
+        p.input,
+        p.gold,
+        p.predicted,
+        p.score,
+        p.latency_ms,
+        p.raw,
+        p.status,
+        p.input_tokens,
+        p.output_tokens,
+        p.cached_tokens,
+        p.finish_reason,
+        None if p.usage_exact is None else int(p.usage_exact),
+        p.context_json,
+        p.sources_json,
+    )
+
+
 def _damaged_fix(path: Path) -> str:
     return (
         f"move it away (mv {path} {path}.broken) and run again: a new store is created; "
@@ -500,26 +524,7 @@ class RunStore:
             c.executemany(
                 f"INSERT INTO predictions ({_PRED_COLUMNS}) VALUES ({_PRED_MARKS})",
                 [
-                    (
-                        result.key,
-                        split,
-                        i,
-                        p.example_id,
-                        p.input,
-                        p.gold,
-                        p.predicted,
-                        p.score,
-                        p.latency_ms,
-                        p.raw,
-                        p.status,
-                        p.input_tokens,
-                        p.output_tokens,
-                        p.cached_tokens,
-                        p.finish_reason,
-                        None if p.usage_exact is None else int(p.usage_exact),
-                        p.context_json,
-                        p.sources_json,
-                    )
+                    _pred_values(result.key, split, i, p)
                     for split, rows in (("test", predictions), ("val", val_predictions))
                     for i, p in enumerate(rows)
                 ],
@@ -530,6 +535,31 @@ class RunStore:
             c.executemany(
                 "INSERT INTO consistency VALUES (?,?,?,?,?)",
                 [(result.key, *row) for row in consistency],
+            )
+
+    def save_cv(self, key: str, predictions: Sequence[PredictionRow], cv: dict[str, Any]) -> None:
+        """Store a result's cross-validation in one transaction, replacing any before.
+
+        ``predictions`` are the out-of-fold answers in train+val order (split 'cv', idx
+        = position in train followed by val); ``cv`` describes the folds (k, seed, each
+        example's fold, per-fold seconds) and is kept as ``info["cv"]`` of the result.
+        The result itself (its key, test and val answers) is unchanged. Raises KeyError
+        when no result has ``key``.
+        """
+        with self.transaction() as c:
+            row = c.execute("SELECT info_json FROM results WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                raise KeyError(key)
+            info = json.loads(row[0])
+            info["cv"] = cv
+            c.execute("DELETE FROM predictions WHERE result_key = ? AND split = 'cv'", (key,))
+            c.execute(
+                "UPDATE results SET info_json = ? WHERE key = ?",
+                (json.dumps(info, default=str), key),
+            )
+            c.executemany(
+                f"INSERT INTO predictions ({_PRED_COLUMNS}) VALUES ({_PRED_MARKS})",
+                [_pred_values(key, "cv", i, p) for i, p in enumerate(predictions)],
             )
 
     def result(self, key: str) -> ResultRow:
@@ -551,7 +581,8 @@ class RunStore:
         )
 
     def predictions(self, key: str, split: str = "test") -> list[PredictionRow]:
-        """A result's answers on ``split`` ('test' or 'val'), in example order."""
+        """A result's answers on ``split`` in example order: 'test', 'val', or 'cv' (the
+        out-of-fold answers over train+val, see :meth:`save_cv`; empty when none)."""
         columns = _PRED_COLUMNS.split(", ", 3)[3]
         rows = self.conn.execute(
             f"SELECT {columns} FROM predictions WHERE result_key = ? AND split = ? ORDER BY idx",

@@ -111,6 +111,13 @@ class Strategy(ABC):
     #: Bumped when a fix changes this strategy's answers; it enters the result key, so
     #: only this strategy's stored results are recomputed.
     revision: ClassVar[int] = 0
+    #: Cheap to refit, so a classification run cross-validates it over train+val
+    #: (``evaluation.cv_folds``): its fit takes seconds, pays for no call, stops on no
+    #: validation score and keeps nothing between fits. Each fold fits a fresh instance
+    #: on the other folds (their train examples as ``train``, their val examples as
+    #: ``val``, so a hyper-parameter chosen on val is chosen again without the held-out
+    #: fold) and answers the held-out fold with :meth:`predict`.
+    cv_refit: ClassVar[bool] = False
 
     @classmethod
     def needs_encoder(cls, options: StrategyOptions) -> bool:

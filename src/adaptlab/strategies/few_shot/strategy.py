@@ -39,6 +39,7 @@ def predict_classifier(model: Any, x: np.ndarray) -> list[Prediction]:
 
 class FewShot(Strategy):
     name: ClassVar[str] = "few-shot"
+    cv_refit: ClassVar[bool] = True  # k shots a class and a light classifier
     reads: ClassVar[frozenset[str]] = frozenset({"label_names", "encoder"})  # no descriptions
     Options = FewShotOptions
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 class Rag(Strategy):
     name: ClassVar[str] = "rag"
     route: ClassVar[str] = "rag"
+    cv_refit: ClassVar[bool] = True  # fit embeds the index, nothing trains
     reads: ClassVar[frozenset[str]] = frozenset({"label_names", "encoder"})  # no descriptions
     Options = RagOptions
     #: 1: validation answers no longer find the validation examples in the index.

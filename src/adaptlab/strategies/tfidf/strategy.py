@@ -40,6 +40,7 @@ class TfidfLogReg(Strategy):
     name: ClassVar[str] = "tfidf-lr"
     trains_weights: ClassVar[bool] = True
     route: ClassVar[str] = "classical"
+    cv_refit: ClassVar[bool] = True  # seconds; C is chosen again on each fold's val
     reads: ClassVar[frozenset[str]] = frozenset({"label_names"})  # no encoder, no descriptions
     Options = TfidfOptions
 

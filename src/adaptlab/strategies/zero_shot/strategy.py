@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 class ZeroShot(Strategy):
     name: ClassVar[str] = "zero-shot"
+    cv_refit: ClassVar[bool] = True  # fit embeds the label prompts only
     reads: ClassVar[frozenset[str]] = frozenset({"label_names", "label_descriptions", "encoder"})
     Options = ZeroShotOptions
 
