@@ -245,6 +245,8 @@ def results_table(summary: ProjectSummary, width: int | None = None) -> Any:
 
     classification = summary.task == "classification"
     sel = "val" if summary.selected_on == "val" else "test"
+    if any(c.selection_source == "cv" for c in summary.candidates):
+        sel = "val/cv"  # a cross-validated candidate's figure is marked "cv"
     columns = [
         (f"{name}{' %' if info.percent else ''}\n{summary.confidence:.0%} CI", False),
         (f"{sel}\n{'%' if info.percent else name}", False),
@@ -275,7 +277,7 @@ def results_table(summary: ProjectSummary, width: int | None = None) -> Any:
                 p = Text(p.plain + " ▲", style="green")
         values: list[str | Text] = [
             f"{fmt(c.quality)}\n{fmt(ci.low)}–{fmt(ci.high)}",
-            fmt(c.selection_ci.estimate),
+            fmt(c.selection_ci.estimate) + ("\ncv" if c.selection_source == "cv" else ""),
             second,
             p,
             f"{number(c.latency_p50_ms)}\n{number(c.latency_p95_ms)}",
