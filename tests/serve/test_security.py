@@ -120,6 +120,10 @@ def test_keys_limits_and_no_key_anywhere(served_project: Path, tmp_path: Path) -
         time.sleep(1.2)
         assert call("POST", "/v1/predict", other, json=ticket).status_code == 401
         listing = run_cli("keys", "list", "-p", str(served_project)).output
+        # A key pasted into the URL (refused: keys go in the header) never reaches the
+        # access log, whatever the parameter is called, with or without a name.
+        for query in (f"api-key={secret}", f"token=1&key={secret}", secret):
+            assert call("GET", f"/v1/models?{query}").status_code == 401
     finally:
         log = server.stop()
     # The keys appear in no response, no log line, no listing and no file of the project.
@@ -143,6 +147,8 @@ def test_keys_limits_and_no_key_anywhere(served_project: Path, tmp_path: Path) -
     )
     assert found.stdout == "", f"a key is in: {found.stdout}"
     assert (served_project / ".adaptlab" / "runs.db").is_file()
+    assert "GET /v1/models?api-key=<redacted> HTTP" in log
+    assert "GET /v1/models?token=<redacted>&key=<redacted> HTTP" in log
     for key in (secret, other):
         assert key not in log and key not in listing
         assert all(key not in text for text in seen)

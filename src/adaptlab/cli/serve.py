@@ -228,4 +228,13 @@ def serve(
     serve_log = logging.getLogger("adaptlab.serve")
     serve_log.addHandler(handler)
     serve_log.setLevel(logging.INFO)
-    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+    from adaptlab.serve.redact import uvicorn_log_config
+
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        server_header=False,
+        log_config=uvicorn_log_config(),  # no query-string value (an API key) in the log
+    )
