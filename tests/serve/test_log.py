@@ -116,3 +116,49 @@ def test_export_and_stats_computed_by_hand(tmp_path: Path, request: pytest.Fixtu
     assert (cmp.a, cmp.b, cmp.pairs) == ("a", "b", 8)
     assert cmp.test is not None and cmp.test.p_value == pytest.approx(want.p_value)
     assert (cmp.test.a_only, cmp.test.b_only) == (want.a_only, want.b_only)
+
+
+@pytest.mark.parametrize(
+    ("given", "stored_as"),
+    [
+        ("2026-12-01", "2026-12-01T00:00:00.000+00:00"),
+        ("2026-12-01T09:30Z", "2026-12-01T09:30:00.000+00:00"),
+        ("2026-12-01T10:30:00+01:00", "2026-12-01T09:30:00.000+00:00"),
+        (" 2099-01-01 ", "2099-01-01T00:00:00.000+00:00"),
+    ],
+)
+def test_since_is_read_as_a_time_in_the_logs_own_format(given: str, stored_as: str) -> None:
+    from adaptlab.cli.logs import since_option
+
+    assert since_option(given) == stored_as
+
+
+@pytest.mark.parametrize("given", ["01/01/2099", "yesterday", "2026-13-01", "", "1e9"])
+def test_a_since_that_is_no_time_is_refused_not_compared_as_text(
+    tmp_path: Path, given: str
+) -> None:
+    # "01/01/2099" compared as text sorts before every logged time: today's traffic would
+    # have been exported under a date in 2099
+    from tests.conftest import run_cli
+
+    for command in ("export", "stats"):
+        out = run_cli("logs", command, "-p", str(tmp_path), "--since", given)
+        assert out.exit_code == 2, out.output
+        assert "--since" in out.output and "ISO 8601" in out.output
+
+
+def test_a_since_in_the_future_exports_nothing(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from adaptlab.cli.logs import since_option
+
+    log = RequestLog(tmp_path / "runs.db")
+    log.record(_record("r0", "a", "today", "x"))
+    log.feedback(Feedback("r0", "x", None, None, None)).result(10)
+    log.close()
+    conn = sqlite3.connect(tmp_path / "runs.db")
+    request.addfinalizer(conn.close)
+    every = export_rows(conn, input_field="t", label_field="l")
+    assert len(every.rows) == 1
+    later = export_rows(conn, input_field="t", label_field="l", since=since_option("2099-01-01"))
+    assert later.rows == []

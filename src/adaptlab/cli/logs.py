@@ -29,13 +29,41 @@ def _open(project_dir: str) -> tuple[object, object]:
     return project, RunStore(project.store_path)
 
 
+def since_option(value: str | None) -> str | None:
+    """``--since`` as the request log writes times (UTC ISO 8601, milliseconds), so the
+    log's string comparison orders them; raises click.BadParameter for anything that is
+    not an ISO 8601 date or time ("01/01/2099" compared as text would pass every row)."""
+    from datetime import datetime, timezone
+
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        when = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 date or time; write e.g. 2026-12-01 or "
+            "2026-12-01T09:30:00Z",
+            param_hint="--since",
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
 @logs.command("export")
 @project_option
 @click.option(
     "-o", "--output", default=None, help="JSONL file to write (default: standard output)."
 )
 @click.option("-c", "--candidate", default=None, help="Only requests this candidate answered.")
-@click.option("--since", default=None, help="Only requests from this time on (ISO 8601, UTC).")
+@click.option(
+    "--since",
+    default=None,
+    callback=lambda ctx, param, value: since_option(value),
+    help="Only requests from this time on: an ISO 8601 date or time (2026-12-01, "
+    "2026-12-01T09:30Z; UTC unless an offset is given).",
+)
 @click.option(
     "--unlabelled",
     is_flag=True,
@@ -112,7 +140,13 @@ def export_command(
 
 @logs.command("stats")
 @project_option
-@click.option("--since", default=None, help="Only requests from this time on (ISO 8601, UTC).")
+@click.option(
+    "--since",
+    default=None,
+    callback=lambda ctx, param, value: since_option(value),
+    help="Only requests from this time on: an ISO 8601 date or time (2026-12-01, "
+    "2026-12-01T09:30Z; UTC unless an offset is given).",
+)
 def stats_command(project_dir: str, since: str | None) -> None:
     """Each served candidate (and shadow) side by side: requests, errors, latency p50/p95,
     tokens, cost, and accuracy on the requests with label feedback (95% bootstrap
