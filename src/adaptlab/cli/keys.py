@@ -58,6 +58,7 @@ def add(project_dir: str, name: str, rpm: int | None) -> None:
 def list_command(project_dir: str) -> None:
     """The keys: name, prefix, limit, created, revoked (never the key)."""
     from rich.table import Table
+    from rich.text import Text
 
     from adaptlab.serve.keys import list_keys
     from adaptlab.store import RunStore
@@ -69,11 +70,16 @@ def list_command(project_dir: str) -> None:
     if not rows:
         console.print("no keys; create one with: adaptlab keys add NAME", markup=False)
         return
-    table = Table("name", "id", "prefix", "rpm", "created", "revoked")
+    table = Table()
+    # the name whole on one line (up to 40 characters): it is what revoke is given
+    widest = min(max(len(k.name) for k in rows), 40)
+    table.add_column("name", no_wrap=True, min_width=widest)
+    for header in ("id", "prefix", "rpm", "created", "revoked"):
+        table.add_column(header)
     for k in rows:
-        table.add_row(
-            k.name, k.id, f"{k.prefix}…", str(k.rpm or "–"), k.created_at, k.revoked_at or ""
-        )
+        # Text, not markup: a key named "[bold]x[/" is a name, not a style
+        cells = (k.name, k.id, f"{k.prefix}…", str(k.rpm or "–"), k.created_at, k.revoked_at)
+        table.add_row(*(Text(c or "") for c in cells))
     console.print(table)
 
 
