@@ -115,15 +115,22 @@ def _measure(o: Option, step: str) -> float:
     return {"latency": o.p95_ms, "training": o.fit_seconds, "cost": o.total_usd}[step]
 
 
+def equal_cost(options: Sequence[Option], s: RuleSettings) -> list[Option]:
+    """The options whose total counts as the cheapest's: within ``s.tie_tolerance`` of
+    it, or less than ``s.negligible_usd`` above it over the horizon (CPU timings move by
+    10-20% between runs, and fractions of a cent must not decide)."""
+    low = min(o.total_usd for o in options)
+    return [
+        o
+        for o in options
+        if o.total_usd <= low * (1 + s.tie_tolerance) or o.total_usd - low <= s.negligible_usd
+    ]
+
+
 def _filter(options: list[Option], step: str, s: RuleSettings) -> list[Option]:
     """The options that stay after ``step``: within the step's factor of the best."""
     if step == "cost":
-        low = min(o.total_usd for o in options)
-        return [
-            o
-            for o in options
-            if o.total_usd <= low * (1 + s.tie_tolerance) or o.total_usd - low <= s.negligible_usd
-        ]
+        return equal_cost(options, s)
     factor, floor = (
         (s.latency_factor, s.latency_floor_ms)
         if step == "latency"

@@ -51,6 +51,7 @@ from adaptlab.decide.rule import (
     Option,
     RuleSettings,
     choose,
+    equal_cost,
     paired_se,
     selection_bias,
     within_se,
@@ -450,35 +451,25 @@ def verdict(summary: RunSummary, profile: ProfileConfig, cost: CostConfig) -> Ve
     elif others:
         requests = volume * growth_factor(months, growth)
         by_name = {c.name: c for c in tied}
-        choice = choose(
-            [
-                Option(
-                    c.name,
-                    c.selection_ci.estimate,
-                    c.latency_p95_ms,
-                    c.fit_seconds,
-                    total(c),
-                    requests,
-                )
-                for c in tied
-            ],
-            RuleSettings(
-                error_cost_usd=profile.error_cost_usd,
-                tie_tolerance=cost.tie_tolerance,
-                negligible_usd=cost.negligible_usd,
-            ),
+        options = [
+            Option(
+                c.name, c.selection_ci.estimate, c.latency_p95_ms, c.fit_seconds, total(c), requests
+            )
+            for c in tied
+        ]
+        settings = RuleSettings(
+            error_cost_usd=profile.error_cost_usd,
+            tie_tolerance=cost.tie_tolerance,
+            negligible_usd=cost.negligible_usd,
         )
+        choice = choose(options, settings)
         pick = by_name[choice.winner]
         decided, ratio, flip_usd = choice.decided_by, choice.ratio, choice.error_cost_flip_usd
         low = min(total(c) for c in tied)
         if decided == "estimate" and total(pick) <= low:
             decided = "cost"  # equal estimates: the cheaper of them won
         kind = "lowest-expected-cost" if profile.error_cost_usd > 0 else TIE_KINDS[decided]
-        cheap = [
-            c
-            for c in tied
-            if total(c) <= low * (1 + cost.tie_tolerance) or total(c) - low <= cost.negligible_usd
-        ]
+        cheap = [by_name[o.name] for o in equal_cost(options, settings)]
         for c in tied:
             if c is pick:
                 continue

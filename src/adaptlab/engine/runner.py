@@ -343,19 +343,12 @@ def _local_latencies(
 ) -> list[float | None]:
     """Milliseconds for the first ``n`` test inputs, each sent alone past the response
     cache (a cached answer takes no time); the runner's counts are left as they were."""
-    out: list[float | None] = [None] * len(texts)
     cache, stats = runner.cache, runner.stats
     runner.cache, runner.stats = None, RunnerStats()
     try:
-        with progress.task("latency (one request at a time)", n) as advance:
-            for i in range(min(n, len(texts))):
-                t0 = time.perf_counter()
-                strategy.predict([texts[i]])
-                out[i] = (time.perf_counter() - t0) * 1000
-                advance(1)
+        return _latencies(strategy, texts, n, progress)
     finally:
         runner.cache, runner.stats = cache, stats
-    return out
 
 
 def _rows(
