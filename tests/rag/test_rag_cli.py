@@ -262,7 +262,7 @@ def test_the_support_qa_example_is_a_complete_project(tmp_path: Path) -> None:
         "lora-rag": ("llm-finetune", 3),
     }
     # No article holds text the instruction screen would withhold.
-    from adaptlab.rag.context import screen_passage
+    from adaptlab.rag.screen import screen_passage
 
     for path in (tmp_path / "qa/docs").glob("*.md"):
         assert screen_passage(path.read_text(encoding="utf-8"))[1] == 0, path.name

@@ -5,11 +5,12 @@ Passages enter a prompt as data, never as instructions:
 * each is a numbered block (``[N] text``) under a system prompt that calls them
   reference material; a line of a document that starts like a block (``[7] …``) is
   rewritten, so a document cannot open a passage of its own;
-* sentences addressed to the model ("ignore all previous instructions…", "you are
-  now…", "antworte nur mit…") are removed before the passage is shown
-  (:func:`screen_passage`) and counted, in the manner of the input filters of
-  Greshake et al. ("Not what you've signed up for", AISec 2023) — a pattern screen
-  is a first line, not a proof; the layout and the system prompt are the second.
+* sentences addressed to the model ("ignore all previous instructions…", "Vergessen
+  Sie alles…", "Oubliez les consignes…", base64 or look-alike letters, a
+  ``</context>`` that ends the context early) are removed before the passage is
+  shown and counted (:func:`adaptlab.rag.screen.screen_passage`, which says how,
+  and what it catches as measured on a public dataset) — a pattern screen is a
+  first line, not a proof; the layout and the system prompt are the second.
 
 An answer cites passages as ``[1]`` or ``[1, 3]``. :func:`check_citations` says
 which cited ids exist among the passages shown, and whether a cited passage
@@ -25,24 +26,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from adaptlab.rag.screen import screen_passage
+
 SUPPORT_THRESHOLD = 0.5
 
 _CITATION = re.compile(r"\[\s*(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\s*\]")
 _WORD = re.compile(r"\w+", re.UNICODE)
-_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
-
-# Sentences that speak to the model instead of to the reader (English and German).
-_INJECTION = re.compile(
-    r"\b(ignore|disregard|forget|override)\b[^.!?\n]{0,60}\b(instructions?|prompts?|rules|"
-    r"above|previous|context|everything)\b"
-    r"|\b(you are now|you must now|from now on,? you|act as|pretend to be)\b"
-    r"|\b(system prompt|developer message|jailbreak)\b"
-    r"|\b(answer|reply|respond|say)\b[^.!?\n]{0,30}\b(only|always|exclusively)\b[^.!?\n]{0,40}"
-    r"\b(with|that)\b"
-    r"|\b(ignoriere|vergiss|missachte)\b[^.!?\n]{0,60}\b(anweisungen|regeln|vorgaben|alles)\b"
-    r"|\b(antworte|sage|gib)\b[^.!?\n]{0,40}\b(nur|immer|ausschließlich)\b",
-    re.IGNORECASE,
-)
 
 _STOP = frozenset(
     [
@@ -151,17 +140,6 @@ class Passage:
     text: str
     score: float
     removed: int = 0  # sentences withheld by the instruction screen
-
-
-def screen_passage(text: str) -> tuple[str, int]:
-    """The text without sentences that address the model, and how many were removed."""
-    kept, removed = [], 0
-    for sentence in _SENTENCE.split(text):
-        if _INJECTION.search(sentence):
-            removed += 1
-        elif sentence.strip():
-            kept.append(sentence)
-    return " ".join(kept) if removed else text, removed
 
 
 def make_passages(hits: Sequence[object]) -> list[Passage]:
