@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -90,6 +91,18 @@ def served_project(
     return root
 
 
+@pytest.fixture(scope="session")
+def quick_project(tmp_path_factory: pytest.TempPathFactory, example_project: Path) -> Path:
+    """The support tickets (4 a label) and the zero-shot encoder alone, run once: a
+    project served in seconds, for tests of the server rather than of the models."""
+    from adaptlab import Project, run_project
+
+    candidates: list[dict[str, object]] = [{"name": "zero-shot", "strategy": "zero-shot"}]
+    root = small_project(tmp_path_factory.mktemp("quick") / "p", example_project, 4, candidates)
+    run_project(Project.load(root))
+    return root
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -125,8 +138,9 @@ class Served:
         return self.output
 
 
-def start_server(project: Path, *args: str, timeout: float = 180) -> Served:
-    """``adaptlab serve -p PROJECT ARGS --port P`` as a process; waits for /health."""
+def start_server(project: Path, *args: str, timeout: float = 180, **popen: Any) -> Served:
+    """``adaptlab serve -p PROJECT ARGS --port P`` as a process; waits for /health.
+    ``popen``: more arguments for :class:`subprocess.Popen` (``preexec_fn``)."""
     import tempfile
 
     import httpx2
@@ -151,6 +165,7 @@ def start_server(project: Path, *args: str, timeout: float = 180) -> Served:
             stderr=subprocess.STDOUT,
             text=True,
             env=env,
+            **popen,
         )
     served = Served(process, f"http://127.0.0.1:{port}", Path(log))
     deadline = time.monotonic() + timeout

@@ -91,6 +91,37 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 @click.option(
     "--log-bodies", is_flag=True, help="Put inputs in the server's log lines (never keys)."
 )
+@click.option(
+    "--header-timeout-s",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 3600),
+    help="A connection whose request line and headers are not all in by then gets 408 and "
+    "is closed (slow or stalled clients cannot hold connections).",
+)
+@click.option(
+    "--body-timeout-s",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 3600),
+    help="Time for the request body to arrive after its headers; then 408 and closed.",
+)
+@click.option(
+    "--max-connections",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    help="Open connections answered at once; past it a new one gets 503. Lowered to fit "
+    "the open-file limit, which serve raises to its hard limit where allowed.",
+)
+@click.option(
+    "--store-timeout-s",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0, 600),
+    help="How long a request waits for its log row while another process locks the run "
+    "store; then 503 (a request is only answered once it is logged).",
+)
 def serve(
     project_dir: str,
     candidates: tuple[str, ...],
@@ -107,6 +138,10 @@ def serve(
     max_input_chars: int,
     cors_origins: tuple[str, ...],
     log_bodies: bool,
+    header_timeout_s: float,
+    body_timeout_s: float,
+    max_connections: int,
+    store_timeout_s: float,
 ) -> None:
     """Serve candidates: OpenAI-compatible POST /v1/chat/completions (streaming too) and
     GET /v1/models, POST /v1/predict (label or JSON with its score), POST /v1/feedback
@@ -141,7 +176,12 @@ def serve(
         name, eq, folder = spec.partition("=")
         if not eq or not name or not folder:
             raise click.BadParameter(f"'{spec}': write NAME=DIR", param_hint="--model")
+        _check_name(name, "--model")
         folders[name] = Path(folder)
+    for name in candidates:
+        _check_name(name, "--candidate")
+    for name in shadow:
+        _check_name(name, "--shadow")
     remote = {name: (url, model) for name, url, model in map(parse_remote, remotes)}
     wanted: list[str] = []
     named = [*candidates, *folders, *remote, *(c for r in parsed for c in r.candidates), *shadow]
@@ -209,6 +249,7 @@ def serve(
         max_wait_ms=max_wait_ms,
         cors_origins=list(cors_origins),
         log_bodies=log_bodies,
+        store_timeout_s=store_timeout_s,
     )
     app = create_app(config)
     for name, route in table.items():
@@ -228,8 +269,24 @@ def serve(
     serve_log = logging.getLogger("adaptlab.serve")
     serve_log.addHandler(handler)
     serve_log.setLevel(logging.INFO)
+    from adaptlab.serve.protocol import FD_RESERVE, guarded_protocol, raise_open_files_limit
     from adaptlab.serve.redact import uvicorn_log_config
 
+    open_files = raise_open_files_limit()
+    if open_files is not None and max_connections > open_files - FD_RESERVE:
+        fitted = max(1, open_files - FD_RESERVE)
+        err_console.print(
+            f"note: --max-connections {max_connections} lowered to {fitted}: this process may "
+            f"open {open_files} files (ulimit -n; raise the hard limit to allow more)",
+            markup=False,
+        )
+        max_connections = fitted
+    err_console.print(
+        f"limits: request head {header_timeout_s:g} s, body {body_timeout_s:g} s and "
+        f"{max_body_kb} KiB, {max_connections} connections, store wait {store_timeout_s:g} s",
+        markup=False,
+        soft_wrap=True,
+    )
     uvicorn.run(
         app,
         host=host,
@@ -237,4 +294,24 @@ def serve(
         log_level="info",
         server_header=False,
         log_config=uvicorn_log_config(),  # no query-string value (an API key) in the log
+        http=guarded_protocol(
+            header_timeout_s=header_timeout_s,
+            body_timeout_s=body_timeout_s,
+            max_connections=max_connections,
+        ),
+        backlog=min(2048, max_connections),
     )
+
+
+def _check_name(name: str, option: str) -> None:
+    """A served name travels in JSON, headers and the store: it must be printable text."""
+    from adaptlab.serve.checks import text_problem
+
+    problem = text_problem(name)
+    if problem is None and not name.isprintable():
+        problem = "holds a control character"
+    if problem is not None:
+        raise click.BadParameter(
+            f"the name {name!a} {problem}; use letters, digits, '-' and '_'",
+            param_hint=option,
+        )

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from adaptlab.core.errors import DataError
+from adaptlab.core.strict_json import NotJsonError, parse_json
 from adaptlab.core.types import Prediction
 
 #: Longest input line ``adaptlab predict`` reads (characters); the server has its own limit.
@@ -71,7 +72,8 @@ def read_inputs(
     input's line number as its id).
 
     Raises :class:`DataError` naming the line for bytes not in ``encoding``, a malformed
-    JSON line, a missing field, a non-string or empty input or an over-long line.
+    JSON line, a missing field, a non-string or empty input, text that is not Unicode
+    (a ``"\\ud800"`` escape alone) or an over-long line.
     """
     try:
         text = data.decode(encoding)
@@ -83,8 +85,11 @@ def read_inputs(
             fix="convert it to UTF-8 (iconv -f latin1 -t utf-8 FILE), or name its "
             "encoding with --encoding (latin-1, utf-16, cp1252, …)",
         ) from None
-    mode: str | None = None
-    for number, line in enumerate(io.StringIO(text), start=1):
+    yield from input_rows(_bounded(io.StringIO(text), name), name, input_field)
+
+
+def _bounded(lines: Iterable[str], name: str) -> Iterator[tuple[int, str]]:
+    for number, line in enumerate(lines, start=1):
         if len(line) > MAX_LINE_CHARS:
             raise DataError(
                 f"line longer than {MAX_LINE_CHARS:,} characters",
@@ -92,6 +97,15 @@ def read_inputs(
                 line=number,
                 fix="split the input, or pass shorter texts",
             )
+        yield number, line
+
+
+def input_rows(lines: Iterable[tuple[int, str]], name: str, input_field: str) -> Iterator[InputRow]:
+    """Inputs from numbered lines, as :func:`read_inputs` reads them (JSON Lines when the
+    first non-empty line starts with ``{``, else one input per non-empty line); lazy, so
+    a stream is answered as it is read. Raises :class:`DataError` as :func:`json_row`."""
+    mode: str | None = None
+    for number, line in lines:
         stripped = line.strip()
         if not stripped:
             continue
@@ -100,12 +114,18 @@ def read_inputs(
         if mode == "text":
             yield InputRow(line.rstrip("\r\n"), None, number)
         else:
-            yield _json_row(stripped, number, name, input_field)
+            yield json_row(stripped, number, name, input_field)
 
 
-def _json_row(text: str, number: int, name: str, input_field: str) -> InputRow:
+def json_row(text: str, number: int, name: str, input_field: str) -> InputRow:
+    """One JSON Lines input of ``predict``: the text under ``input_field`` (or ``text`` /
+    ``input``) and its optional ``id``. Raises :class:`DataError` naming ``name`` and
+    ``number`` for a line that is not JSON (:func:`~adaptlab.core.strict_json.parse_json`:
+    NaN, duplicate keys and lone surrogates included) or holds no input text."""
     try:
-        obj = json.loads(text)
+        obj = parse_json(text)
+    except NotJsonError as exc:
+        raise DataError(str(exc), file=name, line=number, fix=exc.fix) from None
     except json.JSONDecodeError as exc:
         raise DataError(
             f"not valid JSON ({exc.msg})",

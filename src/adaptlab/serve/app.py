@@ -6,11 +6,16 @@ candidate applies its own template, shots, retrieval and adapter. Every response
 which candidate answered (``X-Adaptlab-Candidate``) and carries the request's id
 (``X-Request-Id``, also the completion's ``id``), which ``/v1/feedback`` takes.
 
-Errors are OpenAI's shape (``{"error": {"message", "type", "code"}}``): 401 without a
-valid key, 429 with ``Retry-After`` past a key's requests per minute, 413 for a body
-or input over the limits, 404 for an unknown model. The server's own log lines hold
-ids, candidates, statuses and times; never a key, and an input only with
-``log_bodies``.
+Errors are always OpenAI's shape (``{"error": {"message", "type", "param", "code"}}``),
+never plain text, whatever raised them: 401 without a valid key, 429 with
+``Retry-After`` past a key's requests per minute, 413 for a body or input over the
+limits, 404 for an unknown model, 400 for text that is not Unicode or holds a NUL (the
+field in ``param``; :mod:`adaptlab.serve.checks`), 503 while the run store cannot log
+the request (the file and the fix in the message). A request is answered only once
+its row is in the request log, so no answered request goes unlogged. ``/health`` tests
+the store and the batchers and answers 503 with the reason when one is not usable.
+The server's own log lines hold ids, candidates, statuses and times; never a key, and
+an input only with ``log_bodies``.
 """
 
 from __future__ import annotations
@@ -41,10 +46,11 @@ from adaptlab.llm.keys import redact
 from adaptlab.llm.prices import SELF_HOSTED_BACKENDS, lookup_price
 from adaptlab.serve.answers import answer_json, answer_text
 from adaptlab.serve.batching import Batcher
+from adaptlab.serve.checks import find_bad_text, json_bytes, text_problem, utf8_problem
 from adaptlab.serve.keys import ApiKey, KeyRing
-from adaptlab.serve.log import Feedback, RequestLog, RequestRecord, now, user_hash
+from adaptlab.serve.log import LOCK_WAIT_S, Feedback, RequestLog, RequestRecord, now, user_hash
 from adaptlab.serve.routing import DEFAULT_ROUTE, Route
-from adaptlab.store.files import connect
+from adaptlab.store.files import StoreError, connect
 
 log = logging.getLogger("adaptlab.serve")
 USER_HEADERS = ("x-user-id", "x-session-id")
@@ -65,6 +71,7 @@ class ServeConfig:
     max_wait_ms: float = 5.0
     cors_origins: list[str] = field(default_factory=list)
     log_bodies: bool = False
+    store_timeout_s: float = LOCK_WAIT_S  # how long a log write waits out a locked store
 
 
 class ApiError(Exception):
@@ -76,15 +83,59 @@ class ApiError(Exception):
         code: str,
         kind: str = "invalid_request_error",
         headers: dict[str, str] | None = None,
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.message, self.code, self.kind = status, message, code, kind
         self.headers = headers or {}
+        self.param = param
 
 
-def _error(status: int, message: str, code: str, kind: str, headers: dict[str, str]) -> Response:
-    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
-    return JSONResponse(body, status_code=status, headers=headers)
+class JSON(JSONResponse):
+    """A JSON response that always encodes (:func:`~adaptlab.serve.checks.json_bytes`)."""
+
+    def render(self, content: Any) -> bytes:
+        return json_bytes(content)
+
+
+def _error(
+    status: int,
+    message: str,
+    code: str,
+    kind: str,
+    headers: dict[str, str],
+    param: str | None = None,
+) -> Response:
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return JSON(body, status_code=status, headers=headers)
+
+
+def _store_unavailable(exc: AdaptlabError, what: str) -> ApiError:
+    """503 for a run store that cannot be used: the file, what failed and the fix."""
+    issue = exc.issue
+    where = f"{issue.file}: " if issue.file else ""
+    fix = f"; fix: {issue.fix}" if issue.fix else ""
+    return ApiError(
+        503,
+        f"{what}: the run store {where}{issue.message}{fix}",
+        code="store_unavailable",
+        kind="server_error",
+        headers={"Retry-After": "5"},
+    )
+
+
+def check_body(body: BaseModel) -> None:
+    """400 naming the field when any string of ``body`` (extra fields and names of
+    fields included) is not Unicode or holds a NUL; see :mod:`adaptlab.serve.checks`."""
+    found = find_bad_text(body.model_dump())
+    if found is not None:
+        param, problem = found
+        raise ApiError(
+            400,
+            f"invalid request: {param} {problem}; send UTF-8 text without NUL characters",
+            code="invalid_text",
+            param=param,
+        )
 
 
 # ---------------------------------------------------------------- request bodies
@@ -152,11 +203,10 @@ class Server:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.config = config
-        self.log = RequestLog(config.store_path)
+        self.log = RequestLog(config.store_path, lock_wait_s=config.store_timeout_s)
         self.keys: KeyRing | None = None
         if config.auth:
-            path = config.store_path
-            self.keys = KeyRing(lambda: connect(path, damaged_fix="see adaptlab keys list"))
+            self.keys = KeyRing(self._keys_connection)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._rate_item = RateLimitItemPerMinute
         self.registry = CollectorRegistry()
@@ -203,12 +253,23 @@ class Server:
 
     # ------------------------------------------------------------ keys and limits
 
+    def _keys_connection(self) -> Any:
+        """A connection to the store for the keys; never creates a store where the file
+        was deleted (a new, empty one would refuse every key)."""
+        problem = self.log.problem()
+        if problem is not None:
+            raise problem
+        return connect(self.config.store_path, damaged_fix="see adaptlab keys list")
+
     def authenticate(self, request: Request) -> ApiKey | None:
         if self.keys is None:
             return None
         header = request.headers.get("authorization", "")
         scheme, _, secret = header.partition(" ")
-        key = self.keys.find(secret.strip()) if scheme.lower() == "bearer" and secret else None
+        try:
+            key = self.keys.find(secret.strip()) if scheme.lower() == "bearer" and secret else None
+        except AdaptlabError as exc:
+            raise _store_unavailable(exc, "the API keys cannot be read") from None
         if key is None:
             raise ApiError(
                 401,
@@ -253,7 +314,15 @@ class Server:
     async def answer(
         self, endpoint: str, requested: str | None, text: str, user: str | None, key: ApiKey | None
     ) -> tuple[str, str, Prediction, float]:
-        """(request id, candidate, prediction, latency ms); logs it and starts shadows."""
+        """(request id, candidate, prediction, latency ms); logs it and starts shadows.
+
+        Raises :class:`ApiError`: 400 for an empty input or one that is not text, 413 for
+        a long one, 404 for an unknown model, 500/502 when the model fails on it, 503
+        when the request log cannot take its row (the answer is then not returned).
+        """
+        problem = text_problem(text)
+        if problem is not None:
+            raise ApiError(400, f"the input {problem}", code="invalid_text", param="input")
         if not text.strip():
             raise ApiError(400, "the input is empty", code="empty_input")
         if len(text) > self.config.max_input_chars:
@@ -264,14 +333,30 @@ class Server:
                 code="input_too_long",
             )
         route, cand = self.resolve(requested, user)
+        store = self.log.problem()  # known before the model is asked
+        if store is not None:
+            self.m_requests.labels(endpoint=endpoint, candidate=cand, status="503").inc()
+            raise _store_unavailable(store, "this request cannot be logged")
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         self.m_inflight.inc()
         try:
-            pred, ms, error = await self._call(
+            pred, ms, error, unlogged = await self._call(
                 request_id, endpoint, route, cand, None, user, key, text
             )
         finally:
             self.m_inflight.dec()
+        if unlogged is not None:
+            self.m_requests.labels(endpoint=endpoint, candidate=cand, status="503").inc()
+            log.error("%s %s -> %s not logged: %s", request_id, endpoint, cand, unlogged)
+            if isinstance(unlogged, AdaptlabError):
+                raise _store_unavailable(unlogged, "the request was not logged, so not answered")
+            raise ApiError(
+                503,
+                f"the request was not logged, so not answered: {_safe(unlogged)}",
+                code="store_unavailable",
+                kind="server_error",
+                headers={"Retry-After": "5"},
+            )
         self.m_requests.labels(
             endpoint=endpoint, candidate=cand, status="200" if pred is not None else "500"
         ).inc()
@@ -307,8 +392,13 @@ class Server:
         key: ApiKey | None,
     ) -> None:
         shadow_id = f"shadow-{uuid.uuid4().hex}"
-        pred, _, _ = await self._call(shadow_id, endpoint, route, cand, primary, user, key, text)
-        self.m_shadow.labels(candidate=cand, outcome="ok" if pred is not None else "error").inc()
+        pred, _, _, unlogged = await self._call(
+            shadow_id, endpoint, route, cand, primary, user, key, text
+        )
+        if unlogged is not None:  # never returned to a client: the server's log says it
+            log.error("%s (shadow of %s) not logged: %s", shadow_id, primary, unlogged)
+        outcome = "ok" if pred is not None and unlogged is None else "error"
+        self.m_shadow.labels(candidate=cand, outcome=outcome).inc()
 
     async def _call(
         self,
@@ -320,19 +410,20 @@ class Server:
         user: str | None,
         key: ApiKey | None,
         text: str,
-    ) -> tuple[Prediction | None, float, Exception | None]:
+    ) -> tuple[Prediction | None, float, Exception | None, BaseException | None]:
         """One answer from ``cand``'s batcher, timed and logged (an error as status 500;
-        ``shadow_of``: the primary request a shadow answer belongs to)."""
+        ``shadow_of``: the primary request a shadow answer belongs to): (prediction or
+        None, ms, the model's error, why the row could not be logged or None)."""
         start = time.perf_counter()
         pred: Prediction | None = None
         error: Exception | None = None
         try:
-            pred = await self.batchers[cand].predict(text)
+            pred = _checked(await self.batchers[cand].predict(text))
         except Exception as exc:
-            error = exc
+            pred, error = None, exc
         ms = (time.perf_counter() - start) * 1000
         model = self.config.models[cand]
-        self.log.record(
+        written = self.log.record(
             RequestRecord(
                 id=request_id,
                 created_at=now(),
@@ -354,7 +445,11 @@ class Server:
                 error=None if error is None else _safe(error),
             )
         )
-        return pred, ms, error
+        try:
+            await asyncio.wrap_future(written)
+        except Exception as exc:
+            return pred, ms, error, exc
+        return pred, ms, error, None
 
     async def feedback(self, body: FeedbackBody, key: ApiKey | None) -> bool:
         if body.label is None and body.rating is None:
@@ -363,6 +458,9 @@ class Server:
             )
         if body.label is not None:
             self.check_label(body.label)
+        store = self.log.problem()
+        if store is not None:
+            raise _store_unavailable(store, "the feedback cannot be stored")
         done = self.log.feedback(
             Feedback(
                 body.request_id,
@@ -374,6 +472,8 @@ class Server:
         )
         try:
             return await asyncio.wrap_future(done)
+        except AdaptlabError as exc:
+            raise _store_unavailable(exc, "the feedback was not stored; send it again") from None
         except Exception as exc:
             raise ApiError(
                 503,
@@ -411,6 +511,19 @@ class Server:
         for batcher in self.batchers.values():
             await batcher.aclose()
         self.log.close()
+
+
+def _checked(pred: Prediction) -> Prediction:
+    """``pred``, or ValueError when its text is not Unicode (a remote model can answer a
+    lone surrogate in JSON): that answer fails alone, instead of the response and the
+    log row that would carry it."""
+    for name in ("label", "raw"):
+        value = getattr(pred, name, None)
+        if isinstance(value, str):
+            problem = text_problem(value)
+            if problem is not None and "NUL" not in problem:
+                raise ValueError(f"the model's answer ({name}) {problem}")
+    return pred
 
 
 def _safe(exc: BaseException | None) -> str:
@@ -480,7 +593,12 @@ def create_app(config: ServeConfig) -> FastAPI:
         await server.aclose()
 
     app = FastAPI(
-        title="adaptlab", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+        title="adaptlab",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+        default_response_class=JSON,
     )
     app.state.server = server
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
@@ -497,14 +615,43 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Response:
-        return _error(exc.status, exc.message, exc.code, exc.kind, exc.headers)
+        return _error(exc.status, exc.message, exc.code, exc.kind, exc.headers, exc.param)
+
+    @app.exception_handler(AdaptlabError)
+    async def adaptlab_error(request: Request, exc: AdaptlabError) -> Response:
+        if isinstance(exc, StoreError):
+            e = _store_unavailable(exc, f"{request.method} {request.url.path}")
+            return _error(e.status, e.message, e.code, e.kind, e.headers)
+        log.error("%s %s: %s", request.method, request.url.path, _safe(exc))
+        message = f"{request.method} {request.url.path} failed: {_safe(exc)}"
+        return _error(500, message, "server_error", "server_error", {})
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # Starlette's outermost middleware: the traceback still reaches the server's log.
+        message = (
+            f"{request.method} {request.url.path}: internal error ({type(exc).__name__}); "
+            "the server's log has the details"
+        )
+        return _error(500, message, "internal_error", "server_error", {})
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        where = ".".join(_shown(p) for p in loc)
         if first.get("type") == "json_invalid":
             message = "invalid request: the body is not valid JSON"
+        elif first.get("type") == "string_unicode":
+            if not where:  # pydantic gives no place for a field *name* it cannot read
+                where = _shown(str(first.get("input", "")))
+                what = f"the field name {where}"
+            else:
+                what = where
+            message = (
+                f"invalid request: {what} is not valid Unicode (a lone surrogate such as "
+                "\\ud800); send UTF-8 text"
+            )
         elif where == "" or where.isdigit():
             message = (
                 "invalid request: the body must be a JSON object "
@@ -512,7 +659,8 @@ def create_app(config: ServeConfig) -> FastAPI:
             )
         else:
             message = f"invalid request: {where}: {first.get('msg', 'malformed')}"
-        return _error(400, message, "invalid_request", "invalid_request_error", {})
+        code = "invalid_text" if first.get("type") == "string_unicode" else "invalid_request"
+        return _error(400, message, code, "invalid_request_error", {}, where or None)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -529,13 +677,31 @@ def create_app(config: ServeConfig) -> FastAPI:
         return {"X-Adaptlab-Candidate": cand, "X-Request-Id": request_id}
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {
-            "status": "ok",
+    async def health() -> Response:
+        """200 when the store takes writes and every candidate's batcher runs; else 503
+        with each problem (``checks``) and the first as an OpenAI-shaped ``error``."""
+        store = await asyncio.to_thread(server.log.check, 1.0)
+        checks: dict[str, str] = {"store": "ok" if store is None else str(store)}
+        for name, batcher in server.batchers.items():
+            checks[f"candidate {name}"] = batcher.problem() or "ok"
+        bad = [f"{what}: {said}" for what, said in checks.items() if said != "ok"]
+        body: dict[str, Any] = {
+            "status": "ok" if not bad else "unavailable",
+            "checks": checks,
+            "store": str(config.store_path),
             "candidates": sorted(config.models),
             "routes": {n: dict(r.weights) for n, r in config.routes.items()},
             "shadow": config.shadow,
         }
+        if not bad:
+            return JSON(body)
+        body["error"] = {
+            "message": "; ".join(bad),
+            "type": "server_error",
+            "param": None,
+            "code": "unhealthy",
+        }
+        return JSON(body, status_code=503, headers={"Retry-After": "5"})
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -557,6 +723,7 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request, body: ChatBody, key: Key) -> Response:
+        check_body(body)
         text = _input_of(body)
         user = user_of(request, body.user)
         request_id, cand, pred, _ = await server.answer("chat", body.model, text, user, key)
@@ -570,7 +737,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         }
         extra = answer_json(pred, model.task, cand)
         if not body.stream:
-            return JSONResponse(
+            return JSON(
                 {
                     "id": request_id,
                     "object": "chat.completion",
@@ -602,7 +769,7 @@ def create_app(config: ServeConfig) -> FastAPI:
                 ],
                 **more,
             }
-            return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+            return f"data: {json_bytes(obj).decode('utf-8')}\n\n"
 
         async def events() -> AsyncIterator[str]:
             # The answer is parsed from the whole generation (a label, JSON), so it is
@@ -619,7 +786,7 @@ def create_app(config: ServeConfig) -> FastAPI:
                     "choices": [],
                     "usage": usage,
                 }
-                yield f"data: {json.dumps(obj)}\n\n"
+                yield f"data: {json_bytes(obj).decode('utf-8')}\n\n"
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(
@@ -628,21 +795,23 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.post("/v1/predict")
     async def predict(request: Request, body: PredictBody, key: Key) -> Response:
+        check_body(body)
         user = user_of(request, body.user)
         request_id, cand, pred, ms = await server.answer(
             "predict", body.model, body.input, user, key
         )
         model = config.models[cand]
         obj = {"id": request_id, **answer_json(pred, model.task, cand), "latency_ms": ms}
-        return JSONResponse(obj, headers=headers(request_id, cand))
+        return JSON(obj, headers=headers(request_id, cand))
 
     @app.post("/v1/feedback")
     async def feedback(body: FeedbackBody, key: Key) -> Response:
+        check_body(body)
         if not await server.feedback(body, key):
             raise ApiError(
                 404, f"no answered request has the id '{body.request_id}'", code="unknown_request"
             )
-        return JSONResponse({"ok": True, "request_id": body.request_id})
+        return JSON({"ok": True, "request_id": body.request_id})
 
     return app
 
@@ -677,6 +846,10 @@ class BodyLimit:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
+        problem = utf8_problem(b"".join(chunks))
+        if problem is not None:
+            await _send_error(send, 400, f"invalid request: {problem}", "invalid_encoding")
+            return
         replayed = False
 
         async def replay() -> Any:
@@ -689,21 +862,23 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, send: Any) -> None:
-        body = json.dumps(
-            {
-                "error": {
-                    "message": f"request body over {self.max_bytes:,} bytes",
-                    "type": "invalid_request_error",
-                    "param": None,
-                    "code": "request_too_large",
-                }
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        message = f"request body over {self.max_bytes:,} bytes"
+        await _send_error(send, 413, message, "request_too_large")
+
+
+async def _send_error(send: Any, status: int, message: str, code: str) -> None:
+    """An OpenAI-shaped error sent below FastAPI (from a middleware), closing."""
+    error = {"message": message, "type": "invalid_request_error", "param": None, "code": code}
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+        }
+    )
+    await send({"type": "http.response.body", "body": json_bytes({"error": error})})
+
+
+def _shown(name: str) -> str:
+    """A name from a request as it can be printed (escaped when it is not text)."""
+    return name if text_problem(name) is None else ascii(name)[1:-1]

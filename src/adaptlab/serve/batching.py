@@ -3,13 +3,15 @@
 The first request of a batch waits at most ``max_wait_ms`` for others to join, up
 to ``max_batch`` inputs; the batch then runs on the model's own worker thread (one
 per model: a forward pass already uses every core torch is given). While it runs,
-the next batch gathers. ``max_batch=1`` serves one request at a time, the baseline
-``bench/serve_load.py`` compares against.
+the next batch gathers. A batch the model fails on is answered again one input at a
+time, so an input the model cannot take fails only its own request. ``max_batch=1``
+serves one request at a time, the baseline ``bench/serve_load.py`` compares against.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adaptlab.core.types import Prediction
+
+log = logging.getLogger("adaptlab.serve")
 
 
 @dataclass
@@ -46,11 +50,19 @@ class Batcher:
         self.stats = BatchStats()
         self._queue: asyncio.Queue[tuple[str, asyncio.Future[Prediction]]] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
 
     async def predict(self, text: str) -> Prediction:
         if self._queue is None:  # created inside the server's event loop
             self._queue = asyncio.Queue()
+        if self._task is None or self._task.done():  # first use, or after a crash
+            if self._task is not None and not self._task.cancelled():
+                log.error(
+                    "%s: the batcher stopped (%r); starting it again",
+                    self.name,
+                    self._task.exception(),
+                )
             self._task = asyncio.create_task(self._run(), name=f"batcher-{self.name}")
         future: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
         await self._queue.put((text, future))
@@ -78,24 +90,72 @@ class Batcher:
                 continue
             texts = [t for t, _ in batch]
             try:
-                preds: Any = await loop.run_in_executor(self._executor, self._predict, texts)
-                if len(preds) != len(texts):
-                    raise RuntimeError(f"{len(preds)} answers for {len(texts)} inputs")
-            except Exception as exc:  # every waiting request gets the error, none hangs
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+                preds = await self._answer(loop, texts)
+            except Exception as exc:
+                if len(batch) == 1:
+                    if not batch[0][1].done():
+                        batch[0][1].set_exception(exc)
+                    continue
+                # One input may be what the model cannot take: answer each alone, so
+                # only its own request fails and the others get the answers they would
+                # have had by themselves.
+                log.warning(
+                    "%s: a batch of %d failed (%s: %s); answering its inputs one by one",
+                    self.name,
+                    len(batch),
+                    type(exc).__name__,
+                    str(exc)[:200],
+                )
+                for text, future in batch:
+                    try:
+                        one = await self._answer(loop, [text])
+                    except Exception as own:
+                        if not future.done():
+                            future.set_exception(own)
+                    else:
+                        self._count(1)
+                        if not future.done():
+                            future.set_result(one[0])
                 continue
-            self.stats.batches += 1
-            self.stats.inputs += len(texts)
-            self.stats.sizes = [*self.stats.sizes[-999:], len(texts)]
-            if self.on_batch is not None:
-                self.on_batch(len(texts))
+            self._count(len(texts))
             for (_, future), pred in zip(batch, preds, strict=True):
                 if not future.done():
                     future.set_result(pred)
 
+    async def _answer(self, loop: asyncio.AbstractEventLoop, texts: list[str]) -> list[Prediction]:
+        """The model's answers to ``texts`` on its worker thread; one per text or raises."""
+        try:
+            preds: Any = await loop.run_in_executor(self._executor, self._predict, texts)
+        except (Exception, asyncio.CancelledError):
+            raise
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt from model code
+            raise RuntimeError(f"the model raised {type(exc).__name__}: {exc}") from exc
+        if not isinstance(preds, list) or len(preds) != len(texts):
+            got = len(preds) if isinstance(preds, list) else type(preds).__name__
+            raise RuntimeError(f"the model gave {got} answers for {len(texts)} inputs")
+        return preds
+
+    def _count(self, size: int) -> None:
+        self.stats.batches += 1
+        self.stats.inputs += size
+        self.stats.sizes = [*self.stats.sizes[-999:], size]
+        if self.on_batch is not None:
+            self.on_batch(size)
+
+    def problem(self) -> str | None:
+        """Why this model cannot answer now, or None: its batcher crashed or was closed."""
+        if self._closed:
+            return "its batcher is closed (the server is stopping)"
+        task = self._task
+        if task is not None and task.done() and not task.cancelled():
+            exc = task.exception()
+            return (
+                f"its batcher stopped ({type(exc).__name__}: {exc}); the next request restarts it"
+            )
+        return None
+
     async def aclose(self) -> None:
+        self._closed = True
         if self._task is not None:
             self._task.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from adaptlab.core.errors import AdaptlabError
+from adaptlab.serve.checks import text_problem
 
 PREFIX = "al-"
 
@@ -42,10 +43,12 @@ def _now() -> str:
 def add_key(conn: sqlite3.Connection, name: str, rpm: int | None) -> tuple[ApiKey, str]:
     """Create a key; returns its record and the secret (shown once, stored hashed).
 
-    Raises :class:`AdaptlabError` when ``name`` is taken or empty.
+    Raises :class:`AdaptlabError` when ``name`` is taken, empty or not printable text
+    (:func:`check_key_name`).
     """
     if not name.strip():
         raise AdaptlabError("a key needs a name", fix="adaptlab keys add NAME")
+    check_key_name(name)
     secret = PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(secrets.token_hex(6), name, secret[:9], rpm, _now())
     try:
@@ -64,6 +67,21 @@ def add_key(conn: sqlite3.Connection, name: str, rpm: int | None) -> tuple[ApiKe
     return key, secret
 
 
+def check_key_name(name: str) -> None:
+    """Refuse a key name that is not printable text: a lone surrogate (a command-line
+    argument that is not UTF-8, which SQLite cannot store), a NUL or another control
+    character (which would garble ``keys list``); the error shows the name escaped."""
+    problem = text_problem(name)
+    if problem is None and not name.isprintable():
+        problem = "holds a control character (a tab, newline, escape, ...)"
+    if problem is not None:
+        raise AdaptlabError(
+            f"the key name {name!a} {problem}",
+            fix="name the key with printable text, e.g. adaptlab keys add my-app",
+            code="bad-key-name",
+        )
+
+
 def list_keys(conn: sqlite3.Connection) -> list[ApiKey]:
     rows = conn.execute(
         "SELECT id, name, prefix, rpm, created_at, revoked_at FROM api_keys ORDER BY created_at"
@@ -73,6 +91,12 @@ def list_keys(conn: sqlite3.Connection) -> list[ApiKey]:
 
 def revoke_key(conn: sqlite3.Connection, name_or_id: str) -> ApiKey:
     """Revoke a key by name or id; a running server refuses it within a second."""
+    if text_problem(name_or_id) is not None:
+        raise AdaptlabError(
+            f"no active key named {name_or_id!a}: that is not valid text",
+            fix="see the keys with: adaptlab keys list",
+            code="unknown-key",
+        )
     match = [k for k in list_keys(conn) if name_or_id in (k.name, k.id) and not k.revoked_at]
     if not match:
         raise AdaptlabError(

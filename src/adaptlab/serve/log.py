@@ -1,15 +1,25 @@
 """The request log: every served request, its answer and its feedback, in the run store.
 
-One writer thread owns the SQLite connection and commits in small batches, so a
-request never waits on the disk; feedback goes through the same queue, after the
-request it refers to. On shutdown the queue is drained: nothing answered is lost.
+One writer thread owns the SQLite connection and commits in small batches; a request
+is answered once its row is committed (``record`` returns a future), so a row that
+cannot be written fails its request (503) instead of vanishing. Feedback goes through
+the same queue, after the request it refers to. On shutdown the queue is drained.
+
+The store may change under a running server: deleted, replaced (a backup put back),
+made read-only, locked by another process. :meth:`RequestLog.problem` says so without
+touching SQLite (a ``stat``), :meth:`RequestLog.check` also takes and releases the
+write lock; the writer reopens a replaced file and never writes into a deleted one.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
+import os
 import queue
+import sqlite3
+import stat
 import threading
 import time
 from concurrent.futures import Future
@@ -18,15 +28,50 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from adaptlab.core.errors import AdaptlabError
 from adaptlab.store import RunStore
+from adaptlab.store.files import StoreError, database_error, os_error
 
 log = logging.getLogger("adaptlab.serve")
-LOCKED_RETRIES = 4  # each after SQLite's own busy wait (15 s)
+#: Seconds the writer waits out another process's write lock before failing the rows
+#: waiting on it (``adaptlab serve --store-timeout-s``).
+LOCK_WAIT_S = 10.0
+#: Errors of one row (a value SQLite cannot bind), not of the store: the other rows of
+#: the batch are written one by one and only that row fails.
+_ROW_ERRORS = (
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+    UnicodeError,
+    TypeError,
+    ValueError,
+    OverflowError,
+)
 
 
 def _locked(exc: BaseException) -> bool:
     issue = getattr(exc, "issue", None)
     return getattr(issue, "code", None) == "locked" or "locked" in str(exc).lower()
+
+
+def storable(value: object) -> object:
+    """``value`` as SQLite can store it: a string's lone surrogates (text that is not
+    Unicode, which SQLite's UTF-8 cannot hold) become visible ``\\udXXX`` escapes."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 COLUMNS = (
@@ -79,18 +124,28 @@ def user_hash(user: str | None) -> str | None:
 
 
 class RequestLog:
-    """Writes :class:`RequestRecord` and :class:`Feedback` rows from a background thread."""
+    """Writes :class:`RequestRecord` and :class:`Feedback` rows from a background thread.
 
-    def __init__(self, store_path: Path) -> None:
+    ``lock_wait_s``: how long a write waits out another process's lock on the store
+    before its rows fail (with a :class:`StoreError` whose code is ``locked``).
+    """
+
+    def __init__(self, store_path: Path, *, lock_wait_s: float = LOCK_WAIT_S) -> None:
         RunStore(store_path).close()  # migrate (and fail here, clearly) before serving
         self.path = store_path
+        self.lock_wait_s = lock_wait_s
         self._queue: queue.Queue[object] = queue.Queue()
+        self._store: Any = None
+        self._opened: tuple[int, int] | None = None  # (device, inode) of the open file
         self._thread = threading.Thread(target=self._work, name="adaptlab-request-log")
         self._thread.daemon = True
         self._thread.start()
 
-    def record(self, row: RequestRecord) -> None:
-        self._queue.put(row)
+    def record(self, row: RequestRecord) -> Future[None]:
+        """Queue a row; the future is done once it is committed, or fails with why not."""
+        done: Future[None] = Future()
+        self._queue.put((row, done))
+        return done
 
     def feedback(self, item: Feedback) -> Future[bool]:
         """Store feedback; the future is False when no logged request has that id."""
@@ -102,8 +157,66 @@ class RequestLog:
         self._queue.put(None)
         self._thread.join()
 
+    # ------------------------------------------------------------ the store's state
+
+    def problem(self) -> AdaptlabError | None:
+        """What stops the store from being written, found without SQLite (cheap enough
+        for every request): deleted, not a file, or not readable and writable."""
+        path = self.path
+        try:
+            info = path.stat()
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return StoreError(
+                    "was deleted while the server runs: requests cannot be logged",
+                    file=path,
+                    fix=f"put the file back (a backup of {path.name}, with its -wal file), or "
+                    "restart 'adaptlab serve' to start a new store (API keys must then be "
+                    "added again with 'adaptlab keys add')",
+                    code="missing",
+                )
+            return os_error(exc, "the request log")
+        if not stat.S_ISREG(info.st_mode):
+            return StoreError(
+                "is no longer a regular file: requests cannot be logged",
+                file=path,
+                fix=f"put the run store back at {path} and restart 'adaptlab serve'",
+                code="not-a-file",
+            )
+        for target in (path, path.parent):
+            if not os.access(target, os.R_OK | os.W_OK):
+                return os_error(
+                    OSError(errno.EACCES, "Permission denied", str(target)), "the request log"
+                )
+        return None
+
+    def check(self, timeout_s: float = 1.0) -> AdaptlabError | None:
+        """:meth:`problem`, then a real test: open the file (never creating it), take the
+        write lock and release it, waiting at most ``timeout_s`` for another process."""
+        found = self.problem()
+        if found is not None:
+            return found
+        uri = f"{self.path.resolve().as_uri()}?mode=rw"
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=timeout_s, isolation_level=None)
+        except sqlite3.Error as exc:
+            return database_error(exc, self.path, damaged_fix=_DAMAGED)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            error = database_error(exc, self.path, damaged_fix=_DAMAGED)
+            if error.issue.code == "locked":
+                return _locked_error(self.path, timeout_s)
+            return error
+        finally:
+            conn.close()
+        return None
+
+    # ------------------------------------------------------------ the writer thread
+
     def _work(self) -> None:
-        store = RunStore(self.path)
         marks = ", ".join("?" * len(COLUMNS.split(", ")))
         try:
             while True:
@@ -114,60 +227,130 @@ class RequestLog:
                     except queue.Empty:
                         break
                 stop = any(item is None for item in items)
-                try:
-                    self._write_retrying(store, items, marks)
-                except Exception as exc:  # a full disk, a damaged file: say so, keep serving
-                    log.error(
-                        "request log: %d entries not written to %s: %s", len(items), self.path, exc
-                    )
-                    for item in items:
-                        if isinstance(item, tuple) and not item[1].done():
-                            item[1].set_exception(exc)
+                work = [item for item in items if item is not None]
+                if work:
+                    self._write_batch(work, marks)
                 if stop:
                     return
         finally:
-            store.close()
+            if self._store is not None:
+                self._store.close()
 
-    def _write_retrying(self, store: Any, items: list[object], marks: str) -> None:
+    def _write_batch(self, items: list[object], marks: str) -> None:
+        """Commit ``items``; a row SQLite refuses fails alone, a store that cannot be
+        written fails them all; every waiting future gets its outcome."""
+        try:
+            self._write_retrying(items, marks)
+            return
+        except _ROW_ERRORS as exc:
+            if len(items) == 1:
+                bad = _row_error(items[0])
+                log.error("request log: %s (%s: %s)", bad.issue.message, type(exc).__name__, exc)
+                error: BaseException = bad
+            else:  # one row is bad: find it, write the others
+                for item in items:
+                    self._write_batch([item], marks)
+                return
+        except Exception as exc:  # a full disk, a damaged, deleted or locked file
+            error = exc
+            log.error("request log: %d entries not written to %s: %s", len(items), self.path, exc)
+        for item in items:
+            if isinstance(item, tuple) and not item[1].done():
+                item[1].set_exception(error)
+
+    def _open(self) -> Any:
+        """The writer's store: opened on first use, reopened when another file was put
+        at the path; never a deleted file (its rows would be lost with it)."""
+        found = self.problem()
+        if found is not None:
+            raise found
+        now_at = _identity(self.path)
+        if self._store is not None and now_at != self._opened:
+            log.warning("request log: %s was replaced; writing to the new file", self.path)
+            self._store.close()
+            self._store = None
+        if self._store is None:
+            self._store = RunStore(self.path)
+            wait_ms = int(1000 * max(0.0, min(self.lock_wait_s, 15.0)))
+            self._store.conn.execute(f"PRAGMA busy_timeout = {wait_ms}")
+            self._opened = _identity(self.path)
+        return self._store
+
+    def _write_retrying(self, items: list[object], marks: str) -> None:
         """``_write``, tried again while another process (``adaptlab run`` saving a result)
-        holds the store's write lock past SQLite's own busy wait: up to about a minute."""
-        for attempt in range(LOCKED_RETRIES + 1):
+        holds the store's write lock past SQLite's own busy wait, up to ``lock_wait_s``."""
+        deadline = time.monotonic() + self.lock_wait_s
+        while True:
             try:
-                self._write(store, items, marks)
+                self._write(self._open(), items, marks)
                 return
             except Exception as exc:
-                if attempt == LOCKED_RETRIES or not _locked(exc):
+                if not _locked(exc):
                     raise
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise _locked_error(self.path, self.lock_wait_s) from exc
                 log.warning("request log: the store is locked; writing again (%s)", self.path)
-                time.sleep(1.0)
+                time.sleep(min(1.0, left))
 
     @classmethod
     def _write(cls, store: Any, items: list[object], marks: str) -> None:
-        """One transaction; feedback is answered only once it is committed."""
+        """One transaction; the futures are answered only once it is committed."""
         conn = store.conn
-        answers: list[tuple[Future[bool], bool]] = []
+        answers: list[tuple[Future[Any], Any]] = []
         with store.transaction():
             for item in items:
-                if isinstance(item, RequestRecord):
+                if not isinstance(item, tuple):
+                    continue
+                entry, done = item
+                if isinstance(entry, RequestRecord):
+                    values = tuple(storable(v) for v in astuple(entry))
                     conn.execute(
-                        f"INSERT OR REPLACE INTO requests ({COLUMNS}) VALUES ({marks})",
-                        astuple(item),
+                        f"INSERT OR REPLACE INTO requests ({COLUMNS}) VALUES ({marks})", values
                     )
-                elif isinstance(item, tuple):
-                    answers.append((item[1], cls._feedback(conn, item[0])))
-        for done, found in answers:
-            done.set_result(found)
+                    answers.append((done, None))
+                else:
+                    answers.append((done, cls._feedback(conn, entry)))
+        for done, result in answers:
+            if not done.done():
+                done.set_result(result)
 
     @staticmethod
     def _feedback(conn: object, fb: Feedback) -> bool:
         found = conn.execute(  # type: ignore[attr-defined]
-            "SELECT 1 FROM requests WHERE id = ? AND shadow_of IS NULL", (fb.request_id,)
+            "SELECT 1 FROM requests WHERE id = ? AND shadow_of IS NULL", (storable(fb.request_id),)
         ).fetchone()
         if found is None:
             return False
         conn.execute(  # type: ignore[attr-defined]
             "INSERT INTO feedback (request_id, created_at, label, rating, comment, key_id) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (fb.request_id, now(), fb.label, fb.rating, fb.comment, fb.key_id),
+            tuple(
+                storable(v)
+                for v in (fb.request_id, now(), fb.label, fb.rating, fb.comment, fb.key_id)
+            ),
         )
         return True
+
+
+_DAMAGED = "restore the file from a backup, or move it away and restart 'adaptlab serve'"
+
+
+def _locked_error(path: Path, waited_s: float) -> StoreError:
+    return StoreError(
+        f"locked by another process for over {waited_s:g} s: requests cannot be logged",
+        file=path,
+        fix="end the program that holds it (a sqlite3 shell, a database browser, a stuck "
+        "adaptlab command; see: fuser " + str(path) + "), then send the request again",
+        code="locked",
+    )
+
+
+def _row_error(item: object) -> StoreError:
+    entry = item[0] if isinstance(item, tuple) else item
+    rid = getattr(entry, "id", None) or getattr(entry, "request_id", "?")
+    return StoreError(
+        f"the log row of request {rid} could not be stored",
+        fix="report this as a bug of adaptlab serve, with the server's log",
+        code="row",
+    )

@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass
 
 from adaptlab.core.errors import AdaptlabError
+from adaptlab.serve.checks import text_problem
 
 DEFAULT_ROUTE = "default"
 
@@ -51,7 +52,8 @@ def parse_route(text: str) -> Route:
     """``[name:]a=0.9,b=0.1`` (weights normalised; ``a`` alone is ``a=1``).
 
     Raises :class:`AdaptlabError` for a malformed entry, a negative or zero total weight,
-    or a candidate named twice.
+    a candidate named twice, or a name that is not printable text (a lone surrogate from
+    a command line that is not UTF-8, a control character).
     """
     fix = "write it as a=0.9,b=0.1 or canary:a=0.9,b=0.1 (candidate names and weights)"
     name, sep, spec = text.partition(":")
@@ -68,6 +70,11 @@ def parse_route(text: str) -> Route:
             raise AdaptlabError(f"route '{text}': '{weight}' is not a weight", fix=fix) from None
         if not cand or not name or value < 0 or value != value:
             raise AdaptlabError(f"route '{text}': cannot read '{part}'", fix=fix)
+        for label in (name, cand):
+            if text_problem(label) is not None or not label.isprintable():
+                raise AdaptlabError(
+                    f"route {text!a}: the name {label!a} is not printable text", fix=fix
+                )
         pairs.append((cand, value))
     names = [c for c, _ in pairs]
     if len(set(names)) != len(names):
