@@ -6,6 +6,7 @@ import asyncio
 import email.utils
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -26,6 +27,7 @@ from adaptlab.llm.types import (
     retry_after_seconds,
 )
 from tests.fakes import FakeLLMServer, FaultPlan
+from tests.keyfile import bind_key
 
 KEY = "sk-ant-test-SECRET-4242"
 MODEL = "claude-haiku-4-5"
@@ -48,11 +50,14 @@ def server() -> Iterator[FakeLLMServer]:
 
 
 @pytest.fixture(autouse=True)
-def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+def api_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    monkeypatch.setenv("ADAPTLAB_KEYS_FILE", str(tmp_path / "keys.yaml"))
 
 
 def _backend(server: FakeLLMServer, **config: Any) -> AnthropicBackend:
+    # The key goes to the fake server because the keys file binds it there.
+    bind_key("ANTHROPIC_API_KEY", server.root_url)
     llm = load_llm(LLMConfig(backend="anthropic", name=MODEL, base_url=server.root_url, **config))
     assert isinstance(llm, AnthropicBackend)
     return llm

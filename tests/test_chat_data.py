@@ -163,9 +163,11 @@ def test_leakage_between_train_val_and_test(cli: Any, tmp_path: Path) -> None:
     test = _write(tmp_path / "test.jsonl", [_chat("question 4", "b"), _chat("fresh", "b")])
     result = cli("data", "check", train, "--val", val, "--test", test)
     assert result.code == 0, result.text
-    assert f"1 user prompt(s) of {train} also appear in {val} (lines 3/1)" in result.text
-    assert f"1 user prompt(s) of {train} also appear in {test} (lines 5/1)" in result.text
-    assert f"1 user prompt(s) of {val} also appear in {test} (lines 2/2)" in result.text
+    assert f"1 user prompt(s) of train ({train}) also appear in val ({val}) (lines 3/1)" in (
+        result.text
+    )
+    assert f"of train ({train}) also appear in test ({test}) (lines 5/1)" in result.text
+    assert f"of val ({val}) also appear in test ({test}) (lines 2/2)" in result.text
     clean = _write(tmp_path / "clean.jsonl", [_chat("unseen", "a")])
     assert "no user prompt appears in two files" in cli("data", "check", train, "--val", clean).text
 

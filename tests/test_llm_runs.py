@@ -27,6 +27,7 @@ from adaptlab import Project, run_project, summarize_project
 from adaptlab.core.errors import AdaptlabError
 from tests.conftest import adaptlab_process, small_project
 from tests.fakes.fake_llm import ChatCall, FakeLLMServer, fail_first
+from tests.keyfile import bind_key
 
 INPUT = re.compile(r"<input>\n(.*?)\n</input>|^Ticket: (.*?)\n\nReply", re.S | re.M)
 
@@ -159,7 +160,9 @@ def test_a_refused_key_stops_with_a_clear_error_and_no_key_in_it(
 ) -> None:
     secret = "sk-test-abcdefghijklmnopqrstuvwxyz123456"
     monkeypatch.setenv("OPENAI_API_KEY", secret)
+    monkeypatch.setenv("ADAPTLAB_KEYS_FILE", str(tmp_path / "keys.yaml"))
     with FakeLLMServer(Oracle(example_project), faults=lambda c: "401") as server:
+        bind_key("OPENAI_API_KEY", server.base_url)  # so the key is sent, and refused
         project = llm_project(tmp_path, example_project, server, ZERO)
         with pytest.raises(AdaptlabError) as err:
             run_project(Project.load(project))
@@ -167,7 +170,8 @@ def test_a_refused_key_stops_with_a_clear_error_and_no_key_in_it(
     assert "refused" in text and "401" in text and "fix:" in text
     assert secret not in text
     assert set(server.counts().values()) == {1}  # a 401 is never retried
-    assert all(c.key_present for c in server.calls)
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    assert all(c.key_sha256 == digest for c in server.calls)
     for f in (project / ".adaptlab").rglob("*"):
         if f.is_file():
             assert secret.encode() not in f.read_bytes(), f
@@ -266,6 +270,9 @@ def test_a_key_from_the_keys_file_is_used_and_never_written(
     keys.write_text(f"OPENAI_API_KEY: {secret}\n")
     keys.chmod(0o600)
     with FakeLLMServer(Oracle(example_project), require_key=True) as server:
+        # The user's binding of the key to this server (the provider's own needs none).
+        with keys.open("a") as f:
+            f.write(f"send:\n  OPENAI_API_KEY: [{server.base_url}]\n")
         project = llm_project(tmp_path, example_project, server, ZERO)
         env = {**os.environ, "ADAPTLAB_KEYS_FILE": str(keys), "COLUMNS": "200"}
         runs = [

@@ -18,6 +18,7 @@ encoder) at the fake OpenAI/Anthropic server and runs the real CLI:
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -436,6 +437,14 @@ ODD_USAGE: list[tuple[str, str, Any]] = [
         {"input_tokens": 10, "output_tokens": 1, "cache_read_input_tokens": "lots"},
     ),
     ("anthropic", "missing counts", {}),
+    # counts that are counts, but not of this request (kept as billed, marked)
+    ("openai", "zero prompt", {"prompt_tokens": 0, "completion_tokens": 1}),
+    ("openai", "zero answer", {"prompt_tokens": 60, "completion_tokens": 0}),
+    ("openai", "one token prompt", {"prompt_tokens": 1, "completion_tokens": 1}),
+    ("openai", "millions of prompt tokens", {"prompt_tokens": 5_000_000, "completion_tokens": 1}),
+    ("openai", "beyond any context", {"prompt_tokens": 10**12, "completion_tokens": 10**15}),
+    ("anthropic", "zero input", {"input_tokens": 0, "output_tokens": 1}),
+    ("anthropic", "beyond any context", {"input_tokens": 30, "output_tokens": 10**13}),
 ]
 # Streams carry the usage block in their last chunk (OpenAI) or message_start (Anthropic).
 STREAMED = [case for case in ODD_USAGE if case[1] in ("cached > prompt", "negative")]
@@ -456,13 +465,19 @@ def test_an_odd_usage_block_is_repaired_and_marked(
     assert all(r["predicted"] == r["gold"] for r in rows)
     for r in rows:
         assert r["input_tokens"] >= r["cached_tokens"] >= 0 and r["output_tokens"] >= 0
+        assert r["input_tokens"] <= 10**7 and r["output_tokens"] <= 10**7
     if what != "numbers as text":
         assert all(r["usage_exact"] == 0 for r in rows)
-        assert "~ token counts estimated or repaired" in text
+        assert "~ token counts (and the costs from them) estimated" in text
+        # and the cost that rests on them is marked where it is shown
+        assert re.search(r"\d\.\d+~", text), text  # USD per 1k requests
+        exported = json.loads(cli("export", "results", "-p", root, "--format", "json").ok())
+        assert next(c for c in exported["candidates"] if c["name"] == "zero")["usage_estimated"]
     cli("report", "-p", root).ok()
     html = (root / "reports/report.html").read_text()
     if what != "numbers as text":
-        assert "~ marks token counts" in html
+        assert "~ marks token counts, and the costs" in html
+        assert re.search(r"\d\.\d+ ~</td>", html)
 
 
 ODD_ROWS = [

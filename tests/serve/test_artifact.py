@@ -316,3 +316,26 @@ def test_predict_names_the_encoding_and_refuses_empty_inputs(
     empty = tmp_path / "empty.jsonl"
     empty.write_text('{"text": "fine"}\n{"text": "  "}\n')
     cli("predict", "--model", exports["few-shot"], empty).error("empty.jsonl:2", "empty")
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize(
+    ("backend", "needles"),
+    [
+        ("openai", ("'openai' (a generative model) as its encoder",)),
+        ("anthropic", ("'anthropic' (a generative model)",)),
+        ("hf", ("'hf' (a generative model)",)),
+        ("no-such-backend", ("unknown backend 'no-such-backend'",)),
+    ],
+)
+def test_an_encoder_entry_naming_no_encoder_is_refused(
+    exports: dict[str, Path], tmp_path: Path, backend: str, needles: tuple[str, ...]
+) -> None:
+    """Issue 23, kind 8: a folder's encoder that is a generative backend, or none at all."""
+    folder = _copy(exports["few-shot"], tmp_path / backend)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert isinstance(manifest["encoder"], dict)
+    manifest["encoder"]["backend"] = backend
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    _rehash(folder)
+    _refused(folder, *needles)

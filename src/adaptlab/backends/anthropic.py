@@ -32,6 +32,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from adaptlab.backends import withheld_key_fix
 from adaptlab.backends.base import GenerativeBackend
 from adaptlab.llm.errors import classify
 from adaptlab.llm.keys import redact
@@ -54,8 +55,8 @@ if TYPE_CHECKING:
 
     from adaptlab.config import LLMConfig
 
-# The client refuses to start without a key; a local server (base_url set) may
-# need none, and load_llm only lets a missing key through in that case.
+# The client refuses to start without a key; a server of the user's own (base_url
+# set) may need none, and load_llm gives a key only to an endpoint allowed to have it.
 _NO_KEY = "not-needed"
 _FINISH = {
     "end_turn": "stop",
@@ -74,6 +75,8 @@ class AnthropicBackend(GenerativeBackend):
     name: ClassVar[str] = "anthropic"
     needs_key: ClassVar[bool] = True
     key_env_var: ClassVar[str | None] = "ANTHROPIC_API_KEY"
+    key_url: ClassVar[str | None] = "https://api.anthropic.com"
+    key_url_env_var: ClassVar[str | None] = "ANTHROPIC_BASE_URL"
 
     def __init__(self, config: LLMConfig, api_key: str | None = None) -> None:
         super().__init__(config, api_key)
@@ -219,12 +222,13 @@ class AnthropicBackend(GenerativeBackend):
             return TransientError(msg, kind="server", retry_after=retry_after)
         detail = redact(exc.api_message or str(exc))
         var = self.config.api_key_env or self.key_env_var
+        withheld = withheld_key_fix(self.config, sent=self._api_key is not None)
         if status == 401:
             text = f"Anthropic refused the API key (HTTP 401) for {where}: {detail}"
-            fix = f"check {var} (environment or keys file)"
+            fix = withheld or f"check {var} (environment or keys file)"
         elif status == 403:
             text = f"the API key has no access to {where} (HTTP 403): {detail}"
-            fix = "check the key's workspace and permissions"
+            fix = withheld or "check the key's workspace and permissions"
         elif status == 404:
             text = (
                 f"model '{self.model_id}' was not found (HTTP 404) at "

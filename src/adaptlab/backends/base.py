@@ -37,6 +37,11 @@ class Backend(ABC):
     family: ClassVar[str]  # "encoder" or "generative"
     needs_key: ClassVar[bool] = False
     key_env_var: ClassVar[str | None] = None
+    #: The provider's own endpoint, where ``key_env_var``'s key may go unbound (a key
+    #: goes anywhere else only where the user's keys file binds it: adaptlab.llm.keys),
+    #: and the variable in which the user may move that endpoint (OPENAI_BASE_URL).
+    key_url: ClassVar[str | None] = None
+    key_url_env_var: ClassVar[str | None] = None
     can_train: ClassVar[bool] = False
     Options: ClassVar[type[BackendOptions]] = BackendOptions
 

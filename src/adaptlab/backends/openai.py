@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from adaptlab.backends import withheld_key_fix
 from adaptlab.backends.base import GenerativeBackend
 from adaptlab.core.errors import MissingDependencyError
 from adaptlab.llm.errors import classify
@@ -55,6 +56,8 @@ class OpenAIBackend(GenerativeBackend):
     name: ClassVar[str] = "openai"
     needs_key: ClassVar[bool] = True
     key_env_var: ClassVar[str | None] = "OPENAI_API_KEY"
+    key_url: ClassVar[str | None] = "https://api.openai.com/v1"
+    key_url_env_var: ClassVar[str | None] = "OPENAI_BASE_URL"
 
     def __init__(self, config: LLMConfig, api_key: str | None = None) -> None:
         super().__init__(config, api_key)
@@ -70,6 +73,8 @@ class OpenAIBackend(GenerativeBackend):
         # Created lazily inside the running event loop (httpx binds to it).
         if self._client is None:
             self._client = self._openai.AsyncOpenAI(
+                # Never empty (the client refuses that), never read by the client itself
+                # from the environment: a key goes only where load_llm allowed it.
                 api_key=self._api_key or "not-needed",
                 base_url=self.config.base_url,
                 max_retries=0,
@@ -182,6 +187,9 @@ class OpenAIBackend(GenerativeBackend):
             if status in _TRANSIENT_STATUS or status >= 500:
                 return TransientError(msg, kind="server", retry_after=retry_after)
             hint = _HINTS.get(status)
+            if status in (401, 403):
+                # The user's key was withheld from this server: say how to bind it here.
+                hint = withheld_key_fix(self.config, sent=self._api_key is not None) or hint
             return PermanentError(
                 f"HTTP {status} from {self.config.name}: {msg}",
                 kind="refused",

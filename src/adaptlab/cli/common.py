@@ -16,6 +16,7 @@ from adaptlab.core.errors import AdaptlabError
 if TYPE_CHECKING:
     from adaptlab.engine.project import Project
     from adaptlab.engine.summary import ProjectSummary
+    from adaptlab.evaluation.summary import CandidateSummary
 
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -214,6 +215,11 @@ class FittedTable:
         yield self.table(self.width or options.max_width)
 
 
+def estimated_mark(c: CandidateSummary) -> str:
+    """``~`` after a token count or a cost that rests on estimated or doubted usage."""
+    return "~" if c.usage_estimated else ""
+
+
 def fitted_table(
     title: str,
     name_header: str,
@@ -282,7 +288,7 @@ def results_table(summary: ProjectSummary, width: int | None = None) -> Any:
             p,
             f"{number(c.latency_p50_ms)}\n{number(c.latency_p95_ms)}",
             number(c.fit_seconds),
-            dollars(c.cost_per_1k_usd),
+            dollars(c.cost_per_1k_usd) + estimated_mark(c),
             dollars(c.setup_cost_usd),
         ]
         rows.append((c.name + ("\n" + ", ".join(tags) if tags else ""), values))
@@ -313,7 +319,7 @@ def llm_table(summary: ProjectSummary, width: int | None = None) -> Any:
         llm = c.info.get("llm", {}) if isinstance(c.info.get("llm"), dict) else {}
         tokens = (
             f"{c.input_tokens_per_request:.0f}/{c.output_tokens_per_request:.0f}"
-            + ("" if c.usage_exact else "~")
+            + estimated_mark(c)
             if c.input_tokens_per_request is not None and c.output_tokens_per_request is not None
             else "–"
         )
@@ -377,10 +383,10 @@ def llm_notes(summary: ProjectSummary) -> list[str]:
 
     return [n for c in summary.candidates for n in answer_notes(c)] + (
         [
-            "~ token counts estimated or repaired: the provider reported none, or figures "
-            "that cannot be true"
+            "~ token counts (and the costs from them) estimated or repaired: the provider "
+            "reported none, or figures that cannot be true"
         ]
-        if any(c.llm is not None and not c.usage_exact for c in summary.candidates)
+        if any(c.usage_estimated for c in summary.candidates)
         else []
     )
 

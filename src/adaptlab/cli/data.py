@@ -196,6 +196,7 @@ def _check_chat(
     from adaptlab.train.chat_tokens import token_counter
 
     files = {"train": file, **({"val": val} if val else {}), **({"test": test} if test else {})}
+    _refuse_same_file(files)
     loaded = {}
     failed: list[DataError] = []
     for name, path in files.items():
@@ -223,11 +224,12 @@ def _check_chat(
             if n > MAX_WARNINGS_PER_KIND:
                 _warn(f"… and {n - MAX_WARNINGS_PER_KIND} more like these ({code})")
     if len(loaded) > 1:
-        leaks = find_chat_leakage({files[n]: loaded[n][0] for n in loaded})
+        leaks = find_chat_leakage({n: loaded[n][0] for n in loaded})
         for leak in leaks:
             pairs = ", ".join(f"{a}/{b}" for a, b in leak.lines)
             _warn(
-                f"{leak.count} user prompt(s) of {leak.first} also appear in {leak.second} "
+                f"{leak.count} user prompt(s) of {leak.first} ({files[leak.first]}) also "
+                f"appear in {leak.second} ({files[leak.second]}) "
                 f"(lines {pairs}{' …' if leak.count > len(leak.lines) else ''}); a model "
                 "tested on what it trained on scores too high: remove them from one file"
             )
@@ -236,6 +238,33 @@ def _check_chat(
     train = stats["train"]
     _print_training_cost(model, train.token_counts, counter.exact, cap=train.cap)
     console.print(Text(f"tokens: {counter.model}, {counter.note}"), soft_wrap=True)
+
+
+def _refuse_same_file(files: dict[str, str]) -> None:
+    """Raise :class:`DataError` when two roles (train/val/test) name one file.
+
+    Compared with :func:`os.path.samefile`, so ``./a.jsonl``, an absolute path and a link
+    to it are one file; paths that do not exist are left to the loader's own error.
+    """
+    import os
+
+    from adaptlab.core.errors import DataError
+
+    names = list(files)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            try:
+                same = os.path.samefile(files[first], files[second])
+            except OSError:
+                continue
+            if same:
+                other = "FILE" if first == "train" else f"--{first}"
+                raise DataError(
+                    f"--{second} names the same file as {other} ({files[first]}): every "
+                    "example would be scored on what it was trained on",
+                    file=files[second],
+                    fix=f"give --{second} a file of other chats than {other}'s",
+                )
 
 
 def _print_chat_stats(file: str, stats: ChatStats, exact: bool) -> None:
@@ -382,12 +411,13 @@ def convert(project_dir: str, name: str, output: str | None, which: str) -> None
     answer; what a provider fine-tuning job or the local trainer takes.
     """
     import json
+    import os
     from pathlib import Path
 
     from rich.markup import escape
 
     from adaptlab.core.errors import ConfigError
-    from adaptlab.core.files import write_text_atomically
+    from adaptlab.core.files import printable_name, shell_path, write_text_atomically
     from adaptlab.core.progress import ProgressSink
     from adaptlab.engine.project import Project
     from adaptlab.engine.runner import Models, make_context
@@ -428,7 +458,8 @@ def convert(project_dir: str, name: str, output: str | None, which: str) -> None
         else project.root / "data" / "chat" / f"{_safe_name(name)}-{which}.jsonl"
     )
     inputs = {Path(ex.file).resolve() for ex in [*split.train, *split.val, *split.test]}
-    if out.resolve() in inputs:
+    # realpath, not resolve(): a link loop at -o is the writer's clear error, not a crash
+    if Path(os.path.realpath(out)) in inputs:
         raise ConfigError(
             f"'{out}' is the project's data file; converting would overwrite it",
             fix="write the chat records elsewhere: -o data/chat.jsonl",
@@ -445,15 +476,19 @@ def convert(project_dir: str, name: str, output: str | None, which: str) -> None
         out,
         "".join(json.dumps({"messages": m}, ensure_ascii=False) + "\n" for m in records),
         newline="\n",
+        what="the chat records",
     )
     llm = cfg.llms[cand.llm].name if cand.llm is not None else DEFAULT_CHAT_MODEL
     console.print(
         f"[green]ok[/]: wrote {plural(len(records), 'chat example')} ({escape(which)} split, "
         f"candidate {escape(name)}, template {escape(strategy.template.name)} @ "
-        f"{strategy.template.version}) to {escape(str(out))}",
+        f"{strategy.template.version}) to {escape(printable_name(str(out)))}",
         soft_wrap=True,
     )
-    console.print(f"check them: adaptlab data check {escape(str(out))} --model {escape(llm)}")
+    console.print(
+        f"check them: adaptlab data check {escape(shell_path(printable_name(str(out))))} "
+        f"--model {escape(llm)}"
+    )
 
 
 def _safe_name(name: str) -> str:

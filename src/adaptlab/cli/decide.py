@@ -91,6 +91,28 @@ def _block(values: dict[str, Any]) -> str:
     return body
 
 
+def _read_config(path: Path) -> str:
+    """``adaptlab.yaml`` as text, line endings as they are (the 1 MB bound of the loader)."""
+    from adaptlab.config.yaml_safe import CONFIG_MAX_BYTES
+    from adaptlab.core.errors import ConfigError
+    from adaptlab.core.files import read_regular_file
+
+    raw = read_regular_file(
+        path,
+        max_bytes=CONFIG_MAX_BYTES,
+        limit_name="the 1 MB limit of adaptlab.yaml",
+        what="config file",
+        error=ConfigError,
+        fix_path="adaptlab.yaml must be a file in the project folder",
+    )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:  # changed since the project was loaded
+        raise ConfigError(
+            "the file is not valid UTF-8", file=path, fix="save it as UTF-8"
+        ) from None
+
+
 @click.command()
 @project_option
 @_options
@@ -106,6 +128,7 @@ def decide(project_dir: str, no_input: bool, **answers: Any) -> None:
     """
     from adaptlab.config import CONFIG_FILE, ProfileConfig
     from adaptlab.core.errors import ConfigError
+    from adaptlab.core.files import printable_name, write_text_atomically
     from adaptlab.engine import load_config
     from adaptlab.engine.project import Project
 
@@ -130,15 +153,17 @@ def decide(project_dir: str, no_input: bool, **answers: Any) -> None:
     profile = ProfileConfig.model_validate(values)
 
     path = Path(project.root) / CONFIG_FILE
-    original = path.read_text(encoding="utf-8")
+    original = _read_config(path)
     updated = replace_block(original, "profile", _block(profile.model_dump(mode="json")))
-    path.write_text(updated, encoding="utf-8")
+    # Whole or not at all (a full disk leaves the old file byte for byte); newline="":
+    # the file's own line endings are kept. A link stays a link; its target is written.
+    write_text_atomically(path, updated, newline="", what="the profile into adaptlab.yaml")
     try:
         load_config(path)
-    except ConfigError:
-        path.write_text(original, encoding="utf-8")  # never leave a file that will not load
+    except ConfigError:  # never leave a file that will not load
+        write_text_atomically(path, original, newline="", what="adaptlab.yaml back")
         raise
-    console.print(f"profile written to {path}", markup=False)
+    console.print(f"profile written to {printable_name(str(path))}", markup=False)
 
     from adaptlab.store import RunStore
 

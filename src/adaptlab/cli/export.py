@@ -135,13 +135,9 @@ def results(project_dir: str, run_id: str | None, fmt: str | None, output: str |
     if output is None:
         click.echo(text, nl=False)
         return
-    from adaptlab.core.files import write_text_atomically
-    from adaptlab.store.files import os_error
+    from adaptlab.core.files import printable_name, write_text_atomically
 
     path = Path(output)
-    try:
-        # newline="": the CSV text already ends its lines in CRLF, as RFC 4180 has them.
-        write_text_atomically(path, text, newline="")
-    except OSError as exc:
-        raise os_error(exc, "the results file") from exc
-    console.print(f"results: {path}", markup=False, soft_wrap=True)
+    # newline="": the CSV text already ends its lines in CRLF, as RFC 4180 has them.
+    write_text_atomically(path, text, newline="", what="the results file")
+    console.print(f"results: {printable_name(str(path))}", markup=False, soft_wrap=True)

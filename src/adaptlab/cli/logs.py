@@ -99,12 +99,8 @@ def export_command(
         click.echo(text, nl=False)
     else:
         from adaptlab.core.files import write_text_atomically
-        from adaptlab.store.files import os_error
 
-        try:
-            write_text_atomically(Path(output), text)
-        except OSError as exc:
-            raise os_error(exc, "the exported dataset") from exc
+        write_text_atomically(Path(output), text, what="the exported dataset")
     labelled = sum(data.label_field in r for r in result.rows)
     say = err_console.print
     say(f"{plural(len(result.rows), 'request')} exported ({labelled} with a label)", markup=False)
@@ -135,7 +131,9 @@ def export_command(
             soft_wrap=True,
         )
     if output is not None:
-        say(f"dataset: {output}", markup=False)
+        from adaptlab.core.files import printable_name
+
+        say(f"dataset: {printable_name(output)}", markup=False)
 
 
 @logs.command("stats")

@@ -41,6 +41,9 @@ def _print_report(report: IndexReport) -> None:
     for s in report.skipped:
         console.print(Text.assemble(("skipped ", "yellow"), f"{s.path}: {s.reason}"))
         console.print(Text(f"  fix: {s.fix}"))
+    for s in report.cut:  # indexed, but not whole: never silently
+        console.print(Text.assemble(("cut ", "yellow"), f"{s.path}: {s.reason}"))
+        console.print(Text(f"  fix: {s.fix}"))
 
 
 @rag.command("index")
@@ -91,24 +94,21 @@ def query_cmd(project_dir: str, question: str, k: int, mode: str | None) -> None
     console.print(Text(f"{ms:.1f} ms, query embedding included", style="dim"))
 
 
-def _read_queries(path: Path) -> dict[str, str]:
+def _read_queries(path: Path, max_mb: float) -> dict[str, str]:
     from adaptlab.core.errors import DataError
+    from adaptlab.core.strict_json import NotJsonError, parse_json
+    from adaptlab.rag.metrics import read_eval_file
 
     out: dict[str, str] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(
-            f"cannot read the queries file: {exc}",
-            file=path,
-            fix='give JSON Lines: {"_id": "…", "text": "…"} per line (BEIR queries.jsonl)',
-        ) from None
+    lines = read_eval_file(path, "queries file", max_mb).splitlines()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = parse_json(line)
             out[str(obj["_id"])] = str(obj["text"])
+        except NotJsonError as exc:
+            raise DataError(str(exc), file=path, line=number, fix=exc.fix) from None
         except (json.JSONDecodeError, KeyError, TypeError):
             raise DataError(
                 "not a query object",
@@ -143,8 +143,20 @@ def _read_queries(path: Path) -> dict[str, str]:
     help="Share of the queries that choose the hybrid weight; the rest report.",
 )
 @click.option("--latency-queries", type=click.IntRange(0), default=100, show_default=True)
+@click.option(
+    "--max-file-mb",
+    type=click.FloatRange(min=0, min_open=True),
+    default=512.0,
+    show_default=True,
+    help="Refuse a larger queries or qrels file.",
+)
 def eval_cmd(
-    project_dir: str, queries: Path, qrels: Path, tune_share: float, latency_queries: int
+    project_dir: str,
+    queries: Path,
+    qrels: Path,
+    tune_share: float,
+    latency_queries: int,
+    max_file_mb: float,
 ) -> None:
     """Score retrieval of the project's index: nDCG@10, recall@k, MRR, latency p50/p95."""
     import numpy as np
@@ -164,8 +176,8 @@ def eval_cmd(
 
     project = Project.load(project_dir)
     cfg = rag_config(project)
-    judged = read_qrels(qrels)
-    texts = _read_queries(queries)
+    judged = read_qrels(qrels, max_file_mb)
+    texts = _read_queries(queries, max_file_mb)
     missing = sorted(set(judged) - set(texts))
     if missing:
         from adaptlab.core.errors import DataError

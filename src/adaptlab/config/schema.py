@@ -18,6 +18,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
+
+from adaptlab.config.yaml_safe import SECRET_VALUE
+from adaptlab.core.urls import url_problem
 
 CONFIG_FILE = "adaptlab.yaml"
 BUNDLED_MODEL = "all-MiniLM-L6-v2"
@@ -33,6 +37,7 @@ class _Strict(BaseModel):
 
 
 _DEVICE = re.compile(r"cpu|auto|mps|cuda(:\d{1,3})?")
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
 def _device_name(v: str) -> str:
@@ -161,12 +166,17 @@ class LLMConfig(_Strict):
     base_url: str | None = Field(
         default=None,
         description="OpenAI-compatible endpoint: vLLM, Ollama (http://localhost:11434/v1), "
-        "llama.cpp server, LM Studio, Azure; default is the provider's own.",
+        "llama.cpp server, LM Studio, Azure; default is the provider's own. Plain "
+        "http(s)://host[:port][/path]: no user:password@, query or fragment (a secret "
+        "there would be stored and logged). It gets a key only where the keys file binds "
+        "one to it ('send:').",
     )
     api_key_env: str | None = Field(
         default=None,
-        description="Environment variable (or keys-file entry) holding the key; default "
-        "OPENAI_API_KEY / ANTHROPIC_API_KEY. Keys are never written anywhere.",
+        description="Variable (environment or keys file) holding the key; default "
+        "OPENAI_API_KEY / ANTHROPIC_API_KEY. Used only where the user's keys file binds "
+        "it to this endpoint ('send: {NAME: [https://host]}'): a project or model folder "
+        "may not choose which secret is sent where. Keys are never written anywhere.",
     )
     max_concurrency: int = Field(default=16, ge=1, description="Requests in flight at once.")
     requests_per_minute: int | None = Field(
@@ -203,6 +213,25 @@ class LLMConfig(_Strict):
     )
 
     _device = field_validator("device")(_device_name)
+
+    @field_validator("base_url")
+    @classmethod
+    def _plain_url(cls, v: str | None) -> str | None:
+        problem = url_problem(v) if v is not None else None
+        if problem is not None:
+            # Its own error type: the value is not repeated (it may hold a secret).
+            raise PydanticCustomError(SECRET_VALUE, "base_url {reason}", problem._asdict())
+        return v
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _variable_name(cls, v: str | None) -> str | None:
+        if v is not None and not _VARIABLE.fullmatch(v):
+            raise ValueError(
+                "api_key_env must be the name of a variable (letters, digits and '_', "
+                "not starting with a digit), e.g. AZURE_OPENAI_KEY"
+            )
+        return v
 
     @field_validator("answers", mode="before")
     @classmethod
@@ -329,6 +358,40 @@ class EvaluationConfig(_Strict):
         if v == 1:
             raise ValueError("one fold holds nothing out: use 0 (off) or 2 to 20 folds")
         return v
+
+    @field_validator("consistency_samples")
+    @classmethod
+    def _samples(cls, v: int) -> int:
+        if v == 1:
+            raise ValueError(
+                "one answer per input agrees with itself: use 0 (off) or 2 to 20 samples"
+            )
+        return v
+
+    def weak_settings(self) -> list[str]:
+        """Settings that make a measurement say little, each with what to set instead
+        (``adaptlab run`` prints them before it starts; nothing is refused)."""
+        notes = []
+        if 0 < self.latency_samples < MIN_P95_SAMPLES:
+            notes.append(
+                f"evaluation.latency_samples is {self.latency_samples}: a p95 of fewer than "
+                f"{MIN_P95_SAMPLES} requests is just the slowest of them; set it to "
+                f"{MIN_P95_SAMPLES} or more (100, the default, for a stable p95), or 0 to skip "
+                "the measurement"
+            )
+        if self.consistency_samples and self.consistency_inputs < MIN_CONSISTENCY_INPUTS:
+            notes.append(
+                f"evaluation.consistency_inputs is {self.consistency_inputs}: each input moves "
+                f"the agreement by {100 / self.consistency_inputs:.0f} points; set it to "
+                f"{MIN_CONSISTENCY_INPUTS} or more (20, the default)"
+            )
+        return notes
+
+
+#: Requests below which a 95th percentile is the maximum (1 in 20 lies above it).
+MIN_P95_SAMPLES = 20
+#: Inputs below which the consistency agreement moves by 10 points or more per input.
+MIN_CONSISTENCY_INPUTS = 10
 
 
 class CostConfig(_Strict):
@@ -505,6 +568,23 @@ class RagConfig(_Strict):
     rerank_depth: int = Field(default=20, ge=1, le=1000, description="Chunks reranked.")
     max_file_mb: float = Field(
         default=20, gt=0, le=1 << 16, description="Largest document read, in MB."
+    )
+    max_pages: int = Field(
+        default=5000,
+        ge=1,
+        description="PDF pages read of one document; the rest is left out, with a note.",
+    )
+    max_chars: int = Field(
+        default=20_000_000,
+        ge=1,
+        description="Characters of text kept of one document (a small PDF can hold far "
+        "more text than its size); the rest is left out, with a note.",
+    )
+    max_seconds: float = Field(
+        default=60,
+        gt=0,
+        description="Seconds spent reading one PDF (checked between pages); the pages not "
+        "read by then are left out, with a note.",
     )
     encoding: str = Field(
         default="utf-8", description="Encoding of text, markdown and HTML documents."

@@ -20,6 +20,10 @@ from pydantic import (
 
 from adaptlab.core.errors import ConfigError
 
+#: The pydantic error type of a value that may hold a secret (a URL with a password):
+#: its error names the key and the reason, never the value.
+SECRET_VALUE = "secret_value"
+
 # ---------------------------------------------------------------- loading
 
 
@@ -88,6 +92,11 @@ def format_validation_error(
             file=file,
             line=line,
             fix=f"add '{loc[-1]}:' — {help_text}" if help_text else f"add '{loc[-1]}:'",
+        )
+    if kind == SECRET_VALUE:  # the value may hold a secret: named, never shown
+        ctx = first.get("ctx") or {}
+        return ConfigError(
+            f"'{key}' {ctx.get('reason', first['msg'])}", file=file, line=line, fix=ctx.get("fix")
         )
     value = first.get("input")
     shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
@@ -228,7 +237,9 @@ def _check_scalar(node: yaml.ScalarNode) -> None:
     bad = _CONTROL.search(node.value)
     if bad:
         raise _Refused(
-            f"control character U+{ord(bad.group()):04X} in {node.value[:40]!r}",
+            # by position: the value is not shown (it may be a URL with a secret in it)
+            f"control character U+{ord(bad.group()):04X} at character {bad.start() + 1} "
+            "of the value",
             node,
             "remove it; a value holds printable text, tabs and newlines only",
         )

@@ -51,16 +51,57 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def parse_json(raw: str) -> Any:
-    """JSON as the format defines it: NaN, Infinity and duplicate keys are refused."""
+    """JSON as the format defines it: NaN, Infinity and duplicate keys are refused, and so
+    is text that is not Unicode (a ``\\ud800`` escape without its pair decodes to a lone
+    surrogate, which no file, database or tokenizer can take).
+
+    Raises :class:`json.JSONDecodeError` for what is not JSON and :class:`NotJsonError`
+    (with ``fix``) for what Python's json accepts and JSON or Unicode does not.
+    """
     # strict=False: raw control characters (a tab) inside strings are common in
     # exports and harmless here; NUL bytes were refused when the file was decoded.
-    return json.loads(
+    value = json.loads(
         raw,
         strict=False,
         parse_constant=_constant,
         parse_float=_float,
         object_pairs_hook=_object,
     )
+    if _SURROGATE_ESCAPE.search(raw):  # only an escape can spell a surrogate in JSON
+        _refuse_lone_surrogates(value, "")
+    return value
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def unicode_problem(text: str) -> str | None:
+    """Why ``text`` is not valid Unicode (a lone surrogate, by position), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"character {exc.start + 1} is a lone surrogate (\\u{ord(text[exc.start]):04x})"
+    return None
+
+
+def _refuse_lone_surrogates(value: Any, where: str) -> None:
+    if isinstance(value, str):
+        problem = unicode_problem(value)
+        if problem:
+            raise NotJsonError(
+                f"{where or 'the value'} is not valid Unicode: {problem}",
+                "a \\uD800–\\uDBFF escape must be followed by its \\uDC00–\\uDFFF pair "
+                "(the file was written from text cut in the middle of a character, e.g. an "
+                "emoji): fix or remove the escape",
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{where[6:]}.{key}" if where.startswith("field ") else key
+            _refuse_lone_surrogates(key, f"a key in {where or 'the record'}")
+            _refuse_lone_surrogates(item, f"field {inner}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _refuse_lone_surrogates(item, f"{where}[{i}]" if where else f"item [{i}]")
 
 
 _TRAILING_COMMA = re.compile(r",\s*[}\]]")

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from adaptlab.core.files import write_text_atomically
 from adaptlab.data.load import Example
 from adaptlab.data.validate import assert_no_leakage, find_leakage, normalise
 
@@ -170,6 +170,5 @@ def save_split(split: Split, folder: Path) -> None:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    # the one writer: whole or not at all, through a link to its target
+    write_text_atomically(path, text, newline="\n", what="the split file")

@@ -30,10 +30,12 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from adaptlab.backends import EncoderBackend, load_backend, load_llm
+from adaptlab.backends import BACKENDS, EncoderBackend, key_refusal, load_backend, load_llm
 from adaptlab.backends.gguf import resolve_model
 from adaptlab.backends.runner import LLMRunner
 from adaptlab.config import LLMConfig, ModelConfig
+from adaptlab.core.errors import AdaptlabError
+from adaptlab.core.files import read_regular_file
 from adaptlab.core.format import pct, sig
 from adaptlab.core.progress import ProgressSink
 from adaptlab.core.types import Prediction
@@ -49,6 +51,10 @@ from adaptlab.store import RunStore
 from adaptlab.strategies import STRATEGIES, StrategyContext, get_strategy
 from adaptlab.strategies.prompting.config import PromptOptions
 from adaptlab.strategies.prompting.strategy import PromptStrategy
+
+#: A manifest holds settings, label names, hashes and a few-shot pool (its rows): even a
+#: pool of 100,000 long examples stays under this.
+MANIFEST_MAX_BYTES = 256 << 20
 
 if TYPE_CHECKING:
     from adaptlab.strategies import Strategy
@@ -442,8 +448,17 @@ def read_manifest(folder: Path) -> Manifest:
             code="not-a-model",
         )
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        # bounded: a manifest is a page of settings and hashes, whoever made the folder
+        raw = read_regular_file(
+            path,
+            max_bytes=MANIFEST_MAX_BYTES,
+            limit_name="for a model manifest",
+            what="model manifest",
+        )
+        data = json.loads(raw.decode("utf-8"))
         manifest = Manifest.model_validate(data)
+    except AdaptlabError as exc:
+        raise _manifest_error(folder, exc.issue.message) from None
     except (ValueError, UnicodeDecodeError, ValidationError) as exc:
         first = exc.errors()[0] if isinstance(exc, ValidationError) else None
         where = f" (field {'.'.join(map(str, first['loc']))}: {first['msg']})" if first else ""
@@ -562,13 +577,16 @@ def _load_encoder(folder: Path, manifest: Manifest, precision: str) -> Any:
         config = ModelConfig.model_validate(data)
     except ValidationError as exc:
         raise _bad_manifest(folder, "an invalid encoder entry", exc) from None
-    backend = load_backend(config)
-    if not isinstance(backend, EncoderBackend):
+    try:
+        cls = BACKENDS.get(config.backend)
+    except KeyError as exc:
+        raise _manifest_error(folder, f"names {exc.args[0]} as its encoder") from None
+    if not issubclass(cls, EncoderBackend):
         raise _manifest_error(
             folder,
-            f"encoder backend '{config.backend}' is not an encoder",
+            f"names '{config.backend}' (a generative model) as its encoder (encoder.backend)",
         )
-    return backend
+    return load_backend(config)
 
 
 def _manifest_error(folder: Path, message: str, fix: str = _REEXPORT) -> ExportError:
@@ -609,6 +627,9 @@ def _load_generative(folder: Path, manifest: Manifest, ctx: Any) -> Strategy:
         config = LLMConfig.model_validate(llm)
     except ValidationError as exc:
         raise _bad_manifest(folder, "invalid options or llm", exc) from None
+    refused = key_refusal(config, file=folder / MANIFEST, key="llm.api_key_env")
+    if refused is not None:  # a model folder may not direct a secret
+        raise refused
     if config.backend == "hf":
         resolve_model(config.name, progress=ctx.progress)
     ctx.llm = LLMRunner(load_llm(config), cache=None, progress=ctx.progress)

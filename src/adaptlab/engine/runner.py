@@ -456,6 +456,8 @@ def run_project(
     language = project.language_issue([ex.text for ex in split.train])
     if language is not None:
         progress.note(f"{language.message}; fix: {language.fix}")
+    for weak in cfg.evaluation.weak_settings():
+        progress.note(weak)
     candidates = [c for c in cfg.candidates if not only or c.name in only]
     if only:
         unknown = sorted(set(only) - {c.name for c in cfg.candidates})

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from adaptlab.backends import BACKENDS, GenerativeBackend
+from adaptlab.backends import BACKENDS, EncoderBackend, GenerativeBackend, key_refusal
 from adaptlab.config import ProjectConfig
 from adaptlab.config import load_config as load_config_shape
 from adaptlab.config.yaml_safe import format_validation_error, node_line
@@ -57,6 +57,38 @@ def check_registered(config: ProjectConfig, file: Path, root: yaml.Node | None) 
             ) from None
         _check_candidate_model(config, i, strategy, file, root)
     _check_llms(config, file, root)
+    _check_encoder(config, file, root)
+
+
+def _check_encoder(config: ProjectConfig, file: Path, root: yaml.Node | None) -> None:
+    """The ``model:`` section names an encoder backend that takes its options."""
+    backend = config.model.backend
+    encoders = [n for n in BACKENDS.names() if issubclass(BACKENDS.get(n), EncoderBackend)]
+    try:
+        cls = BACKENDS.get(backend)
+    except KeyError as exc:
+        raise ConfigError(
+            f"model.backend: {exc.args[0]}",
+            file=file,
+            line=node_line(root, ("model", "backend")),
+            fix=f"use an encoder backend ({', '.join(encoders)}); the default "
+            "'sentence-transformers' runs the bundled all-MiniLM-L6-v2",
+        ) from None
+    if not issubclass(cls, EncoderBackend):
+        raise ConfigError(
+            f"model.backend '{backend}' is a generative model, and 'model:' is the encoder "
+            "that embeds texts (zero-shot, few-shot, kNN, finetune, retrieval)",
+            file=file,
+            line=node_line(root, ("model", "backend")),
+            fix=f"use an encoder backend ({', '.join(encoders)}) under 'model:', and put "
+            f"'{backend}' under 'llms:' for the candidates that prompt it",
+        )
+    try:
+        cls.Options.model_validate(config.model.model_dump(exclude={"backend"}))
+    except ValidationError as exc:
+        raise format_validation_error(
+            exc, file=file, root=root, model=cls.Options, prefix=("model",)
+        ) from None
 
 
 def _check_candidate_model(
@@ -117,6 +149,14 @@ def _check_llms(config: ProjectConfig, file: Path, root: yaml.Node | None) -> No
                 line=node_line(root, ("llms", name, "backend")),
                 fix="use 'openai', 'anthropic' or 'hf'",
             )
+        refused = key_refusal(
+            llm,
+            file=file,
+            key=f"llms.{name}.api_key_env",
+            line=node_line(root, ("llms", name, "api_key_env")),
+        )
+        if refused is not None:  # before any request: a folder may not direct a secret
+            raise refused
         if llm.adapter is not None and not cls.local:
             raise ConfigError(
                 f"llm '{name}': 'adapter' only applies to local models (backend 'hf')",

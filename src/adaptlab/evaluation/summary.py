@@ -154,6 +154,12 @@ class CandidateSummary:
         return self.quality_ci.estimate
 
     @property
+    def usage_estimated(self) -> bool:
+        """True when the candidate's token counts, and so its cost per request, rest on
+        an estimate or on a provider's figures that were repaired or doubted."""
+        return self.llm is not None and not self.usage_exact
+
+    @property
     def metric_info(self) -> MetricInfo:
         return METRICS[self.metric]
 

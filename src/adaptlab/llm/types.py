@@ -104,22 +104,58 @@ def checked_usage(
 
     A missing or impossible input or output count is replaced by an estimate; cached
     tokens that are not a count are taken as 0, and more cached tokens than input tokens
-    (a proxy passing another provider's counts through) as all of them. Anything
-    repaired makes the usage not exact, which the report shows.
+    (a proxy passing another provider's counts through) as all of them. A count that is
+    a count but cannot be what was sent or received (:func:`implausible_count`) is kept
+    as reported, since it is what the provider bills, but the usage is marked not exact;
+    one above :data:`MAX_TOKENS_PER_REQUEST` (more than any context window) is replaced
+    by the estimate. Anything repaired or doubted makes the usage not exact, which the
+    terminal, the report and ``export results`` mark wherever tokens or cost are shown.
     """
     exact = True
     inp = token_count(input_tokens)
-    if inp is None:
+    if inp is None or inp > MAX_TOKENS_PER_REQUEST:
         inp, exact = estimate_input(), False
+    elif implausible_count(inp, estimate_input()):
+        exact = False
     out = token_count(output_tokens)
-    if out is None:
+    if out is None or out > MAX_TOKENS_PER_REQUEST:
         out, exact = estimate_output(), False
+    elif implausible_count(out, estimate_output(), hidden_tokens=True):
+        exact = False
     cached = token_count(cached_input_tokens) if cached_input_tokens is not None else 0
     if cached is None:
         cached, exact = 0, False
     if cached > inp:
         cached, exact = inp, False
     return Usage(inp, out, cached, exact)
+
+
+#: More tokens than any model's context window takes in one request (the largest in
+#: 2026 hold 2M): a reported count above it is no count of this request.
+MAX_TOKENS_PER_REQUEST = 10_000_000
+
+#: How far a reported count may lie from :func:`~adaptlab.llm.tokens.estimate_tokens`'s
+#: estimate (~4 characters a token) before it is doubted. Real tokenizers stay within
+#: about 2x of it on prose in any language; 20x leaves room for odd texts.
+PLAUSIBLE_RATIO = 20
+
+#: Tokens a provider may add to a prompt beyond its messages (chat template, tool
+#: definitions, a system preamble) without the count being doubted.
+PROMPT_OVERHEAD_TOKENS = 4096
+
+
+def implausible_count(reported: int, estimate: int, *, hidden_tokens: bool = False) -> bool:
+    """True when a reported token count cannot be the count of a text of ``estimate``
+    estimated tokens: 0 for a non-empty text, under 1/:data:`PLAUSIBLE_RATIO` of the
+    estimate, or (unless ``hidden_tokens``: an answer may include reasoning tokens that
+    are billed but not returned) over :data:`PLAUSIBLE_RATIO` times the estimate plus
+    :data:`PROMPT_OVERHEAD_TOKENS`.
+    """
+    if estimate > 0 and reported == 0:
+        return True
+    if reported * PLAUSIBLE_RATIO < estimate:
+        return True
+    return not hidden_tokens and reported > PLAUSIBLE_RATIO * estimate + PROMPT_OVERHEAD_TOKENS
 
 
 #: ``finish_reason`` of an answer that is an error about its own input (the provider

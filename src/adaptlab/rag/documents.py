@@ -8,6 +8,12 @@ reported as a :class:`Skipped` with its reason and fix instead of stopping the
 whole index: the rest of the folder is still indexed and nothing is lost
 silently. Parsing uses maintained libraries: markdown-it-py (CommonMark: a ``#``
 inside a code fence is no heading), BeautifulSoup for HTML and pypdf for PDF.
+
+``rag.max_file_mb`` bounds a file's bytes, but a small PDF can hold far more text
+(20,000 pages sharing one content stream: 3 MB of file, minutes of extraction), so
+:class:`DocLimits` also bounds the pages read, the characters kept and the seconds
+spent on one document; what a bound cuts is said in :attr:`Document.cut`, never
+dropped silently. Pages that share their content and resources are extracted once.
 """
 
 from __future__ import annotations
@@ -15,13 +21,15 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from adaptlab.core.errors import AdaptlabError
-from adaptlab.core.files import read_regular_file
+from adaptlab.core.files import printable_name, read_regular_file
 
 SUFFIXES = {
     ".md": "markdown",
@@ -58,6 +66,7 @@ class Document:
     kind: str
     title: str
     blocks: tuple[Block, ...]
+    cut: str = ""  # what a bound of :class:`DocLimits` left out ("" when nothing)
 
     @property
     def doc_id(self) -> str:
@@ -66,6 +75,18 @@ class Document:
         path = self.path.replace(os.sep, "/")
         suffix = Path(path).suffix
         return path[: -len(suffix)] if suffix and suffix.lower() in SUFFIXES else path
+
+
+@dataclass(frozen=True)
+class DocLimits:
+    """How much of one document is read: PDF pages, characters of text kept and
+    seconds of extraction (checked between pages). The defaults leave real documents
+    whole (a 5,000-page manual, 20 million characters) and stop a hostile one in time.
+    """
+
+    max_pages: int = 5000
+    max_chars: int = 20_000_000
+    max_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -104,14 +125,17 @@ def _link_problem(path: Path, root: Path) -> Problem:
     is indexed once, under its own name, and nothing outside the folder is read."""
     target = Path(os.path.realpath(path))
     if not target.is_relative_to(root):
-        return Problem(f"a link to {target}, outside the documents folder", _LINK_OUT_FIX)
+        return Problem(
+            f"a link to {printable_name(str(target))}, outside the documents folder",
+            _LINK_OUT_FIX,
+        )
     if not target.exists():
         return Problem(
             "a broken link (its target does not exist)", "remove the link or restore its target"
         )
     return Problem(
-        f"a link to '{target.relative_to(root).as_posix()}' inside the folder (links are "
-        "not followed; the target is indexed under its own name)",
+        f"a link to '{printable_name(target.relative_to(root).as_posix())}' inside the folder "
+        "(links are not followed; the target is indexed under its own name)",
         "nothing to do when the target is indexed; replace the link by a copy to index it "
         "under this name too",
     )
@@ -162,8 +186,15 @@ def iter_files(
             if path.suffix.lower() not in SUFFIXES:
                 yield (
                     path,
-                    Problem(f"unsupported type '{path.suffix or '(none)'}'", _UNSUPPORTED_FIX),
+                    Problem(
+                        f"unsupported type '{printable_name(path.suffix) or '(none)'}'",
+                        _UNSUPPORTED_FIX,
+                    ),
                 )
+                continue
+            special = _special_file(path)
+            if special is not None:  # a FIFO would block a reader, a device never end
+                yield path, special
                 continue
             yield path, None
     for exc in errors:  # the folder itself vanished or cannot be listed
@@ -174,6 +205,33 @@ def iter_files(
                 "make it readable (chmod u+rx)",
             ),
         )
+
+
+def _special_file(path: Path) -> Problem | None:
+    """Why ``path`` (not a link) is no document: a named pipe, device or socket."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None  # vanished: the read says so
+    if stat.S_ISREG(mode):
+        return None
+    kind = next(
+        (
+            name
+            for test, name in (
+                (stat.S_ISFIFO, "a named pipe (FIFO)"),
+                (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"),
+                (stat.S_ISSOCK, "a socket"),
+            )
+            if test(mode)
+        ),
+        "not a regular file",
+    )
+    return Problem(
+        f"{kind}, not a regular file",
+        "move it out of the documents folder (only regular files are indexed)",
+    )
 
 
 def require_folder(folder: Path) -> None:
@@ -208,14 +266,22 @@ def read_bytes(path: Path, max_file_mb: float) -> bytes:
         raise UnreadableDocument(exc.issue.message, exc.fix or "") from None
 
 
-def parse_document(data: bytes, rel: str, encoding: str = "utf-8") -> Document:
+def parse_document(
+    data: bytes, rel: str, encoding: str = "utf-8", limits: DocLimits | None = None
+) -> Document:
     """The bytes of the file ``rel`` as a :class:`Document`; :class:`UnreadableDocument`
-    says why not (binary, wrong encoding, a broken or encrypted PDF, no text)."""
+    says why not (binary, wrong encoding, a broken or encrypted PDF, no text).
+
+    ``limits`` (default :class:`DocLimits`) bound the pages, characters and seconds
+    spent; what they cut is in :attr:`Document.cut`.
+    """
+    limits = limits or DocLimits()
     kind = SUFFIXES[Path(rel).suffix.lower()]
     sha = hashlib.sha256(data).hexdigest()
+    cut = ""
     try:
         if kind == "pdf":
-            blocks, title = _pdf_blocks(data)
+            blocks, title, cut = _pdf_blocks(data, limits)
         else:
             text = _decode(data, encoding)
             if kind == "markdown":
@@ -234,17 +300,42 @@ def parse_document(data: bytes, rel: str, encoding: str = "utf-8") -> Document:
         ) from None
     if not any(b.text.strip() for b in blocks):
         raise UnreadableDocument(
-            "it holds no text" + (" (a scanned PDF?)" if kind == "pdf" else ""),
+            "it holds no text"
+            + (" (a scanned PDF?)" if kind == "pdf" else "")
+            + (f"; {cut}" if cut else ""),
             "run OCR on scanned PDFs first; remove empty files"
             if kind == "pdf"
             else "remove the empty file or give it content",
         )
-    return Document(rel, sha, kind, title.strip() or Path(rel).stem, tuple(blocks))
+    if not cut:
+        blocks, cut = _keep_chars(blocks, limits.max_chars)
+    title = title.strip()[:1000] or Path(rel).stem
+    return Document(rel, sha, kind, title, tuple(blocks), cut)
 
 
-def read_document(path: Path, rel: str, max_file_mb: float, encoding: str) -> Document:
+def _keep_chars(blocks: list[Block], max_chars: int) -> tuple[list[Block], str]:
+    """The leading blocks holding at most ``max_chars`` characters (the last one cut),
+    and what was left out ("" when nothing)."""
+    total = sum(len(b.text) for b in blocks)
+    if total <= max_chars:
+        return blocks, ""
+    kept: list[Block] = []
+    left = max_chars
+    for b in blocks:
+        if left <= 0:
+            break
+        kept.append(b if len(b.text) <= left else Block(b.text[:left], b.headings))
+        left -= len(b.text)
+    return kept, (
+        f"only its first {max_chars:,} of {total:,} characters were indexed (rag.max_chars)"
+    )
+
+
+def read_document(
+    path: Path, rel: str, max_file_mb: float, encoding: str, limits: DocLimits | None = None
+) -> Document:
     """One file as a :class:`Document`; :class:`UnreadableDocument` says why not."""
-    return parse_document(read_bytes(path, max_file_mb), rel, encoding)
+    return parse_document(read_bytes(path, max_file_mb), rel, encoding, limits)
 
 
 def _decode(data: bytes, encoding: str) -> str:
@@ -453,12 +544,36 @@ def html_blocks(text: str) -> tuple[list[Block], str]:
     return blocks, title
 
 
-def _pdf_blocks(data: bytes) -> tuple[list[Block], str]:
-    """Each page's paragraphs under the heading ``page N``.
+def _page_key(page: Any) -> tuple[str, ...] | None:
+    """What a page's text depends on (its content streams, resources and rotation), as
+    a key: pages with equal keys extract to equal text. None when it is not cheap to
+    tell (inline content, very large resources)."""
+    from pypdf.generic import ArrayObject, IndirectObject
+
+    contents = page.raw_get("/Contents") if "/Contents" in page else None
+    if isinstance(contents, IndirectObject):
+        refs = [contents]
+    elif isinstance(contents, ArrayObject) and all(isinstance(c, IndirectObject) for c in contents):
+        refs = list(contents)
+    else:
+        return None
+    resources = repr(page.raw_get("/Resources")) if "/Resources" in page else ""
+    if len(resources) > 10_000:
+        return None
+    rotate = repr(page.raw_get("/Rotate")) if "/Rotate" in page else ""
+    return (*(f"{r.idnum} {r.generation}" for r in refs), resources, rotate)
+
+
+def _pdf_blocks(data: bytes, limits: DocLimits) -> tuple[list[Block], str, str]:
+    """Each page's paragraphs under the heading ``page N``, the title, and what the
+    limits cut ("" when nothing).
 
     A PDF encrypted with an empty user password (only editing is restricted) opens
     in every viewer, so it is read; one that needs a password is skipped. A
     malformed PDF can make pypdf raise nearly anything: each failure is reported.
+    Pages are read until ``limits.max_pages``, ``limits.max_chars`` characters or
+    ``limits.max_seconds`` (checked between pages); a page whose content and
+    resources an earlier page has is indexed once (its text would only repeat).
     """
     import io
     import logging
@@ -479,8 +594,45 @@ def _pdf_blocks(data: bytes) -> tuple[list[Block], str]:
                     "save an unencrypted copy (print to PDF) and index that",
                 )
         blocks: list[Block] = []
-        for number, page in enumerate(reader.pages, start=1):
-            blocks.extend(text_blocks(page.extract_text() or "", (f"page {number}",)))
+        pages = reader.pages
+        total = len(pages)
+        start = time.monotonic()
+        seen: dict[tuple[str, ...], int] = {}
+        chars, cut, repeats = 0, "", 0
+        for number in range(1, total + 1):
+            if number > limits.max_pages:
+                cut = (
+                    f"only its first {limits.max_pages:,} of {total:,} pages were indexed "
+                    "(rag.max_pages)"
+                )
+                break
+            if number > 1 and time.monotonic() - start > limits.max_seconds:
+                cut = (
+                    f"only its first {number - 1:,} of {total:,} pages were indexed: reading "
+                    f"them took over {limits.max_seconds:g} s (rag.max_seconds)"
+                )
+                break
+            page = pages[number - 1]
+            key = _page_key(page)
+            if key is not None and key in seen:
+                repeats += 1  # the same text again: nothing new to retrieve
+                continue
+            text = page.extract_text() or ""
+            if key is not None:
+                seen[key] = number
+            if chars + len(text) > limits.max_chars:
+                text = text[: limits.max_chars - chars]
+                cut = (
+                    f"only its first {limits.max_chars:,} characters were indexed (up to page "
+                    f"{number:,} of {total:,}; rag.max_chars)"
+                )
+            chars += len(text)
+            blocks.extend(text_blocks(text, (f"page {number}",)))
+            if cut:
+                break
+        if repeats:
+            note = f"{repeats:,} pages repeat an earlier page's content and were indexed once"
+            cut = f"{cut}; {note}" if cut else note
         meta = reader.metadata
         title = str(meta.title) if meta is not None and meta.title else ""
     except UnreadableDocument:
@@ -490,4 +642,4 @@ def _pdf_blocks(data: bytes) -> tuple[list[Block], str]:
             f"the PDF cannot be read ({type(exc).__name__}: {str(exc)[:120]})",
             "open it in a PDF viewer and save or print it to a new PDF",
         ) from None
-    return blocks, title
+    return blocks, title, cut

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from adaptlab.core.errors import ConfigError
 from adaptlab.rag.metrics import Qrels, mrr_at_k, ndcg_at_k, recall_at_k
 from adaptlab.rag.search import Hit, Mode, _one_blas_thread, fuse, rank_documents
 
@@ -45,10 +46,25 @@ class ModeResult:
 
 
 def split_queries(qids: Sequence[str], tune_share: float, seed: int) -> tuple[list[str], list[str]]:
-    """(tuning queries, evaluation queries): a seeded random split of ``qids``."""
+    """(tuning queries, evaluation queries): a seeded random split of ``qids``.
+
+    Raises :class:`~adaptlab.core.errors.ConfigError` when the split would leave either
+    side empty (``--tune 0.9`` on three queries tunes on all of them and reports on none).
+    """
     order = sorted(qids)
     random.Random(seed).shuffle(order)
     n_tune = max(1, round(len(order) * tune_share)) if tune_share > 0 else 0
+    if tune_share > 0 and not 0 < n_tune < len(order):
+        raise ConfigError(
+            f"--tune {tune_share:g} on {len(order)} judged quer{'y' if len(order) == 1 else 'ies'} "
+            "leaves no query to report on",
+            fix=(
+                f"lower --tune to at most {int(100 * (len(order) - 1.5) / len(order)) / 100:.2f}, "
+                if len(order) > 1
+                else "give at least two judged queries (ten or more for a meaningful choice), "
+            )
+            + "or run without --tune",
+        )
     return sorted(order[:n_tune]), sorted(order[n_tune:])
 
 

@@ -13,8 +13,14 @@ run that fails or is killed leaves the previous index whole and answering;
 versions that never became current are removed by the next run. Re-indexing
 hashes every file: an unchanged file keeps its chunks, and a chunk whose text is
 unchanged keeps its embedding, so only changed files are embedded again; files
-no longer in the folder leave the index. ``embeddings.npy`` is read with
-``allow_pickle=False`` (tensors only), the rest is JSON.
+no longer in the folder leave the index. ``embeddings.npy`` is read only after its
+header showed float vectors of the manifest's dimension, within the file's size (an
+index folder can come with a project from someone else), and ``chunks.jsonl`` line by
+line up to that many chunks; the rest is JSON.
+
+A file name that is not UTF-8, or that holds control characters, is indexed under
+its escaped name (:func:`adaptlab.core.files.printable_name`): ``b"\\xff.md"`` becomes
+the document ``\\xff``, shown and stored as such; the file is still read by its name.
 
 Why plain numpy for the vectors: exact inner-product search over a matrix is
 what every approximate index approximates; ``bench/rag_scifact.py`` measures it
@@ -33,11 +39,19 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from adaptlab.core.errors import AdaptlabError
+from adaptlab.core.files import (
+    fsync_folder,
+    open_regular_file,
+    printable_name,
+    read_npy,
+    read_regular_file,
+)
 from adaptlab.rag.chunking import Chunk, chunk_document
 from adaptlab.rag.documents import (
+    DocLimits,
     Document,
     Skipped,
     UnreadableDocument,
@@ -56,6 +70,11 @@ if TYPE_CHECKING:
 
 FORMAT = 1
 _VERSION_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]*")
+#: Bounds on reading an index folder: its manifest lists every file (~200 bytes each),
+#: a chunk line holds one chunk of at most a few thousand tokens.
+MANIFEST_MAX_BYTES = 256 << 20
+CHUNK_LINE_MAX_BYTES = 4 << 20
+_DAMAGED_FIX = "delete the index folder and run 'adaptlab rag index' again"
 
 
 @dataclass(frozen=True)
@@ -64,7 +83,9 @@ class IndexSettings:
 
     ``max_tokens`` counts the encoder's tokens (heading path included);
     ``language`` picks the BM25 stemmer and stop words (Snowball names: english,
-    german, french, …).
+    german, french, …). ``max_file_mb`` bounds a file's bytes; ``max_pages``,
+    ``max_chars`` and ``max_seconds`` what is read of one document
+    (:class:`~adaptlab.rag.documents.DocLimits`).
     """
 
     max_tokens: int = 200
@@ -72,9 +93,15 @@ class IndexSettings:
     language: str = "english"
     max_file_mb: float = 20.0
     encoding: str = "utf-8"
+    max_pages: int = DocLimits.max_pages
+    max_chars: int = DocLimits.max_chars
+    max_seconds: float = DocLimits.max_seconds
 
     def chunking(self) -> dict[str, Any]:
         return {"max_tokens": self.max_tokens, "overlap_tokens": self.overlap_tokens}
+
+    def limits(self) -> DocLimits:
+        return DocLimits(self.max_pages, self.max_chars, self.max_seconds)
 
 
 @dataclass
@@ -87,6 +114,7 @@ class IndexReport:
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    cut: list[Skipped] = field(default_factory=list)  # indexed, but a bound left part out
     chunks: int = 0
     embedded: int = 0  # chunk texts sent to the encoder in this run
     seconds: float = 0.0
@@ -143,33 +171,87 @@ class RagIndex:
         folder = index_dir / "versions" / version
         if not _VERSION_NAME.fullmatch(version):  # CURRENT names a folder under versions/
             raise AdaptlabError(
-                f"the retrieval index is damaged (CURRENT names '{version[:80]}')",
+                f"the retrieval index is damaged (CURRENT names '{printable_name(version[:80])}')",
                 file=index_dir / "CURRENT",
-                fix="delete the index folder and run 'adaptlab rag index' again",
+                fix=_DAMAGED_FIX,
                 code="rag-damaged",
             )
+        # Every read is bounded before it is paid for: the vectors' header against the
+        # manifest and the file size, the chunks up to as many as there are vectors.
+        where = folder / "manifest.json"
         try:
-            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-            with open(folder / "chunks.jsonl", encoding="utf-8") as fh:
-                chunks = [Chunk.from_json(json.loads(line)) for line in fh if line.strip()]
-            embeddings = np.load(folder / "embeddings.npy", allow_pickle=False)
+            manifest = json.loads(
+                read_regular_file(
+                    where,
+                    max_bytes=MANIFEST_MAX_BYTES,
+                    limit_name="for an index manifest",
+                    what="index manifest",
+                    fix_path=_DAMAGED_FIX,
+                    size_fix=_DAMAGED_FIX,
+                )
+            )
+            if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+                raise ValueError("not an index manifest of this adaptlab version")
+            dim = manifest.get("dim")
+            where = folder / "embeddings.npy"
+            with _open(where) as fh:
+                embeddings = read_npy(
+                    fh,
+                    stored_bytes=os.fstat(fh.fileno()).st_size,
+                    max_bytes=os.fstat(fh.fileno()).st_size,
+                    shape=(None, dim if isinstance(dim, int) else None),
+                    kinds="f",
+                )
+            where = folder / "chunks.jsonl"
+            chunks = _read_chunks(where, len(embeddings))
         except FileNotFoundError:
             raise
+        except AdaptlabError as exc:
+            if exc.issue.code == "not-found":  # pruned by an indexer meanwhile: open() retries
+                raise FileNotFoundError(where) from None
+            raise AdaptlabError(
+                f"the retrieval index is damaged ({exc.issue.message})",
+                file=where,
+                fix=_DAMAGED_FIX,
+                code="rag-damaged",
+            ) from None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise AdaptlabError(
                 f"the retrieval index is damaged ({type(exc).__name__}: {exc})",
-                file=folder,
-                fix="delete the index folder and run 'adaptlab rag index' again",
+                file=where,
+                fix=_DAMAGED_FIX,
                 code="rag-damaged",
             ) from None
-        if manifest.get("format") != FORMAT or len(chunks) != len(embeddings):
-            raise AdaptlabError(
-                "the retrieval index is damaged or from another adaptlab version",
-                file=folder,
-                fix="delete the index folder and run 'adaptlab rag index' again",
-                code="rag-damaged",
-            )
         return cls(index_dir, version, manifest, chunks, embeddings.astype(np.float32))
+
+
+def _open(path: Path) -> IO[bytes]:
+    """A file of an index version, opened only when it is a regular file (a FIFO or a
+    device there would hang or never end the read)."""
+    return open_regular_file(path, what="index file", fix=_DAMAGED_FIX)
+
+
+def _read_chunks(path: Path, count: int) -> list[Chunk]:
+    """The ``count`` chunks of ``chunks.jsonl``; ``ValueError`` for more, fewer, or a
+    line over :data:`CHUNK_LINE_MAX_BYTES` (read no further than that)."""
+    chunks: list[Chunk] = []
+    with _open(path) as fh:
+        while True:
+            line = fh.readline(CHUNK_LINE_MAX_BYTES + 1)
+            if not line:
+                break
+            if len(line) > CHUNK_LINE_MAX_BYTES:
+                raise ValueError(
+                    f"chunk line {len(chunks) + 1} is over {CHUNK_LINE_MAX_BYTES:,} bytes"
+                )
+            if not line.strip():
+                continue
+            if len(chunks) == count:
+                raise ValueError(f"more chunks than the {count:,} vectors")
+            chunks.append(Chunk.from_json(json.loads(line)))
+    if len(chunks) != count:
+        raise ValueError(f"{len(chunks):,} chunks for {count:,} vectors")
+    return chunks
 
 
 def _check_settings(settings: IndexSettings) -> None:
@@ -187,6 +269,12 @@ def _check_settings(settings: IndexSettings) -> None:
     elif not settings.max_file_mb > 0:
         problem = f"rag.max_file_mb is {settings.max_file_mb}; it must be above 0"
         fix = "set rag.max_file_mb in adaptlab.yaml to a size in MB, such as 20"
+    elif not (settings.max_pages >= 1 and settings.max_chars >= 1 and settings.max_seconds > 0):
+        problem = (
+            f"rag.max_pages ({settings.max_pages}), rag.max_chars ({settings.max_chars}) and "
+            f"rag.max_seconds ({settings.max_seconds}) must all be above 0"
+        )
+        fix = "set them in adaptlab.yaml, or leave them out for the defaults"
     else:
         try:
             codecs.lookup(settings.encoding)
@@ -203,11 +291,24 @@ def _doc_id(rel: str) -> str:
 
 
 def _current(index_dir: Path) -> str | None:
-    try:
-        name = (index_dir / "CURRENT").read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
+    """The live version's name (None: no index yet); bounded, any bytes accepted (a
+    name that is no version name is refused by the callers)."""
+    path = index_dir / "CURRENT"
+    if not path.exists() and not path.is_symlink():
         return None
-    return name or None
+    try:
+        raw = read_regular_file(
+            path,
+            max_bytes=4096,
+            limit_name="for the index pointer",
+            what="index pointer",
+            fix_path=_DAMAGED_FIX,
+        )
+    except AdaptlabError as exc:
+        if exc.issue.code == "not-found":
+            return None
+        return "\0damaged"  # no version name: open() and _prune() say it is damaged
+    return raw.decode("utf-8", errors="replace").strip() or None
 
 
 def _previous(index_dir: Path, embedder: Embedder, settings: IndexSettings) -> RagIndex | None:
@@ -253,8 +354,10 @@ def build_index(
         files: dict[str, dict[str, Any]] = {}
         chunks: list[Chunk] = []
         ids: dict[str, str] = {}  # doc_id -> the file that has it
+        limits = settings.limits()
         for path, problem in iter_files(folder, exclude=index_dir):
-            rel = path.relative_to(folder).as_posix()
+            # the name as it is shown and stored: odd bytes and control characters escaped
+            rel = printable_name(path.relative_to(folder).as_posix())
             if problem is not None:
                 report.skipped.append(Skipped(rel, str(problem), problem.fix))
                 continue
@@ -276,8 +379,10 @@ def build_index(
                 if same_chunking and before is not None and before["sha256"] == sha:
                     file_chunks = old_chunks.get(rel, [])
                     report.unchanged.append(rel)
+                    cut = str(before.get("cut") or "")
                 else:
-                    doc = parse_document(data, rel, settings.encoding)
+                    doc = parse_document(data, rel, settings.encoding, limits)
+                    cut = doc.cut
                     file_chunks = chunk_document(
                         doc,
                         max_tokens=settings.max_tokens,
@@ -290,6 +395,9 @@ def build_index(
                 continue
             ids[doc_id] = rel
             files[rel] = {"sha256": sha, "chunks": len(file_chunks)}
+            if cut:
+                files[rel]["cut"] = cut
+                report.cut.append(Skipped(rel, cut, _CUT_FIX))
             chunks.extend(file_chunks)
         report.removed = sorted(set(old_files) - set(files))
         if not chunks:
@@ -308,6 +416,12 @@ def build_index(
         report.chunks = len(chunks)
     report.seconds = time.perf_counter() - start
     return report
+
+
+_CUT_FIX = (
+    "split the document, or raise the named limit under rag: in adaptlab.yaml "
+    "(max_pages, max_chars, max_seconds) if all of it should be indexed"
+)
 
 
 def index_documents(
@@ -410,10 +524,15 @@ def _embeddings(
 
 
 def _fsync_write(path: Path, data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with open(path, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:  # a full disk raises without a file name: give it one
+        if exc.filename is None:
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
+        raise
 
 
 def _write_version(
@@ -426,16 +545,45 @@ def _write_version(
     settings: IndexSettings,
 ) -> str:
     """Write a complete version, then make it current; prune the others."""
-    import io
-
-    import numpy as np
-
     version = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     versions = index_dir / "versions"
     versions.mkdir(parents=True, exist_ok=True)
     live = _prune(index_dir)
     folder = versions / version
     folder.mkdir()
+    try:
+        _write_files(folder, chunks, embeddings, files, skipped, embedder, settings, version)
+        tmp = index_dir / f"CURRENT.{uuid.uuid4().hex[:8]}.tmp"
+        _fsync_write(tmp, version.encode("utf-8"))
+        fsync_folder(folder)
+        fsync_folder(versions)
+        os.replace(tmp, index_dir / "CURRENT")
+    except BaseException:  # a full disk: the live index stays, nothing half-written stays
+        shutil.rmtree(folder, ignore_errors=True)
+        for tmp_pointer in index_dir.glob("CURRENT.*.tmp"):
+            tmp_pointer.unlink(missing_ok=True)
+        raise
+    fsync_folder(index_dir)  # the swap itself survives a power cut
+    if live is not None:
+        shutil.rmtree(versions / live, ignore_errors=True)
+    return version
+
+
+def _write_files(
+    folder: Path,
+    chunks: Sequence[Chunk],
+    embeddings: np.ndarray,
+    files: dict[str, dict[str, Any]],
+    skipped: Sequence[Skipped],
+    embedder: Embedder,
+    settings: IndexSettings,
+    version: str,
+) -> None:
+    """``chunks.jsonl``, ``embeddings.npy`` and ``manifest.json`` of a new version."""
+    import io
+
+    import numpy as np
+
     lines = "".join(json.dumps(c.to_json(), ensure_ascii=False) + "\n" for c in chunks)
     _fsync_write(folder / "chunks.jsonl", lines.encode("utf-8"))
     buf = io.BytesIO()
@@ -452,29 +600,6 @@ def _write_version(
         "skipped": [asdict(s) for s in skipped],
     }
     _fsync_write(folder / "manifest.json", json.dumps(manifest, indent=1).encode("utf-8"))
-    tmp = index_dir / f"CURRENT.{uuid.uuid4().hex[:8]}.tmp"
-    _fsync_write(tmp, version.encode("utf-8"))
-    _fsync_dir(folder)
-    _fsync_dir(versions)
-    os.replace(tmp, index_dir / "CURRENT")
-    _fsync_dir(index_dir)  # the swap itself survives a power cut
-    if live is not None:
-        shutil.rmtree(versions / live, ignore_errors=True)
-    return version
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a folder's entries durable (POSIX; a no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _prune(index_dir: Path) -> str | None:

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from adaptlab.core.errors import DataError
+from adaptlab.core.files import read_regular_file
 
 Qrels = dict[str, dict[str, int]]
 
@@ -45,17 +46,39 @@ def mrr_at_k(ranked: Sequence[str], relevant: Mapping[str, int], k: int = 10) ->
     return 0.0
 
 
-def read_qrels(path: Path) -> Qrels:
+#: Largest queries or qrels file ``rag eval`` reads (MB) unless ``--max-file-mb`` says
+#: more; BEIR's largest (MS MARCO: 500k queries) is about 40 MB.
+MAX_EVAL_FILE_MB = 512.0
+
+
+def read_eval_file(path: Path, what: str, max_mb: float = MAX_EVAL_FILE_MB) -> str:
+    """The UTF-8 text of a queries or qrels file, read only if it is a regular file of
+    at most ``max_mb`` MB; :class:`DataError` names the file and the fix otherwise."""
+    data = read_regular_file(
+        path,
+        max_bytes=int(max_mb * (1 << 20)),
+        limit_name="--max-file-mb",
+        what=what,
+        error=DataError,
+        fix_path=f"give the {what} as a file",
+        size_fix=f"pass a larger --max-file-mb to 'adaptlab rag eval' if the {what} is "
+        "meant to be this big, or check that the path names the right file",
+    )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"the {what} is not UTF-8 text (byte {data[exc.start]:#x})",
+            file=path,
+            line=data.count(b"\n", 0, exc.start) + 1,
+            fix="convert it to UTF-8, e.g. iconv -f latin1 -t utf-8 FILE > NEW",
+        ) from None
+
+
+def read_qrels(path: Path, max_mb: float = MAX_EVAL_FILE_MB) -> Qrels:
     """Read a BEIR qrels TSV; :class:`DataError` names the line of a malformed row."""
     qrels: Qrels = {}
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(
-            f"cannot read the qrels file: {exc}",
-            file=path,
-            fix="give a UTF-8 TSV: query-id, corpus-id, score",
-        ) from None
+    text = read_eval_file(path, "qrels file", max_mb)
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,6 +66,9 @@ def index_settings(cfg: RagConfig) -> IndexSettings:
         language=cfg.language,
         max_file_mb=cfg.max_file_mb,
         encoding=cfg.encoding,
+        max_pages=cfg.max_pages,
+        max_chars=cfg.max_chars,
+        max_seconds=cfg.max_seconds,
     )
 
 
@@ -126,7 +130,7 @@ def docs_fingerprint(project: ProjectFolder) -> str:
     settings = cfg.model_dump(mode="json", exclude={"index", "pg_url", "store"})
     digest.update(json.dumps(settings, sort_keys=True).encode())
     for path, problem in iter_files(folder, exclude=index_folder(project)):
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        digest.update(os.fsencode(path.relative_to(folder).as_posix()) + b"\0")
         if problem is None:
             try:
                 st = path.stat()
@@ -222,6 +226,8 @@ class ProjectRetrieval:
                 )
                 for s in r.skipped:
                     self.progress.note(f"{s.path} not indexed: {s.reason} ({s.fix})")
+                for s in r.cut:
+                    self.progress.note(f"{s.path} not indexed whole: {s.reason} ({s.fix})")
             self._retriever = open_retriever(self.project)
         return self._retriever
 

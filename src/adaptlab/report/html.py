@@ -149,7 +149,7 @@ def _row(c: CandidateSummary, s: ProjectSummary) -> dict[str, Any]:
         "p95": num(c.latency_p95_ms),
         "throughput": num(c.throughput_per_s),
         "fit": num(c.fit_seconds),
-        "per_1k": dollars(c.cost_per_1k_usd),
+        "per_1k": dollars(c.cost_per_1k_usd) + (" ~" if c.usage_estimated else ""),
         "setup": dollars(c.setup_cost_usd),
         "monthly": dollars(c.monthly_cost_usd),
         "is_best": c.name == (v.best_on_test or v.winner),
@@ -232,7 +232,7 @@ def _llm_rows(s: ProjectSummary) -> list[dict[str, str]]:
         tokens = "–"
         if c.input_tokens_per_request is not None and c.output_tokens_per_request is not None:
             tokens = f"{c.input_tokens_per_request:,.0f} / {c.output_tokens_per_request:,.0f}"
-            tokens += "" if c.usage_exact else " ~"
+            tokens += " ~" if c.usage_estimated else ""
         statuses = ", ".join(f"{k} {v}" for k, v in sorted(c.statuses.items())) or "–"
         rows.append(
             {
@@ -244,7 +244,7 @@ def _llm_rows(s: ProjectSummary) -> list[dict[str, str]]:
                 "tokens": tokens,
                 "api_per_1k": "–"
                 if c.api_cost_per_1k_usd is None
-                else dollars(c.api_cost_per_1k_usd),
+                else dollars(c.api_cost_per_1k_usd) + (" ~" if c.usage_estimated else ""),
                 "price": _PRICE_KINDS.get(c.price_kind or "", c.price_kind or "–"),
                 "statuses": statuses,
                 "agreement": "–"
@@ -262,11 +262,12 @@ def _llm_rows(s: ProjectSummary) -> list[dict[str, str]]:
 def _llm_notes(s: ProjectSummary) -> list[str]:
     """Refused and cut-off answers explained with their fix; estimated token counts."""
     notes = [n for c in s.candidates for n in answer_notes(c)]
-    if any(c.llm is not None and not c.usage_exact for c in s.candidates):
+    if any(c.usage_estimated for c in s.candidates):
         notes.append(
-            "~ marks token counts that were estimated or repaired: the provider reported "
-            "none, or figures that cannot be true (more cached tokens than prompt tokens, "
-            "negative counts); costs from them are estimates too."
+            "~ marks token counts, and the costs computed from them, that were estimated "
+            "or repaired: the provider reported none, or figures that cannot be true (more "
+            "cached tokens than prompt tokens, negative counts, none for a text that was "
+            "sent or received, more than any context window)."
         )
     return notes
 

@@ -85,7 +85,9 @@ def candidate_record(summary: ProjectSummary, c: CandidateSummary) -> dict[str, 
     on test: ``gap_to_winner`` (winner minus this candidate), ``paired_test`` (its
     name), ``p_vs_winner`` and ``p_vs_winner_holm`` (Holm-adjusted over the
     candidates); all None on the winner's own record. Costs are USD; ``monthly_usd``
-    is at ``monthly_requests`` of the document. ``params`` is a dict.
+    is at ``monthly_requests`` of the document; ``usage_estimated`` is True when the
+    token counts (and the costs from them) rest on estimated or doubted usage. ``params``
+    is a dict.
     """
     paired = summary.verdict.test_tests.get(c.name)
     test = None if paired is None else paired.test
@@ -115,6 +117,8 @@ def candidate_record(summary: ProjectSummary, c: CandidateSummary) -> dict[str, 
         "monthly_usd": _num(c.monthly_cost_usd),
         "input_tokens_per_request": _num(c.input_tokens_per_request),
         "output_tokens_per_request": _num(c.output_tokens_per_request),
+        # True: the token counts and the costs from them rest on estimated or doubted usage
+        "usage_estimated": c.usage_estimated,
     }
 
 

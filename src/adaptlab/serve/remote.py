@@ -17,6 +17,7 @@ from adaptlab.backends.runner import LLMRunner
 from adaptlab.config import LLMConfig
 from adaptlab.core.errors import AdaptlabError
 from adaptlab.core.types import Prediction
+from adaptlab.core.urls import url_problem
 from adaptlab.core.version import __version__
 from adaptlab.engine.artifact import ServedModel
 from adaptlab.engine.manifest import FORMAT, FORMAT_VERSION, Manifest
@@ -24,28 +25,23 @@ from adaptlab.llm.types import ChatRequest, GenerationParams, Message, failure_s
 
 
 def parse_remote(spec: str) -> tuple[str, str, str]:
-    """``NAME=URL[@MODEL]`` → (name, base URL, model); raises :class:`AdaptlabError`."""
+    """``NAME=URL[@MODEL]`` → (name, base URL, model); raises :class:`AdaptlabError`.
+
+    URL is checked as every endpoint is (:func:`adaptlab.core.urls.url_problem`): no
+    ``user:pass@``, query or fragment, since it is logged and written into the served
+    manifest. It gets ``OPENAI_API_KEY`` only where the keys file binds that to it.
+    """
     name, eq, rest = spec.partition("=")
     url, at, model = rest.rpartition("@")
     if not at or "/" in model:  # no @MODEL (an @ inside the URL is not one)
         url, model = rest, name
-    from urllib.parse import urlsplit
-
     fix = "write NAME=http://HOST:PORT/v1 or NAME=http://HOST:PORT/v1@MODEL"
-    try:
-        parts = urlsplit(url)
-        port = parts.port  # raises ValueError for a port out of range
-    except ValueError:
-        raise AdaptlabError(f"--remote '{spec}': a bad port in {url}", fix=fix) from None
-    if not eq or not name or not model or parts.scheme not in ("http", "https"):
-        raise AdaptlabError(f"--remote '{spec}' cannot be read", fix=fix)
-    if not parts.hostname or port == 0:
-        raise AdaptlabError(f"--remote '{spec}': no host (or port 0) in {url}", fix=fix)
-    if parts.username or parts.password:
-        raise AdaptlabError(
-            f"--remote '{name}': credentials in the URL would be logged and sent as they are",
-            fix="leave them out; a server that needs a key reads it from OPENAI_API_KEY",
-        )
+    if not eq or not name or not model:
+        raise AdaptlabError(f"--remote '{name or spec}' cannot be read", fix=fix)
+    problem = url_problem(url)
+    if problem is not None:
+        # The spec is not repeated: it may hold a secret.
+        raise AdaptlabError(f"--remote '{name}': the URL {problem.reason}", fix=problem.fix)
     return name, url.rstrip("/"), model
 
 

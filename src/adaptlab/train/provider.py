@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from adaptlab.backends import llm_key_var
 from adaptlab.core.errors import AdaptlabError, ConfigError
 from adaptlab.core.files import write_text_atomically
-from adaptlab.llm.keys import find_key, redact
+from adaptlab.llm.keys import find_key, keys_file, redact
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -185,7 +185,11 @@ def _api_error(exc: Exception, doing: str, *, job_id: str | None = None) -> JobE
         else ""
     )
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
-        fix = "check the key (OPENAI_API_KEY or api_key_env) and base_url of the candidate's llm"
+        fix = (
+            "check the key (OPENAI_API_KEY or api_key_env) and base_url of the candidate's "
+            "llm; a server other than the provider's own gets a key only where the keys "
+            "file binds it ('send: {OPENAI_API_KEY: [https://HOST:PORT]}')"
+        )
     elif isinstance(exc, openai.NotFoundError):
         fix = (
             "the provider does not know it: check base_url and that the key belongs to the "
@@ -217,8 +221,10 @@ class OpenAIJobs:
     def for_llm(cls, config: LLMConfig, *, poll_s: float = 10.0) -> OpenAIJobs:
         """A client for an ``llms:`` entry: its base_url, key, timeout and retries.
 
-        The key is found as :func:`adaptlab.backends.load_llm` finds it (the variable,
-        then the keys file); raises ConfigError when none is set and no base_url is.
+        The key is the one :func:`adaptlab.backends.llm_key_var` lets go to this
+        endpoint (the variable, then the keys file), as for :func:`load_llm`; raises
+        ConfigError for an ``api_key_env`` the keys file does not bind to ``base_url``,
+        and when no key is set and no base_url is.
         """
         import openai
 
@@ -233,10 +239,10 @@ class OpenAIJobs:
         if key is None and config.base_url is None:
             raise ConfigError(
                 f"no API key for openai model '{config.name}'",
-                fix=f"export {var}=... or add '{var}: ...' to the keys file "
-                "(~/.config/adaptlab/keys.yaml)",
+                fix=f"export {var}=... or add '{var}: ...' to the keys file ({keys_file()})",
             )
         client = openai.OpenAI(
+            # Never empty (the client refuses that), so never read from the environment.
             api_key=key or "not-needed",
             base_url=config.base_url,
             timeout=config.timeout_s,

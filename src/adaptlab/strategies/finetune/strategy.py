@@ -164,7 +164,9 @@ class Finetune(Strategy):
             classes = list(getattr(self._logreg, "classes_", []))
             check(bool(classes) and all(0 <= int(c) < n for c in classes), folder, "classes")
             return
-        arrays = load_arrays(folder, head_file, ("weight", "bias"))
+        arrays = load_arrays(
+            folder, head_file, ("weight", "bias"), {"weight": (n, None), "bias": (n,)}
+        )
         w, b = arrays["weight"], arrays["bias"]
         check(w.ndim == 2 and w.shape[0] == n and b.shape == (n,), folder, "head shape")
         head = torch.nn.Linear(arrays["weight"].shape[1], arrays["weight"].shape[0])

@@ -383,7 +383,9 @@ class PromptStrategy(Strategy):
         self._fixed = examples(state.get("fixed") or [])
         if state.get("pool_arrays"):
             self._pool = examples(state.get("pool") or [])
-            vectors = load_arrays(folder, state["pool_arrays"], ("vectors",))["vectors"]
+            vectors = load_arrays(
+                folder, state["pool_arrays"], ("vectors",), {"vectors": (None, None)}
+            )["vectors"]
             self._pool_vectors = vectors
         else:
             self._pool = list(self._fixed)

@@ -67,7 +67,12 @@ class Rag(Strategy):
         return {"arrays": name, "n_train": self._n_train}
 
     def load_state(self, folder: Path, state: dict[str, Any]) -> None:
-        arrays = load_arrays(folder, state["arrays"], ("vectors", "labels"))
+        arrays = load_arrays(
+            folder,
+            state["arrays"],
+            ("vectors", "labels"),
+            {"vectors": (None, None), "labels": (None,)},
+        )
         vectors, labels = arrays["vectors"], arrays["labels"]
         n = len(self.label_names)
         check(vectors.ndim == 2 and len(vectors) == len(labels) > 0, folder, "index rows")

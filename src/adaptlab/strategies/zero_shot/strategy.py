@@ -41,7 +41,8 @@ class ZeroShot(Strategy):
         return {"arrays": save_arrays(folder, "label_vectors.npz", vectors=self._label_vectors)}
 
     def load_state(self, folder: Path, state: dict[str, Any]) -> None:
-        vectors = load_arrays(folder, state["arrays"], ("vectors",))["vectors"]
+        shape = {"vectors": (len(self.label_names), None)}  # checked before it is allocated
+        vectors = load_arrays(folder, state["arrays"], ("vectors",), shape)["vectors"]
         check(
             vectors.ndim == 2 and len(vectors) == len(self.label_names),
             folder,
