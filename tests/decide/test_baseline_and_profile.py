@@ -65,7 +65,11 @@ def test_the_language_check_warns_for_german_data_and_an_english_encoder(
     guess = detect_language(texts)
     assert guess is not None and guess.code == "de" and guess.share > 0.5
     warning = language_warning(texts, path, "all-MiniLM-L6-v2")
-    assert warning is not None and "'de'" in warning and "multilingual" in warning
+    assert warning is not None
+    message, fix = warning
+    assert "'de'" in message and "multilingual" in fix
+    # the fix is a whole sentence a user can follow offline, never an empty 'set '
+    assert fix.startswith("set model.name") and fix.endswith(".") and "save(" in fix
     english = [json.loads(x)["text"] for x in (example_project / "data/tickets.jsonl").open()]
     assert language_warning(english[:100], path, "all-MiniLM-L6-v2") is None
     # a card that declares nothing, or several languages, raises no warning

@@ -137,7 +137,7 @@ def test_val_and_test_naming_one_file_are_refused(cli: Any, tmp_path: Path) -> N
 def test_two_files_sharing_prompts_are_named_by_role_and_path(cli: Any, tmp_path: Path) -> None:
     train = _chat(tmp_path / "train.jsonl", ["a", "b", "c"])
     val = _chat(tmp_path / "val.jsonl", ["b", "x", "y"])
-    text = cli("data", "check", train, "--val", val, "--model", "smollm2-135m-instruct").ok()
+    text = cli("data", "check", train, "--val", val, "--model", "gpt-4o-mini").ok()
     assert f"1 user prompt(s) of train ({train}) also appear in val ({val})" in text
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from adaptlab.core.errors import AdaptlabError
+from adaptlab.core.format import duration
 from adaptlab.core.progress import ProgressSink
 from adaptlab.llm.keys import redact
 from adaptlab.llm.types import (
@@ -271,7 +272,7 @@ class LLMRunner:
         if wait > RETRY_AFTER_CAP_S:
             until = time.strftime("%H:%M", time.localtime(time.time() + wait))
             raise LLMRunError(
-                f"{where} asks to wait {_duration(wait)} before the next request "
+                f"{where} asks to wait {duration(wait)} before the next request "
                 f"(Retry-After, {error.kind}): {error}",
                 kind="wait",
                 attempts=attempt,
@@ -283,7 +284,7 @@ class LLMRunner:
             return delay
         self._announced_until = now + wait
         self.notice(
-            f"note: {where} asks to wait {_duration(wait)} (Retry-After); waiting, every "
+            f"note: {where} asks to wait {duration(wait)} (Retry-After); waiting, every "
             "answer so far is cached (Ctrl-C and rerun later to resume)"
         )
         return delay
@@ -355,13 +356,3 @@ class LLMRunner:
                 self._store(keys[i], requests[i], resp)
                 out[i] = resp
             advance(len(chunk))
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -142,6 +143,33 @@ def fmt_p(p: float) -> str:
 _SHORT = {"accuracy": "acc.", "field_f1": "field F1", "token_f1": "tok. F1", "exact_match": "EM"}
 
 
+_BREAK_AFTER = re.compile(r"(?<=[-_/. ])")
+
+
+def _piece_width(name: str) -> int:
+    """Cells of the longest piece of ``name`` that :func:`wrap_name` never breaks."""
+    return max(
+        Text(p.rstrip(" ")).cell_len for line in name.split("\n") for p in _BREAK_AFTER.split(line)
+    )
+
+
+def wrap_name(name: str, width: int) -> str:
+    """``name`` in lines of at most ``width`` cells, broken only after "-", "_", "/", "."
+    or a space (``smollm2-135m-`` / ``instruct``, never ``smollm2-135m-in`` / ``struct``);
+    a piece longer than ``width`` stays whole on its own line (the table folds it only
+    when nothing else fits)."""
+    out = []
+    for line in name.split("\n"):
+        current = ""
+        for piece in _BREAK_AFTER.split(line):
+            if current and Text((current + piece).rstrip(" ")).cell_len > width:
+                out.append(current.rstrip(" "))
+                current = ""
+            current += piece
+        out.append(current.rstrip(" "))
+    return "\n".join(out)
+
+
 class FittedTable:
     """A table whose numbers are never cut, laid out for the width it is printed at.
 
@@ -178,8 +206,12 @@ class FittedTable:
             for i, (header, _) in enumerate(columns)
         ]
 
+        # The name column is at least as wide as the longest piece of a name (names break
+        # after "-", "_", "/", "." or a space, never inside a word), and 6.
+        name_min = max([6] + [_piece_width(name) for name, _ in rows])
+
         def fits(keep: list[int]) -> bool:
-            return sum(widths[j] + 3 for j in keep) + 10 <= width  # padding and separator
+            return sum(widths[j] + 3 for j in keep) + name_min + 2 <= width  # as name_room
 
         keep = list(range(len(columns)))
         for i in reversed(range(len(columns))):
@@ -194,8 +226,17 @@ class FittedTable:
             pad_edge=False,
             caption=Text(f"left out at this width: {', '.join(dropped)}") if dropped else None,
         )
-        table.add_column(self.name_header, overflow="fold", min_width=6)
         fold = not fits(keep)
+        # what the value columns leave (each: its width, 2 of padding, 1 of separator;
+        # 2 more for the table's edges)
+        name_room = max(name_min, width - sum(widths[j] + 3 for j in keep) - 2)
+        longest = max([Text(n).cell_len for name, _ in rows for n in name.split("\n")] + [6])
+        table.add_column(
+            self.name_header,
+            overflow="fold",
+            min_width=name_min,
+            width=None if fold else min(name_room, max(longest, name_min)),
+        )
         for i in keep:
             table.add_column(
                 columns[i][0],
@@ -206,7 +247,7 @@ class FittedTable:
             )
         for name, values in rows:
             table.add_row(
-                Text(name, overflow="fold"),
+                Text(wrap_name(name, name_room), overflow="fold"),
                 *(v if isinstance(v := values[i], Text) else Text(v) for i in keep),
             )
         return table

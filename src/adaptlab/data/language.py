@@ -73,18 +73,36 @@ def model_languages(path: str | Path) -> set[str] | None:
     return {str(x).lower() for x in langs}
 
 
-def language_warning(texts: Sequence[str], model_path: str | Path, model_name: str) -> str | None:
-    """A sentence when the data's language is not among the encoder's, else None."""
+#: A multilingual encoder of the bundled one's size (50+ languages, Apache-2.0).
+MULTILINGUAL_ENCODER = "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2"
+
+
+def language_warning(
+    texts: Sequence[str], model_path: str | Path, model_name: str
+) -> tuple[str, str] | None:
+    """(message, fix) when the data's language is not among the encoder's, else None.
+
+    The fix is a complete sentence that works offline: it says how to fetch a
+    multilingual encoder on a machine with internet and point ``model.name`` at its
+    folder, or to rely on the candidates that need no encoder.
+    """
     declared = model_languages(model_path)
     if declared is None or "multilingual" in declared:
         return None
     guess = detect_language(texts)
     if guess is None or guess.share < DOMINANT_SHARE or guess.code in declared:
         return None
-    return (
+    message = (
         f"{guess.share:.0%} of the examples read as '{guess.code}', but the encoder "
         f"{model_name} was trained on {', '.join(sorted(declared))}: its embeddings (zero-shot, "
-        "few-shot, kNN, retrieval) will be weak; set model.name to a multilingual encoder "
-        "(e.g. a local copy of paraphrase-multilingual-MiniLM-L12-v2) or rely on the "
-        "tfidf-baseline and LLM candidates"
+        "few-shot, kNN, finetune, retrieval) will be weak"
     )
+    fix = (
+        "set model.name in adaptlab.yaml to the folder of a multilingual encoder: on a "
+        'machine with internet run python -c "from sentence_transformers import '
+        f"SentenceTransformer as S; S('{MULTILINGUAL_ENCODER}').save('multilingual')\", "
+        "copy the folder 'multilingual' into the project and write 'model: {name: "
+        "multilingual}'; or rely on the tfidf-baseline and LLM candidates, which need no "
+        "encoder."
+    )
+    return message, fix

@@ -125,14 +125,14 @@ class Project:
             return None
         if not local:
             return None
-        text = language_warning(texts, path, model.name)
-        if text is None:
+        found = language_warning(texts, path, model.name)
+        if found is None:
             return None
-        message, _, fix = text.partition(": set ")
+        message, fix = found
         return Issue(
             message,
             file=str(self.root / "adaptlab.yaml"),
-            fix="set " + fix,
+            fix=fix,
             severity="warning",
             code="language",
         )
