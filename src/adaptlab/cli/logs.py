@@ -51,19 +51,22 @@ def since_option(value: str | None) -> str | None:
     return when.astimezone(timezone.utc).isoformat(timespec="milliseconds")
 
 
-@logs.command("export")
-@project_option
-@click.option(
-    "-o", "--output", default=None, help="JSONL file to write (default: standard output)."
-)
-@click.option("-c", "--candidate", default=None, help="Only requests this candidate answered.")
-@click.option(
+since_flag = click.option(
     "--since",
     default=None,
     callback=lambda ctx, param, value: since_option(value),
     help="Only requests from this time on: an ISO 8601 date or time (2026-12-01, "
     "2026-12-01T09:30Z; UTC unless an offset is given).",
 )
+
+
+@logs.command("export")
+@project_option
+@click.option(
+    "-o", "--output", default=None, help="JSONL file to write (default: standard output)."
+)
+@click.option("-c", "--candidate", default=None, help="Only requests this candidate answered.")
+@since_flag
 @click.option(
     "--unlabelled",
     is_flag=True,
@@ -138,13 +141,7 @@ def export_command(
 
 @logs.command("stats")
 @project_option
-@click.option(
-    "--since",
-    default=None,
-    callback=lambda ctx, param, value: since_option(value),
-    help="Only requests from this time on: an ISO 8601 date or time (2026-12-01, "
-    "2026-12-01T09:30Z; UTC unless an offset is given).",
-)
+@since_flag
 def stats_command(project_dir: str, since: str | None) -> None:
     """Each served candidate (and shadow) side by side: requests, errors, latency p50/p95,
     tokens, cost, and accuracy on the requests with label feedback (95% bootstrap

@@ -37,7 +37,7 @@ def read_lines(stream: IO[bytes], name: str, encoding: str) -> Iterator[tuple[in
     import codecs
 
     from adaptlab.core.errors import DataError
-    from adaptlab.serve.answers import MAX_LINE_CHARS
+    from adaptlab.serve.answers import MAX_LINE_CHARS, line_too_long
 
     decoder = codecs.getincrementaldecoder(encoding)()
     read = getattr(stream, "read1", stream.read)  # what a pipe has now, not a full chunk
@@ -61,25 +61,14 @@ def read_lines(stream: IO[bytes], name: str, encoding: str) -> Iterator[tuple[in
             for line in complete:
                 number += 1
                 if len(line) + 1 > MAX_LINE_CHARS:
-                    raise _too_long(name, number, MAX_LINE_CHARS)
+                    raise line_too_long(name, number)
                 yield number, line + "\n"
         if len(pending) > MAX_LINE_CHARS:  # no newline yet: refused before it grows further
-            raise _too_long(name, number + 1, MAX_LINE_CHARS)
+            raise line_too_long(name, number + 1)
         if not chunk:
             if pending:
                 yield number + 1, pending
             return
-
-
-def _too_long(name: str, line: int, limit: int) -> Exception:
-    from adaptlab.core.errors import DataError
-
-    return DataError(
-        f"line longer than {limit:,} characters",
-        file=name,
-        line=line,
-        fix="split the input, or pass shorter texts",
-    )
 
 
 def stream_inputs(

@@ -53,28 +53,37 @@ def _kind(mode: int) -> str:
 def open_regular_file(
     path: Path, *, what: str, fix: str, error: type[AdaptlabError] = AdaptlabError
 ) -> IO[bytes]:
-    """``path`` opened for reading in binary, only when it is a regular file: opened
-    non-blocking (a FIFO cannot hang it) and checked on the open descriptor. For reads
-    that stream (line by line, a header first) and bound themselves. Raises ``error``
-    (codes "not-found", "unreadable", "not-regular") naming the file and ``fix``."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-    try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise error(f"{what} not found", file=path, fix=fix, code="not-found") from None
-    except OSError as exc:
-        raise error(
-            f"cannot read the {what}: {exc.strerror}", file=path, fix=fix, code="unreadable"
-        ) from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise error(
+    """``path`` opened for reading in binary, only when it is a regular file: checked
+    before it is opened (no device or pipe is ever opened), opened non-blocking (a FIFO
+    swapped in after the check cannot hang it) and checked again on the open
+    descriptor. For reads that stream (line by line, a header first) and bound
+    themselves. Raises ``error`` (codes "not-found", "unreadable", "not-regular") naming
+    the file and ``fix`` (for a file without read permission: how to grant it)."""
+
+    def not_regular(mode: int) -> AdaptlabError:
+        return error(
             f"the {what} is {_kind(mode)}, not a regular file",
             file=path,
             fix=fix,
             code="not-regular",
         )
+
+    try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise not_regular(mode)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise error(f"{what} not found", file=path, fix=fix, code="not-found") from None
+    except OSError as exc:
+        how = "make it readable (chmod u+r)" if isinstance(exc, PermissionError) else fix
+        raise error(
+            f"cannot read the {what}: {exc.strerror}", file=path, fix=how, code="unreadable"
+        ) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise not_regular(mode)
     if hasattr(os, "set_blocking"):
         os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
@@ -90,53 +99,21 @@ def read_regular_file(
     fix_path: str = "point data.path in adaptlab.yaml at a file",
     size_fix: str | None = None,
 ) -> bytes:
-    """The bytes of ``path``; a clear ``error`` for anything but a readable regular file.
-
-    The file is opened non-blocking (a FIFO swapped in after the check cannot hang
-    the read), checked again on the open descriptor, and read with one bounded
-    read, so a file that grows past ``max_bytes`` is refused, not swallowed.
-    ``limit_name`` is the setting that raises the bound; the error names it.
+    """The bytes of ``path``; a clear ``error`` for anything but a readable regular file
+    (:func:`open_regular_file`), read with one bounded read, so a file that grows past
+    ``max_bytes`` is refused, not swallowed. ``limit_name`` is the setting that raises
+    the bound; the error names it.
     """
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise error(f"{what} not found", file=path, fix=fix_path, code="not-found") from None
-    except OSError as exc:
-        raise error(
-            f"cannot read the {what}: {exc.strerror}", file=path, fix=fix_path, code="unreadable"
-        ) from None
-    if not stat.S_ISREG(mode):
-        raise error(
-            f"the {what} is {_kind(mode)}, not a regular file",
-            file=path,
-            fix=fix_path,
-            code="not-regular",
-        )
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        fix = "make it readable (chmod u+r)" if isinstance(exc, PermissionError) else fix_path
-        raise error(
-            f"cannot read the {what}: {exc.strerror}", file=path, fix=fix, code="unreadable"
-        ) from None
-    with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fh.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise error(
-                f"the {what} is {_kind(info.st_mode)}, not a regular file",
-                file=path,
-                fix=fix_path,
-                code="not-regular",
-            )
+    with open_regular_file(path, what=what, fix=fix_path, error=error) as fh:
+        size = os.fstat(fh.fileno()).st_size
         data = b""
-        if info.st_size <= max_bytes:
+        if size <= max_bytes:
             # read(n) allocates n bytes up front: ask for the size it has, then for what
             # it grew by since (up to the bound), never for the bound itself
-            data = fh.read(info.st_size + 1)
-            if len(data) > info.st_size:
+            data = fh.read(size + 1)
+            if len(data) > size:
                 data += fh.read(max_bytes + 1 - len(data))
-        size = max(info.st_size, len(data))
+        size = max(size, len(data))
     if size > max_bytes:
         raise error(
             f"the {what} is {_size(size)}, over the limit {limit_name} of {_size(max_bytes)}",

@@ -63,7 +63,10 @@ def check_registered(config: ProjectConfig, file: Path, root: yaml.Node | None) 
 def _check_encoder(config: ProjectConfig, file: Path, root: yaml.Node | None) -> None:
     """The ``model:`` section names an encoder backend that takes its options."""
     backend = config.model.backend
-    encoders = [n for n in BACKENDS.names() if issubclass(BACKENDS.get(n), EncoderBackend)]
+
+    def encoders() -> str:  # only for the error: naming them loads every backend
+        return ", ".join(n for n in BACKENDS.names() if issubclass(BACKENDS.get(n), EncoderBackend))
+
     try:
         cls = BACKENDS.get(backend)
     except KeyError as exc:
@@ -71,7 +74,7 @@ def _check_encoder(config: ProjectConfig, file: Path, root: yaml.Node | None) ->
             f"model.backend: {exc.args[0]}",
             file=file,
             line=node_line(root, ("model", "backend")),
-            fix=f"use an encoder backend ({', '.join(encoders)}); the default "
+            fix=f"use an encoder backend ({encoders()}); the default "
             "'sentence-transformers' runs the bundled all-MiniLM-L6-v2",
         ) from None
     if not issubclass(cls, EncoderBackend):
@@ -80,7 +83,7 @@ def _check_encoder(config: ProjectConfig, file: Path, root: yaml.Node | None) ->
             "that embeds texts (zero-shot, few-shot, kNN, finetune, retrieval)",
             file=file,
             line=node_line(root, ("model", "backend")),
-            fix=f"use an encoder backend ({', '.join(encoders)}) under 'model:', and put "
+            fix=f"use an encoder backend ({encoders()}) under 'model:', and put "
             f"'{backend}' under 'llms:' for the candidates that prompt it",
         )
     try:

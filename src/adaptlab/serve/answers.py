@@ -91,13 +91,18 @@ def read_inputs(
 def _bounded(lines: Iterable[str], name: str) -> Iterator[tuple[int, str]]:
     for number, line in enumerate(lines, start=1):
         if len(line) > MAX_LINE_CHARS:
-            raise DataError(
-                f"line longer than {MAX_LINE_CHARS:,} characters",
-                file=name,
-                line=number,
-                fix="split the input, or pass shorter texts",
-            )
+            raise line_too_long(name, number)
         yield number, line
+
+
+def line_too_long(name: str, line: int) -> DataError:
+    """The error for an input line over :data:`MAX_LINE_CHARS` characters."""
+    return DataError(
+        f"line longer than {MAX_LINE_CHARS:,} characters",
+        file=name,
+        line=line,
+        fix="split the input, or pass shorter texts",
+    )
 
 
 def input_rows(lines: Iterable[tuple[int, str]], name: str, input_field: str) -> Iterator[InputRow]:

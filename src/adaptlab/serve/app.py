@@ -115,12 +115,13 @@ def _store_unavailable(exc: AdaptlabError, what: str) -> ApiError:
     issue = exc.issue
     where = f"{issue.file}: " if issue.file else ""
     fix = f"; fix: {issue.fix}" if issue.fix else ""
+    return _unavailable(f"{what}: the run store {where}{issue.message}{fix}")
+
+
+def _unavailable(message: str) -> ApiError:
+    """503 with ``Retry-After``: the store could not take what a request needs."""
     return ApiError(
-        503,
-        f"{what}: the run store {where}{issue.message}{fix}",
-        code="store_unavailable",
-        kind="server_error",
-        headers={"Retry-After": "5"},
+        503, message, code="store_unavailable", kind="server_error", headers={"Retry-After": "5"}
     )
 
 
@@ -350,13 +351,7 @@ class Server:
             log.error("%s %s -> %s not logged: %s", request_id, endpoint, cand, unlogged)
             if isinstance(unlogged, AdaptlabError):
                 raise _store_unavailable(unlogged, "the request was not logged, so not answered")
-            raise ApiError(
-                503,
-                f"the request was not logged, so not answered: {_safe(unlogged)}",
-                code="store_unavailable",
-                kind="server_error",
-                headers={"Retry-After": "5"},
-            )
+            raise _unavailable(f"the request was not logged, so not answered: {_safe(unlogged)}")
         self.m_requests.labels(
             endpoint=endpoint, candidate=cand, status="200" if pred is not None else "500"
         ).inc()
