@@ -173,3 +173,42 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> 
         return result
 
     return call
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The bundled PostgreSQL (``pgserver``), started once per session in a temporary
+    folder and deleted after it; its URL. Skips where ``pgserver`` is not installed."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set"
+            warnings.simplefilter("ignore")
+            import pgserver  # noqa: F401
+    except ImportError:
+        pytest.skip('pgserver is not installed: pip install "adaptlab[pgvector]"')
+    from adaptlab.rag.pgvector import local_server, stop_local_server
+
+    datadir = tmp_path_factory.mktemp("pg-session") / "data"
+    url = local_server(datadir, cleanup_mode="delete")
+    yield url
+    stop_local_server(datadir)
+
+
+_pg_databases = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> str:
+    """A fresh, empty database on the session's PostgreSQL, for one test; its
+    ``postgresql://`` URL (Unix socket, no password)."""
+    from urllib.parse import quote
+
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    name = f"adaptlab_test_{os.getpid()}_{next(_pg_databases)}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    params = conninfo_to_dict(pg_server)
+    return f"postgresql://{params['user']}@/{name}?host={quote(str(params['host']), safe='')}"
