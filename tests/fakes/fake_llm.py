@@ -106,7 +106,9 @@ __all__ = [
     "Responder",
     "default_responder",
     "fail_first",
+    "honour_schema",
     "prompt_tokens",
+    "request_schema",
     "with_reasoning",
 ]
 
@@ -306,6 +308,63 @@ def _prompt_key(body: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def request_schema(call: ChatCall) -> dict[str, Any] | None:
+    """The JSON schema the request asks the answer to follow: OpenAI's
+    ``response_format.json_schema.schema``, or the input schema of the tool Anthropic's
+    ``tool_choice`` forces; None when it asks for none."""
+    if call.api == "openai":
+        fmt = call.body.get("response_format")
+        spec = fmt.get("json_schema") if isinstance(fmt, dict) else None
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        return schema if isinstance(schema, dict) else None
+    name = _forced_tool(call)
+    for tool in call.body.get("tools") or []:
+        if isinstance(tool, dict) and tool.get("name") == name:
+            schema = tool.get("input_schema")
+            return schema if isinstance(schema, dict) else None
+    return None
+
+
+def _forced_tool(call: ChatCall) -> str | None:
+    choice = call.body.get("tool_choice") if call.api == "anthropic" else None
+    if isinstance(choice, dict) and choice.get("type") == "tool":
+        return str(choice.get("name"))
+    return None
+
+
+def honour_schema(call: ChatCall, text: str) -> str:
+    """The responder's ``text`` as a server decoding within the request's schema would
+    answer it: for a ``{"label": enum}`` schema, JSON with the label the text names
+    (exactly, else the first label it contains, else the first label: an answer is
+    always one of them); for another schema, the text when it is JSON, else ``{}``.
+    Unchanged when the request asks for no schema."""
+    schema = request_schema(call)
+    if schema is None:
+        return text
+    enum = (schema.get("properties") or {}).get("label", {}).get("enum")
+    if isinstance(enum, list) and enum:
+        low = text.strip().lower()
+        named = [e for e in enum if str(e).lower() == low] or [
+            e for e in enum if str(e).lower() in low
+        ]
+        return json.dumps({"label": (named or enum)[0]})
+    try:
+        json.loads(text)
+    except ValueError:
+        return "{}"
+    return text
+
+
+def _anthropic_content(call: ChatCall, text: str) -> list[dict[str, Any]]:
+    name = _forced_tool(call)
+    if name is None:
+        return [{"type": "text", "text": text}]
+    return [
+        {"type": "tool_use", "id": f"toolu_fake_{call.index}", "name": name,
+         "input": json.loads(text or "{}")}
+    ]  # fmt: skip
+
+
 def _parse_fault(fault: str) -> tuple[str, str | None]:
     name, _, arg = fault.partition(":")
     return name.strip().lower(), (arg.strip() or None)
@@ -472,7 +531,13 @@ class _Handler(BaseHTTPRequestHandler):
         if call.fault is not None:
             self._fault(call, call.fault)
             return
-        answer = _answer(call, owner.responder(call))
+        if not owner.structured_outputs and ("response_format" in body or "tools" in body):
+            self._error(
+                api, 400, code="unsupported_parameter",
+                param="response_format" if api == "openai" else "tools",
+            )  # fmt: skip
+            return
+        answer = _answer(call, honour_schema(call, owner.responder(call)))
         if api == "openai":
             self._openai(call, answer)
         else:
@@ -710,8 +775,10 @@ class _Handler(BaseHTTPRequestHandler):
             "type": "message",
             "role": "assistant",
             "model": call.model,
-            "content": [{"type": "text", "text": answer.text}],
-            "stop_reason": stop_reason.get(answer.reason, "end_turn"),
+            "content": _anthropic_content(call, answer.text),
+            "stop_reason": "tool_use"
+            if _forced_tool(call)
+            else stop_reason.get(answer.reason, "end_turn"),
             "stop_sequence": answer.stop_sequence,
             "usage": self._anthropic_usage(call, answer),
         }
@@ -822,7 +889,10 @@ class FakeLLMServer:
     ``latency_s`` is slept before every answer, ``chunk_delay_s`` after every
     streamed chunk, ``cached_tokens`` of each prompt are reported as cached,
     ``usage`` overrides the usage block (see the module docstring), and
-    ``require_key`` answers 401 to a request that sends no key.
+    ``require_key`` answers 401 to a request that sends no key. Structured outputs are
+    honoured (:func:`honour_schema`); ``structured_outputs=False`` answers a request
+    that asks for them (``response_format``, Anthropic ``tools``) with a 400
+    ``unsupported_parameter``, as a model without them does.
 
     A subclass serves more endpoints by setting ``handler_class`` to a subclass of
     the request handler (:mod:`tests.fakes.fake_finetune` adds files and
@@ -841,6 +911,7 @@ class FakeLLMServer:
         cached_tokens: int | Callable[[ChatCall], int] = 0,
         usage: Any = _OWN_USAGE,
         require_key: bool = False,
+        structured_outputs: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -851,6 +922,7 @@ class FakeLLMServer:
         self.cached_tokens = cached_tokens
         self.usage = usage
         self.require_key = require_key
+        self.structured_outputs = structured_outputs
         self.host = host
         self.port = port
         self.calls: list[ChatCall] = []

@@ -103,6 +103,27 @@ def quick_project(tmp_path_factory: pytest.TempPathFactory, example_project: Pat
     return root
 
 
+@pytest.fixture(scope="session")
+def tfidf_export(tmp_path_factory: pytest.TempPathFactory, example_project: Path) -> Path:
+    """The support tickets (4 a label) with a TF-IDF + logistic regression candidate, run
+    and exported: the cheapest model a project serves (no encoder, no torch), for tests
+    of many requests and of several servers. The project is the folder's parent's ``p``;
+    the export is ``tfidf``: serve it with ``--model tfidf=DIR``."""
+    from adaptlab import Project, run_project
+    from adaptlab.engine.artifact import export_candidate
+
+    base = tmp_path_factory.mktemp("tfidf")
+    candidates: list[dict[str, object]] = [{"name": "tfidf", "strategy": "tfidf-lr"}]
+    root = small_project(base / "p", example_project, 4, candidates)
+    cfg = yaml.safe_load((root / "adaptlab.yaml").read_text(encoding="utf-8"))
+    cfg["evaluation"].update(cv_folds=0, timing_repeats=1, latency_samples=0)
+    (root / "adaptlab.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    project = Project.load(root)
+    run_project(project)
+    export_candidate(project, "tfidf", base / "tfidf")
+    return base / "tfidf"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

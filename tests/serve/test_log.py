@@ -13,6 +13,23 @@ import pytest
 from adaptlab.evaluation.served import export_rows, live_stats
 from adaptlab.evaluation.stats import mcnemar
 from adaptlab.serve.log import Feedback, RequestLog, RequestRecord, now
+from adaptlab.store import RunStore
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """The run store the log is written to and read from: a SQLite file, or a fresh
+    PostgreSQL database (the same numbers are asked of both)."""
+    if request.param == "sqlite":
+        return tmp_path / "runs.db"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+def _reader(store: Path | str, request: pytest.FixtureRequest) -> Any:
+    opened = RunStore(store)
+    request.addfinalizer(opened.close)
+    return opened.conn
 
 
 def _record(
@@ -74,8 +91,10 @@ def test_feedback_follows_its_request_and_a_failed_write_is_survived(
     ]
 
 
-def test_export_and_stats_computed_by_hand(tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    log = RequestLog(tmp_path / "runs.db")
+def test_export_and_stats_computed_by_hand(
+    store: Path | str, request: pytest.FixtureRequest
+) -> None:
+    log = RequestLog(store)
     gold = ["x", "y", "x", "y", "x", "y", "x", "y"]
     a_out = ["x", "y", "x", "x", "x", "y", "y", "y"]  # 6 of 8 right
     b_out = ["x", "x", "y", "x", "x", "y", "y", "x"]  # 3 of 8 right
@@ -88,8 +107,7 @@ def test_export_and_stats_computed_by_hand(tmp_path: Path, request: pytest.Fixtu
     log.record(_record("r9", "a", "failed", None, http_status=500, error="boom"))
     log.feedback(Feedback("r0", "x", 1.0, "good", None)).result(10)
     log.close()
-    conn = sqlite3.connect(tmp_path / "runs.db")
-    request.addfinalizer(conn.close)
+    conn = _reader(store, request)
 
     out = export_rows(conn, input_field="body", label_field="category")
     assert [r["id"] for r in out.rows] == [f"r{i}" for i in range(8)]
@@ -148,16 +166,15 @@ def test_a_since_that_is_no_time_is_refused_not_compared_as_text(
 
 
 def test_a_since_in_the_future_exports_nothing(
-    tmp_path: Path, request: pytest.FixtureRequest
+    store: Path | str, request: pytest.FixtureRequest
 ) -> None:
     from adaptlab.cli.logs import since_option
 
-    log = RequestLog(tmp_path / "runs.db")
+    log = RequestLog(store)
     log.record(_record("r0", "a", "today", "x"))
     log.feedback(Feedback("r0", "x", None, None, None)).result(10)
     log.close()
-    conn = sqlite3.connect(tmp_path / "runs.db")
-    request.addfinalizer(conn.close)
+    conn = _reader(store, request)
     every = export_rows(conn, input_field="t", label_field="l")
     assert len(every.rows) == 1
     later = export_rows(conn, input_field="t", label_field="l", since=since_option("2099-01-01"))

@@ -22,13 +22,16 @@ Conventions shared with the OpenAI backend, so runs compare across providers:
 * Errors are read by their type and message too (:mod:`adaptlab.llm.errors`): a
   billing error is "no quota left", "prompt is too long" concerns one input, and a
   400 that names a field says which. The usage block is checked where it is read.
-* ``seed`` has no Anthropic equivalent; ``json_schema`` is not sent either (not
-  every Claude model accepts structured output, and the strategy validates the
-  answer against the schema anyway).
+* ``seed`` has no Anthropic equivalent. A constrained answer (``choices``, the enum of
+  :func:`~adaptlab.llm.types.choice_schema`) or a ``json_schema`` is asked for as a tool
+  call: one tool, ``answer``, whose input schema is that schema, and ``tool_choice``
+  naming it; the tool's input, as JSON, is the answer's text (the strategy still
+  validates it against the schema).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -45,6 +48,7 @@ from adaptlab.llm.types import (
     TransientError,
     Usage,
     checked_usage,
+    choice_schema,
     retry_after_seconds,
     token_count,
 )
@@ -67,6 +71,8 @@ _FINISH = {
     "refusal": "content_filter",
     "tool_use": "tool_calls",
 }
+#: The tool a constrained answer is asked for through.
+ANSWER_TOOL = "answer"
 # Error types the API sends inside a 200 stream (``event: error``) that a retry may fix.
 _TRANSIENT_TYPES = {"overloaded_error", "api_error", "rate_limit_error", "timeout_error"}
 
@@ -77,6 +83,7 @@ class AnthropicBackend(GenerativeBackend):
     key_env_var: ClassVar[str | None] = "ANTHROPIC_API_KEY"
     key_url: ClassVar[str | None] = "https://api.anthropic.com"
     key_url_env_var: ClassVar[str | None] = "ANTHROPIC_BASE_URL"
+    constrained: ClassVar[frozenset[str]] = frozenset({"choices", "schema"})
 
     def __init__(self, config: LLMConfig, api_key: str | None = None) -> None:
         super().__init__(config, api_key)
@@ -159,13 +166,24 @@ class AnthropicBackend(GenerativeBackend):
                     kind="refused",
                 )
         p = request.params
-        return {
+        args: dict[str, Any] = {
             "model": self.model_id,
             "max_tokens": p.max_tokens,
             "messages": messages,
             "system": "\n\n".join(system) if system else anthropic.omit,
             "stop_sequences": list(p.stop) if p.stop else anthropic.omit,
         }
+        schema = choice_schema(p.choices) if p.choices else p.json_schema
+        if schema is not None:
+            args["tools"] = [
+                {
+                    "name": ANSWER_TOOL,
+                    "description": "Give your answer: its input is the whole answer.",
+                    "input_schema": schema,
+                }
+            ]
+            args["tool_choice"] = {"type": "tool", "name": ANSWER_TOOL}
+        return args
 
     def _map_error(self, exc: Exception, *, mid_stream: bool = False) -> Exception:
         """The adaptlab error for an exception of the client; ``mid_stream``: raised
@@ -257,6 +275,10 @@ def _read_message(message: Message, request: ChatRequest) -> tuple[str, Usage, s
     text = "".join(
         str(getattr(block, "text", "")) for block in content if getattr(block, "type", "") == "text"
     )
+    for block in content:
+        if getattr(block, "type", "") == "tool_use" and getattr(block, "name", "") == ANSWER_TOOL:
+            # A constrained answer: the tool's input is the answer.
+            text = json.dumps(getattr(block, "input", None), ensure_ascii=False)
     tokens = _usage(usage, request, text)
     stop = message.stop_reason
     return text, tokens, _FINISH.get(stop, stop) if stop is not None else None

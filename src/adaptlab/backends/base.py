@@ -98,11 +98,20 @@ class GenerativeBackend(Backend):
 
     family: ClassVar[str] = "generative"
     local: ClassVar[bool] = False
+    #: The constrained answers it gives: "choices" (a request with ``params.choices`` is
+    #: answered by one of them, as :func:`~adaptlab.llm.types.choice_answer` JSON) and
+    #: "schema" (``params.json_schema`` is enforced by the provider, not only asked
+    #: for). A backend without them gets free-text requests only.
+    constrained: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: LLMConfig, api_key: str | None = None) -> None:
         self.config = config
         self.model_id = config.name
         self._api_key = api_key
+        #: What the backend changed about requests it was given (a structured output the
+        #: server refused, answered in free text instead), one sentence each, for the
+        #: run's notes and the report.
+        self.notes: list[str] = []
 
     async def execute(self, request: ChatRequest) -> ChatResponse:
         """Send one request; return the answer with the usage the provider reported."""

@@ -23,9 +23,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from adaptlab.backends.base import GenerativeBackend
 from adaptlab.backends.gguf import resolve_model
+from adaptlab.backends.hf_scoring import choice_ids, score_choices
 from adaptlab.backends.sentence_transformers import bf16_supported, resolve_device
 from adaptlab.core.errors import ConfigError, MissingDependencyError
-from adaptlab.llm.types import ChatRequest, ChatResponse, InputError, PermanentError, Usage
+from adaptlab.llm.types import (
+    ChatRequest,
+    ChatResponse,
+    InputError,
+    PermanentError,
+    Usage,
+    choice_answer,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -299,6 +307,7 @@ class HFBackend(GenerativeBackend):
     name: ClassVar[str] = "hf"
     local: ClassVar[bool] = True
     needs_key: ClassVar[bool] = False
+    constrained: ClassVar[frozenset[str]] = frozenset({"choices"})
 
     def __init__(self, config: LLMConfig, api_key: str | None = None) -> None:
         super().__init__(config, api_key)
@@ -352,9 +361,20 @@ class HFBackend(GenerativeBackend):
     # -- generation ---------------------------------------------------------------
 
     def generate_batch(self, requests: Sequence[ChatRequest]) -> list[ChatResponse]:
-        """Answer the requests in one left-padded ``generate`` call, in order."""
+        """Answer the requests in one left-padded ``generate`` call, in order; those with
+        ``params.choices`` are scored instead (:meth:`score_batch`)."""
         if not requests:
             return []
+        scored = [i for i, r in enumerate(requests) if r.params.choices]
+        if scored:
+            free = [i for i in range(len(requests)) if i not in set(scored)]
+            out: dict[int, ChatResponse] = dict(
+                zip(scored, self.score_batch([requests[i] for i in scored]), strict=True)
+            )
+            if free:
+                answers = self.generate_batch([requests[i] for i in free])
+                out.update(zip(free, answers, strict=True))
+            return [out[i] for i in range(len(requests))]
         start = time.perf_counter()
         prompts = [self._encode(r) for r in requests]
         context = self._lm.context
@@ -383,6 +403,71 @@ class HFBackend(GenerativeBackend):
         return [
             refused[i] if i in refused else by_index[i] for i in range(len(refused) + len(keep))
         ]
+
+    def score_batch(self, requests: Sequence[ChatRequest]) -> list[ChatResponse]:
+        """Answer closed questions (``params.choices``) by scoring every choice.
+
+        Each answer is :func:`~adaptlab.llm.types.choice_answer` JSON: the choice with
+        the highest log-likelihood per token, and every choice's summed log-probability
+        and token count (:mod:`adaptlab.backends.hf_scoring`), computed in one forward
+        pass for the batch with each prompt once. Usage: the tokens computed (prompt and
+        every choice) as input, none as output. A prompt that does not fit the context
+        with its longest choice is that input's ``too_long`` answer.
+        """
+        if not requests:
+            return []
+        start = time.perf_counter()
+        lm = self._lm
+        prompts = [self._encode(r) for r in requests]
+        conts = [choice_ids(lm.tokenizer, self.render, r, lm.eos_ids) for r in requests]
+        refused: dict[int, ChatResponse] = {}
+        for i, (prompt, cs) in enumerate(zip(prompts, conts, strict=True)):
+            need = len(prompt) + max(len(c) for c in cs)
+            if lm.context is not None and need > lm.context:
+                refused[i] = InputError(
+                    f"a prompt of {len(prompt)} tokens plus its longest choice exceeds the "
+                    f"{lm.context}-token context of '{self.model_id}'; shorten the input or "
+                    "use fewer examples or passages",
+                    status="too_long",
+                ).response()
+        keep = [i for i in range(len(requests)) if i not in refused]
+        scores = {}
+        if keep:
+            try:
+                with self._lm.lock:
+                    found = score_choices(
+                        lm.model,
+                        self.device,
+                        [prompts[i] for i in keep],
+                        [conts[i] for i in keep],
+                        lm.pad_id,
+                    )
+            except (RuntimeError, ValueError) as exc:
+                raise PermanentError(
+                    f"scoring the choices with '{self.model_id}' on {self.device} failed: "
+                    f"{exc}; lower batch_size, or set answer: free on the candidate",
+                    kind="local",
+                ) from None
+            scores = dict(zip(keep, found, strict=True))
+        latency_ms = (time.perf_counter() - start) * 1000
+        out = []
+        for i, request in enumerate(requests):
+            if i in refused:
+                out.append(refused[i])
+                continue
+            s = scores[i]
+            per_token = [lp / n for lp, n in zip(s.logprobs, s.tokens, strict=True)]
+            best = max(range(len(per_token)), key=per_token.__getitem__)
+            computed = len(prompts[i]) + sum(s.tokens)
+            out.append(
+                ChatResponse(
+                    text=choice_answer(request.params.choices[best], s),
+                    usage=Usage(input_tokens=computed, output_tokens=0),
+                    latency_ms=latency_ms,
+                    finish_reason="stop",
+                )
+            )
+        return out
 
     def _answers(
         self,

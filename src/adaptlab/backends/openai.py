@@ -31,6 +31,7 @@ from adaptlab.llm.types import (
     TransientError,
     Usage,
     checked_usage,
+    choice_schema,
     retry_after_seconds,
 )
 
@@ -58,9 +59,12 @@ class OpenAIBackend(GenerativeBackend):
     key_env_var: ClassVar[str | None] = "OPENAI_API_KEY"
     key_url: ClassVar[str | None] = "https://api.openai.com/v1"
     key_url_env_var: ClassVar[str | None] = "OPENAI_BASE_URL"
+    constrained: ClassVar[frozenset[str]] = frozenset({"choices", "schema"})
 
     def __init__(self, config: LLMConfig, api_key: str | None = None) -> None:
         super().__init__(config, api_key)
+        # False once the server refused response_format: later requests go without it.
+        self._structured = True
         try:
             import openai
         except ImportError:
@@ -109,11 +113,13 @@ class OpenAIBackend(GenerativeBackend):
             body["seed"] = p.seed
         if p.stop:
             body["stop"] = list(p.stop)
-        if p.json_schema is not None:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "answer", "schema": p.json_schema},
-            }
+        schema = choice_schema(p.choices) if p.choices else p.json_schema
+        if schema is not None and self._structured:
+            spec: dict[str, Any] = {"name": "answer", "schema": schema}
+            if p.choices or strict_schema(schema):
+                # Strict structured outputs: the server decodes within the schema.
+                spec["strict"] = True
+            body["response_format"] = {"type": "json_schema", "json_schema": spec}
         return body
 
     def count_tokens(self, request: ChatRequest) -> tuple[int, bool]:
@@ -140,6 +146,16 @@ class OpenAIBackend(GenerativeBackend):
         except LLMCallError:
             raise
         except Exception as exc:  # mapped below; anything unknown is re-raised
+            if "response_format" in body and self._refuses_structured(exc):
+                # The model has no structured outputs: ask again in free text (a 400 is
+                # not billed), and send none from now on; the strategy parses the text.
+                self._structured = False
+                self.notes.append(
+                    f"'{self.config.name}' refused structured outputs (response_format; "
+                    f"{redact(str(exc))[:200]}); its answers are free text, read by the "
+                    "free-text parser"
+                )
+                return await self.execute(request)
             raise self._map_error(exc) from None
         return ChatResponse(
             text=text,
@@ -211,6 +227,13 @@ class OpenAIBackend(GenerativeBackend):
             return TransientError(msg, kind="truncated")
         return exc
 
+    def _refuses_structured(self, exc: Exception) -> bool:
+        """A 400/422 whose param or message names response_format or json_schema."""
+        if not isinstance(exc, self._openai.APIStatusError) or exc.status_code not in (400, 422):
+            return False
+        said = f"{getattr(exc, 'param', '') or ''} {exc.message}".lower()
+        return "response_format" in said or "json_schema" in said
+
     def _classify(self, exc: Any, status: int | None) -> LLMCallError | None:
         body = exc.body if isinstance(exc.body, dict) else {}
         message = body.get("message") if isinstance(body.get("message"), str) else exc.message
@@ -223,6 +246,28 @@ class OpenAIBackend(GenerativeBackend):
             etype=getattr(exc, "type", None),
             message=redact(str(message)),
         )
+
+
+def strict_schema(schema: dict[str, Any]) -> bool:
+    """Whether OpenAI's strict mode takes ``schema`` as it is: every object lists all its
+    properties as required and sets ``additionalProperties: false`` (OpenAI, "Structured
+    Outputs", supported schemas). A schema that does not is sent without ``strict``."""
+    if not isinstance(schema, dict):
+        return True
+    if schema.get("type") == "object" or "properties" in schema:
+        props = schema.get("properties") or {}
+        if schema.get("additionalProperties") is not False:
+            return False
+        if set(schema.get("required") or []) != set(props):
+            return False
+    children: list[Any] = list((schema.get("properties") or {}).values())
+    for key in ("items", "anyOf", "$defs", "definitions"):
+        value = schema.get(key)
+        if isinstance(value, dict):
+            children += list(value.values()) if key in ("$defs", "definitions") else [value]
+        elif isinstance(value, list):
+            children += value
+    return all(strict_schema(c) for c in children if isinstance(c, dict))
 
 
 def _aiohttp_client(openai: Any) -> Any:

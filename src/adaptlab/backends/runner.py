@@ -27,9 +27,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from adaptlab.backends.batching.base import COLLECTOR
 from adaptlab.core.errors import AdaptlabError
 from adaptlab.core.format import duration
 from adaptlab.core.progress import ProgressSink
+from adaptlab.llm.batch import PaidTally, unmeasured
 from adaptlab.llm.keys import redact
 from adaptlab.llm.types import (
     ChatRequest,
@@ -79,6 +81,8 @@ class RunnerStats:
     retries: int = 0
     retries_by_kind: Counter[str] = field(default_factory=Counter)
     wall_seconds: float = 0.0
+    # The answers returned, by the tier they were billed in (batch or standard).
+    paid: PaidTally = field(default_factory=PaidTally)
 
 
 class _Bucket:
@@ -178,7 +182,14 @@ class LLMRunner:
         self, requests: Sequence[ChatRequest], *, description: str = "generating"
     ) -> list[ChatResponse]:
         """One response per request, in order. Raises :class:`LLMRunError` on a failure
-        that retries could not fix, after the requests in flight have finished."""
+        that retries could not fix, after the requests in flight have finished.
+
+        While a batch :class:`~adaptlab.backends.batching.Collector` is active, requests it
+        takes are recorded for a batch and nothing is sent. An answer that came in a
+        batch is returned with latency NaN (not measured, :func:`unmeasured`)."""
+        collector = COLLECTOR.get()
+        if collector is not None and collector.takes(self):
+            return collector.collect(self, requests)
         t0 = time.perf_counter()
         self.stats.requests += len(requests)
         out: list[ChatResponse | None] = [None] * len(requests)
@@ -187,7 +198,7 @@ class LLMRunner:
         for i, key in enumerate(keys):
             hit = self.cache.get(key) if self.cache is not None else None
             if hit is not None:
-                out[i] = hit
+                out[i] = unmeasured(hit)
                 self.stats.cache_hits += 1
             else:
                 todo.append(i)
@@ -205,7 +216,10 @@ class LLMRunner:
                     out[i] = out[first[keys[i]]]
                     advance(1)
         self.stats.wall_seconds += time.perf_counter() - t0
-        return [r for r in out if r is not None]
+        answers = [r for r in out if r is not None]
+        for r in answers:
+            self.stats.paid.add(r)
+        return answers
 
     def _store(self, key: str, request: ChatRequest, response: ChatResponse) -> None:
         if self.cache is not None:

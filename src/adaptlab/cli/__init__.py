@@ -28,6 +28,7 @@ from adaptlab.cli.report import report
 from adaptlab.cli.run import run
 from adaptlab.cli.runs import runs
 from adaptlab.cli.serve import serve
+from adaptlab.cli.store import store
 from adaptlab.core.version import __version__
 
 
@@ -62,6 +63,7 @@ for command in (
     decide,
     curve,
     clean,
+    store,
     jobs,
     strategies,
     schema,

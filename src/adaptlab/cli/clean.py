@@ -79,9 +79,9 @@ def referenced_keys(project: Project, *, all_runs: bool) -> set[str]:
     """Result keys of the latest finished run (or of every run)."""
     from adaptlab.store import RunStore
 
-    if not project.store_path.exists():
+    if not project.has_store:
         return set()
-    with RunStore(project.store_path) as store:
+    with RunStore(project.store) as store:
         if all_runs:
             rows = store.conn.execute("SELECT result_key FROM run_candidates").fetchall()
             return {str(r[0]) for r in rows}
@@ -111,9 +111,9 @@ def current_keys(project: Project) -> set[str]:
 def stored_keys(project: Project) -> set[str]:
     from adaptlab.store import RunStore
 
-    if not project.store_path.exists():
+    if not project.has_store:
         return set()
-    with RunStore(project.store_path) as store:
+    with RunStore(project.store) as store:
         return {str(r[0]) for r in store.conn.execute("SELECT key FROM results").fetchall()}
 
 

@@ -36,7 +36,7 @@ project_option = click.option(
 def require_runs(project: Project) -> None:
     """Raise :class:`AdaptlabError` (code "no-run") when no run has made the project's
     store yet; checked before opening it, so that reading creates nothing."""
-    if not project.store_path.exists():
+    if not project.has_store:
         raise AdaptlabError(
             "no run in this project yet",
             file=project.root,
@@ -378,7 +378,9 @@ def llm_table(summary: ProjectSummary, width: int | None = None) -> Any:
             str(llm.get("retries", "–")),
             str(llm.get("cache_hits", "–")),
         ]
-        rows.append((c.name + (f"\n{c.llm}" if c.llm else ""), values))
+        mode = c.info.get("answer")  # constrained or free (prompted candidates)
+        label = c.name + (f"\n{c.llm}" if c.llm else "") + (f"\n{mode}" if mode else "")
+        rows.append((label, values))
     table = fitted_table("generative answers", "candidate", columns, rows, width)
     notes = llm_notes(summary)
     if not notes:
@@ -420,9 +422,11 @@ def retrieval_table(summary: ProjectSummary, width: int | None = None) -> Any:
 
 def llm_notes(summary: ProjectSummary) -> list[str]:
     """What the generative table's failed, cut-off and ~ figures mean, with the fix."""
+    from adaptlab.evaluation.batch_notes import batch_notes
     from adaptlab.evaluation.summary import answer_notes
 
-    return [n for c in summary.candidates for n in answer_notes(c)] + (
+    notes = [n for c in summary.candidates for n in answer_notes(c)] + batch_notes(summary)
+    return notes + (
         [
             "~ token counts (and the costs from them) estimated or repaired: the provider "
             "reported none, or figures that cannot be true"

@@ -127,6 +127,10 @@ def _check_project(project_dir: str) -> None:
             f"{title} per input, {report.mean_target_words:.1f} per reference answer",
             soft_wrap=True,
         )
+    # The prompts' language; a model that does not cover it is among the warnings below.
+    for kind, line in project.language_notes(generators=False):
+        warn = ("warning: ", "yellow") if kind == "warning" else ""
+        console.print(Text.assemble(warn, line), soft_wrap=True)
     # A handful of each kind: a thousand rare labels make one point, not a thousand lines.
     by_code: dict[str, int] = {}
     for issue in report.warnings:

@@ -32,6 +32,10 @@ QUESTIONS: dict[str, tuple[str, Any]] = {
         click.Choice(["never", "yearly", "monthly", "weekly", "daily"]),
     ),
     "latency_budget_ms": ("p95 latency budget in ms (0: none)", click.FloatRange(min=0)),
+    "answers_may_wait": (
+        "May answers arrive within 24 hours (provider batch APIs, at half the price)",
+        bool,
+    ),
     "data_may_leave": ("May inputs be sent to a hosted API outside the company", bool),
     "citations_needed": ("Must answers cite their sources", bool),
     "hallucination_tolerance": (
@@ -125,6 +129,7 @@ def decide(project_dir: str, no_input: bool, **answers: Any) -> None:
     \b
     adaptlab decide -p my-task                         asks, with the current values
     adaptlab decide -p my-task --monthly-requests 500000 --no-data-may-leave --no-input
+    adaptlab decide -p my-task --answers-may-wait --no-input   batch prices for API models
     """
     from adaptlab.config import CONFIG_FILE, ProfileConfig
     from adaptlab.core.errors import ConfigError
@@ -167,10 +172,10 @@ def decide(project_dir: str, no_input: bool, **answers: Any) -> None:
 
     from adaptlab.store import RunStore
 
-    if not project.store_path.exists():
+    if not project.has_store:
         console.print("no run yet: 'adaptlab run' measures the candidates against it")
         return
-    with RunStore(project.store_path) as store:
+    with RunStore(project.store) as store:
         if store.latest_run() is None:
             console.print("no finished run yet: 'adaptlab run' measures the candidates")
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from adaptlab.cli.common import console, project_option
+from adaptlab.cli.store_target import store_option
 
 
 @click.group()
@@ -15,20 +16,32 @@ def keys() -> None:
     adaptlab keys add my-app --rpm 600 -p my-task
     adaptlab keys list -p my-task
     adaptlab keys revoke my-app -p my-task
+
+    With --store postgresql://USER@HOST/DB (or ADAPTLAB_STORE_URL) the keys are those of
+    every 'adaptlab serve' on that store; no project folder is needed then.
     """
 
 
-def _conn(project_dir: str) -> object:
-    from adaptlab.engine.project import Project
+def _conn(project_dir: str, store: str | None) -> object:
+    """The run store: ``--store`` as given (no project needed), else the project's."""
     from adaptlab.store import RunStore
+
+    if store is None:
+        from adaptlab.cli.store_target import env_store
+
+        store = env_store()
+    if store is not None:
+        return RunStore(store)
+    from adaptlab.engine.project import Project
 
     project = Project.load(project_dir)
     project.prepare_state()
-    return RunStore(project.store_path)
+    return RunStore(project.store)
 
 
 @keys.command("add")
 @project_option
+@store_option
 @click.option(
     "--rpm",
     type=click.IntRange(1, 10_000_000),
@@ -36,15 +49,15 @@ def _conn(project_dir: str) -> object:
     help="Requests per minute this key may make (default: no limit); past it, 429.",
 )
 @click.argument("name")
-def add(project_dir: str, name: str, rpm: int | None) -> None:
+def add(project_dir: str, store: str | None, name: str, rpm: int | None) -> None:
     """Create a key NAME; the key is printed once and stored only as its hash."""
     from adaptlab.serve.keys import add_key
     from adaptlab.store import RunStore
 
-    store = _conn(project_dir)
-    assert isinstance(store, RunStore)
-    with store:
-        key, secret = add_key(store.conn, name, rpm)
+    opened = _conn(project_dir, store)
+    assert isinstance(opened, RunStore)
+    with opened:
+        key, secret = add_key(opened.conn, name, rpm)
     limit = f"{rpm} requests/minute" if rpm else "no rate limit"
     click.echo(secret)
     click.echo(
@@ -55,7 +68,8 @@ def add(project_dir: str, name: str, rpm: int | None) -> None:
 
 @keys.command("list")
 @project_option
-def list_command(project_dir: str) -> None:
+@store_option
+def list_command(project_dir: str, store: str | None) -> None:
     """The keys: name, prefix, limit, created, revoked (never the key)."""
     from rich.table import Table
     from rich.text import Text
@@ -63,10 +77,10 @@ def list_command(project_dir: str) -> None:
     from adaptlab.serve.keys import list_keys
     from adaptlab.store import RunStore
 
-    store = _conn(project_dir)
-    assert isinstance(store, RunStore)
-    with store:
-        rows = list_keys(store.conn)
+    opened = _conn(project_dir, store)
+    assert isinstance(opened, RunStore)
+    with opened:
+        rows = list_keys(opened.conn)
     if not rows:
         console.print("no keys; create one with: adaptlab keys add NAME", markup=False)
         return
@@ -85,14 +99,15 @@ def list_command(project_dir: str) -> None:
 
 @keys.command("revoke")
 @project_option
+@store_option
 @click.argument("name")
-def revoke(project_dir: str, name: str) -> None:
-    """Revoke key NAME (or its id); a running server refuses it within a second."""
+def revoke(project_dir: str, store: str | None, name: str) -> None:
+    """Revoke key NAME (or its id); every server on the store refuses it within 1 s."""
     from adaptlab.serve.keys import revoke_key
     from adaptlab.store import RunStore
 
-    store = _conn(project_dir)
-    assert isinstance(store, RunStore)
-    with store:
-        key = revoke_key(store.conn, name)
+    opened = _conn(project_dir, store)
+    assert isinstance(opened, RunStore)
+    with opened:
+        key = revoke_key(opened.conn, name)
     console.print(f"revoked key '{key.name}' ({key.prefix}…)", markup=False)

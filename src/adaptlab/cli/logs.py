@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from adaptlab.cli.common import console, err_console, fmt_p, project_option
+from adaptlab.cli.store_target import store_option
 
 
 @click.group()
@@ -16,17 +17,25 @@ def logs() -> None:
     \b
     adaptlab logs export -p my-task -o data/served.jsonl
     adaptlab logs stats -p my-task
+    adaptlab logs export -p my-task --store postgresql://adaptlab@db/serving
     """
 
 
-def _open(project_dir: str) -> tuple[object, object]:
+def _open(project_dir: str, store: str | None) -> tuple[object, object]:
+    """The project (its fields and labels) and the run store holding its request log:
+    ``--store``, else the project's (never created here when it is a missing file)."""
     from adaptlab.cli.common import require_runs
     from adaptlab.engine.project import Project
     from adaptlab.store import RunStore
+    from adaptlab.store.location import store_exists
 
     project = Project.load(project_dir)
-    require_runs(project)
-    return project, RunStore(project.store_path)
+    target = store if store is not None else project.store
+    if not store_exists(target):
+        if store is not None:
+            raise click.BadParameter(f"'{store}' does not exist", param_hint="--store")
+        require_runs(project)
+    return project, RunStore(target)
 
 
 def since_option(value: str | None) -> str | None:
@@ -62,6 +71,7 @@ since_flag = click.option(
 
 @logs.command("export")
 @project_option
+@store_option
 @click.option(
     "-o", "--output", default=None, help="JSONL file to write (default: standard output)."
 )
@@ -73,7 +83,12 @@ since_flag = click.option(
     help="Keep requests without label feedback too (no label field; for review).",
 )
 def export_command(
-    project_dir: str, output: str | None, candidate: str | None, since: str | None, unlabelled: bool
+    project_dir: str,
+    store: str | None,
+    output: str | None,
+    candidate: str | None,
+    since: str | None,
+    unlabelled: bool,
 ) -> None:
     """Served requests with their feedback label as JSON Lines in the project's input and
     label fields, ready for 'adaptlab run' (as data.path or data.test_path). Shadow
@@ -84,12 +99,12 @@ def export_command(
     from adaptlab.evaluation.served import export_rows, to_jsonl
     from adaptlab.store import RunStore
 
-    project, store = _open(project_dir)
-    assert isinstance(project, Project) and isinstance(store, RunStore)
+    project, opened = _open(project_dir, store)
+    assert isinstance(project, Project) and isinstance(opened, RunStore)
     data = project.config.data
-    with store:
+    with opened:
         result = export_rows(
-            store.conn,
+            opened.conn,
             input_field=data.input_field,
             label_field=data.label_field,
             candidate=candidate,
@@ -141,8 +156,9 @@ def export_command(
 
 @logs.command("stats")
 @project_option
+@store_option
 @since_flag
-def stats_command(project_dir: str, since: str | None) -> None:
+def stats_command(project_dir: str, store: str | None, since: str | None) -> None:
     """Each served candidate (and shadow) side by side: requests, errors, latency p50/p95,
     tokens, cost, and accuracy on the requests with label feedback (95% bootstrap
     interval); a shadow against the candidate it shadowed with McNemar's test."""
@@ -153,12 +169,12 @@ def stats_command(project_dir: str, since: str | None) -> None:
     from adaptlab.evaluation.served import live_stats
     from adaptlab.store import RunStore
 
-    project, store = _open(project_dir)
-    assert isinstance(project, Project) and isinstance(store, RunStore)
+    project, opened = _open(project_dir, store)
+    assert isinstance(project, Project) and isinstance(opened, RunStore)
     ev = project.config.evaluation
-    with store:
+    with opened:
         stats, comparisons = live_stats(
-            store.conn,
+            opened.conn,
             since=since,
             confidence=ev.confidence,
             resamples=ev.bootstrap_resamples,

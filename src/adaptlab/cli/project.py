@@ -108,7 +108,7 @@ def _print_generated_answers(project: Any, summary: Any, width: int = 110) -> No
     llms = [c.name for c in summary.candidates if c.llm is not None]
     if not llms:
         return
-    with RunStore(project.store_path) as store:
+    with RunStore(project.store) as store:
         keys = {r["name"]: r["result_key"] for r in store.run_candidates(summary.run_id)}
         for name in llms:
             rows = store.predictions(keys[name]) if name in keys else []

@@ -120,7 +120,7 @@ def best_note(project: Project, run_id: str | None = None) -> str | None:
     from adaptlab.store import RunStore
     from adaptlab.store.runs import find_run
 
-    with RunStore(project.store_path) as store:
+    with RunStore(project.store) as store:
         run = find_run(store, run_id)
     stored = run_profile(run)
     if stored is None or not profile_changes(stored, project.config.profile):

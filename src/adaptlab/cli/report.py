@@ -22,7 +22,7 @@ def build_report(
     project = Project.load(project_dir)
     summary = summarize_project(project, run_id)
     ev = project.config.evaluation
-    live = live_traffic(project.store_path, ev.confidence, ev.bootstrap_resamples)
+    live = live_traffic(project.store, ev.confidence, ev.bootstrap_resamples)
     path = write_report(summary, Path(output) if output else project.report_path, live)
     print_summary(summary)
     console.print(f"report: {path}", markup=False)

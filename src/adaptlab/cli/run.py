@@ -20,10 +20,12 @@ def run_and_summarize(
     only: tuple[str, ...] = (),
     force: bool = False,
     leave_out: dict[str, str] | None = None,
+    batch: bool = False,
 ) -> tuple[Project, ProjectSummary]:
     """Run the project with rich progress and print the results.
 
-    ``leave_out``: candidate names not to run this time, with the reason shown.
+    ``leave_out``: candidate names not to run this time, with the reason shown;
+    ``batch``: evaluate through the providers' batch APIs (``evaluation.batch: true``).
     """
     from adaptlab.cli.progress import RichProgress
     from adaptlab.core.format import number
@@ -32,6 +34,9 @@ def run_and_summarize(
     from adaptlab.engine.runner import RunEvents, run_project
 
     project = Project.load(project_dir)
+    if batch:
+        ev = project.config.evaluation.model_copy(update={"batch": True})
+        project.config = project.config.model_copy(update={"evaluation": ev})
     set_interrupt_hint(
         "interrupted: finished candidates are stored; "
         f"'adaptlab run -p {project_dir}' resumes from there"
@@ -72,7 +77,9 @@ def run_and_summarize(
         )
     summary = summarize_project(project, outcome.run_id)
     print_summary(summary)
-    console.print(f"run {outcome.run_id} stored in {project.store_path}", markup=False)
+    from adaptlab.store.db import display
+
+    console.print(f"run {outcome.run_id} stored in {display(project.store)}", markup=False)
     return project, summary
 
 
@@ -85,7 +92,14 @@ def run_and_summarize(
     is_flag=True,
     help="Print the requests, tokens and cost each candidate would need; call nothing.",
 )
-def run(project_dir: str, only: tuple[str, ...], force: bool, dry_run: bool) -> None:
+@click.option(
+    "--batch",
+    is_flag=True,
+    help="Send the requests of OpenAI and Anthropic candidates through the providers' batch "
+    "APIs: half the price, answered within 24 h; a rerun re-attaches to a batch in flight "
+    "(evaluation.batch: true in adaptlab.yaml does the same).",
+)
+def run(project_dir: str, only: tuple[str, ...], force: bool, dry_run: bool, batch: bool) -> None:
     """Run every candidate on the same holdout and store each prediction.
 
     Candidates whose options, model, labels and data are unchanged since a stored
@@ -95,7 +109,7 @@ def run(project_dir: str, only: tuple[str, ...], force: bool, dry_run: bool) -> 
     if dry_run:
         print_plan(project_dir)
         return
-    run_and_summarize(project_dir, only, force)
+    run_and_summarize(project_dir, only, force, batch=batch)
 
 
 def print_plan(project_dir: str | Path) -> None:
@@ -109,7 +123,8 @@ def print_plan(project_dir: str | Path) -> None:
     from adaptlab.engine.planning import plan_project
     from adaptlab.engine.project import Project
 
-    plans = plan_project(Project.load(project_dir))
+    project = Project.load(project_dir)
+    plans = plan_project(project)
     remote = [p for p in plans if p.model != "local encoder"]
     local = [p.name for p in plans if p.model == "local encoder"]
     table = Table(title="dry run: nothing was sent", title_justify="left", box=box.SIMPLE_HEAD)
@@ -156,3 +171,7 @@ def print_plan(project_dir: str | Path) -> None:
         )
     of_it = f" ({usd(training)} of it training)" if training else ""
     console.print(f"projected API cost of this run: {usd(total)}{of_it}")
+    # The prompts' language, as the run will say it: the same templates are priced above.
+    for kind, line in project.language_notes():
+        warn = ("warning: ", "yellow") if kind == "warning" else ""
+        console.print(Text.assemble(warn, line), soft_wrap=True)

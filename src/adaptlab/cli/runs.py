@@ -55,8 +55,8 @@ def runs(ctx: click.Context, project_dir: str, limit: int) -> None:
 
     project = Project.load(project_dir)
     rows: list[Any] = []
-    if project.store_path.exists():  # never create a store just to read it
-        with RunStore(project.store_path) as store:
+    if project.has_store:  # never create a store just to read it
+        with RunStore(project.store) as store:
             rows = store.runs()
             counts = {r["id"]: len(store.run_candidates(r["id"])) for r in rows[:limit]}
     if not rows:
@@ -184,11 +184,11 @@ def compare_command(ctx: click.Context, run_a: str, run_b: str, project_dir: str
     parent = ctx.parent.params.get("project_dir") if ctx.parent is not None else None
     project = Project.load(project_dir or parent or ".")
     require_runs(project)
-    with RunStore(project.store_path) as store:
+    with RunStore(project.store) as store:
         # Both ids first: a typo in the second is reported before the first is summarised.
         ids = [find_run(store, run_id)["id"] for run_id in (run_a, run_b)]
     a, b = (summarize_project(project, run_id) for run_id in ids)
-    with RunStore(project.store_path) as store:
+    with RunStore(project.store) as store:
         comparison = compare_runs(a, b, store)
     print_comparison(comparison, (a, b))
 

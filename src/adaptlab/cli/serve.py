@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from adaptlab.cli.common import err_console, project_option
+from adaptlab.cli.store_target import store_option
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -120,8 +121,10 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
     show_default=True,
     type=click.FloatRange(0, 600),
     help="How long a request waits for its log row while another process locks the run "
-    "store; then 503 (a request is only answered once it is logged).",
+    "store, and for a PostgreSQL store to accept a connection; then 503 (a request is "
+    "only answered once it is logged).",
 )
+@store_option
 def serve(
     project_dir: str,
     candidates: tuple[str, ...],
@@ -142,6 +145,7 @@ def serve(
     body_timeout_s: float,
     max_connections: int,
     store_timeout_s: float,
+    store: str | None,
 ) -> None:
     """Serve candidates: OpenAI-compatible POST /v1/chat/completions (streaming too) and
     GET /v1/models, POST /v1/predict (label or JSON with its score), POST /v1/feedback
@@ -155,6 +159,11 @@ def serve(
     adaptlab keys add my-app -p my-task
     adaptlab serve -p my-task --candidate best
     adaptlab serve -p my-task --route finetune=0.9,few-shot-8=0.1 --shadow rag-knn
+
+    Replicas behind a load balancer share one PostgreSQL store (request log, feedback,
+    keys, rate limits): start each with the same --store postgresql://USER@HOST/DB (or
+    ADAPTLAB_STORE_URL). A revoked key is refused by every replica within 1 s; a key's
+    --rpm holds across them.
     """
     import logging
 
@@ -166,10 +175,14 @@ def serve(
     from adaptlab.engine.artifact import ServedModel, load_model, open_candidate
     from adaptlab.engine.project import Project
     from adaptlab.serve.app import ServeConfig, create_app
+    from adaptlab.serve.keys import list_keys
     from adaptlab.serve.remote import attach_remote, parse_remote, remote_model
     from adaptlab.serve.routing import DEFAULT_ROUTE, Route, parse_route
+    from adaptlab.store import RunStore
+    from adaptlab.store.db import display, is_url
 
     project = Project.load(project_dir)
+    target = store if store is not None else project.store
     parsed = [parse_route(r) for r in routes]
     folders: dict[str, Path] = {}
     for spec in models:
@@ -190,10 +203,17 @@ def serve(
             wanted.append(name)
     if not wanted:
         raise click.UsageError("name what to serve: --candidate NAME, --model NAME=DIR or --route")
+    in_project = {c.name for c in project.config.candidates} | {"best"}
+    if any(n not in folders and (n not in remote or n in in_project) for n in wanted):
+        require_runs(project)  # a candidate's result is read: before a store is created
+    auth = not no_auth
+    project.prepare_state()
+    # the store before the models: one that cannot be used stops here, before they load
+    with RunStore(target) as opened:
+        active = [k for k in list_keys(opened.conn) if not k.revoked_at] if auth else []
     loaded: dict[str, ServedModel] = {}
     aliases: dict[str, str] = {}
     with RichProgress(err_console) as progress:
-        in_project = {c.name for c in project.config.candidates} | {"best"}
         for name in wanted:
             if name in folders:
                 model = load_model(folders[name], name=name, progress=progress)
@@ -217,19 +237,13 @@ def serve(
         first = aliases[wanted[0]]
         table[DEFAULT_ROUTE] = Route(DEFAULT_ROUTE, ((first, 1.0),))
     shadows = [aliases[s] for s in shadow]
-    auth = not no_auth
-    project.prepare_state()
     if auth:
-        from adaptlab.serve.keys import list_keys
-        from adaptlab.store import RunStore
-
-        with RunStore(project.store_path) as store:
-            active = [k for k in list_keys(store.conn) if not k.revoked_at]
         if not active:
+            where = f" --store {display(target)}" if is_url(target) else ""
             raise AdaptlabError(
-                "no API keys: every request would be refused",
-                fix=f"create one with 'adaptlab keys add NAME -p {project.root}', or serve "
-                "without keys with --no-auth (only where no one else can reach the port)",
+                f"no API keys in the run store {display(target)}: every request would be refused",
+                fix=f"create one with 'adaptlab keys add NAME -p {project.root}{where}', or "
+                "serve without keys with --no-auth (only where no one else can reach the port)",
                 code="no-keys",
             )
     elif host not in LOOPBACK:
@@ -240,7 +254,8 @@ def serve(
     config = ServeConfig(
         models=loaded,
         routes=table,
-        store_path=project.store_path,
+        store_path=project.store_path if is_url(target) else Path(target),
+        store_url=str(target) if is_url(target) else None,
         shadow=shadows,
         auth=auth,
         max_body_bytes=max_body_kb * 1024,
@@ -264,6 +279,7 @@ def serve(
             )
     if shadows:
         err_console.print(f"shadow (logged, never returned): {', '.join(shadows)}", markup=False)
+    err_console.print(f"request log and keys: {display(target)}", markup=False, soft_wrap=True)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     serve_log = logging.getLogger("adaptlab.serve")

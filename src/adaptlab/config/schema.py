@@ -21,6 +21,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from adaptlab.config.yaml_safe import SECRET_VALUE
+from adaptlab.core.languages import LANGUAGES, code_for, language_name
+from adaptlab.core.redact import database_url_problem
 from adaptlab.core.urls import url_problem
 
 CONFIG_FILE = "adaptlab.yaml"
@@ -351,6 +353,27 @@ class EvaluationConfig(_Strict):
         default="Score 1 if the answer says the same as the reference, else 0.",
         description="What the judge is told to score (from 0 to 1).",
     )
+    batch: bool = Field(
+        default=False,
+        description="Send the test, validation and consistency requests of every candidate "
+        "on an OpenAI or Anthropic model through the provider's batch API (OpenAI Batch "
+        "API, Anthropic Message Batches) as one batch per candidate: half the price, "
+        "answered within 24 hours. The first latency_samples test requests still go one "
+        "by one, to measure latency. A rerun re-attaches to a batch in flight (also "
+        "'adaptlab run --batch').",
+    )
+    batch_retry: Literal["sync", "none"] = Field(
+        default="sync",
+        description="Batch lines that expired, failed or were cancelled: 'sync' asks each "
+        "once more through the normal path at the standard price, so the run ends with "
+        "every answer; 'none' stops the candidate, and a rerun sends only those lines in a "
+        "new batch.",
+    )
+    batch_poll_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="Seconds between two looks at a batch in flight.",
+    )
 
     @field_validator("cv_folds")
     @classmethod
@@ -500,6 +523,12 @@ class ProfileConfig(_Strict):
         "of the best are chosen by expected total cost: errors x this + running + hosting "
         "+ setup over the horizon.",
     )
+    answers_may_wait: bool = Field(
+        default=False,
+        description="May answers arrive within 24 hours instead of seconds (nightly "
+        "classification, back-office extraction)? true serves candidates on an OpenAI or "
+        "Anthropic model at their batch API's price (half), which moves break-evens.",
+    )
     hosting: Literal["dedicated", "shared"] = Field(
         default="dedicated",
         description="How a self-hosted candidate is served: 'dedicated' (it needs its own "
@@ -641,6 +670,12 @@ class ProjectConfig(_Strict):
     instruction: str | None = Field(
         default=None, description="Generation: what the model is asked to do with each input."
     )
+    language: str | None = Field(
+        default=None,
+        description="Write the data's language as a two-letter ISO 639-1 code such as de or "
+        "en, or leave the key out to have it detected from the data; it picks the language of "
+        "the built-in prompt templates.",
+    )
     model: ModelConfig = Field(
         default_factory=ModelConfig,
         description="The encoder: embeddings for the classifier strategies, example selection "
@@ -668,6 +703,23 @@ class ProjectConfig(_Strict):
         description="Retrieval over your documents: the index, search and what goes into "
         "prompts of candidates with 'context_k'.",
     )
+    store: str | None = Field(
+        default=None,
+        description="Where runs and results are kept. Unset: .adaptlab/runs.db (SQLite) in "
+        "the project folder. A PostgreSQL URL (postgresql://user@host:port/db): one store "
+        "that several users, machines and servers share, each result computed once; the "
+        "password comes from PGPASSWORD or ~/.pgpass, never from this file. The variable "
+        "ADAPTLAB_STORE_URL, when set, is used instead.",
+    )
+
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, v: str | None) -> str | None:
+        problem = database_url_problem(v) if v is not None else None
+        if problem is not None:
+            # Its own error type: the value is not repeated (it may hold a password).
+            raise PydanticCustomError(SECRET_VALUE, "store {reason}", problem._asdict())
+        return v
 
     @model_validator(mode="before")
     @classmethod
@@ -706,6 +758,18 @@ class ProjectConfig(_Strict):
             if not str(desc).strip():
                 raise ValueError(f"label '{label}' has an empty description")
         return v
+
+    @field_validator("language")
+    @classmethod
+    def _iso_639_1(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        code = v.strip().lower()
+        if code in LANGUAGES:
+            return code
+        meant = code_for(v)
+        hint = f"; did you mean '{meant}' ({language_name(meant)})?" if meant else ""
+        raise ValueError(f"'{v}' is not an ISO 639-1 language code{hint}")
 
     @field_validator("schema_")
     @classmethod

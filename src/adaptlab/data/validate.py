@@ -119,14 +119,16 @@ def check_examples(
         )
         if len(found) > 1:
             what = "labels" if classification else "targets"
+            refuse = conflicts == "error"
             issues.append(
                 Issue(
                     f"the same input has conflicting {what} {found} on lines {_lines(members)}",
                     file=first.file,
                     line=first.line,
-                    fix=f"decide on one {what[:-1]} for this input and correct the others "
-                    "(or set data.conflicts: warn to keep both)",
-                    severity=conflicts,
+                    fix=f"decide on one {what[:-1]} for this input and correct the others"
+                    + (" (or set data.conflicts: warn to keep both)." if refuse else "."),
+                    # data.conflicts says "warn"; an Issue's severity is "warning"
+                    severity="error" if refuse else "warning",
                     code="conflicting-duplicate",
                 )
             )
@@ -139,7 +141,7 @@ def check_examples(
                     "in the same split so it cannot leak into the test set",
                     file=first.file,
                     line=first.line,
-                    fix="delete the extra copies if they are not intended",
+                    fix="delete the extra copies if they are not intended.",
                     severity="warning",
                     code="duplicate",
                 )
@@ -155,6 +157,8 @@ def check_examples(
                 f"{n} examples: below the {MIN_FINETUNE_EXAMPLES}–{MIN_FINETUNE_EXAMPLES_GOOD} "
                 "fine-tuning needs; expect prompting to win",
                 file=path,
+                fix=f"collect at least {MIN_FINETUNE_EXAMPLES} examples before you trust a "
+                "fine-tune's figures.",
                 severity="warning",
                 code="small-data",
             )
@@ -221,7 +225,7 @@ def _label_issues(
                 Issue(
                     f"label '{label}' has only {n} examples; its scores will be noisy",
                     file=path,
-                    fix=f"aim for at least {FEW_PER_CLASS} per class",
+                    fix=f"add examples of '{label}' until it has at least {FEW_PER_CLASS}.",
                     severity="warning",
                     code="few-per-class",
                 )
@@ -236,7 +240,8 @@ def _label_issues(
                 f"{counts[small]} (ratio {counts[big] / max(counts[small], 1):.1f} > "
                 f"{IMBALANCE_RATIO:g})",
                 file=path,
-                fix="collect more of the rare classes; macro-F1 is the fairer score here",
+                fix="collect more examples of the rare classes, and read macro-F1, the fairer "
+                "score here.",
                 severity="warning",
                 code="imbalance",
             )

@@ -10,7 +10,9 @@ which the terminal, the HTML report and the Python API show:
 - the seeds' rules of thumb (PRODUCT.md) the profile triggers, stated as priors
   beside the verdict with whether the measurement agrees (:func:`profile_rules`);
 - "what would change it": the break-even volumes against the tied rivals (where the
-  cost order flips), a rival the profile ruled out that measured better, the
+  cost order flips), what answers that may wait buy (each break-even at the standard
+  and the batch APIs' price, :func:`waiting_sentences`), a rival the profile ruled out
+  that measured better, the
   smallest difference the selection split can detect, and the learning-curve
   crossings that involve the winner (:func:`curve_changes`).
 """
@@ -20,10 +22,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from adaptlab.config import ProfileConfig
-from adaptlab.core.format import ms, number, p_value, pct, plural, sig, usd, volume_text
+from adaptlab.core.format import (
+    and_list,
+    ms,
+    number,
+    p_value,
+    pct,
+    plural,
+    sig,
+    usd,
+    volume_text,
+)
 from adaptlab.data.validate import MIN_FINETUNE_EXAMPLES, MIN_FINETUNE_EXAMPLES_GOOD, SWEET_SPOT
 from adaptlab.decide.curves import Crossing, CurveEvidence, LearningCurves, curve_evidence
 from adaptlab.decide.verdict import Exclusion, Verdict
+from adaptlab.decide.waiting import Waiting
 from adaptlab.evaluation.cost_model import growth_factor
 from adaptlab.evaluation.stats import PairedTest
 from adaptlab.evaluation.summary import CandidateSummary, RunSummary, p_bound
@@ -193,8 +206,52 @@ def reasons(v: Verdict, summary: RunSummary) -> list[str]:
     else:
         out = [_tie_reason(v, summary, best, pick)]
     out += facts(pick, v, summary)
+    w = v.waiting
+    if w is not None and w.may_wait and w.shares:
+        out.append(
+            f"Answers may wait (profile.answers_may_wait): {and_list(sorted(w.shares))} "
+            f"{'is' if len(w.shares) == 1 else 'are'} priced at the batch APIs' rate, "
+            f"{_share_text(w)} the standard price, for answers within 24 hours."
+        )
     if v.selected_on == "test":
         out.append(TEST_FALLBACK)
+    return out
+
+
+def _share_text(w: Waiting) -> str:
+    shares = set(w.shares.values())
+    if shares == {0.5}:
+        return "half"
+    return "/".join(f"{s:.0%}" for s in sorted(shares)) + " of"
+
+
+def _volume(x: float | None) -> str:
+    return "none (they never cross)" if x is None else f"~{volume_text(x)}"
+
+
+def waiting_sentences(w: Waiting | None) -> list[str]:
+    """What answers that may wait buy, one sentence per break-even it moves: from the
+    standard to the batch price when they may not wait yet, or the other way."""
+    if w is None or not w.shares:
+        return []
+    out = []
+    share = _share_text(w)
+    for b in w.break_evens:
+        if b.standard == b.batch:
+            continue
+        pair = f"the break-even of {b.candidate} against {b.baseline}"
+        if w.may_wait:
+            out.append(
+                f"answers that may wait cost {share} the price (batch APIs, within 24 h): "
+                f"{pair} is {_volume(b.batch)} requests/month, against {_volume(b.standard)} "
+                "if answers must come at once (adaptlab decide --no-answers-may-wait)"
+            )
+        else:
+            out.append(
+                f"if answers may wait (batch APIs answer within 24 h at {share} the price: "
+                f"adaptlab decide --answers-may-wait), {pair} moves from "
+                f"{_volume(b.standard)} to {_volume(b.batch)} requests/month"
+            )
     return out
 
 
@@ -296,7 +353,8 @@ def _expected_reason(v: Verdict, pick: CandidateSummary, best: CandidateSummary)
 
 def changes(v: Verdict, summary: RunSummary) -> list[str]:
     """What would change the decision, in order: the volumes where a tied rival becomes
-    cheaper (the last tied rival first), the ruled-out rivals that measured higher, the
+    cheaper (the last tied rival first), each break-even at the other price tier
+    (:func:`waiting_sentences`), the ruled-out rivals that measured higher, the
     note that every candidate breaks the profile, the minimum detectable difference, and
     the learning-curve crossings (:func:`curve_sentences`)."""
     best = summary.candidate(v.leader)
@@ -307,6 +365,7 @@ def changes(v: Verdict, summary: RunSummary) -> list[str]:
         f"cheaper at equal {info.name} (break-even over {plural(v.months, 'month')})"
         for flip in reversed(v.flips)
     ]
+    out += waiting_sentences(v.waiting)
     if v.error_cost_flip_usd is not None and v.winner != v.leader:
         out.append(
             f"if one wrong answer costs you more than {usd(v.error_cost_flip_usd)}, "

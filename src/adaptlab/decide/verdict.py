@@ -56,6 +56,7 @@ from adaptlab.decide.rule import (
     selection_bias,
     within_se,
 )
+from adaptlab.decide.waiting import Waiting, waiting
 from adaptlab.evaluation.cost_model import CostModel, growth_factor
 from adaptlab.evaluation.scoring import metric_stat
 from adaptlab.evaluation.stats import (
@@ -241,6 +242,9 @@ class Verdict:
 
     ``profile`` is the profile weighed against (read-only); ``alpha``, ``tie_tolerance``,
     ``negligible_usd``, ``quality_floor`` and ``tie_se_z`` the thresholds applied.
+    ``waiting``: what ``profile.answers_may_wait`` changes (:class:`Waiting`: the API
+    candidates' batch shares and the break-evens at both prices; the costs above are at
+    batch prices when answers may wait).
     """
 
     winner: str
@@ -274,6 +278,7 @@ class Verdict:
     comparable: tuple[str, ...] = ()
     quality_floor: float = QUALITY_FLOOR
     tie_se_z: float = TIE_SE_Z
+    waiting: Waiting | None = None
 
     def __post_init__(self) -> None:
         for name in ("selection_tests", "test_tests", "costs"):
@@ -500,6 +505,10 @@ def verdict(summary: RunSummary, profile: ProfileConfig, cost: CostConfig) -> Ve
     ]
     prompt_like = [c for c in comparable if not c.trains_weights] or comparable
     baseline = min(prompt_like, key=lambda c: c.cost.setup_usd)
+    evens = break_evens(comparable, baseline, profile)
+    by_name = {c.name: c for c in cands}
+    pairs = [(by_name[b.candidate], baseline) for b in evens]
+    pairs += [(by_name[f.rival], pick) for f in flips]
     learning = learning_curves(
         summary.curve_points,
         summary.curve_flat,
@@ -522,7 +531,7 @@ def verdict(summary: RunSummary, profile: ProfileConfig, cost: CostConfig) -> Ve
         costs=costs,
         flips=tuple(flips),
         baseline=baseline.name,
-        break_evens=tuple(break_evens(comparable, baseline, profile)),
+        break_evens=tuple(evens),
         mdd=mdd,
         best_on_test=best_on_test.name,
         learning=learning,
@@ -536,4 +545,5 @@ def verdict(summary: RunSummary, profile: ProfileConfig, cost: CostConfig) -> Ve
         error_cost_flip_usd=flip_usd,
         corrected=_corrected(pick, pool, cfg) if len(pool) > 1 else None,
         comparable=tuple(c.name for c in comparable),
+        waiting=waiting(pairs, cands, cfg, profile),
     )

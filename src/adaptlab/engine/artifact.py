@@ -116,7 +116,7 @@ def export_candidate(
             code="stale-result",
         )
     _check_target(out)
-    with RunStore(project.store_path) as store:
+    with RunStore(project.store) as store:
         stored = store.result(cs.key)
         test_rows = store.predictions(cs.key)
     models = Models(project)

@@ -150,7 +150,7 @@ def run_curves(
     points: list[CurvePoint] = []
     with (
         RunLock(project.run_lock_path).acquire(lambda holder: None),
-        RunStore(project.store_path) as store,
+        RunStore(project.store) as store,
     ):
         todo = {p[4] for p in plan if not store.has_result(p[4])}
         with progress.task("learning-curve points", len(todo)) as advance:

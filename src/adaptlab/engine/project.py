@@ -5,14 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from adaptlab.backends.gguf import gguf_source
 from adaptlab.backends.sentence_transformers import resolve_model_path
 from adaptlab.config import CONFIG_FILE, ProjectConfig, key_line
 from adaptlab.core.errors import AdaptlabError, ConfigError, Issue
+from adaptlab.core.languages import language_name
 from adaptlab.data import DataReport, Example, Split, check_examples, load_examples
-from adaptlab.data.language import language_warning
+from adaptlab.data.language import (
+    DataLanguage,
+    data_language,
+    generator_language_warning,
+    generator_languages,
+    language_warning,
+)
 from adaptlab.data.split import split_examples
 from adaptlab.engine.validate import load_config
+from adaptlab.prompts import template_language
 from adaptlab.store.files import os_error
+from adaptlab.store.location import store_exists, store_target
 
 
 @dataclass
@@ -23,6 +33,7 @@ class Project:
     _data: tuple[list[Example], list[Example] | None] | None = field(
         default=None, repr=False, compare=False
     )
+    _language: DataLanguage | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def load(cls, root: str | Path = ".") -> Project:
@@ -36,7 +47,20 @@ class Project:
 
     @property
     def store_path(self) -> Path:
+        """The project's own SQLite store (used unless :attr:`store` names PostgreSQL)."""
         return self.state_dir / "runs.db"
+
+    @property
+    def store(self) -> Path | str:
+        """The run store to open: ``ADAPTLAB_STORE_URL``, else ``store:`` of adaptlab.yaml,
+        else :attr:`store_path`; a PostgreSQL URL or the SQLite file. Raises
+        :class:`~adaptlab.store.files.StoreError` for a variable that is no PostgreSQL URL."""
+        return store_target(self.store_path, self.config.store)
+
+    @property
+    def has_store(self) -> bool:
+        """Whether :attr:`store` is there to read (a SQLite file is never created by reading)."""
+        return store_exists(self.store)
 
     @property
     def llm_cache_path(self) -> Path:
@@ -111,7 +135,78 @@ class Project:
         found = self.language_issue([ex.text for ex in examples]) if language else None
         if found is not None:
             report.issues.append(found)
+        if language:
+            report.issues.extend(self.generator_language_issues())
         return report
+
+    def language(self) -> DataLanguage:
+        """The language of the prompts: ``language:`` when set, else detected from the
+        examples (all of ``data.path``, so ``data check``, a dry run and a run agree)."""
+        if self._language is None:
+            configured = self.config.language
+            texts = [] if configured else [ex.text for ex in self.load_data()[0]]
+            self._language = data_language(configured, texts)
+        return self._language
+
+    def language_notes(self, *, generators: bool = True) -> list[tuple[str, str]]:
+        """What ``run`` and ``run --dry-run`` say about the prompts' language, as (kind,
+        line) with kind "info" or "warning": the language and where it came from, the
+        English fallback for a language without built-in templates (with how to write
+        one's own), and (``generators``) each generative model that does not cover it.
+        Empty when no candidate prompts a model."""
+        if not any(c.llm is not None for c in self.config.candidates):
+            return []
+        lang = self.language()
+        used, fallback = template_language(lang.code)
+        lines = [
+            (
+                "info",
+                f"prompt language: {lang.describe()}; built-in templates in {language_name(used)}",
+            )
+        ]
+        if fallback is not None:
+            lines.append(("warning", fallback))
+        if generators:
+            lines += [
+                ("warning", f"{i.message}; fix: {i.fix}") for i in self.generator_language_issues()
+            ]
+        return lines
+
+    def generator_language_issues(self) -> list[Issue]:
+        """A warning per generative model that a candidate prompts and that does not cover
+        the data's language (by its name, GGUF metadata or model card); none when unknown."""
+        used = sorted({c.llm for c in self.config.candidates if c.llm is not None})
+        if not used:
+            return []
+        out = []
+        for name in used:
+            llm = self.config.llms.get(name)
+            if llm is None:
+                continue
+            path: Path | None = None
+            if llm.backend == "hf":
+                try:
+                    path = gguf_source(llm.name) or Path(llm.name).expanduser()
+                except AdaptlabError:  # not installed or not found: other checks say so
+                    path = None
+                if path is not None and not path.exists():
+                    path = self.root / path
+            found = generator_language_warning(
+                self.language(), name, llm.name, generator_languages(llm.name, path)
+            )
+            if found is not None:
+                message, fix = found
+                out.append(
+                    Issue(
+                        message,
+                        file=str(self.root / CONFIG_FILE),
+                        line=key_line(self.root / CONFIG_FILE, "llms", name),
+                        fix=fix,
+                        severity="warning",
+                        code="generator-language",
+                    )
+                )
+        return out
 
     def language_issue(self, texts: list[str]) -> Issue | None:
         """A warning when the data is not in a language the configured encoder knows."""

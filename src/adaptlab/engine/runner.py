@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adaptlab.backends import EncoderBackend, load_backend, load_llm
+from adaptlab.backends import (
+    BACKENDS,
+    EncoderBackend,
+    GenerativeBackend,
+    load_backend,
+    load_llm,
+)
 from adaptlab.backends.availability import llm_unavailable
 from adaptlab.backends.gguf import resolve_model
 from adaptlab.backends.quiet import quiet_library_progress
@@ -29,6 +35,7 @@ from adaptlab.core.errors import AdaptlabError, ConfigError
 from adaptlab.core.progress import ProgressSink
 from adaptlab.data.split import save_split
 from adaptlab.engine import cv
+from adaptlab.engine.batching import prefetch
 from adaptlab.engine.project import Project
 from adaptlab.evaluation.machine import LoadMeter
 from adaptlab.llm.cache import ResponseCache
@@ -125,13 +132,19 @@ def result_key(project: Project, cand: CandidateConfig, split: Split) -> str:
         )
         if llm.answers is not None:  # a fake model's script is what it answers
             payload["llm"]["answers"] = llm.answers
-    extra = cls.key_extra(options, project.root, cfg.task)
+    extra = cls.key_extra(options, project.root, cfg.task, _prompt_language(project, cls))
     if extra:
         payload["prompt"] = extra
     if getattr(options, "context_k", 0) and cfg.rag is not None:
         payload["documents"] = docs_fingerprint(project)
         payload["sources_field"] = cfg.data.sources_field
     return _hash(payload)
+
+
+def _prompt_language(project: Project, cls: type[Strategy]) -> str:
+    """The data's language for a generative strategy (its built-in templates); English for
+    the others, so an encoder candidate never waits on the language guess."""
+    return project.language().code if cls.generative else "en"
 
 
 def _predict_timed(
@@ -175,6 +188,14 @@ def _latencies(
     return out
 
 
+def _llm_backend(name: str) -> tuple[str, frozenset[str]] | None:
+    """A generative backend's name and the constrained answers it gives, from its class."""
+    cls = BACKENDS.get(name)
+    if not isinstance(cls, type) or not issubclass(cls, GenerativeBackend):
+        return None
+    return name, cls.constrained
+
+
 def make_context(
     project: Project,
     cand: CandidateConfig,
@@ -209,12 +230,17 @@ def make_context(
             if cand.llm is not None and with_llm
             else None
         ),
+        llm_backend=_llm_backend(cfg.llms[cand.llm].backend) if cand.llm is not None else None,
         task=cfg.task,
         root=project.root,
         task_options={"schema": cfg.schema_, "instruction": cfg.instruction},
+        language=_prompt_language(project, cls),
         retrieve=models.retrieval(progress) if cfg.rag is not None else None,
     )
-    return cls(options, ctx), ctx
+    strategy = cls(options, ctx)
+    if cls.generative:  # the report says which language its prompt is in, and why
+        strategy.info["data_language"] = project.language().as_info()
+    return strategy, ctx
 
 
 def run_candidate(
@@ -249,6 +275,12 @@ def run_candidate(
     fit_wall, fit_cpu = time.perf_counter() - wall, time.process_time() - cpu
 
     texts = [ex.text for ex in split.test]
+    # evaluation.batch: the uncached requests go as one batch first; then every answer
+    # below comes from the response cache.
+    val = [ex.text for ex in split.val]
+    batched = prefetch(project, cand.name, strategy, ctx, texts, val, progress)
+    if batched is not None:
+        strategy.info["batch"] = batched
     meter = LoadMeter()
     with meter:
         preds, pred_wall, pred_cpu, lat = _predict_test(strategy, ctx, texts, cfg, progress)
@@ -278,6 +310,7 @@ def run_candidate(
             "retries": stats.retries,
             "retries_by_kind": dict(stats.retries_by_kind),
             "usage_exact": all(p.tokens_exact is not False for p in preds),
+            "paid": stats.paid.as_json(),
         }
     result = ResultRow(
         key=key,
@@ -456,6 +489,8 @@ def run_project(
     language = project.language_issue([ex.text for ex in split.train])
     if language is not None:
         progress.note(f"{language.message}; fix: {language.fix}")
+    for kind, line in project.language_notes():
+        (progress.info if kind == "info" else progress.note)(line)
     for weak in cfg.evaluation.weak_settings():
         progress.note(weak)
     candidates = [c for c in cfg.candidates if not only or c.name in only]
@@ -499,8 +534,10 @@ def run_project(
         for name, reason in unavailable.items():
             events.on_unavailable(name, reason)
         models = Models(project)
-        with RunStore(project.store_path) as store, contextlib.closing(models):
-            store.mark_interrupted()  # we hold the lock: any run still 'running' is dead
+        with RunStore(project.store) as store, contextlib.closing(models):
+            # SQLite: we hold the lock, so any run still 'running' is dead; PostgreSQL: only
+            # runs whose process is gone are marked (see RunStore.mark_interrupted).
+            store.mark_interrupted()
             store.start_run(
                 run_id,
                 project=cfg.name,
@@ -539,19 +576,31 @@ def _run_candidates(
     shared = _CVShared()  # made on first need, then the same for every candidate
     for pos, cand in enumerate(candidates):
         key = keys[cand.name]
-        if store.has_result(key) and not force:
-            events.on_skip(cand.name)
-            store.link(outcome.run_id, pos, cand.name, key, reused=True)
-            outcome.reused.append(cand.name)
-        else:
-            events.on_start(cand.name)
-            seconds = run_candidate(
-                project, cand, outcome.split, key, models, store, progress, force
+
+        def waiting(holder: str, name: str = cand.name) -> None:
+            progress.info(
+                f"{name}: waiting for {holder}, which is computing this result in the shared "
+                "store; it is reused once stored (Ctrl-C to stop waiting)"
             )
-            store.link(outcome.run_id, pos, cand.name, key, reused=False)
-            outcome.computed.append(cand.name)
-            events.on_done(cand.name, seconds)
-        _cross_validate(project, cand, outcome.split, key, models, store, progress, events, shared)
+
+        # A shared (PostgreSQL) store: whoever claims a result first computes it, and its
+        # cross-validation; another run waits here, then finds both stored.
+        with store.claim(key, waiting):
+            if store.has_result(key) and not force:
+                events.on_skip(cand.name)
+                store.link(outcome.run_id, pos, cand.name, key, reused=True)
+                outcome.reused.append(cand.name)
+            else:
+                events.on_start(cand.name)
+                seconds = run_candidate(
+                    project, cand, outcome.split, key, models, store, progress, force
+                )
+                store.link(outcome.run_id, pos, cand.name, key, reused=False)
+                outcome.computed.append(cand.name)
+                events.on_done(cand.name, seconds)
+            _cross_validate(
+                project, cand, outcome.split, key, models, store, progress, events, shared
+            )
 
 
 @dataclass

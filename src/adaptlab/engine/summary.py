@@ -168,7 +168,7 @@ def summarize_project(
     A generation task scored by an LLM judge grades through the project's response
     cache, so summarising again sends no request twice.
     """
-    with RunStore(project.store_path) as store:
+    with RunStore(project.store) as store:
         return summarize_run(
             store,
             run_id,

@@ -6,12 +6,14 @@ The dataset is JSON Lines in the project's own fields (``data.input_field``,
 ``data.test_path``; each row also keeps the request id, the candidate that answered
 and its answer. Inputs holding personal data are flagged with the data checks' own
 detector (:func:`adaptlab.data.pii.find_pii`), values masked.
+
+Both read the request log of a SQLite or a PostgreSQL run store (the SQL is the one
+both engines take), so a log that several server replicas share is read whole.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +34,7 @@ class LogExport:
 
 
 def export_rows(
-    conn: sqlite3.Connection,
+    conn: Any,
     *,
     input_field: str,
     label_field: str,
@@ -44,7 +46,8 @@ def export_rows(
     """Primary (not shadow) answered requests, oldest first, labelled by their latest
     label feedback. ``unlabelled`` keeps requests without one (label field absent);
     ``labels`` (a classification project's) leaves out, and counts, rows whose feedback
-    names another label, which ``adaptlab run`` would refuse."""
+    names another label, which ``adaptlab run`` would refuse. ``conn``: a connection to
+    the run store (SQLite or PostgreSQL)."""
 
     where = ["r.shadow_of IS NULL"]
     args: list[Any] = []
@@ -126,7 +129,7 @@ class LiveComparison:
 
 
 def live_stats(
-    conn: sqlite3.Connection,
+    conn: Any,
     *,
     since: str | None = None,
     confidence: float = 0.95,
@@ -207,9 +210,10 @@ class LiveTraffic:
     confidence: float
 
 
-def live_traffic(store_path: Any, confidence: float, resamples: int) -> LiveTraffic | None:
-    """The request log's statistics, or None when nothing was served yet."""
+def live_traffic(store: Any, confidence: float, resamples: int) -> LiveTraffic | None:
+    """The request log's statistics, or None when nothing was served yet. ``store``: the
+    run store, a SQLite file or a ``postgresql://`` URL."""
 
-    with RunStore(store_path) as store:
-        stats, comparisons = live_stats(store.conn, confidence=confidence, resamples=resamples)
+    with RunStore(store) as opened:
+        stats, comparisons = live_stats(opened.conn, confidence=confidence, resamples=resamples)
     return LiveTraffic(stats, comparisons, confidence) if stats else None

@@ -56,6 +56,7 @@ from adaptlab.evaluation.stats import (
     percentile,
 )
 from adaptlab.evaluation.text_metrics import ExtractionMetrics
+from adaptlab.llm.prices import batch_terms
 from adaptlab.store import PredictionRow, RunStore
 from adaptlab.store.runs import find_run
 from adaptlab.strategies import get_strategy
@@ -324,6 +325,10 @@ def _cost_model(
     if api_per_1k is not None:
         # A hosted model: the bill is the tokens; the client's CPU is noise beside it.
         per_request, kind, fixed = api_per_1k / 1000, "api", 0.0
+        llm = cfg.llms.get(cand.llm) if cand is not None and cand.llm is not None else None
+        terms = batch_terms(llm.backend) if llm is not None else None
+        if cfg.profile.answers_may_wait and terms is not None:
+            per_request *= terms.share  # answers may wait: served by the batch API
     elif gpu:  # a GPU is rented whole: wall seconds per request at the served batch size
         per_request = compute_per_request_usd(res.predict_seconds / n, cost.gpu_hour_usd)
         kind, fixed = "self-hosted", cost.hosting_monthly_usd
@@ -481,6 +486,8 @@ def answer_notes(c: CandidateSummary) -> list[str]:
             f"{c.name}: {n} of {c.n} inputs {_FAILED_WORDS[status]} ({status}: "
             f"{examples}{more}); scored wrong, the run went on; {fix}."
         )
+    for note in c.info.get("answer_notes") or []:  # structured outputs refused, say
+        notes.append(f"{c.name}: {note}.")
     if c.cut_off:
         notes.append(
             f"{c.name}: {c.cut_off} of {c.n} answers were cut off at the output limit "
@@ -586,7 +593,16 @@ def summarize(
     links = store.run_candidates(run["id"])
     if not links:
         raise AdaptlabError(f"run {run['id']} has no candidates", file=store.path)
-    cache = Path(llm_cache) if llm_cache is not None else store.path.with_name("llm_cache.db")
+    if llm_cache is not None:
+        cache = Path(llm_cache)
+    elif isinstance(store.path, Path):
+        cache = store.path.with_name("llm_cache.db")
+    else:  # a PostgreSQL store has no folder to find the project's response cache in
+        raise AdaptlabError(
+            "a run in a PostgreSQL store is summarised with the project's response cache",
+            file=store.path,
+            fix="pass llm_cache=project.llm_cache_path (summarize_project does)",
+        )
     scorer = Scorer(cfg, llm_cache=cache, progress=progress)
     split = json.loads(run["split_json"])
     n_train = split.get("train", 0) + split.get("val", 0)

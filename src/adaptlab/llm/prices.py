@@ -11,6 +11,10 @@ The same table says what a model accepts (:class:`Capabilities`): its context wi
 whether it reasons before answering (o-series, gpt-5: such models spend
 ``max_completion_tokens`` on hidden reasoning and refuse ``temperature``), so a backend
 sends each model only what it takes.
+
+The table's ``batch:`` block gives each provider's batch tier (:class:`BatchTerms`): the
+share of the standard prices its batch API bills (OpenAI Batch API, Anthropic Message
+Batches: 0.5). :func:`batch_price_for` is a model's price in that tier.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import functools
 import ipaddress
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -97,11 +101,24 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class BatchTerms:
+    """What one provider's batch API bills: ``share`` of the standard input, cached-input
+    and output prices (0.5: half), for answers within ``window_hours``; ``source`` is
+    the page that says so. ``provider`` is the backend's name ("openai", "anthropic")."""
+
+    provider: str
+    share: float
+    source: str
+    window_hours: int = 24
+
+
+@dataclass(frozen=True)
 class _Table:
     checked: str
     models: dict[str, Price]
     aliases: dict[str, str]
     capabilities: dict[str, Capabilities]
+    batch: dict[str, BatchTerms] = field(default_factory=dict)
 
 
 def _number(model: str, key: str, value: object) -> float:
@@ -179,6 +196,31 @@ def _parse_capabilities(model: str, entry: dict[str, Any]) -> Capabilities:
     )
 
 
+def _parse_batch(raw: object) -> dict[str, BatchTerms]:
+    """The ``batch:`` block: provider -> {share (0 < share <= 1), source (https://)}."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ValueError("price table: 'batch' must map providers to {share, source}")
+    out: dict[str, BatchTerms] = {}
+    for provider, entry in raw.items():
+        name = f"batch.{provider}"
+        if not isinstance(entry, dict):
+            raise ValueError(f"price table: {name} must be a mapping")
+        _unknown_keys(name, entry, {"share", "source"})
+        for key in ("share", "source"):
+            if key not in entry:
+                raise ValueError(f"price table: {name} lacks '{key}'")
+        share = _number(name, "share", entry["share"])
+        if not 0 < share <= 1:
+            raise ValueError(f"price table: {name}.share must be above 0 and at most 1")
+        source = entry["source"]
+        if not isinstance(source, str) or not source.startswith("https://"):
+            raise ValueError(f"price table: {name}.source must be an https:// URL")
+        out[str(provider)] = BatchTerms(str(provider), share, source)
+    return out
+
+
 def _parse_table(text: str) -> _Table:
     data = yaml.safe_load(text)
     if not isinstance(data, dict) or "checked" not in data or "models" not in data:
@@ -202,7 +244,11 @@ def _parse_table(text: str) -> _Table:
     if clash:
         raise ValueError(f"price table: aliases {clash} are also model ids")
     return _Table(
-        checked=str(data["checked"]), models=models, aliases=aliases, capabilities=capabilities
+        checked=str(data["checked"]),
+        models=models,
+        aliases=aliases,
+        capabilities=capabilities,
+        batch=_parse_batch(data.get("batch")),
     )
 
 
@@ -326,6 +372,38 @@ def price_for(config: LLMConfig) -> Price | None:
     )
 
 
+def batch_terms(backend: str) -> BatchTerms | None:
+    """The batch tier of the provider behind ``backend`` ("openai", "anthropic"), or None
+    when it has no batch API adaptlab uses (a local model, the fake backend)."""
+    return _table().batch.get(backend)
+
+
+def batch_price(price: Price, terms: BatchTerms) -> Price:
+    """``price`` in the batch tier: input, cached input and output x ``terms.share``
+    (the providers bill all three at the same share; see ``prices.yaml``). The
+    ``finetuned`` prices scale alike (a fine-tuned model in a batch is billed at the
+    same share); the training price does not (training is no batch request)."""
+    s = terms.share
+    return replace(
+        price,
+        input=price.input * s,
+        output=price.output * s,
+        cached_input=price.cached_input * s,
+        source=f"{price.source} x {s:g} ({terms.source})",
+        finetuned=None if price.finetuned is None else batch_price(price.finetuned, terms),
+    )
+
+
+def batch_price_for(config: LLMConfig) -> Price | None:
+    """:func:`price_for` of ``config`` in its provider's batch tier; None when it has no
+    price, or its backend no batch API (:func:`batch_terms`)."""
+    price = price_for(config)
+    terms = batch_terms(config.backend)
+    if price is None or terms is None:
+        return None
+    return batch_price(price, terms)
+
+
 def _is_local_host(base_url: str) -> bool:
     host = (urlsplit(base_url).hostname or "").lower()
     if not host:
@@ -395,9 +473,13 @@ def training_cost_usd(tokens: int, price: Price, *, epochs: int = 1) -> float:
 __all__ = [
     "PER_TOKENS",
     "REASONING_ROOM",
+    "BatchTerms",
     "Capabilities",
     "Price",
     "PriceKind",
+    "batch_price",
+    "batch_price_for",
+    "batch_terms",
     "capabilities_for",
     "cost_usd",
     "load_price_table",

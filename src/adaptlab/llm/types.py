@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -36,9 +36,82 @@ class GenerationParams:
     # A JSON schema the answer must follow (structured output); backends that
     # support it pass it to the provider, the strategy validates it either way.
     json_schema: dict[str, Any] | None = None
+    # A closed question: the answer must be one of these strings (constrained answers).
+    # A backend with ``constrained = True`` answers :func:`choice_answer` JSON: a local
+    # model scores each choice's likelihood, an API constrains its output to the enum
+    # of :func:`choice_schema`. Empty: a free answer.
+    choices: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        # Left out when unset, so the cache keys of free requests made before the field
+        # existed still hold (a paid answer is never asked for twice).
+        if not self.choices:
+            del out["choices"]
+        else:
+            out["choices"] = list(self.choices)
+        return out
+
+
+def choice_schema(choices: Sequence[str]) -> dict[str, Any]:
+    """The JSON schema of a constrained answer: ``{"label": one of choices}``.
+
+    Strict-mode compatible (OpenAI structured outputs: every property required,
+    ``additionalProperties: false``); also the input schema of Anthropic's answer tool.
+    """
+    return {
+        "type": "object",
+        "properties": {"label": {"type": "string", "enum": list(choices)}},
+        "required": ["label"],
+        "additionalProperties": False,
+    }
+
+
+@dataclass(frozen=True)
+class ChoiceScores:
+    """A local model's scores of each choice as the answer (see :func:`choice_answer`).
+
+    ``logprobs[i]``: the summed natural-log probability of choice ``i``'s tokens (the
+    answer's text and the chat template's end-of-turn token) after the prompt;
+    ``tokens[i]``: how many tokens that sum covers.
+    """
+
+    logprobs: tuple[float, ...]
+    tokens: tuple[int, ...]
+
+
+def choice_answer(label: str, scores: ChoiceScores | None = None) -> str:
+    """The text of a constrained answer: ``{"label": …}``, and for a scored answer the
+    per-choice ``logprobs`` and ``tokens`` (in the order of ``params.choices``), so the
+    response cache keeps them and the strategy can normalise and calibrate them."""
+    body: dict[str, Any] = {"label": label}
+    if scores is not None:
+        body["logprobs"] = [round(x, 6) for x in scores.logprobs]
+        body["tokens"] = list(scores.tokens)
+    return json.dumps(body, ensure_ascii=False)
+
+
+def read_choice_answer(text: str, choices: Sequence[str]) -> tuple[str | None, ChoiceScores | None]:
+    """(label, scores) of a :func:`choice_answer` text; (None, None) when the text is not
+    one (a free-text answer of a model that refused the schema), and scores None when it
+    carries none (an API's answer) or they do not fit ``choices``."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return None, None
+    if not isinstance(body, dict) or body.get("label") not in choices:
+        return None, None
+    label = str(body["label"])
+    lps, toks = body.get("logprobs"), body.get("tokens")
+    if (
+        isinstance(lps, list)
+        and isinstance(toks, list)
+        and len(lps) == len(toks) == len(choices)
+        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in lps)
+        and all(isinstance(n, int) and n > 0 for n in toks)
+    ):
+        return label, ChoiceScores(tuple(float(x) for x in lps), tuple(toks))
+    return label, None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,15 @@ built-ins (``classify``, ``extract``, ``generate``) wrap inputs and examples in
 XML-style tags so that text inside an input cannot pass for an instruction.
 Your own file can ``{% extends "classify.j2" %}`` and override one block.
 
+The built-ins exist in English (``templates/*.j2``) and German (``templates/de/*.j2``,
+Sie-form); :func:`template_language` says which one a project's language gets, and
+``PromptTemplate(name, root, language="de")`` loads it. Each language is one folder
+with the same file names, so ``extends "classify.j2"`` inside it finds its own
+language's parent; the XML tags and the ``Answer:`` marker stay English in every
+language (they are markup that the parser and the RAG document screen read). A
+language without a folder gets the English built-ins and a note
+(:func:`template_language`); a user's own template is never replaced.
+
 The version of a template is the hash of its source and of every template it
 extends or includes: it is recorded with each run, and changing a comma makes a
 new version (and new cache keys), while an unchanged template reuses answers.
@@ -32,12 +41,42 @@ import jinja2.meta
 import jinja2.nodes
 
 from adaptlab.core.errors import ConfigError
+from adaptlab.core.languages import language_name
 from adaptlab.llm.types import Message
 from adaptlab.prompts.sandbox import MAX_CHARS, ProjectLoader, PromptEnvironment, Refused
 
 PARTS = ("system", "context", "examples", "task", "output_format")
 BUILTIN = ("classify", "classify-short", "extract", "generate")
 _BUILTIN_DIR = Path(__file__).parent / "templates"
+#: Languages (ISO 639-1) the built-in templates are written in; English is the fallback.
+TEMPLATE_LANGUAGES = ("en", "de")
+
+
+def is_builtin(name: str) -> bool:
+    """Whether a candidate's ``template`` names a built-in ("classify", "classify.j2")."""
+    return name in BUILTIN or (name.removesuffix(".j2") in BUILTIN and "/" not in name)
+
+
+def template_language(code: str) -> tuple[str, str | None]:
+    """The language of the built-in templates for data in ``code`` (ISO 639-1), and a
+    note when that is the English fallback for a language without built-ins.
+
+    The note names the language and how to write one's own template: copy the
+    English built-in (``adaptlab prompt render`` shows its parts) into the project,
+    translate it and name it in the candidate's ``template:``.
+    """
+    if code in TEMPLATE_LANGUAGES:
+        return code, None
+    note = (
+        f"no built-in prompt templates in {language_name(code)} ({code}): the prompted "
+        f"candidates use the English ones (built-ins exist in {', '.join(TEMPLATE_LANGUAGES)}); "
+        f"to prompt in {language_name(code)}, copy {_BUILTIN_DIR / 'classify.j2'} (or "
+        "extract.j2, generate.j2) into the project as prompts/classify.j2, translate its "
+        "text and set template: prompts/classify.j2 in the candidate's params"
+    )
+    return "en", note
+
+
 _SANDBOX_FIX = (
     "a template may use its variables, Jinja's filters and tests, and templates in its "
     "own folder or the built-ins (classify.j2, classify-short.j2, extract.j2,"
@@ -55,14 +94,20 @@ class PromptTemplate:
     """A template by built-in name (``classify``) or by path (relative to ``root``).
 
     A path must stay inside ``root`` (the project folder), symlinks resolved.
+    ``language`` (ISO 639-1) picks the built-in's language (see
+    :func:`template_language`; English where there is none); :attr:`language` is the
+    one loaded, None for the user's own file, which ``language`` never changes.
     """
 
-    def __init__(self, name: str, root: Path | None = None) -> None:
+    def __init__(self, name: str, root: Path | None = None, language: str = "en") -> None:
         self.name = name
         root = (root or Path.cwd()).resolve()
-        if name in BUILTIN or (name.removesuffix(".j2") in BUILTIN and "/" not in name):
-            self.file = _BUILTIN_DIR / f"{name.removesuffix('.j2')}.j2"
-            folders = [_BUILTIN_DIR]
+        self.language: str | None = None
+        if is_builtin(name):
+            self.language = template_language(language)[0]
+            folder = _BUILTIN_DIR if self.language == "en" else _BUILTIN_DIR / self.language
+            self.file = folder / f"{name.removesuffix('.j2')}.j2"
+            folders = [folder, _BUILTIN_DIR] if folder != _BUILTIN_DIR else [folder]
         else:
             resolved = (root / name).resolve()
             self.file = resolved
@@ -229,9 +274,12 @@ __all__ = [
     "BUILTIN",
     "MAX_CHARS",
     "PARTS",
+    "TEMPLATE_LANGUAGES",
     "ProjectLoader",
     "PromptEnvironment",
     "PromptTemplate",
     "Refused",
     "RenderedPrompt",
+    "is_builtin",
+    "template_language",
 ]

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import threading
 import warnings
@@ -38,6 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adaptlab.core.errors import AdaptlabError, MissingDependencyError
+from adaptlab.core.redact import redact_url as redact_url
+from adaptlab.core.redact import scrub as _scrub
 
 if TYPE_CHECKING:
     import numpy as np
@@ -52,50 +53,10 @@ HNSW_MAX_DIM = 2_000  # and for an HNSW index on one
 _MAX_EF_SEARCH = 1_000  # pgvector's limit for hnsw.ef_search
 _NAME = re.compile(r"[a-z0-9_]{1,20}")
 
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/?#@\s]*:)[^\s]+(?=@)", re.I)
-_KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s&]*)", re.I)
-_REDACTED = "***"
-
 _CONNECT_FIX = (
     "check that the server runs and rag.pg_url (postgresql://user@host:port/db); the "
     "password comes from PGPASSWORD; or leave rag.pg_url unset for a local pgserver"
 )
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (URL or ``key=value`` form)."""
-    return _KV_PASSWORD.sub(
-        rf"\g<head>{_REDACTED}", _URL_PASSWORD.sub(rf"\g<head>{_REDACTED}", url)
-    )
-
-
-def _secrets(url: str) -> list[str]:
-    """The passwords of ``url`` and PGPASSWORD as they could appear in text.
-
-    Only those of 3 characters or more: a shorter one would blank out ordinary text.
-    """
-    found: list[str] = []
-    try:
-        from psycopg.conninfo import conninfo_to_dict
-
-        password = conninfo_to_dict(url).get("password")
-        if password:
-            found.append(str(password))
-    except Exception:  # unparsable: the regexes of redact_url still apply
-        pass
-    if os.environ.get("PGPASSWORD"):
-        found.append(os.environ["PGPASSWORD"])
-    from urllib.parse import quote
-
-    return [v for s in found for v in {s, quote(s, safe="")} if len(v) >= 3]
-
-
-def _scrub(text: str, url: str) -> str:
-    """``text`` (a server or driver message) with every password of ``url`` redacted."""
-    text = redact_url(text)
-    for secret in _secrets(url):
-        text = text.replace(secret, _REDACTED)
-    return text
 
 
 def _import_psycopg() -> Any:

@@ -20,6 +20,7 @@ from adaptlab.core.format import dollars, ms, number, p_value, pct, plural, usd
 from adaptlab.decide.explain import selection_line
 from adaptlab.decide.verdict import BreakEven
 from adaptlab.engine.summary import ProjectSummary
+from adaptlab.evaluation.batch_notes import batch_notes
 from adaptlab.evaluation.scoring import ScoredAnswer, metric_stat
 from adaptlab.evaluation.summary import CandidateSummary, answer_notes
 from adaptlab.rag.context import check_citations, passages_from_json
@@ -29,6 +30,7 @@ from adaptlab.report.notes import (
     better_than_winner,
     loaded_timing_line,
     p_text,
+    prompt_language_text,
     selection_evidence,
     selection_source,
     standing_on_test,
@@ -247,6 +249,7 @@ def _llm_rows(s: ProjectSummary) -> list[dict[str, str]]:
                 else dollars(c.api_cost_per_1k_usd) + (" ~" if c.usage_estimated else ""),
                 "price": _PRICE_KINDS.get(c.price_kind or "", c.price_kind or "–"),
                 "statuses": statuses,
+                "answer": str(c.info.get("answer") or "–"),
                 "agreement": "–"
                 if c.agreement is None
                 else f"{pct(c.agreement)} (n = {c.consistency_samples})",
@@ -261,7 +264,7 @@ def _llm_rows(s: ProjectSummary) -> list[dict[str, str]]:
 
 def _llm_notes(s: ProjectSummary) -> list[str]:
     """Refused and cut-off answers explained with their fix; estimated token counts."""
-    notes = [n for c in s.candidates for n in answer_notes(c)]
+    notes = [n for c in s.candidates for n in answer_notes(c)] + batch_notes(s)
     if any(c.usage_estimated for c in s.candidates):
         notes.append(
             "~ marks token counts, and the costs computed from them, that were estimated "
@@ -550,6 +553,7 @@ def _prompts(s: ProjectSummary) -> list[dict[str, Any]]:
                 "name": c.name,
                 "template": str(c.info.get("template", "")),
                 "version": str(version),
+                "language": prompt_language_text(c.info),
                 "messages": [
                     {"role": str(m.get("role", "")), "content": str(m.get("content", ""))}
                     for m in messages

@@ -21,6 +21,7 @@ import math
 from typing import Any
 
 from adaptlab.engine.summary import ProjectSummary
+from adaptlab.evaluation.batch_notes import batch_record
 from adaptlab.evaluation.stats import Interval
 from adaptlab.evaluation.summary import CandidateSummary
 
@@ -119,6 +120,8 @@ def candidate_record(summary: ProjectSummary, c: CandidateSummary) -> dict[str, 
         "output_tokens_per_request": _num(c.output_tokens_per_request),
         # True: the token counts and the costs from them rest on estimated or doubted usage
         "usage_estimated": c.usage_estimated,
+        # Evaluated through a batch API: its lines by outcome and the cost at the price paid
+        **batch_record(summary.cfg, c),
     }
 
 

@@ -14,6 +14,12 @@ field in ``param``; :mod:`adaptlab.serve.checks`), 503 while the run store canno
 the request (the file and the fix in the message). A request is answered only once
 its row is in the request log, so no answered request goes unlogged. ``/health`` tests
 the store and the batchers and answers 503 with the reason when one is not usable.
+
+The run store is the project's SQLite file or a PostgreSQL database that several
+replicas share (``adaptlab serve --store postgresql://…``): the request log, the
+feedback, the keys (a revoked key is refused by every replica within
+:data:`~adaptlab.serve.keys.RELOAD_S`, 1 s) and the per-key rate limits (never more
+than ``rpm`` requests a minute across replicas; :mod:`adaptlab.serve.ratelimit`).
 The server's own log lines hold ids, candidates, statuses and times; never a key, and
 an input only with ``log_bodies``.
 """
@@ -24,7 +30,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -49,7 +54,9 @@ from adaptlab.serve.batching import Batcher
 from adaptlab.serve.checks import find_bad_text, json_bytes, text_problem, utf8_problem
 from adaptlab.serve.keys import ApiKey, KeyRing
 from adaptlab.serve.log import LOCK_WAIT_S, Feedback, RequestLog, RequestRecord, now, user_hash
+from adaptlab.serve.ratelimit import MemoryLimiter, StoreLimiter, retry_after
 from adaptlab.serve.routing import DEFAULT_ROUTE, Route
+from adaptlab.store.db import display, is_url, open_connection
 from adaptlab.store.files import StoreError, connect
 
 log = logging.getLogger("adaptlab.serve")
@@ -62,7 +69,7 @@ class ServeConfig:
 
     models: dict[str, ServedModel]
     routes: dict[str, Route]
-    store_path: Path
+    store_path: Path  # the run store's SQLite file (unless store_url)
     shadow: list[str] = field(default_factory=list)
     auth: bool = True
     max_body_bytes: int = 1 << 20
@@ -72,6 +79,14 @@ class ServeConfig:
     cors_origins: list[str] = field(default_factory=list)
     log_bodies: bool = False
     store_timeout_s: float = LOCK_WAIT_S  # how long a log write waits out a locked store
+    #: A PostgreSQL run store (``postgresql://…``) for the request log, feedback, keys
+    #: and limits, shared by every server on it; None: ``store_path``.
+    store_url: str | None = None
+
+    @property
+    def store(self) -> Path | str:
+        """The run store the server uses: ``store_url``, else ``store_path``."""
+        return self.store_url if self.store_url is not None else self.store_path
 
 
 class ApiError(Exception):
@@ -198,18 +213,22 @@ class Server:
     """Routes, batchers, keys, limits, the request log and metrics of one app."""
 
     def __init__(self, config: ServeConfig) -> None:
-        from limits import RateLimitItemPerMinute
-        from limits.storage import MemoryStorage
-        from limits.strategies import MovingWindowRateLimiter
+        from concurrent.futures import ThreadPoolExecutor
+
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.config = config
-        self.log = RequestLog(config.store_path, lock_wait_s=config.store_timeout_s)
+        self.log = RequestLog(config.store, lock_wait_s=config.store_timeout_s)
+        shared = is_url(config.store)
         self.keys: KeyRing | None = None
+        # key reloads off the event loop: a store that does not answer stalls no request
+        self._keys_pool = ThreadPoolExecutor(1, thread_name_prefix="adaptlab-keys")
+        self._keys_lock = asyncio.Lock()
         if config.auth:
-            self.keys = KeyRing(self._keys_connection)
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
-        self._rate_item = RateLimitItemPerMinute
+            self.keys = KeyRing(self._keys_connection, keep=shared)
+        self.limiter: MemoryLimiter | StoreLimiter = (
+            StoreLimiter(self._keys_connection) if shared else MemoryLimiter()
+        )
         self.registry = CollectorRegistry()
         self.m_requests = Counter(
             "adaptlab_requests",
@@ -255,20 +274,40 @@ class Server:
     # ------------------------------------------------------------ keys and limits
 
     def _keys_connection(self) -> Any:
-        """A connection to the store for the keys; never creates a store where the file
-        was deleted (a new, empty one would refuse every key)."""
+        """A connection to the store for the keys and limits; never creates a store where
+        the file was deleted (a new, empty one would refuse every key)."""
+        target = self.config.store
+        if is_url(target):
+            wait = max(1, round(self.config.store_timeout_s))
+            return open_connection(target, damaged_fix="", connect_timeout_s=wait)
         problem = self.log.problem()
         if problem is not None:
             raise problem
-        return connect(self.config.store_path, damaged_fix="see adaptlab keys list")
+        return connect(Path(target), damaged_fix="see adaptlab keys list")
 
-    def authenticate(self, request: Request) -> ApiKey | None:
+    async def _find_key(self, keys: KeyRing, secret: str) -> ApiKey | None:
+        """The key with ``secret``, from a copy of the keys at most ``RELOAD_S`` old."""
+        if keys.due():
+            async with self._keys_lock:  # one reload at a time; the others wait for it
+                if keys.due():
+                    loop = asyncio.get_running_loop()
+                    await loop.run_in_executor(self._keys_pool, keys.reload)
+        return keys.lookup(secret)
+
+    async def authenticate(self, request: Request) -> ApiKey | None:
+        """The caller's key, counted against its limit; raises :class:`ApiError` 401
+        (no valid key), 429 (past its requests per minute, with ``Retry-After``) or 503
+        (the store cannot be read)."""
         if self.keys is None:
             return None
         header = request.headers.get("authorization", "")
         scheme, _, secret = header.partition(" ")
         try:
-            key = self.keys.find(secret.strip()) if scheme.lower() == "bearer" and secret else None
+            key = (
+                await self._find_key(self.keys, secret.strip())
+                if scheme.lower() == "bearer" and secret
+                else None
+            )
         except AdaptlabError as exc:
             raise _store_unavailable(exc, "the API keys cannot be read") from None
         if key is None:
@@ -280,10 +319,12 @@ class Server:
                 headers={"WWW-Authenticate": "Bearer"},
             )
         if key.rpm is not None:
-            item = self._rate_item(key.rpm)
-            if not self._limiter.hit(item, key.id):
-                reset, _ = self._limiter.get_window_stats(item, key.id)
-                wait = max(1, math.ceil(reset - time.time()))
+            try:
+                waited = await self.limiter.hit(key.id, key.rpm)
+            except AdaptlabError as exc:
+                raise _store_unavailable(exc, "the key's rate limit cannot be counted") from None
+            if waited is not None:
+                wait = retry_after(waited)
                 raise ApiError(
                     429,
                     f"rate limit of {key.rpm} requests per minute reached for this key; "
@@ -506,6 +547,10 @@ class Server:
         for batcher in self.batchers.values():
             await batcher.aclose()
         self.log.close()
+        self.limiter.close()
+        self._keys_pool.shutdown(wait=True)
+        if self.keys is not None:
+            self.keys.close()
 
 
 def _checked(pred: Prediction) -> Prediction:
@@ -522,11 +567,12 @@ def _checked(pred: Prediction) -> Prediction:
 
 
 def _safe(exc: BaseException | None) -> str:
-    """The error for a client: its message without a command-line fix, keys redacted."""
+    """The error for a client and the log: its message without a command-line fix, keys
+    redacted, text that is not Unicode (lone surrogates) escaped as ``\\udcff``."""
 
     plain = isinstance(exc, AdaptlabError)
     text = exc.issue.message if plain else f"{type(exc).__name__}: {exc}"  # type: ignore[union-attr]
-    return redact(text)[:500]
+    return redact(text)[:500].encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _api_backend(backend: object) -> bool:
@@ -568,7 +614,7 @@ def request_cost(model: ServedModel, pred: Prediction) -> float | None:
 
 async def _auth(request: Request) -> ApiKey | None:
     server: Server = request.app.state.server
-    return server.authenticate(request)
+    return await server.authenticate(request)
 
 
 #: The caller's key (None without auth); resolved before the body is validated, so a
@@ -683,7 +729,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         body: dict[str, Any] = {
             "status": "ok" if not bad else "unavailable",
             "checks": checks,
-            "store": str(config.store_path),
+            "store": display(config.store),
             "candidates": sorted(config.models),
             "routes": {n: dict(r.weights) for n, r in config.routes.items()},
             "shadow": config.shadow,

@@ -100,7 +100,7 @@ class Batcher:
                 # only its own request fails and the others get the answers they would
                 # have had by themselves.
                 log.warning(
-                    "%s: a batch of %d failed (%s: %s); answering its inputs one by one",
+                    "%s: a batch of %d failed (%s: %r); answering its inputs one by one",
                     self.name,
                     len(batch),
                     type(exc).__name__,

@@ -1,18 +1,29 @@
 """The request log: every served request, its answer and its feedback, in the run store.
 
-One writer thread owns the SQLite connection and commits in small batches; a request
+One writer thread owns the store's connection and commits in small batches; a request
 is answered once its row is committed (``record`` returns a future), so a row that
 cannot be written fails its request (503) instead of vanishing. Feedback goes through
 the same queue, after the request it refers to. On shutdown the queue is drained.
 
-The store may change under a running server: deleted, replaced (a backup put back),
-made read-only, locked by another process. :meth:`RequestLog.problem` says so without
-touching SQLite (a ``stat``), :meth:`RequestLog.check` also takes and releases the
-write lock; the writer reopens a replaced file and never writes into a deleted one.
+The store is the project's SQLite file or a PostgreSQL database (``postgresql://``),
+which several ``adaptlab serve`` replicas share: each writes its own rows (request ids
+are random UUIDs), and feedback sent to any replica finds a request answered by
+another, since a request is answered only after its row is committed.
+
+A SQLite file may change under a running server: deleted, replaced (a backup put
+back), made read-only, locked by another process. :meth:`RequestLog.problem` says so
+without touching SQLite (a ``stat``), :meth:`RequestLog.check` also takes and releases
+the write lock; the writer reopens a replaced file and never writes into a deleted one.
+A PostgreSQL server may stop or restart: the batch being written fails (its requests
+get 503 naming the URL, never its password), the writer connects again for the next
+batch, and a connection that died while idle is replaced and the batch written at
+once. For :data:`DOWN_S` after a failed connection :meth:`RequestLog.problem` answers
+that failure, so requests get their 503 before a model is asked (and paid).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
@@ -30,12 +41,19 @@ from typing import Any
 
 from adaptlab.core.errors import AdaptlabError
 from adaptlab.store import RunStore
+from adaptlab.store.db import display, is_url, open_connection
 from adaptlab.store.files import StoreError, database_error, os_error
 
 log = logging.getLogger("adaptlab.serve")
 #: Seconds the writer waits out another process's write lock before failing the rows
 #: waiting on it (``adaptlab serve --store-timeout-s``).
 LOCK_WAIT_S = 10.0
+#: Seconds a failed connection to a PostgreSQL store is the answer of
+#: :meth:`RequestLog.problem` before the writer tries to connect again.
+DOWN_S = 1.0
+#: :class:`StoreError` codes of a PostgreSQL store that cannot be reached (as opposed
+#: to one statement that failed).
+_UNREACHABLE = ("unreachable", "unavailable", "auth", "no-database", "bad-url")
 #: Errors of one row (a value SQLite cannot bind), not of the store: the other rows of
 #: the batch are written one by one and only that row fails.
 _ROW_ERRORS = (
@@ -55,15 +73,27 @@ def _locked(exc: BaseException) -> bool:
     return getattr(issue, "code", None) == "locked" or "locked" in str(exc).lower()
 
 
-def storable(value: object) -> object:
-    """``value`` as SQLite can store it: a string's lone surrogates (text that is not
-    Unicode, which SQLite's UTF-8 cannot hold) become visible ``\\udXXX`` escapes."""
+def storable(value: object, dialect: str = "sqlite") -> object:
+    """``value`` as the store can hold it: a string's lone surrogates (text that is not
+    Unicode, which UTF-8 cannot hold) become visible ``\\udXXX`` escapes; on PostgreSQL,
+    whose text cannot hold NUL, a NUL becomes ``\\x00`` (a model's answer may hold one)."""
     if isinstance(value, str):
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+            value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        if dialect == "postgresql" and "\x00" in value:
+            value = value.replace("\x00", "\\x00")
     return value
+
+
+def _row_errors(target: Path | str) -> tuple[type[BaseException], ...]:
+    """The errors of one row on ``target``'s engine (see ``_ROW_ERRORS``)."""
+    if not is_url(target):
+        return _ROW_ERRORS
+    import psycopg
+
+    return (*_ROW_ERRORS, psycopg.DataError, psycopg.IntegrityError)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -77,6 +107,13 @@ def _identity(path: Path) -> tuple[int, int] | None:
 COLUMNS = (
     "id, created_at, endpoint, route, candidate, shadow_of, user_hash, key_id, input, output, "
     "score, answer_status, http_status, latency_ms, input_tokens, output_tokens, cost_usd, error"
+)
+#: A row written again (a batch retried after its commit's answer was lost) replaces
+#: itself: the same statement on SQLite and PostgreSQL.
+_UPSERT = (
+    f"INSERT INTO requests ({COLUMNS}) VALUES ({', '.join('?' * len(COLUMNS.split(', ')))}) "
+    "ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS.split(", ")[1:])
 )
 
 
@@ -126,14 +163,21 @@ def user_hash(user: str | None) -> str | None:
 class RequestLog:
     """Writes :class:`RequestRecord` and :class:`Feedback` rows from a background thread.
 
-    ``lock_wait_s``: how long a write waits out another process's lock on the store
-    before its rows fail (with a :class:`StoreError` whose code is ``locked``).
+    ``store``: the run store, a SQLite file or a ``postgresql://`` URL (the
+    :class:`StoreError` of one that cannot be opened or migrated is raised here, before
+    serving). ``lock_wait_s``: how long a write waits out another process's lock on the
+    store before its rows fail (with a :class:`StoreError` whose code is ``locked``).
     """
 
-    def __init__(self, store_path: Path, *, lock_wait_s: float = LOCK_WAIT_S) -> None:
-        RunStore(store_path).close()  # migrate (and fail here, clearly) before serving
-        self.path = store_path
+    def __init__(self, store: Path | str, *, lock_wait_s: float = LOCK_WAIT_S) -> None:
+        RunStore(store).close()  # migrate (and fail here, clearly) before serving
+        self.target = store
+        self.postgresql = is_url(store)
+        self.display = display(store)  # the store as it may be shown: no password
+        self.path = Path("/") if self.postgresql else Path(store)  # SQLite's file
         self.lock_wait_s = lock_wait_s
+        self._row_errors = _row_errors(store)
+        self._down: tuple[float, StoreError] | None = None  # (when, why) a connection failed
         self._queue: queue.Queue[object] = queue.Queue()
         self._store: Any = None
         self._opened: tuple[int, int] | None = None  # (device, inode) of the open file
@@ -161,7 +205,13 @@ class RequestLog:
 
     def problem(self) -> AdaptlabError | None:
         """What stops the store from being written, found without SQLite (cheap enough
-        for every request): deleted, not a file, or not readable and writable."""
+        for every request): deleted, not a file, or not readable and writable; for a
+        PostgreSQL store, a connection that failed less than :data:`DOWN_S` ago."""
+        if self.postgresql:
+            down = self._down
+            if down is not None and time.monotonic() - down[0] < DOWN_S:
+                return down[1]
+            return None
         path = self.path
         try:
             info = path.stat()
@@ -193,6 +243,8 @@ class RequestLog:
     def check(self, timeout_s: float = 1.0) -> AdaptlabError | None:
         """:meth:`problem`, then a real test: open the file (never creating it), take the
         write lock and release it, waiting at most ``timeout_s`` for another process."""
+        if self.postgresql:
+            return self._check_postgresql(timeout_s)
         found = self.problem()
         if found is not None:
             return found
@@ -214,10 +266,26 @@ class RequestLog:
             conn.close()
         return None
 
+    def _check_postgresql(self, timeout_s: float) -> AdaptlabError | None:
+        """Connect (waiting at most ``timeout_s``, whole seconds, at least 1) and ask."""
+        try:
+            conn = open_connection(
+                self.target, damaged_fix=_DAMAGED, connect_timeout_s=max(1, round(timeout_s))
+            )
+        except StoreError as exc:
+            return exc
+        try:
+            conn.execute("SELECT COUNT(*) FROM requests").fetchone()
+        except StoreError as exc:
+            return exc
+        finally:
+            conn.close()
+        return None
+
     # ------------------------------------------------------------ the writer thread
 
     def _work(self) -> None:
-        marks = ", ".join("?" * len(COLUMNS.split(", ")))
+        marks = _UPSERT
         try:
             while True:
                 items = [self._queue.get()]
@@ -241,8 +309,9 @@ class RequestLog:
         written fails them all; every waiting future gets its outcome."""
         try:
             self._write_retrying(items, marks)
+            self._down = None
             return
-        except _ROW_ERRORS as exc:
+        except self._row_errors as exc:
             if len(items) == 1:
                 bad = _row_error(items[0])
                 log.error("request log: %s (%s: %s)", bad.issue.message, type(exc).__name__, exc)
@@ -251,16 +320,28 @@ class RequestLog:
                 for item in items:
                     self._write_batch([item], marks)
                 return
-        except Exception as exc:  # a full disk, a damaged, deleted or locked file
+        except Exception as exc:  # a full disk, a damaged, deleted or locked file; no server
             error = exc
-            log.error("request log: %d entries not written to %s: %s", len(items), self.path, exc)
+            if self.postgresql and getattr(getattr(exc, "issue", None), "code", "") in (
+                _UNREACHABLE
+            ):
+                assert isinstance(exc, StoreError)
+                self._down = (time.monotonic(), exc)
+            log.error(
+                "request log: %d entries not written to %s: %s", len(items), self.display, exc
+            )
         for item in items:
             if isinstance(item, tuple) and not item[1].done():
                 item[1].set_exception(error)
 
     def _open(self) -> Any:
         """The writer's store: opened on first use, reopened when another file was put
-        at the path; never a deleted file (its rows would be lost with it)."""
+        at the path; never a deleted file (its rows would be lost with it). On
+        PostgreSQL: opened on first use and after a failure."""
+        if self.postgresql:
+            if self._store is None:
+                self._store = RunStore(self.target)
+            return self._store
         found = self.problem()
         if found is not None:
             raise found
@@ -276,27 +357,47 @@ class RequestLog:
             self._opened = _identity(self.path)
         return self._store
 
+    def _drop(self) -> None:
+        """Close the writer's store (PostgreSQL: after a failure, to connect anew)."""
+        store, self._store = self._store, None
+        if store is not None:
+            with contextlib.suppress(Exception):  # the connection is gone with the server
+                store.close()
+
     def _write_retrying(self, items: list[object], marks: str) -> None:
         """``_write``, tried again while another process (``adaptlab run`` saving a result)
         holds the store's write lock past SQLite's own busy wait, up to ``lock_wait_s``."""
         deadline = time.monotonic() + self.lock_wait_s
+        fresh = self._store is None  # a connection opened for this batch
         while True:
             try:
                 self._write(self._open(), items, marks)
                 return
             except Exception as exc:
+                if self.postgresql and isinstance(exc, StoreError):
+                    self._drop()  # connect again for the next try or the next batch
+                    if not fresh and exc.issue.code == "unavailable":
+                        # the connection had died while idle (a server restart): rows are
+                        # written again on a new one (an upsert, so never twice)
+                        log.warning("request log: connecting again to %s", self.display)
+                        fresh = True
+                        continue
                 if not _locked(exc):
                     raise
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    if self.postgresql:
+                        raise _pg_locked_error(self.display, self.lock_wait_s) from exc
                     raise _locked_error(self.path, self.lock_wait_s) from exc
-                log.warning("request log: the store is locked; writing again (%s)", self.path)
+                log.warning("request log: the store is locked; writing again (%s)", self.display)
                 time.sleep(min(1.0, left))
 
     @classmethod
     def _write(cls, store: Any, items: list[object], marks: str) -> None:
-        """One transaction; the futures are answered only once it is committed."""
+        """One transaction; the futures are answered only once it is committed.
+        ``marks``: the statement that writes a request row."""
         conn = store.conn
+        dialect = getattr(store, "dialect", "sqlite")
         answers: list[tuple[Future[Any], Any]] = []
         with store.transaction():
             for item in items:
@@ -304,21 +405,20 @@ class RequestLog:
                     continue
                 entry, done = item
                 if isinstance(entry, RequestRecord):
-                    values = tuple(storable(v) for v in astuple(entry))
-                    conn.execute(
-                        f"INSERT OR REPLACE INTO requests ({COLUMNS}) VALUES ({marks})", values
-                    )
+                    values = tuple(storable(v, dialect) for v in astuple(entry))
+                    conn.execute(marks, values)
                     answers.append((done, None))
                 else:
-                    answers.append((done, cls._feedback(conn, entry)))
+                    answers.append((done, cls._feedback(conn, entry, dialect)))
         for done, result in answers:
             if not done.done():
                 done.set_result(result)
 
     @staticmethod
-    def _feedback(conn: object, fb: Feedback) -> bool:
+    def _feedback(conn: object, fb: Feedback, dialect: str = "sqlite") -> bool:
         found = conn.execute(  # type: ignore[attr-defined]
-            "SELECT 1 FROM requests WHERE id = ? AND shadow_of IS NULL", (storable(fb.request_id),)
+            "SELECT 1 FROM requests WHERE id = ? AND shadow_of IS NULL",
+            (storable(fb.request_id, dialect),),
         ).fetchone()
         if found is None:
             return False
@@ -326,7 +426,7 @@ class RequestLog:
             "INSERT INTO feedback (request_id, created_at, label, rating, comment, key_id) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             tuple(
-                storable(v)
+                storable(v, dialect)
                 for v in (fb.request_id, now(), fb.label, fb.rating, fb.comment, fb.key_id)
             ),
         )
@@ -342,6 +442,17 @@ def _locked_error(path: Path, waited_s: float) -> StoreError:
         file=path,
         fix="end the program that holds it (a sqlite3 shell, a database browser, a stuck "
         "adaptlab command; see: fuser " + str(path) + "), then send the request again",
+        code="locked",
+    )
+
+
+def _pg_locked_error(where: str, waited_s: float) -> StoreError:
+    return StoreError(
+        f"a lock on the request log's tables was held for over {waited_s:g} s: requests "
+        "cannot be logged",
+        file=where,
+        fix="end the session that holds it (see pg_locks and pg_stat_activity on the "
+        "server), then send the request again",
         code="locked",
     )
 

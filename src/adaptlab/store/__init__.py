@@ -1,5 +1,6 @@
-"""The run store (SQLite in the project folder)."""
+"""The run store: SQLite in the project folder, or a shared PostgreSQL database."""
 
-from adaptlab.store.sqlite import MIGRATIONS, PredictionRow, ResultRow, RunStore
+from adaptlab.store.schema import MIGRATIONS
+from adaptlab.store.sqlite import PredictionRow, ResultRow, RunStore
 
 __all__ = ["MIGRATIONS", "PredictionRow", "ResultRow", "RunStore"]

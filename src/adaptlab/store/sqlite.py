@@ -1,218 +1,41 @@
-"""The run store: one SQLite file in the project folder, with numbered migrations.
+"""The run store: one SQLite file in the project folder, or a PostgreSQL database
+shared by several users and machines; the same numbered migrations on both.
 
 Every prediction is a row, so a report is rebuilt from the store without running
 anything again. A candidate's result is keyed by a hash of everything that
 determines it (its options, the model, the labels, the data split, the seed), so
 an unchanged candidate is never recomputed, and a result is written in one
 transaction: a killed run leaves either the whole candidate or nothing.
+
+On PostgreSQL (``RunStore("postgresql://…")``) several processes on several
+machines share the store: a result is claimed before it is computed
+(:meth:`RunStore.claim`, a session-level advisory lock that dies with its process),
+so each is computed once, and a run holds a lock of its own while it lives, so
+:meth:`RunStore.mark_interrupted` marks only runs whose process is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from adaptlab.store.db import PgConnection, ddl_to_postgresql, display, is_url
 from adaptlab.store.files import StoreError, connect, enable_wal
+from adaptlab.store.schema import MIGRATIONS, statements
 
-MIGRATIONS: list[tuple[str, str]] = [
-    (
-        "initial schema",
-        """
-        CREATE TABLE runs (
-            id TEXT PRIMARY KEY,
-            project TEXT NOT NULL,
-            created_at TEXT NOT NULL,
-            finished_at TEXT,
-            status TEXT NOT NULL,
-            config_json TEXT NOT NULL,
-            data_fingerprint TEXT NOT NULL,
-            seed INTEGER NOT NULL,
-            model_json TEXT NOT NULL,
-            split_json TEXT NOT NULL
-        );
-        CREATE TABLE results (
-            key TEXT PRIMARY KEY,
-            candidate TEXT NOT NULL,
-            strategy TEXT NOT NULL,
-            params_json TEXT NOT NULL,
-            created_at TEXT NOT NULL,
-            fit_seconds REAL NOT NULL,
-            fit_cpu_seconds REAL NOT NULL,
-            predict_seconds REAL NOT NULL,
-            predict_cpu_seconds REAL NOT NULL,
-            n_predictions INTEGER NOT NULL,
-            trains_weights INTEGER NOT NULL,
-            info_json TEXT NOT NULL
-        );
-        CREATE TABLE run_candidates (
-            run_id TEXT NOT NULL REFERENCES runs(id),
-            position INTEGER NOT NULL,
-            name TEXT NOT NULL,
-            result_key TEXT NOT NULL,
-            reused INTEGER NOT NULL,
-            PRIMARY KEY (run_id, name)
-        );
-        CREATE TABLE predictions (
-            result_key TEXT NOT NULL REFERENCES results(key),
-            idx INTEGER NOT NULL,
-            example_id TEXT NOT NULL,
-            input TEXT NOT NULL,
-            gold TEXT NOT NULL,
-            predicted TEXT,
-            score REAL,
-            latency_ms REAL,
-            PRIMARY KEY (result_key, idx)
-        );
-        CREATE TABLE curves (
-            result_key TEXT NOT NULL REFERENCES results(key),
-            step INTEGER NOT NULL,
-            epoch REAL NOT NULL,
-            split TEXT NOT NULL,
-            metric TEXT NOT NULL,
-            value REAL NOT NULL
-        );
-        CREATE INDEX curves_key ON curves(result_key);
-        """,
-    ),
-    (
-        "generative answers: raw text, parse status, tokens; consistency samples",
-        """
-        ALTER TABLE predictions ADD COLUMN raw TEXT;
-        ALTER TABLE predictions ADD COLUMN status TEXT;
-        ALTER TABLE predictions ADD COLUMN input_tokens INTEGER;
-        ALTER TABLE predictions ADD COLUMN output_tokens INTEGER;
-        ALTER TABLE predictions ADD COLUMN cached_tokens INTEGER;
-        CREATE TABLE consistency (
-            result_key TEXT NOT NULL REFERENCES results(key),
-            idx INTEGER NOT NULL,
-            sample INTEGER NOT NULL,
-            predicted TEXT,
-            status TEXT,
-            PRIMARY KEY (result_key, idx, sample)
-        );
-        """,
-    ),
-    (
-        "run notes: candidates that could not run and why",
-        """
-        ALTER TABLE runs ADD COLUMN notes_json TEXT;
-        """,
-    ),
-    (
-        "generative answers: finish reason and whether the token counts are exact",
-        """
-        ALTER TABLE predictions ADD COLUMN finish_reason TEXT;
-        ALTER TABLE predictions ADD COLUMN usage_exact INTEGER;
-        """,
-    ),
-    (
-        "retrieval: the passages a prompt held, and the documents the reference cites",
-        """
-        ALTER TABLE predictions ADD COLUMN context_json TEXT;
-        ALTER TABLE predictions ADD COLUMN sources_json TEXT;
-        """,
-    ),
-    (
-        "validation answers beside test answers: predictions keyed by split",
-        """
-        CREATE TABLE predictions_by_split (
-            result_key TEXT NOT NULL REFERENCES results(key),
-            split TEXT NOT NULL,
-            idx INTEGER NOT NULL,
-            example_id TEXT NOT NULL,
-            input TEXT NOT NULL,
-            gold TEXT NOT NULL,
-            predicted TEXT,
-            score REAL,
-            latency_ms REAL,
-            raw TEXT,
-            status TEXT,
-            input_tokens INTEGER,
-            output_tokens INTEGER,
-            cached_tokens INTEGER,
-            finish_reason TEXT,
-            usage_exact INTEGER,
-            context_json TEXT,
-            sources_json TEXT,
-            PRIMARY KEY (result_key, split, idx)
-        );
-        INSERT INTO predictions_by_split
-            SELECT result_key, 'test', idx, example_id, input, gold, predicted, score,
-                   latency_ms, raw, status, input_tokens, output_tokens, cached_tokens,
-                   finish_reason, usage_exact, context_json, sources_json
-            FROM predictions;
-        DROP TABLE predictions;
-        ALTER TABLE predictions_by_split RENAME TO predictions;
-        """,
-    ),
-    (
-        "learning curves: which result is which (candidate, train subset size, draw)",
-        """
-        CREATE TABLE curve_points (
-            split_fingerprint TEXT NOT NULL,
-            candidate TEXT NOT NULL,
-            size INTEGER NOT NULL,
-            draw INTEGER NOT NULL,
-            result_key TEXT NOT NULL REFERENCES results(key),
-            PRIMARY KEY (split_fingerprint, candidate, size, draw)
-        );
-        """,
-    ),
-    (
-        "serving: API keys (hashed), the request log and feedback on answers",
-        """
-        CREATE TABLE api_keys (
-            id TEXT PRIMARY KEY,
-            name TEXT NOT NULL UNIQUE,
-            prefix TEXT NOT NULL,
-            hash TEXT NOT NULL UNIQUE,
-            rpm INTEGER,
-            created_at TEXT NOT NULL,
-            revoked_at TEXT
-        );
-        CREATE TABLE requests (
-            id TEXT PRIMARY KEY,
-            created_at TEXT NOT NULL,
-            endpoint TEXT NOT NULL,
-            route TEXT,
-            candidate TEXT,
-            shadow_of TEXT,
-            user_hash TEXT,
-            key_id TEXT,
-            input TEXT,
-            output TEXT,
-            score REAL,
-            answer_status TEXT,
-            http_status INTEGER NOT NULL,
-            latency_ms REAL,
-            input_tokens INTEGER,
-            output_tokens INTEGER,
-            cost_usd REAL,
-            error TEXT
-        );
-        CREATE INDEX requests_candidate ON requests(candidate, created_at);
-        CREATE INDEX requests_shadow ON requests(shadow_of);
-        CREATE TABLE feedback (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            request_id TEXT NOT NULL,
-            created_at TEXT NOT NULL,
-            label TEXT,
-            rating REAL,
-            comment TEXT,
-            key_id TEXT
-        );
-        CREATE INDEX feedback_request ON feedback(request_id);
-        """,
-    ),
-]
+__all__ = ["MIGRATIONS", "ConsistencyRow", "PredictionRow", "ResultRow", "RunStore"]
 
+#: Seconds between two looks at a result another process has claimed.
+CLAIM_POLL_S = 0.25
 
 _PRED_COLUMNS = (
     "result_key, split, idx, example_id, input, gold, predicted, score, latency_ms, raw, status, "
@@ -251,6 +74,16 @@ def _damaged_fix(path: Path) -> str:
         f"move it away (mv {path} {path}.broken) and run again: a new store is created; "
         "stored results are lost, but answers in llm_cache.db are not paid for again"
     )
+
+
+def lock_id(kind: str, name: str) -> int:
+    """A PostgreSQL advisory lock key (a signed 64-bit integer) for ``name`` of ``kind``
+    ("result", "run", "migrate"): the first 8 bytes of a SHA-256 of both."""
+    digest = hashlib.sha256(f"adaptlab:{kind}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+_MIGRATE_LOCK = lock_id("migrate", "schema")
 
 
 def _now() -> str:
@@ -298,21 +131,42 @@ class ResultRow:
 
 
 class RunStore:
-    """Access to ``runs.db``; migrates on open.
+    """Access to the run store at ``target``; migrates on open.
 
-    A file that is not a database, is damaged, locked or on a read-only disk, or that a
-    newer adaptlab wrote, stops with a :class:`StoreError` naming it and the fix; a
-    newer schema is refused before anything is written to the file.
+    ``target``: the SQLite file (a path, normally ``.adaptlab/runs.db``) or a
+    ``postgresql://`` URL (libpq's: PGPASSWORD, ~/.pgpass and the other PG* variables
+    apply). ``display`` is the target as it may be shown (a URL without its password);
+    ``dialect`` is "sqlite" or "postgresql"; ``conn`` is the connection
+    (:func:`adaptlab.store.db.open_connection` says what it offers on each).
+
+    A file that is not a database, is damaged, locked or on a read-only disk, a server
+    that cannot be reached, refuses the login or lacks the database, or a store a newer
+    adaptlab wrote, stops with a :class:`StoreError` naming it and the fix; a newer
+    schema is refused before anything is written to it.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.conn = connect(self.path, damaged_fix=_damaged_fix(self.path))
+    def __init__(self, target: str | Path) -> None:
+        self.dialect = "postgresql" if is_url(target) else "sqlite"
+        self.display = display(target)
+        self.conn: Any
+        #: Where the store is, for messages (``file=``): the SQLite file, or on PostgreSQL
+        #: the URL without its password (text: a Path would fold its '//').
+        self.path: Path | str
+        if self.dialect == "postgresql":
+            self.path = self.display
+            self.conn = PgConnection(str(target))
+        else:
+            self.path = Path(target)
+            self.conn = connect(self.path, damaged_fix=_damaged_fix(self.path))
+        self._run_locks: dict[str, int] = {}
         try:
-            self.conn.row_factory = sqlite3.Row
-            self._refuse_newer()
-            self.conn.execute("PRAGMA foreign_keys = ON")
-            enable_wal(self.conn)
+            if self.dialect == "sqlite":
+                self.conn.row_factory = sqlite3.Row
+                self._refuse_newer()
+                self.conn.execute("PRAGMA foreign_keys = ON")
+                enable_wal(self.conn)
+            else:
+                self._refuse_newer()
             self.migrate()
         except BaseException:
             self.conn.close()
@@ -330,27 +184,41 @@ class RunStore:
     # ---------------------------------------------------------------- schema
 
     def _applied(self) -> set[int]:
-        has_table = self.conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
-        ).fetchone()
-        if has_table is None:
+        if self.dialect == "postgresql":
+            has_table = self.conn.execute(
+                "SELECT to_regclass('schema_migrations') IS NOT NULL"
+            ).fetchone()[0]
+        else:
+            has_table = self.conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+            ).fetchone()
+        if not has_table:
             return set()
         return {int(r[0]) for r in self.conn.execute("SELECT version FROM schema_migrations")}
+
+    def _newer(self, newest: int, what: str) -> StoreError:
+        return StoreError(
+            f"{what} (store schema version {newest}; this adaptlab knows versions up to "
+            f"{len(MIGRATIONS)}); it was not changed",
+            file=self.path,
+            fix="upgrade adaptlab (pip install -U adaptlab) to use this project",
+            code="newer-schema",
+        )
 
     def _refuse_newer(self) -> None:
         # Read only: a store from a newer adaptlab is never written to, not even its journal mode.
         newest = max(self._applied(), default=0)
         if newest > len(MIGRATIONS):
-            raise StoreError(
-                f"written by a newer adaptlab (store schema version {newest}; "
-                f"this adaptlab knows versions up to {len(MIGRATIONS)}); it was not changed",
-                file=self.path,
-                fix="upgrade adaptlab (pip install -U adaptlab) to use this project",
-                code="newer-schema",
-            )
+            raise self._newer(newest, "written by a newer adaptlab")
 
     def migrate(self) -> None:
+        """Apply the migrations this store lacks. Safe when several processes open a new
+        store at once: SQLite's write lock, or on PostgreSQL an advisory lock held by
+        each migration's transaction, lets one migrate and the others find it done."""
         if set(range(1, len(MIGRATIONS) + 1)) <= self._applied():
+            return
+        if self.dialect == "postgresql":
+            self._migrate_postgresql()
             return
         # IMMEDIATE takes the write lock before reading what is applied, so two processes
         # opening a fresh store migrate one after the other: the second finds nothing to do.
@@ -361,18 +229,33 @@ class RunStore:
             )
             done = self._applied()
             if max(done, default=0) > len(MIGRATIONS):  # a newer adaptlab won the race
-                raise StoreError(
-                    "just migrated by a newer adaptlab",
-                    file=self.path,
-                    fix="upgrade adaptlab (pip install -U adaptlab) to use this project",
-                    code="newer-schema",
-                )
+                raise self._newer(max(done), "just migrated by a newer adaptlab")
             for version, (name, sql) in enumerate(MIGRATIONS, start=1):
                 if version in done:
                     continue
-                for statement in sql.split(";"):
-                    if statement.strip():
-                        self.conn.execute(statement)
+                for statement in statements(sql, "sqlite"):
+                    self.conn.execute(statement)
+                self.conn.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, name, _now())
+                )
+
+    def _migrate_postgresql(self) -> None:
+        # Each migration is one transaction (PostgreSQL's DDL is transactional), taken
+        # under an advisory lock that its COMMIT releases.
+        for version, (name, sql) in enumerate(MIGRATIONS, start=1):
+            with self.transaction():
+                self.conn.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATE_LOCK,))
+                self.conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                    "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+                )
+                done = self._applied()
+                if max(done, default=0) > len(MIGRATIONS):
+                    raise self._newer(max(done), "just migrated by a newer adaptlab")
+                if version in done:
+                    continue
+                for statement in statements(sql, "postgresql"):
+                    self.conn.execute(ddl_to_postgresql(statement))
                 self.conn.execute(
                     "INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, name, _now())
                 )
@@ -383,7 +266,13 @@ class RunStore:
         return int(row[0] or 0)
 
     @contextmanager
-    def transaction(self, *, immediate: bool = False) -> Iterator[sqlite3.Connection]:
+    def transaction(self, *, immediate: bool = False) -> Iterator[Any]:
+        """One transaction on ``conn`` (yielded): committed at the end of the block,
+        rolled back if it raises. ``immediate``: on SQLite, take the write lock at once."""
+        if self.dialect == "postgresql":
+            with self.conn.transaction() as conn:
+                yield conn
+            return
         # An explicit BEGIN: sqlite3's implicit transactions do not cover DDL.
         self.conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
         try:
@@ -394,6 +283,54 @@ class RunStore:
                     self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
+
+    # ---------------------------------------------------------------- claims
+
+    @contextmanager
+    def claim(self, key: str, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+        """Hold result ``key`` for this process while the block computes it.
+
+        On PostgreSQL a session-level advisory lock on a hash of the key: a second
+        process claiming the same key waits (``on_wait(holder)`` once, ``holder`` as
+        "adaptlab pid 123 on host"), then finds the result stored and reuses it. The
+        lock ends with its session, so a claimer killed with ``kill -9`` releases it
+        (the server sees the connection close). On SQLite this does nothing: the
+        project's run lock (:mod:`adaptlab.store.lock`) already serialises runs.
+        Ctrl-C interrupts the wait.
+        """
+        if self.dialect != "postgresql":
+            yield
+            return
+        lock = lock_id("result", key)
+        if not self._try_lock(lock):
+            if on_wait is not None:
+                on_wait(self._holder(lock))
+            while not self._try_lock(lock):
+                time.sleep(CLAIM_POLL_S)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):  # a lost connection released it already
+                self.conn.execute("SELECT pg_advisory_unlock(?)", (lock,))
+
+    def _try_lock(self, lock: int) -> bool:
+        return bool(self.conn.execute("SELECT pg_try_advisory_lock(?)", (lock,)).fetchone()[0])
+
+    def _holder(self, lock: int) -> str:
+        """Who holds advisory lock ``lock``, as its connection named itself."""
+        # pg_locks shows a bigint advisory key as (classid, objid) = (high, low) 32 bits.
+        high, low = (lock >> 32) & 0xFFFFFFFF, lock & 0xFFFFFFFF
+        row = self.conn.execute(
+            "SELECT a.application_name, a.client_addr::text FROM pg_locks l "
+            "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
+            "AND l.granted AND l.classid::bigint = ? AND l.objid::bigint = ? "
+            "AND l.objsubid = 1 LIMIT 1",
+            (high, low),
+        ).fetchone()
+        if row is None:
+            return "another adaptlab process"
+        name, addr = row[0] or "another adaptlab process", row[1]
+        return f"{name} (from {addr})" if addr else name
 
     # ---------------------------------------------------------------- runs
 
@@ -409,11 +346,21 @@ class RunStore:
         split: dict[str, int],
         notes: dict[str, Any] | None = None,
     ) -> None:
+        """Record run ``run_id`` as ``running``. On PostgreSQL the run also takes a lock
+        of its own, held until :meth:`finish_run` or its process ends, which is how
+        :meth:`mark_interrupted` on another machine tells a live run from a dead one."""
+        if self.dialect == "postgresql":
+            lock = lock_id("run", run_id)
+            self.conn.execute("SELECT pg_advisory_lock(?)", (lock,))
+            self._run_locks[run_id] = lock
         with self.transaction() as c:
+            # The order of runs of one second (rowid would do on SQLite only); two runs
+            # starting at once on PostgreSQL may share a number: then their ids order them.
+            seq = c.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM runs").fetchone()[0]
             c.execute(
                 "INSERT INTO runs (id, project, created_at, status, config_json, "
-                "data_fingerprint, seed, model_json, split_json, notes_json) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "data_fingerprint, seed, model_json, split_json, notes_json, seq) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     run_id,
                     project,
@@ -425,6 +372,7 @@ class RunStore:
                     json.dumps(model),
                     json.dumps(split),
                     json.dumps(notes or {}),
+                    seq,
                 ),
             )
 
@@ -433,31 +381,61 @@ class RunStore:
             c.execute(
                 "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?", (status, _now(), run_id)
             )
+        lock = self._run_locks.pop(run_id, None)
+        if lock is not None:
+            with contextlib.suppress(Exception):  # a lost connection released it already
+                self.conn.execute("SELECT pg_advisory_unlock(?)", (lock,))
 
     def mark_interrupted(self) -> int:
-        """Mark every run still ``running`` as ``interrupted``; the count.
+        """Mark every run still ``running`` whose process is gone as ``interrupted``; the
+        count.
 
-        Only call this while holding the project's run lock: then no run is alive, and a
-        ``running`` row is one whose process was killed before it could say so.
+        SQLite: only call this while holding the project's run lock: then no run is
+        alive, and a ``running`` row is one whose process was killed before it could
+        say so. PostgreSQL: a run whose lock (see :meth:`start_run`) can be taken is
+        dead; runs of other users and machines that are still going are left alone.
         """
-        with self.transaction() as c:
-            cur = c.execute(
-                "UPDATE runs SET status = 'interrupted', finished_at = ? WHERE status = 'running'",
-                (_now(),),
-            )
-        return cur.rowcount
+        if self.dialect == "sqlite":
+            with self.transaction() as c:
+                cur = c.execute(
+                    "UPDATE runs SET status = 'interrupted', finished_at = ? "
+                    "WHERE status = 'running'",
+                    (_now(),),
+                )
+            return int(cur.rowcount)
+        marked = 0
+        running = self.conn.execute("SELECT id FROM runs WHERE status = 'running'").fetchall()
+        for (run_id,) in running:
+            if run_id in self._run_locks:  # this process's own run
+                continue
+            lock = lock_id("run", run_id)
+            if not self._try_lock(lock):
+                continue
+            try:
+                with self.transaction() as c:
+                    cur = c.execute(
+                        "UPDATE runs SET status = 'interrupted', finished_at = ? "
+                        "WHERE id = ? AND status = 'running'",
+                        (_now(), run_id),
+                    )
+                marked += int(cur.rowcount)
+            finally:
+                self.conn.execute("SELECT pg_advisory_unlock(?)", (lock,))
+        return marked
 
     def latest_run(self, *, finished_only: bool = True) -> sqlite3.Row | None:
         where = "WHERE status = 'finished'" if finished_only else ""
         row: sqlite3.Row | None = self.conn.execute(
-            f"SELECT * FROM runs {where} ORDER BY created_at DESC, rowid DESC LIMIT 1"
+            f"SELECT * FROM runs {where} ORDER BY created_at DESC, seq DESC, id DESC LIMIT 1"
         ).fetchone()
         return row
 
     def runs(self) -> list[sqlite3.Row]:
         """Every run of the store, whatever its status, newest first (the order of
         :meth:`latest_run`: creation time, then insertion for runs of the same second)."""
-        return list(self.conn.execute("SELECT * FROM runs ORDER BY created_at DESC, rowid DESC"))
+        return list(
+            self.conn.execute("SELECT * FROM runs ORDER BY created_at DESC, seq DESC, id DESC")
+        )
 
     def run(self, run_id: str) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self.conn.execute(
@@ -475,7 +453,10 @@ class RunStore:
     def link(self, run_id: str, position: int, name: str, key: str, reused: bool) -> None:
         with self.transaction() as c:
             c.execute(
-                "INSERT OR REPLACE INTO run_candidates VALUES (?,?,?,?,?)",
+                "INSERT INTO run_candidates (run_id, position, name, result_key, reused) "
+                "VALUES (?,?,?,?,?) ON CONFLICT (run_id, name) DO UPDATE SET "
+                "position = excluded.position, result_key = excluded.result_key, "
+                "reused = excluded.reused",
                 (run_id, position, name, key, int(reused)),
             )
 
@@ -596,7 +577,9 @@ class RunStore:
         """Record that result ``key`` is ``candidate`` trained on ``size`` examples (draw)."""
         with self.transaction() as c:
             c.execute(
-                "INSERT OR REPLACE INTO curve_points VALUES (?,?,?,?,?)",
+                "INSERT INTO curve_points (split_fingerprint, candidate, size, draw, result_key) "
+                "VALUES (?,?,?,?,?) ON CONFLICT (split_fingerprint, candidate, size, draw) "
+                "DO UPDATE SET result_key = excluded.result_key",
                 (split_fingerprint, candidate, size, draw, key),
             )
 

@@ -50,11 +50,19 @@ class StrategyContext:
     task: str = "classification"
     root: Path = field(default_factory=Path.cwd)  # the project folder, for template paths
     task_options: dict[str, object] = field(default_factory=dict)
+    #: The data's language (ISO 639-1): which language's built-in prompt templates a
+    #: prompting candidate uses (the project's ``language:``, else detected).
+    language: str = "en"
     #: The candidate's model with some ``llms:`` fields changed, for a strategy that
     #: trains its own: ``llm_variant(adapter="…/adapter")`` (a local LoRA adapter) or
     #: ``llm_variant(name="ft:gpt-4o-mini:…")`` (a provider's fine-tuned model). The
     #: runner shares the project's response cache; each variant loads once per run.
     llm_variant: Callable[..., LLMRunner] | None = None
+    #: The candidate's generative backend as the config names it, ``(name, constrained
+    #: answers it gives)`` (:attr:`~adaptlab.backends.base.GenerativeBackend.constrained`),
+    #: known without loading it: a dry run builds its requests, and their cache keys,
+    #: in the answer mode the real run uses.
+    llm_backend: tuple[str, frozenset[str]] | None = None
     #: RAG: ``retrieve(texts, k)`` → (hits per text, best first; ms per text, query
     #: embedding included), over the project's document index; None without ``rag:``.
     retrieve: Callable[[Sequence[str], int], tuple[list[list[Any]], list[float]]] | None = None
@@ -125,8 +133,11 @@ class Strategy(ABC):
         return True
 
     @classmethod
-    def key_extra(cls, options: StrategyOptions, root: Path, task: str) -> dict[str, object]:
-        """Inputs to a result besides the options (a prompt template's version)."""
+    def key_extra(
+        cls, options: StrategyOptions, root: Path, task: str, language: str = "en"
+    ) -> dict[str, object]:
+        """Inputs to a result besides the options (a prompt template's version, which
+        depends on the data's ``language`` for a built-in template)."""
         return {}
 
     def __init__(self, options: StrategyOptions, ctx: StrategyContext) -> None:

@@ -316,8 +316,8 @@ def check_chat_records(
                     "(record_unrecognized_key)",
                     file=str(path),
                     line=line,
-                    fix="remove them (keep metadata in another file); the provider may "
-                    "refuse the file",
+                    fix="remove them and keep metadata in another file, or the provider "
+                    "may refuse the file.",
                     severity="warning",
                     code="record_unrecognized_key",
                 )

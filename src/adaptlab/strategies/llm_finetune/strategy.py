@@ -55,10 +55,12 @@ class LLMFinetune(PromptStrategy):
         self.training: TrainResult | None = None
 
     @classmethod
-    def template_for(cls, options: PromptOptions, root: Path, task: str) -> PromptTemplate:
+    def template_for(
+        cls, options: PromptOptions, root: Path, task: str, language: str = "en"
+    ) -> PromptTemplate:
         if options.template == "auto" and task == "classification":
-            return PromptTemplate("classify-short", root)
-        return super().template_for(options, root, task)
+            return PromptTemplate("classify-short", root, language=language)
+        return super().template_for(options, root, task, language)
 
     def train_options(self) -> TrainOptions:
         """The training half of this candidate's options."""

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from adaptlab.strategies.base import StrategyOptions
+
+#: Options of constrained answers, left out of a dump unless set (see PromptOptions._dump).
+ANSWER_OPTIONS = ("answer", "calibrate", "length_norm")
 
 
 class PromptOptions(StrategyOptions):
@@ -40,6 +43,29 @@ class PromptOptions(StrategyOptions):
     output: Literal["text", "json"] = Field(
         default="text",
         description="'json' asks for structured output and validates it against a JSON schema.",
+    )
+    answer: Literal["auto", "constrained", "free"] = Field(
+        default="auto",
+        description="'constrained': the answer is always one of the labels (classification) "
+        "or follows the project's JSON schema (extraction): a local (hf) model scores each "
+        "label's likelihood as its answer, an OpenAI-compatible API gets a strict JSON "
+        "schema (structured outputs), Anthropic a tool whose input is that schema. "
+        "'free': the model writes text and the label is parsed from it. 'auto' (default): "
+        "constrained where the backend and the task allow it (not with reasoning, prefill, "
+        "cited passages or a generation task), else free.",
+    )
+    calibrate: Literal["auto", "none", "contextual"] = Field(
+        default="auto",
+        description="Constrained answers of a local model: 'contextual' divides each label's "
+        "probability by its probability for content-free inputs ('N/A', '', '[MASK]'; Zhao "
+        "et al. 2021, 'Calibrate before use'); 'auto' uses it where it is more accurate on "
+        "the validation split; 'none' never.",
+    )
+    length_norm: Literal["token", "char", "none"] = Field(
+        default="token",
+        description="Constrained answers of a local model: a label's log-likelihood divided "
+        "by its number of tokens ('token'), of characters ('char', lm-eval-harness's "
+        "acc_norm), or not at all ('none').",
     )
     parse: Literal["exact", "normalised", "fuzzy"] = Field(
         default="fuzzy",
@@ -80,7 +106,25 @@ class PromptOptions(StrategyOptions):
     def _json_without_reasoning(self) -> PromptOptions:
         if self.output == "json" and self.reasoning:
             raise ValueError("output 'json' and reasoning exclude each other; pick one")
+        if self.answer == "constrained":
+            for what, on in (("reasoning", self.reasoning), ("prefill", self.prefill)):
+                if on:
+                    raise ValueError(
+                        f"answer 'constrained' and {what} exclude each other (a constrained "
+                        f"answer is the label alone); set answer: free or remove {what}"
+                    )
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        # The answer options enter a dump (and so a result key) only when set: a
+        # fine-tune's key stays what it was before they existed. A prompted candidate's
+        # key holds them through PromptStrategy.key_extra, where the mode changed.
+        out: dict[str, object] = handler(self)
+        for name in ANSWER_OPTIONS:
+            if name in out and name not in self.model_fields_set:
+                del out[name]
+        return out
 
     def answer_tokens(self, task: str) -> int:
         if self.max_tokens is not None:

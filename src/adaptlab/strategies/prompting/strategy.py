@@ -27,14 +27,19 @@ from adaptlab.llm.parse import extract_answer, parse_label, strip_reasoning
 from adaptlab.llm.types import (
     ChatRequest,
     ChatResponse,
+    ChoiceScores,
     GenerationParams,
     Message,
+    choice_schema,
     failure_status,
+    read_choice_answer,
 )
 from adaptlab.prompts import PromptTemplate
 from adaptlab.rag.context import format_context, make_passages, passages_json, strip_citations
 from adaptlab.strategies.base import Strategy, StrategyContext, StrategyOptions
+from adaptlab.strategies.prompting import constrained
 from adaptlab.strategies.prompting.config import (
+    ANSWER_OPTIONS,
     CoTPromptOptions,
     FewShotPromptOptions,
     PromptOptions,
@@ -52,12 +57,8 @@ _TEMPLATES = {"classification": "classify", "extraction": "extract", "generation
 
 
 def label_schema(labels: Sequence[str]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {"label": {"type": "string", "enum": list(labels)}},
-        "required": ["label"],
-        "additionalProperties": False,
-    }
+    """The JSON schema of a label answer (:func:`~adaptlab.llm.types.choice_schema`)."""
+    return choice_schema(labels)
 
 
 def mmr(query: np.ndarray, pool: np.ndarray, k: int, lam: float, candidates: int = 50) -> list[int]:
@@ -93,12 +94,18 @@ class PromptStrategy(Strategy):
         super().__init__(options, ctx)
         assert isinstance(options, PromptOptions)
         self.opts: PromptOptions = options
-        self.template = self.template_for(options, ctx.root, ctx.task)
+        self.template = self.template_for(options, ctx.root, ctx.task, ctx.language)
         self.info.update(template=self.template.name, template_version=self.template.version)
+        if self.template.language is not None:  # a built-in, in the data's language or English
+            self.info["template_language"] = self.template.language
         self._pool: list[Example] = []
         self._fixed: list[Example] = []
         self._pool_vectors: np.ndarray | None = None
         self._retrieval_ms: list[float] = []
+        # Contextual calibration of scored answers: each label's log content-free
+        # probability (subtracted), once decided; None: not calibrated.
+        self._offsets: list[float] | None = None
+        self._calibrated: bool | None = None  # None: not decided yet
 
     @classmethod
     def needs_encoder(cls, options: StrategyOptions) -> bool:
@@ -106,20 +113,96 @@ class PromptStrategy(Strategy):
         return options.shots > 0 and options.selector in ("similar", "mmr")
 
     @classmethod
-    def template_for(cls, options: PromptOptions, root: Path, task: str) -> PromptTemplate:
+    def template_for(
+        cls, options: PromptOptions, root: Path, task: str, language: str = "en"
+    ) -> PromptTemplate:
+        """The candidate's template: a built-in in the data's ``language`` (English where
+        there is none), or the user's own file, which the language never changes."""
         name = _TEMPLATES[task] if options.template == "auto" else options.template
-        return PromptTemplate(name, root)
+        return PromptTemplate(name, root, language=language)
 
     @classmethod
-    def key_extra(cls, options: StrategyOptions, root: Path, task: str) -> dict[str, object]:
+    def key_extra(
+        cls, options: StrategyOptions, root: Path, task: str, language: str = "en"
+    ) -> dict[str, object]:
         assert isinstance(options, PromptOptions)
-        template = cls.template_for(options, root, task)
-        return {"template": template.name, "version": template.version}
+        # The version hashes the template's text, so the German built-in makes other keys.
+        template = cls.template_for(options, root, task, language)
+        extra: dict[str, object] = {"template": template.name, "version": template.version}
+        if not cls.trains_weights:
+            # Constrained answers became the default of prompted candidates: their keys
+            # hold the answer options, so a result answered free is not reused.
+            extra["answer"] = {n: getattr(options, n) for n in ANSWER_OPTIONS}
+        return extra
 
     # ------------------------------------------------------------ examples
 
     def fit(self, train: Sequence[Example], val: Sequence[Example]) -> None:
         self.select_shots(train)
+        if self.ctx.llm is not None and self.scored:
+            self.choose_calibration(val)
+
+    # ------------------------------------------------------------ constrained answers
+
+    def _content_free_scores(self) -> list[ChoiceScores] | None:
+        """Each label's scores for this prompt around each content-free input
+        (:data:`constrained.CONTENT_FREE`); None where the examples are picked per input
+        (each input would need content-free prompts of its own) or one did not fit."""
+        if self._pool_vectors is not None:
+            return None
+        requests = self.requests(list(constrained.CONTENT_FREE), contexts=None)
+        found = []
+        for resp in self.runner.run_sync(requests, description="content-free inputs"):
+            _label, scores = read_choice_answer(resp.text, self.label_names)
+            if scores is None:
+                return None
+            found.append(scores)
+        return found
+
+    def choose_calibration(self, val: Sequence[Example]) -> None:
+        """Decide contextual calibration (``calibrate``): 'auto' keeps it only where it
+        answers more validation inputs right than no calibration. ``info["calibration"]``
+        gets the validation accuracy of every length normalisation with and without it.
+        """
+        choice = self.opts.calibrate
+        norm = self.opts.length_norm
+        self._offsets, self._calibrated = None, False
+        if choice == "none" or (choice == "auto" and not val):
+            return  # nothing to choose on: no content-free requests either
+        cf = self._content_free_scores()
+        if cf is None:
+            if choice == "contextual":
+                self.info["calibration_skipped"] = (
+                    "examples are picked per input (selector similar or mmr), or a "
+                    "content-free prompt does not fit the context"
+                )
+            return
+        if choice == "contextual":
+            self._offsets = constrained.content_free_offsets(cf, self.label_names, norm)
+            self._calibrated = True
+            return
+        requests = self.requests([ex.text for ex in val])
+        responses = self.runner.run_sync(requests, description="choosing calibration (val)")
+        val_scores = [read_choice_answer(r.text, self.label_names)[1] for r in responses]
+        figures: dict[str, dict[str, float]] = {}
+        for n in ("token", "char", "none"):
+            offsets = constrained.content_free_offsets(cf, self.label_names, n)
+            for name, use in (("none", None), ("contextual", offsets)):
+                right = sum(
+                    scores is not None
+                    and constrained.decide(scores, self.label_names, n, use)[0] == ex.label
+                    for scores, ex in zip(val_scores, val, strict=True)
+                )
+                figures.setdefault(n, {})[name] = right / len(val)
+        own = figures[norm]
+        self._calibrated = own["contextual"] > own["none"]
+        if self._calibrated:
+            self._offsets = constrained.content_free_offsets(cf, self.label_names, norm)
+        self.info["calibration"] = {
+            "chosen": "contextual" if self._calibrated else "none",
+            "val_accuracy": figures,
+            "n_val": len(val),
+        }
 
     def select_shots(self, train: Sequence[Example]) -> None:
         """Pick the examples the prompts show (a fixed set, or a pool to search per input)."""
@@ -179,13 +262,60 @@ class PromptStrategy(Strategy):
             return label_schema(self.label_names)
         return None
 
+    @property
+    def answer_mode(self) -> str:
+        """The answer mode, "constrained" or "free" (:func:`constrained.answer_mode`);
+        raises ConfigError for ``answer: constrained`` where it cannot be."""
+        if self.ctx.llm is not None:
+            name, supports = self.ctx.llm.backend.name, self.ctx.llm.backend.constrained
+        elif self.ctx.llm_backend is not None:  # a dry run: the backend is not loaded
+            name, supports = self.ctx.llm_backend
+        else:
+            return "free"
+        has_schema = isinstance(self.ctx.task_options.get("schema"), dict)
+        mode, why = constrained.answer_mode(self.opts, self.ctx.task, name, supports, has_schema)
+        if self.trains_weights and self.opts.answer == "auto":
+            # A fine-tune answers as it was trained to (free text) unless told otherwise.
+            mode, why = "free", None
+        if why is not None and self.opts.answer == "constrained":
+            raise ConfigError(
+                f"'{self.name}' has answer: constrained, but {why}",
+                fix="set answer: free (or auto) on this candidate, or use a backend that "
+                "constrains answers (hf for labels; openai or anthropic for labels and schemas)",
+            )
+        if why is not None:
+            self.info["answer_free_because"] = why
+        return mode
+
+    @property
+    def scored(self) -> bool:
+        """Constrained labels scored by a local model (per-label log-likelihoods)."""
+        return (
+            self.ctx.task == "classification"
+            and self.answer_mode == "constrained"
+            and self.runner.backend.local
+        )
+
     def params(self) -> GenerationParams:
         provider_schema = self.schema if self.opts.output == "json" else None
+        max_tokens = self.opts.answer_tokens(self.ctx.task)
+        choices: tuple[str, ...] = ()
+        if self.answer_mode == "constrained":
+            if self.ctx.task == "classification":
+                # The label set travels as choices: each backend constrains to it its own way.
+                choices, provider_schema = tuple(self.label_names), None
+                if self.opts.max_tokens is None:
+                    # Room for '{"label": "..."}' around the longest label.
+                    longest = max((len(lab) for lab in self.label_names), default=0)
+                    max_tokens = max(max_tokens, 16 + longest)
+            else:
+                provider_schema = self.schema
         return GenerationParams(
             temperature=self.opts.temperature,
-            max_tokens=self.opts.answer_tokens(self.ctx.task),
+            max_tokens=max_tokens,
             seed=self.ctx.seed,
             json_schema=provider_schema,
+            choices=choices,
         )
 
     def variables(self, text: str, examples: Sequence[Example]) -> dict[str, Any]:
@@ -288,6 +418,13 @@ class PromptStrategy(Strategy):
                 return strip_citations(answer), "ok"
             return answer.strip(), "ok"
         schema = self.schema
+        if task == "classification" and self.answer_mode == "constrained":
+            label, _scores = read_choice_answer(answer, self.label_names)
+            if label is not None:
+                return label, "constrained"
+            # The server answered in free text (it refused or ignored the schema).
+            self.info["answer_fallback"] = self.info.get("answer_fallback", 0) + 1  # type: ignore[operator]
+            return parse_label(answer, self.label_names, self.opts.parse)
         if task == "classification" and schema is None:
             return parse_label(answer, self.label_names, self.opts.parse)
 
@@ -314,9 +451,16 @@ class PromptStrategy(Strategy):
                 finish_reason=resp.finish_reason,
             )
         value, status = self.parse(resp.text)
+        score = 1.0 if value is not None and status not in ("unparsed", "invalid") else 0.0
+        if status == "constrained":
+            _label, scores = read_choice_answer(resp.text, self.label_names)
+            if scores is not None:
+                value, score = constrained.decide(
+                    scores, self.label_names, self.opts.length_norm, self._offsets
+                )
         return Prediction(
             label=value,
-            score=1.0 if value is not None and status not in ("unparsed", "invalid") else 0.0,
+            score=score,
             raw=resp.text,
             status=status,
             input_tokens=resp.usage.input_tokens,
@@ -348,11 +492,28 @@ class PromptStrategy(Strategy):
                 {"role": m.role, "content": m.content[:PROMPT_EXAMPLE_CHARS]}
                 for m in requests[0].messages
             ]
+        mode = self.answer_mode
+        self.info["answer"] = mode
+        if mode == "constrained" and self.scored and self._calibrated is None:
+            self.choose_calibration([])  # predict without fit: 'contextual' only
         responses = self.runner.run_sync(requests)
         preds = [self._prediction(r) for r in responses]
+        self._answer_notes()
         if contexts is None:
             return preds
         return with_context(preds, contexts, self._retrieval_ms)
+
+    def _answer_notes(self) -> None:
+        """The run's notes on how constrained answers went (fallbacks to free text)."""
+        notes = list(self.runner.backend.notes)
+        fallback = self.info.get("answer_fallback")
+        if fallback:
+            notes.append(
+                f"{fallback} answers of '{self.runner.config.name}' came back as free text, "
+                "not the structured output asked for; they were parsed as free text"
+            )
+        if notes:
+            self.info["answer_notes"] = sorted(set(notes))
 
     # ------------------------------------------------------------ export
 
@@ -367,6 +528,8 @@ class PromptStrategy(Strategy):
             return [{"id": ex.id, "text": ex.text, "label": ex.label} for ex in examples]
 
         state: dict[str, Any] = {"fixed": rows(self._fixed)}
+        if self._offsets is not None:
+            state["calibration_offsets"] = list(self._offsets)
         if self._pool_vectors is not None:
             state["pool"] = rows(self._pool)
             state["pool_arrays"] = save_arrays(folder, "shot_pool.npz", vectors=self._pool_vectors)
@@ -381,6 +544,11 @@ class PromptStrategy(Strategy):
             return out
 
         self._fixed = examples(state.get("fixed") or [])
+        offsets = state.get("calibration_offsets")
+        if isinstance(offsets, list) and len(offsets) == len(self.label_names):
+            self._offsets, self._calibrated = [float(x) for x in offsets], True
+        else:
+            self._offsets, self._calibrated = None, False
         if state.get("pool_arrays"):
             self._pool = examples(state.get("pool") or [])
             vectors = load_arrays(
