@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import httpx2
@@ -62,6 +63,10 @@ def test_serve_feedback_export_run_report(served_project: Path, tmp_path: Path) 
 
     project = tmp_path / "loop"
     shutil.copytree(served_project, project)
+    # The session's project may have served other tests' requests: this loop counts its own.
+    with sqlite3.connect(project / ".adaptlab" / "runs.db") as conn:
+        conn.execute("DELETE FROM feedback")
+        conn.execute("DELETE FROM requests")
     key = add_key(project, "app")
     server = start_server(project, "--candidate", "few-shot", "--shadow", "zero-shot")
     sent: list[tuple[str, str, str]] = []  # (request id, text, gold)

@@ -111,7 +111,7 @@ class AnthropicBackend(GenerativeBackend):
 
     async def execute(self, request: ChatRequest) -> ChatResponse:
         client = self._get_client()
-        kwargs = self._arguments(request)
+        kwargs = self.arguments(request)
         t0 = time.perf_counter()
         opened = False  # the stream's response began: a transport error now cuts it off
         try:
@@ -134,7 +134,7 @@ class AnthropicBackend(GenerativeBackend):
                     )
             else:
                 message = await client.messages.create(**kwargs)
-            text, usage, finish = _read_message(message, request)
+            text, usage, finish = read_message(message, request)
         except LLMCallError:
             raise
         except Exception as exc:
@@ -146,7 +146,9 @@ class AnthropicBackend(GenerativeBackend):
             finish_reason=finish,
         )
 
-    def _arguments(self, request: ChatRequest) -> dict[str, Any]:
+    def arguments(self, request: ChatRequest) -> dict[str, Any]:
+        """The ``messages.create`` keyword arguments this backend sends for ``request``
+        (also a Message Batches request's ``params``)."""
         import anthropic
         from anthropic.types import AssistantMessageParam, UserMessageParam
 
@@ -267,7 +269,8 @@ class AnthropicBackend(GenerativeBackend):
             await client.close()
 
 
-def _read_message(message: Message, request: ChatRequest) -> tuple[str, Usage, str | None]:
+def read_message(message: Message, request: ChatRequest) -> tuple[str, Usage, str | None]:
+    """(answer text, usage, stop reason) of an Anthropic message answering ``request``."""
     content = getattr(message, "content", None)
     usage = getattr(message, "usage", None)
     if not isinstance(content, list) or usage is None:

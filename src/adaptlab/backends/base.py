@@ -113,6 +113,12 @@ class GenerativeBackend(Backend):
         #: run's notes and the report.
         self.notes: list[str] = []
 
+    @property
+    def api_key(self) -> str | None:
+        """The key this backend was given for its endpoint (None: none), for a client of
+        the same endpoint (the provider's batch API); never to be logged or stored."""
+        return self._api_key
+
     async def execute(self, request: ChatRequest) -> ChatResponse:
         """Send one request; return the answer with the usage the provider reported."""
         raise NotImplementedError(f"backend '{self.name}' does not implement execute()")

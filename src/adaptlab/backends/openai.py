@@ -93,7 +93,9 @@ class OpenAIBackend(GenerativeBackend):
             client, self._client = self._client, None
             await client.close()
 
-    def _payload(self, request: ChatRequest) -> dict[str, Any]:
+    def payload(self, request: ChatRequest) -> dict[str, Any]:
+        """The ``/v1/chat/completions`` body this backend sends for ``request`` (also a
+        batch file's line body)."""
         p = request.params
         caps = self.capabilities
         body: dict[str, Any] = {
@@ -130,19 +132,19 @@ class OpenAIBackend(GenerativeBackend):
 
     async def execute(self, request: ChatRequest) -> ChatResponse:
         client = self._get_client()
-        body = self._payload(request)
+        body = self.payload(request)
         t0 = time.perf_counter()
         try:
             if self.config.stream:
                 text, usage, finish = await self._stream(client, body)
             else:
                 # client.post skips the SDK's walk of the body through its TypedDict
-                # annotations (about 1 ms of CPU a request); _payload already sends the
+                # annotations (about 1 ms of CPU a request); payload already sends the
                 # API's own field names, so that walk has nothing to change.
                 resp = await client.post(
                     "/chat/completions", body=body, cast_to=self._openai.types.chat.ChatCompletion
                 )
-                text, usage, finish = _read_completion(resp, body)
+                text, usage, finish = read_completion(resp, body)
         except LLMCallError:
             raise
         except Exception as exc:  # mapped below; anything unknown is re-raised
@@ -313,7 +315,9 @@ def _field(obj: Any, name: str) -> Any:
     return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
 
-def _read_completion(resp: Any, body: dict[str, Any]) -> tuple[str, Usage, str | None]:
+def read_completion(resp: Any, body: dict[str, Any]) -> tuple[str, Usage, str | None]:
+    """(answer text, usage, finish reason) of a chat completion sent as ``body``; raises
+    :class:`~adaptlab.llm.types.TransientError` for a response without choices."""
     if isinstance(resp, str) or not getattr(resp, "choices", None):
         raise TransientError("the response has no choices", kind="malformed")
     choice = resp.choices[0]

@@ -3,7 +3,7 @@
 ``POST /v1/messages/batches`` takes the requests themselves, each a ``custom_id`` (here
 the request's response-cache key: 64 hex digits, within the API's 64-character
 ``^[a-zA-Z0-9_-]+$``) and the ``params`` the Anthropic backend would send
-(:meth:`AnthropicBackend._arguments`); ``GET /v1/messages/batches/{id}`` is polled until
+(:meth:`AnthropicBackend.arguments`); ``GET /v1/messages/batches/{id}`` is polled until
 its ``processing_status`` is ``ended``; then each line of ``results_url`` is
 ``succeeded`` (with the message), ``errored``, ``canceled`` or ``expired``. Documented at
 https://docs.anthropic.com/en/docs/build-with-claude/batch-processing; one batch takes
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from adaptlab.backends.anthropic import AnthropicBackend, _read_message
+from adaptlab.backends.anthropic import AnthropicBackend, read_message
 from adaptlab.backends.batching.base import (
     BatchAPI,
     BatchError,
@@ -83,7 +83,7 @@ class AnthropicBatchAPI(BatchAPI):
         if base_url is not None:  # as the backend: the client appends /v1 itself
             base_url = base_url.rstrip("/").removesuffix("/v1")
         self.client = anthropic.Anthropic(
-            api_key=backend._api_key or "not-needed",
+            api_key=backend.api_key or "not-needed",
             base_url=base_url,
             timeout=config.timeout_s,
             max_retries=config.max_retries,
@@ -93,7 +93,7 @@ class AnthropicBatchAPI(BatchAPI):
         self.client.close()
 
     def _params(self, request: ChatRequest) -> dict[str, Any]:
-        args = self.chat._arguments(request)
+        args = self.chat.arguments(request)
         return {k: v for k, v in args.items() if not isinstance(v, self._anthropic.Omit)}
 
     def find(self, key: str, since: float, lines: int) -> Snapshot | None:
@@ -140,7 +140,7 @@ class AnthropicBatchAPI(BatchAPI):
                     yield LineResult(cid, "errored", error="no request of this run has this id")
                     continue
                 try:
-                    text, usage, finish = _read_message(result.message, request)
+                    text, usage, finish = read_message(result.message, request)
                 except LLMCallError as exc:
                     yield LineResult(cid, "errored", error=str(exc))
                     continue

@@ -2,7 +2,7 @@
 
 A batch is a JSONL file of ``/v1/chat/completions`` requests, one a line with its
 ``custom_id`` (here the request's response-cache key) and the body the OpenAI backend
-would send (:meth:`OpenAIBackend._payload`), uploaded with purpose ``batch``; then
+would send (:meth:`OpenAIBackend.payload`), uploaded with purpose ``batch``; then
 ``POST /v1/batches`` (``completion_window: 24h``, ``metadata.adaptlab_key``), polled
 with ``GET /v1/batches/{id}`` until it is completed, failed, expired or cancelled. The
 answers are in ``output_file_id``, the lines that failed or expired in
@@ -27,7 +27,7 @@ from adaptlab.backends.batching.base import (
     Snapshot,
     api_error,
 )
-from adaptlab.backends.openai import OpenAIBackend, _read_completion
+from adaptlab.backends.openai import OpenAIBackend, read_completion
 from adaptlab.llm.keys import redact
 from adaptlab.llm.types import ChatRequest, ChatResponse, LLMCallError
 
@@ -96,7 +96,7 @@ class OpenAIBatchAPI(BatchAPI):
         config = backend.config
         # Polls and downloads are retried by the client; create is sent once (below).
         self.client = openai.OpenAI(
-            api_key=backend._api_key or "not-needed",
+            api_key=backend.api_key or "not-needed",
             base_url=config.base_url,
             timeout=config.timeout_s,
             max_retries=config.max_retries,
@@ -112,7 +112,7 @@ class OpenAIBatchAPI(BatchAPI):
             "custom_id": custom_id,
             "method": "POST",
             "url": "/v1/chat/completions",
-            "body": self.chat._payload(request),
+            "body": self.chat.payload(request),
         }
         return json.dumps(line, ensure_ascii=False, sort_keys=True).encode() + b"\n"
 
@@ -228,7 +228,7 @@ class OpenAIBatchAPI(BatchAPI):
     def _answer(self, cid: str, body: dict[str, Any], request: ChatRequest) -> LineResult:
         try:
             completion = self._openai.types.chat.ChatCompletion.model_validate(body)
-            text, usage, finish = _read_completion(completion, self.chat._payload(request))
+            text, usage, finish = read_completion(completion, self.chat.payload(request))
         except LLMCallError as exc:
             return LineResult(cid, "errored", error=str(exc))
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
