@@ -16,6 +16,11 @@ import click
 import pytest
 from click.testing import CliRunner
 
+# rich fixes a console's width at creation when COLUMNS is set (pytest-xdist's workers
+# inherit one): unset, the CLI's consoles read the width each test's ``cli`` sets.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
+
 from adaptlab.cli import cli as adaptlab_cli
 from adaptlab.cli.common import handle_errors
 from adaptlab.engine.scaffold import init_project

@@ -120,15 +120,20 @@ def _write(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-def test_valid_file_prints_statistics(cli: Any, tmp_path: Path) -> None:
+def test_valid_file_prints_statistics(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     labels = ["billing"] * 14 + ["shipping"] * 5 + ["refund"] * 3
     rows = [_chat(f"ticket number {i} about {lab}", lab) for i, lab in enumerate(labels)]
     rows[4] = _chat("charged twice, IBAN DE89 3704 0044 0532 0130 00, ring 0171 2345678", "refund")
     rows[7] = _chat("my card 4111 1111 1111 1111 was declined", "billing", system=None)
     rows.append(rows[0])  # an identical record
     rows.append(_chat("ticket number 1 about billing", "shipping"))  # same prompt, new answer
-    path = _write(tmp_path / "train.jsonl", rows)
-    result = cli("data", "check", path, "--model", "gpt-4o-mini-2024-07-18")
+    _write(tmp_path / "train.jsonl", rows)
+    # A relative path, as typed: the table's places column then never cuts it, however
+    # long the temporary folder is.
+    monkeypatch.chdir(tmp_path)
+    result = cli("data", "check", "train.jsonl", "--model", "gpt-4o-mini-2024-07-18")
     text = result.text
     assert result.code == 0, text
     n = len(rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from adaptlab import Project
 from adaptlab.cli import main
 from adaptlab.evaluation import mcnemar
 
@@ -78,15 +80,22 @@ def test_report_numbers_come_from_stored_predictions(demo_dir: Path) -> None:
 def test_the_demo_shows_a_generative_model_answering(demo_dir: Path) -> None:
     with sqlite3.connect(demo_dir / ".adaptlab" / "runs.db") as conn:
         answers = conn.execute(
-            "SELECT p.raw, p.output_tokens FROM predictions p JOIN run_candidates r "
-            "ON p.result_key = r.result_key WHERE r.name = 'smollm2-zero-shot' "
-            "AND p.split = 'test'"
+            "SELECT p.raw, p.input_tokens, p.status, p.predicted FROM predictions p "
+            "JOIN run_candidates r ON p.result_key = r.result_key "
+            "WHERE r.name = 'smollm2-zero-shot' AND p.split = 'test'"
         ).fetchall()
     assert len(answers) >= 120
-    # Real generated text, counted by the model's own tokenizer.
-    assert sum(bool(raw and raw.strip()) for raw, _ in answers) >= 0.9 * len(answers)
-    assert all(isinstance(n, int) and n >= 1 for _, n in answers)
-    assert len({raw for raw, _ in answers}) > 10
+    labels = set(Project.load(demo_dir).config.labels)
+    # Constrained answers (the default): the model scored every label after the prompt,
+    # tokens counted by its own tokenizer; every answer is a label.
+    for raw, tokens, status, predicted in answers:
+        scored = json.loads(raw)
+        # (the raw label is the plain argmax; the prediction may be the calibrated one)
+        assert status == "constrained" and predicted in labels and scored["label"] in labels
+        assert len(scored["logprobs"]) == len(labels) and all(lp < 0 for lp in scored["logprobs"])
+        assert isinstance(tokens, int) and tokens >= 1
+    # Real likelihoods of real inputs: they differ from input to input.
+    assert len({json.dumps(json.loads(raw)["logprobs"]) for raw, *_ in answers}) > 10
 
 
 def test_report_makes_no_external_requests(demo_dir: Path) -> None:

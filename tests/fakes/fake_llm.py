@@ -332,6 +332,10 @@ def _forced_tool(call: ChatCall) -> str | None:
     return None
 
 
+#: A reasoning block as R1-style models write it (what a reasoning parser separates).
+_REASONING = re.compile(r"<(think|thinking|reasoning)>.*?(?:</\1>|\Z)", re.S | re.I)
+
+
 def honour_schema(call: ChatCall, text: str) -> str:
     """The responder's ``text`` as a server decoding within the request's schema would
     answer it: for a ``{"label": enum}`` schema, JSON with the label the text names
@@ -341,6 +345,8 @@ def honour_schema(call: ChatCall, text: str) -> str:
     schema = request_schema(call)
     if schema is None:
         return text
+    # A server decoding within a schema keeps a model's reasoning apart from the answer.
+    text = _REASONING.sub("", text).strip()
     enum = (schema.get("properties") or {}).get("label", {}).get("enum")
     if isinstance(enum, list) and enum:
         low = text.strip().lower()
@@ -359,9 +365,13 @@ def _anthropic_content(call: ChatCall, text: str) -> list[dict[str, Any]]:
     name = _forced_tool(call)
     if name is None:
         return [{"type": "text", "text": text}]
+    try:
+        given = json.loads(text or "{}")
+    except ValueError:  # an injected fault's text (a refusal): the tool gets no input
+        given = {}
     return [
         {"type": "tool_use", "id": f"toolu_fake_{call.index}", "name": name,
-         "input": json.loads(text or "{}")}
+         "input": given if isinstance(given, dict) else {}}
     ]  # fmt: skip
 
 
@@ -776,8 +786,9 @@ class _Handler(BaseHTTPRequestHandler):
             "role": "assistant",
             "model": call.model,
             "content": _anthropic_content(call, answer.text),
+            # A refusal or a cut-off says so even when a tool was forced.
             "stop_reason": "tool_use"
-            if _forced_tool(call)
+            if _forced_tool(call) and answer.reason == "stop"
             else stop_reason.get(answer.reason, "end_turn"),
             "stop_sequence": answer.stop_sequence,
             "usage": self._anthropic_usage(call, answer),
@@ -808,19 +819,20 @@ class _Handler(BaseHTTPRequestHandler):
                 json.dumps({"type": name, **data}).encode(),
             )
 
-        pieces = _pieces(answer.text)
+        # A forced tool streams its input as JSON pieces (input_json_delta), as the API does.
+        tool = final["content"][0] if final["content"][0]["type"] == "tool_use" else None
+        pieces = _pieces(json.dumps(tool["input"]) if tool else answer.text)
         if fault in ("truncated", "stream-error"):
             pieces = pieces[: max(1, len(pieces) // 2)]
         self._start_stream()
         self._chunk(event("message_start", {"message": start}))
-        self._chunk(
-            event(
-                "content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}
-            )
-        )
+        block = {**tool, "input": {}} if tool else {"type": "text", "text": ""}
+        self._chunk(event("content_block_start", {"index": 0, "content_block": block}))
         self._chunk(event("ping", {}))
         for piece in pieces:
-            delta = {"index": 0, "delta": {"type": "text_delta", "text": piece}}
+            json_part = {"type": "input_json_delta", "partial_json": piece}
+            text_part = {"type": "text_delta", "text": piece}
+            delta = {"index": 0, "delta": json_part if tool else text_part}
             self._chunk(event("content_block_delta", delta))
         if fault == "truncated":
             self._drop()

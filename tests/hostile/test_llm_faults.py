@@ -340,7 +340,10 @@ def test_a_chat_model_still_gets_temperature_and_max_tokens(cli: Any, tmp_path: 
     with FakeLLMServer(oracle) as server:
         root = project(tmp_path / "p", server, model="gpt-4o-mini")
         cli("run", "-p", root).ok()
-    assert all(c.body["temperature"] == 0.0 and c.body["max_tokens"] == 16 for c in server.calls)
+    # 16 tokens for a free answer; a constrained one (the default) has room for its JSON.
+    longest = max(len(label) for label in Project.load(root).config.labels)
+    assert all(c.body["temperature"] == 0.0 for c in server.calls)
+    assert all(c.body["max_tokens"] == 16 + longest for c in server.calls)
 
 
 def test_temperature_null_sends_none(cli: Any, tmp_path: Path) -> None:
@@ -358,7 +361,8 @@ def test_cut_off_answers_are_counted_and_explained(cli: Any, tmp_path: Path, str
         return "Let me think about this ticket carefully before I answer. " * 4 + oracle(call)
 
     with FakeLLMServer(rambles) as server:
-        root = project(tmp_path / "p", server, stream=stream)
+        # Free text: a constrained answer (the default) cannot ramble past its label.
+        root = project(tmp_path / "p", server, stream=stream, params={"answer": "free"})
         text = cli("run", "-p", root).ok()
     rows = predictions(root)
     assert rows and all(r["finish_reason"] == "length" for r in rows)
@@ -383,9 +387,9 @@ def test_think_blocks_are_removed_before_parsing_and_kept_raw(
     # The reasoning names other labels: a fuzzy reading of the whole reply would fail.
     thoughts = "Could be billing, or shipping, or refund; the words decide."
     with FakeLLMServer(with_reasoning(answer, thoughts, closed=closed)) as server:
-        root = project(
-            tmp_path / "p", server, stream=stream, strategy=strategy, params={"max_tokens": 64}
-        )
+        # Free text: a server decoding within a schema keeps reasoning out of the answer.
+        params = {"max_tokens": 64, "answer": "free"}
+        root = project(tmp_path / "p", server, stream=stream, strategy=strategy, params=params)
         cli("run", "-p", root).ok()
     rows = predictions(root)
     assert all(r["predicted"] == r["gold"] for r in rows)
@@ -395,7 +399,7 @@ def test_think_blocks_are_removed_before_parsing_and_kept_raw(
 def test_an_unterminated_think_block_is_unparsed_and_cut_off(cli: Any, tmp_path: Path) -> None:
     thoughts = " ".join(["billing or shipping, hmm"] * 10)
     with FakeLLMServer(with_reasoning(oracle, thoughts, closed=False)) as server:
-        root = project(tmp_path / "p", server)
+        root = project(tmp_path / "p", server, params={"answer": "free"})
         text = cli("run", "-p", root).ok()
     rows = predictions(root)
     assert all(r["status"] == "unparsed" and r["predicted"] is None for r in rows)

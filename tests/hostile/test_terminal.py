@@ -94,9 +94,10 @@ def test_project_names_with_brackets(
 @pytest.mark.parametrize("folder", ["proj[/]", "[bold]p", "[redacted]"])
 def test_paths_with_brackets(cli: Any, tmp_path: Path, server: FakeLLMServer, folder: str) -> None:
     root = llm_project(tmp_path / folder, server.base_url)
-    out = cli("run", "-p", root).ok()
+    # Wide enough that no temporary folder's length wraps the path (CI's, pytest-xdist's).
+    out = cli("run", "-p", root, columns=1000).ok()
     assert str(root / ".adaptlab" / "runs.db") in out
-    out = cli("report", "-p", root).ok()
+    out = cli("report", "-p", root, columns=1000).ok()
     assert str(root / "reports" / "report.html") in out
 
 

@@ -115,7 +115,10 @@ def test_openai_client_plain_and_streamed_equal_predict_for_every_kind(
             assert streamed == content
             got = answer.json()
             assert answer.status_code == 200 and got["label"] == want["label"]
-            assert got["score"] == pytest.approx(want["score"], abs=1e-4)
+            # A local LLM's constrained score is a softmax over label likelihoods computed
+            # in packed float32 rows: the padding of the batch it shared moves it ~1e-4.
+            tolerance = 1e-3 if name == "lora" else 1e-4
+            assert got["score"] == pytest.approx(want["score"], abs=tolerance), name
             if name in ("gen", "lora"):
                 assert got["raw"] == want["raw"] and got["status"] == want["status"]
         # The chat model got its template and shots: the client sent only the ticket.
