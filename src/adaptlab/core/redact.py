@@ -82,7 +82,8 @@ def database_url_problem(url: object, *, allow_password: bool = False) -> UrlPro
         return UrlProblem("must be a PostgreSQL URL starting with postgresql://", _DB_FIX)
     if not allow_password and redact_url(url) != url:
         return UrlProblem(
-            "holds a password: it would be stored in a file that is shared and committed",
+            "holds a password: a file keeps it for everyone who reads or commits it, a "
+            "command line shows it to every user of the machine (ps) and its history",
             _DB_FIX,
         )
     return None
