@@ -1,8 +1,8 @@
 """The retriever over both vector stores: the embedded numpy one and PostgreSQL + pgvector.
 
 Every test that takes ``store`` runs once per store. The pgvector runs start the
-PostgreSQL that ``pgserver`` bundles (once for the module, in a temporary
-folder, deleted afterwards); they are skipped only where ``pgserver`` is not
+PostgreSQL that ``pgserver`` bundles (once for the test session, in a temporary
+folder, deleted afterwards: tests/conftest.py); they are skipped only where ``pgserver`` is not
 installed (``pip install "adaptlab[pgvector]"``, as CI does).
 """
 
@@ -12,7 +12,6 @@ import hashlib
 import logging
 import re
 import sys
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from itertools import pairwise
 from pathlib import Path
@@ -158,20 +157,9 @@ def fake_index(docs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> RagI
 
 
 @pytest.fixture(scope="module")
-def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The bundled PostgreSQL, started once for this module and deleted after it."""
-    try:
-        with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set"
-            warnings.simplefilter("ignore")
-            import pgserver  # noqa: F401
-    except ImportError:
-        pytest.skip('pgserver is not installed: pip install "adaptlab[pgvector]"')
-    from adaptlab.rag.pgvector import local_server, stop_local_server
-
-    datadir = tmp_path_factory.mktemp("pg") / "data"
-    url = local_server(datadir, cleanup_mode="delete")
-    yield url
-    stop_local_server(datadir)
+def pg_url(pg_server: str) -> str:
+    """The session's bundled PostgreSQL (tests/conftest.py), shared by this module."""
+    return pg_server
 
 
 @pytest.fixture(scope="module", params=["embedded", "pgvector"])
