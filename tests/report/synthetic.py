@@ -23,14 +23,17 @@ RUN_ID = "5a1e000000000001"  # an id with a digit-e-digit in it: not a number to
 
 
 class Spec(NamedTuple):
-    """One candidate: the rows it is right on (validation, test), its latency in ms, and
-    the share of the machine other processes used while it was timed (None: quiet)."""
+    """One candidate: the rows it is right on (validation, test), its latency in ms, the
+    share of the machine other processes used while it was timed (None: quiet), and
+    more of its result's info."""
 
     val: Span
     test: Span
     latency_ms: float = 3.0
     other_cpu_share: float | None = None
     predict_cpu_s: float = 1.0
+    info: dict[str, Any] | None = None  # more of the result's info (e.g. a tuning record)
+    strategy: str = "zero-shot"
 
 
 #: ``slow`` is one example ahead of ``fast`` on validation (150 against 149 of 200, 51
@@ -60,7 +63,7 @@ def config(spec: dict[str, Spec], **profile: Any) -> dict[str, Any]:
         "name": "synthetic",
         "data": {"path": "d.jsonl"},
         "labels": {"a": "first", "b": "second"},
-        "candidates": [{"name": n, "strategy": "zero-shot"} for n in spec],
+        "candidates": [{"name": n, "strategy": s.strategy} for n, s in spec.items()],
         "evaluation": {"bootstrap_resamples": 200, "baseline": False},
         "profile": profile,
     }
@@ -85,11 +88,11 @@ def write_project(root: Path, spec: dict[str, Spec], **profile: Any) -> Path:
             split={"train": 1000, "val": N_VAL, "test": N_TEST},
         )
         for pos, (name, s) in enumerate(spec.items()):
-            info: dict[str, Any] = {}
+            info: dict[str, Any] = dict(s.info or {})
             if s.other_cpu_share is not None:
                 info["machine_load"] = {"other_cpu_share": s.other_cpu_share}
             result = ResultRow(
-                name, name, "zero-shot", {}, 0.0, 0.0, 1.0, s.predict_cpu_s, N_TEST, False, info
+                name, name, s.strategy, {}, 0.0, 0.0, 1.0, s.predict_cpu_s, N_TEST, False, info
             )
 
             def timed(rows: list[Any], ms: float = s.latency_ms) -> list[Any]:

@@ -307,7 +307,16 @@ def results_table(summary: ProjectSummary, width: int | None = None) -> Any:
     resamples = summary.cfg.evaluation.bootstrap_resamples
     rows: list[tuple[str, list[str | Text]]] = []
     for c in summary.candidates:
-        tags = [t for t, on in (("★ winner", c.name == v.winner), ("cached", c.reused)) if on]
+        tags = [
+            t
+            for t, on in (
+                ("★ winner", c.name == v.winner),
+                ("tuned", c.tuning is not None),
+                (f"untuned, see {v.untuned.get(c.name)}", c.name in v.untuned),
+                ("cached", c.reused),
+            )
+            if on
+        ]
         paired = v.test_tests.get(c.name)  # the winner against c on test
         ci = c.quality_ci
         if c.metrics is not None:
@@ -453,6 +462,10 @@ def print_summary(summary: ProjectSummary) -> None:
         if c.overfit is not None:
             console.print(Text.assemble(("overfitting ", "bold"), (c.name, "bold"), ":"))
             for line in c.overfit.lines():
+                console.print(Padding(Text(line), (0, 0, 0, 2)))
+        if c.tuning is not None:
+            console.print(Text.assemble(("tuning ", "bold"), (c.name, "bold"), ":"))
+            for line in c.tuning.lines(summary.metric_info.percent):
                 console.print(Padding(Text(line), (0, 0, 0, 2)))
     from adaptlab.report.html import KINDS
 

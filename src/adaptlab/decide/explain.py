@@ -206,6 +206,7 @@ def reasons(v: Verdict, summary: RunSummary) -> list[str]:
     else:
         out = [_tie_reason(v, summary, best, pick)]
     out += facts(pick, v, summary)
+    out += tuned_sentences(v, summary)
     w = v.waiting
     if w is not None and w.may_wait and w.shares:
         out.append(
@@ -216,6 +217,33 @@ def reasons(v: Verdict, summary: RunSummary) -> list[str]:
     if v.selected_on == "test":
         out.append(TEST_FALLBACK)
     return out
+
+
+def tuned_sentences(v: Verdict, summary: RunSummary) -> list[str]:
+    """How the routes were compared when some candidates tuned their own settings: which
+    tuned candidate stands for which untuned ones, and the routes compared as configured.
+    Empty when no candidate was tuned."""
+    tuned = [c for c in summary.candidates if c.tuning is not None]
+    if not tuned:
+        return []
+    stands = {t: [u for u, by in v.untuned.items() if by == t] for t in v.tuned}
+    parts = [f"{t} for {and_list(us)}" for t, us in stands.items()]
+    text = (
+        "Routes are compared at their best, by their tuned candidates "
+        f"({and_list([c.name for c in tuned])})"
+    )
+    if parts:
+        text += (
+            f"; set aside as the same route on the same model: {'; '.join(parts)} "
+            "(each search tried that setting as its default on validation)"
+        )
+    plain = sorted(
+        {c.route for c in summary.candidates if c.tuning is None and c.name not in v.untuned}
+    )
+    if plain:
+        text += f"; not tuned, compared as configured: the {and_list(plain)} route"
+        text += "s" if len(plain) > 1 else ""
+    return [text + "."]
 
 
 def _share_text(w: Waiting) -> str:

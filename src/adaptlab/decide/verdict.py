@@ -31,12 +31,20 @@ a :class:`Verdict`: immutable, typed, without a sentence in it
    smallest difference the selection split can detect, the best candidate on test,
    and the learning-curve crossings that involve the winner
    (:mod:`adaptlab.decide.curves`).
+
+Routes are compared at their best: where a candidate searched its own settings (a
+:class:`~adaptlab.evaluation.tuning.TuningReport`: the prompt optimiser, or ``tune:``),
+the untuned candidates of the same route on the same model are set aside before step 2
+(:func:`untuned_siblings`): the tuned one tried their setting as its default and keeps
+it unless a better one measured better on validation, so comparing both would pit a
+route against itself and count one route twice in the corrections for multiple
+comparisons. They stay in the tables and in the winner's tests on test.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
@@ -244,7 +252,9 @@ class Verdict:
     ``negligible_usd``, ``quality_floor`` and ``tie_se_z`` the thresholds applied.
     ``waiting``: what ``profile.answers_may_wait`` changes (:class:`Waiting`: the API
     candidates' batch shares and the break-evens at both prices; the costs above are at
-    batch prices when answers may wait).
+    batch prices when answers may wait). ``untuned``: the candidates set aside because a
+    tuned candidate of their route and model stands for it, each with that candidate
+    (:func:`untuned_siblings`); ``tuned`` the tuned candidates compared.
     """
 
     winner: str
@@ -279,9 +289,10 @@ class Verdict:
     quality_floor: float = QUALITY_FLOOR
     tie_se_z: float = TIE_SE_Z
     waiting: Waiting | None = None
+    untuned: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("selection_tests", "test_tests", "costs"):
+        for name in ("selection_tests", "test_tests", "costs", "untuned"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
         if not isinstance(self.profile, FrozenProfile):
             object.__setattr__(
@@ -303,6 +314,11 @@ class Verdict:
         """Monthly growth of the volume (0.05 = 5%), compounding."""
         return self.profile.monthly_growth
 
+    @property
+    def tuned(self) -> tuple[str, ...]:
+        """The tuned candidates that stand for their routes, in run order."""
+        return tuple(dict.fromkeys(self.untuned.values()))
+
     def exclusion(self, name: str) -> Exclusion | None:
         """Why candidate ``name`` is ruled out, or None."""
         return next((e for e in self.excluded if e.candidate == name), None)
@@ -322,6 +338,27 @@ def exclusion(c: CandidateSummary, profile: ProfileConfig) -> Exclusion | None:
         if monthly > profile.monthly_budget_usd:
             return Exclusion(c.name, "monthly_budget_usd", monthly, profile.monthly_budget_usd)
     return None
+
+
+def untuned_siblings(candidates: list[CandidateSummary]) -> dict[str, str]:
+    """The untuned candidates a tuned one stands for: name -> the tuned candidate.
+
+    A tuned candidate (one with a :attr:`~CandidateSummary.tuning` report) stands for the
+    untuned candidates of its route (prompt, rag, finetune, ...) on the same generative
+    model (``llm``; None for the encoder and classical routes, which share the project's
+    encoder). With several tuned candidates of one route and model, the first in run
+    order stands for the untuned ones. A route without a tuned candidate keeps all its
+    candidates.
+    """
+    best: dict[tuple[str, str | None], str] = {}
+    for c in candidates:
+        if c.tuning is not None:
+            best.setdefault((c.route, c.llm), c.name)
+    return {
+        c.name: best[(c.route, c.llm)]
+        for c in candidates
+        if c.tuning is None and (c.route, c.llm) in best
+    }
 
 
 def break_evens(
@@ -419,7 +456,9 @@ def verdict(summary: RunSummary, profile: ProfileConfig, cost: CostConfig) -> Ve
 
     excluded = tuple(e for c in cands if (e := exclusion(c, profile)) is not None)
     out = {e.candidate for e in excluded}
-    pool = [c for c in cands if c.name not in out] or cands
+    eligible = [c for c in cands if c.name not in out] or cands
+    untuned = untuned_siblings(eligible)
+    pool = [c for c in eligible if c.name not in untuned]
     leader = max(pool, key=lambda c: (c.selection_ci.estimate, -total(c)))
     others = [c for c in pool if c is not leader]
     alpha = cfg.evaluation.alpha
@@ -488,8 +527,9 @@ def verdict(summary: RunSummary, profile: ProfileConfig, cost: CostConfig) -> Ve
     rest = [c for c in cands if c is not pick]
     on_test = _holm_tests(pick, rest, [compare(pick, c, cfg) for c in rest])
     mdd = None
-    if rest:
-        closest = max(rest, key=lambda c: c.selection_ci.estimate)
+    rivals = [c for c in rest if c.name not in untuned]
+    if rivals:
+        closest = max(rivals, key=lambda c: c.selection_ci.estimate)
         sa, sb = _selection_scores(pick, closest)
         mdd = minimum_detectable_difference(sa - sb, alpha)
     best_on_test = max(cands, key=lambda c: (c.quality, -c.monthly_cost_usd))
@@ -499,9 +539,12 @@ def verdict(summary: RunSummary, profile: ProfileConfig, cost: CostConfig) -> Ve
     comparable = [
         c
         for c in cands
-        if c is pick
-        or c.name in tied_names
-        or c.selection_ci.estimate >= leader.selection_ci.estimate - QUALITY_FLOOR
+        if c.name not in untuned
+        and (
+            c is pick
+            or c.name in tied_names
+            or c.selection_ci.estimate >= leader.selection_ci.estimate - QUALITY_FLOOR
+        )
     ]
     prompt_like = [c for c in comparable if not c.trains_weights] or comparable
     baseline = min(prompt_like, key=lambda c: c.cost.setup_usd)
@@ -522,7 +565,7 @@ def verdict(summary: RunSummary, profile: ProfileConfig, cost: CostConfig) -> Ve
         leader=leader.name,
         runner_up=None if runner_up is None else runner_up.name,
         excluded=excluded,
-        all_excluded=bool(excluded) and len(pool) == len(cands),
+        all_excluded=bool(excluded) and len(eligible) == len(cands),
         tied=tuple(c.name for c in tied),
         equal_cost=tuple(c.name for c in cheap),
         cheapest=min(cheap, key=total).name if cheap else None,
@@ -546,4 +589,5 @@ def verdict(summary: RunSummary, profile: ProfileConfig, cost: CostConfig) -> Ve
         corrected=_corrected(pick, pool, cfg) if len(pool) > 1 else None,
         comparable=tuple(c.name for c in comparable),
         waiting=waiting(pairs, cands, cfg, profile),
+        untuned=untuned,
     )

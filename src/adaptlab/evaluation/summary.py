@@ -56,6 +56,7 @@ from adaptlab.evaluation.stats import (
     percentile,
 )
 from adaptlab.evaluation.text_metrics import ExtractionMetrics
+from adaptlab.evaluation.tuning import TuningReport, tuning_report
 from adaptlab.llm.prices import batch_terms
 from adaptlab.store import PredictionRow, RunStore
 from adaptlab.store.runs import find_run
@@ -122,6 +123,8 @@ class CandidateSummary:
     format_validity: float | None = None  # share of samples that parsed / validated
     # A fine-tuned generative model: train/val gap, best against last checkpoint.
     overfit: OverfitReport | None = None
+    #: What the candidate's own search of its settings bought (tuned candidates only).
+    tuning: TuningReport | None = None
     # The route (prompt, rag, finetune, finetune+rag, classical), whether it sends inputs
     # to a hosted API, and its costs (setup, per request, fixed monthly).
     route: str = "prompt"
@@ -437,6 +440,14 @@ def _candidate(
             res.info,
             [r.gold for r in rows] if cfg.task == "classification" else [],
             [r.predicted for r in rows],
+        ),
+        tuning=tuning_report(
+            res.info,
+            scored.ci.estimate,
+            scored.metric,
+            confidence=cfg.evaluation.confidence,
+            resamples=cfg.evaluation.bootstrap_resamples,
+            seed=cfg.seed,
         ),
         route=route,
         hosted=hosted(cfg, link["name"]),

@@ -318,6 +318,11 @@ def _context(s: ProjectSummary) -> dict[str, Any]:
             "quality", plots.quality_vs_cost(s.candidates, winner.name, cfg.evaluation.confidence)
         ),
         "curves": curves,
+        "tuning": [
+            {"name": c.name, "lines": c.tuning.lines(s.metric_info.percent)}
+            for c in s.candidates
+            if c.tuning is not None
+        ],
         "llm_rows": _llm_rows(s),
         "llm_notes": _llm_notes(s),
         "not_run": sorted(s.not_run.items()),

@@ -90,7 +90,8 @@ def not_chosen_reason(v: Verdict, summary: RunSummary, name: str) -> str:
     """Why candidate ``name`` is not the recommendation although it beats the winner on
     test: a clause to follow "not chosen:".
 
-    In order: the task profile rules it out (:meth:`Verdict.exclusion`); on the
+    In order: the task profile rules it out (:meth:`Verdict.exclusion`); a tuned
+    candidate stands for its route (:attr:`Verdict.untuned`); on the
     selection evidence it was within noise of the winner (:attr:`Verdict.tied`), and
     what the rule weighs among tied candidates favoured the winner (:attr:`Verdict.kind`:
     the total cost, the p95 latency, the training time, the expected cost with errors,
@@ -106,6 +107,11 @@ def not_chosen_reason(v: Verdict, summary: RunSummary, name: str) -> str:
     excluded = v.exclusion(name)
     if excluded is not None:
         return f"the task profile rules it out: {name} {exclusion_text(excluded, v.volume)}"
+    if name in v.untuned:
+        return (
+            f"routes are compared at their best: the tuned {v.untuned[name]} stands for "
+            f"{name}'s route, having tried {name}'s setting as its default on validation"
+        )
     if name in v.tied:
         noise = (
             f"on {where}, where candidates are chosen, the two were within noise "

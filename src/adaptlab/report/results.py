@@ -88,7 +88,8 @@ def candidate_record(summary: ProjectSummary, c: CandidateSummary) -> dict[str, 
     candidates); all None on the winner's own record. Costs are USD; ``monthly_usd``
     is at ``monthly_requests`` of the document; ``usage_estimated`` is True when the
     token counts (and the costs from them) rest on estimated or doubted usage. ``params``
-    is a dict.
+    is a dict. ``tuned`` and the ``tuning_*`` figures say what a candidate's own search
+    of its settings bought (:func:`_tuning_record`).
     """
     paired = summary.verdict.test_tests.get(c.name)
     test = None if paired is None else paired.test
@@ -122,6 +123,28 @@ def candidate_record(summary: ProjectSummary, c: CandidateSummary) -> dict[str, 
         "usage_estimated": c.usage_estimated,
         # Evaluated through a batch API: its lines by outcome and the cost at the price paid
         **batch_record(summary.cfg, c),
+        **_tuning_record(c),
+    }
+
+
+def _tuning_record(c: CandidateSummary) -> dict[str, Any]:
+    """What a tuned candidate's search bought (:mod:`adaptlab.evaluation.tuning`): the
+    default's and the tuned setting's validation figures, the interval of the gain and
+    its paired test's p, the drop from validation to test, and what it spent (minutes,
+    calls, USD); every value None on an untuned candidate."""
+    t = c.tuning
+    return {
+        "tuned": t is not None,
+        "tuning_default_val": _num(t.default.estimate) if t else None,
+        "tuning_tuned_val": _num(t.tuned.estimate) if t else None,
+        "tuning_gain_ci_low": _num(t.gain.low) if t else None,
+        "tuning_gain_ci_high": _num(t.gain.high) if t else None,
+        "tuning_p": _num(t.test.p_value) if t and t.test else None,
+        "tuning_val_test_drop": _num(t.drop) if t else None,
+        "tuning_trials": t.trials if t else None,
+        "tuning_minutes": _num(t.minutes) if t else None,
+        "tuning_calls": t.calls if t else None,
+        "tuning_usd": _num(t.usd) if t else None,
     }
 
 
