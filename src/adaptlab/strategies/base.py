@@ -82,21 +82,29 @@ class StrategyContext:
         those digits: ``run -c finetune`` and a resumed fine-tune would differ from a
         full run). Candidates that ask for the same list still share it.
 
-        For fitting only: prediction must call the backend itself, so latency and
-        CPU time measure real work.
+        For fitting only: prediction calls the backend itself (the runner's answering
+        passes share each list's vectors across candidates, its timing passes and
+        latencies call the encoder, see :mod:`adaptlab.engine.embeddings`).
         """
-        import hashlib
-        import json
-
         import numpy as np
 
         if not texts:
             return np.zeros((0, 0))
-        key = hashlib.sha256(json.dumps(list(texts)).encode()).hexdigest()
+        key = embedding_key(texts)
         if key not in self._cache:
             with self.progress.task(description, len(texts)) as advance:
                 self._cache[key] = self.encoder.embed(list(texts), on_batch=advance)
         return self._cache[key].copy()  # callers may normalise in place
+
+
+def embedding_key(texts: Sequence[str]) -> str:
+    """The key of a list of texts in a run's memo of embeddings (SHA-256 hex of the list
+    as JSON): one key per list, in order, never per text (see
+    :meth:`StrategyContext.embed`)."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(list(texts)).encode()).hexdigest()
 
 
 class Strategy(ABC):
