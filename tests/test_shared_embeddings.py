@@ -17,6 +17,12 @@ from adaptlab.store import RunStore
 from tests.conftest import small_project
 
 
+def _latest(store: RunStore) -> str:
+    run = store.latest_run()
+    assert run is not None
+    return str(run["id"])
+
+
 class Counting(EncoderBackend):
     """A deterministic encoder that counts the texts it embeds."""
 
@@ -30,11 +36,12 @@ class Counting(EncoderBackend):
         rows = [[len(t), sum(map(ord, t)) % 97, 1.0] for t in texts]  # type: ignore[attr-defined]
         self.texts += len(rows)
         x = np.asarray(rows, dtype=np.float32)
-        return x / np.linalg.norm(x, axis=1, keepdims=True)
+        out: np.ndarray = x / np.linalg.norm(x, axis=1, keepdims=True)
+        return out
 
 
 def test_each_list_is_embedded_once_and_returned_as_a_copy() -> None:
-    encoder, memo = Counting(), {}
+    encoder, memo = Counting(), dict[str, np.ndarray]()
     shared = SharedEmbeddings(encoder, memo)
     a = shared.embed(["one", "two"])
     a[0, 0] = 99.0  # a caller normalising in place changes nothing stored
@@ -74,9 +81,7 @@ def test_shared_vectors_give_the_answers_a_candidate_gets_alone(
 
     def answers(root: Path) -> list[tuple[str, str | None, float | None]]:
         with RunStore(root / ".adaptlab" / "runs.db") as store:
-            link = next(
-                r for r in store.run_candidates(store.latest_run()["id"]) if r["name"] == "few-shot"
-            )
+            link = next(r for r in store.run_candidates(_latest(store)) if r["name"] == "few-shot")
             rows = list(store.predictions(link["result_key"])) + list(
                 store.predictions(link["result_key"], "val")
             )
@@ -87,7 +92,7 @@ def test_shared_vectors_give_the_answers_a_candidate_gets_alone(
 
 def test_a_run_stores_the_split_of_its_time(two_classifiers: Path) -> None:
     with RunStore(two_classifiers / ".adaptlab" / "runs.db") as store:
-        links = store.run_candidates(store.latest_run()["id"])
+        links = store.run_candidates(_latest(store))
         infos = [store.result(link["result_key"]).info for link in links]
     for info in infos:
         seconds = info["seconds"]
