@@ -28,6 +28,7 @@ def test_keys_limits_and_no_key_anywhere(served_project: Path, tmp_path: Path) -
         "16",
         "--max-input-chars",
         "500",
+        "--access-log",  # off by default; on, it shows no query value
     )
     seen: list[str] = []  # every response, headers and body
 

@@ -136,6 +136,8 @@ def test_openai_client_plain_and_streamed_equal_predict_for_every_kind(
     finally:
         out = server.stop()
     assert key not in out
+    # One log line an answer, adaptlab's own; uvicorn's access log is off by default.
+    assert "chat -> enc" in out and '"POST /v1/chat/completions HTTP/1.1" 200' not in out
 
 
 def test_vllm_export_and_a_remote_server_behind_a_route(

@@ -93,6 +93,13 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
     "--log-bodies", is_flag=True, help="Put inputs in the server's log lines (never keys)."
 )
 @click.option(
+    "--access-log",
+    is_flag=True,
+    help="Also print uvicorn's access log line for every request (client, method, path, "
+    "status; query values redacted). Off by default: each answer already gets one log line "
+    "with its request id, candidate and time.",
+)
+@click.option(
     "--header-timeout-s",
     default=10.0,
     show_default=True,
@@ -141,6 +148,7 @@ def serve(
     max_input_chars: int,
     cors_origins: tuple[str, ...],
     log_bodies: bool,
+    access_log: bool,
     header_timeout_s: float,
     body_timeout_s: float,
     max_connections: int,
@@ -166,6 +174,13 @@ def serve(
     --rpm holds across them.
     """
     import logging
+    import os
+
+    # torch's OpenMP threads spin after each parallel region by default; in a server
+    # they share the cores with the event loop (and often the clients), and measured
+    # on 2 busy cores the spinning made a one-text forward pass 25x slower (0.9 vs 20
+    # texts/s, bench/serve_load.py's model alone). Set before torch is first imported.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     import uvicorn
 
@@ -308,6 +323,7 @@ def serve(
         host=host,
         port=port,
         log_level="info",
+        access_log=access_log,
         server_header=False,
         log_config=uvicorn_log_config(),  # no query-string value (an API key) in the log
         http=guarded_protocol(

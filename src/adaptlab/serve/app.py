@@ -27,6 +27,7 @@ an input only with ``log_bodies``.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -270,6 +271,9 @@ class Server:
             for name, model in config.models.items()
         }
         self._shadow_tasks: set[asyncio.Task[None]] = set()
+        # request-log rows gathered in this loop iteration, and the future they wait on
+        self._rows: list[RequestRecord] = []
+        self._rows_done: asyncio.Future[list[BaseException | None]] | None = None
 
     # ------------------------------------------------------------ keys and limits
 
@@ -459,7 +463,7 @@ class Server:
             pred, error = None, exc
         ms = (time.perf_counter() - start) * 1000
         model = self.config.models[cand]
-        written = self.log.record(
+        unlogged = await self._logged(
             RequestRecord(
                 id=request_id,
                 created_at=now(),
@@ -481,11 +485,47 @@ class Server:
                 error=None if error is None else _safe(error),
             )
         )
+        return pred, ms, error, unlogged
+
+    async def _logged(self, row: RequestRecord) -> BaseException | None:
+        """None once ``row`` is committed to the request log, else why it is not.
+
+        The rows of one loop iteration (a model batch's answers all resume in the same
+        one) go to the writer as one item (:meth:`RequestLog.record_many`): one
+        transaction and one wake-up of the loop for the batch, not one per row.
+        """
+        done = self._rows_done
+        if done is None:
+            loop = asyncio.get_running_loop()
+            done = self._rows_done = loop.create_future()
+            loop.call_soon(self._flush_rows)
+        index = len(self._rows)
+        self._rows.append(row)
         try:
-            await asyncio.wrap_future(written)
+            # shielded: a client that goes away must not cancel the batch's future
+            outcomes = await asyncio.shield(done)
         except Exception as exc:
-            return pred, ms, error, exc
-        return pred, ms, error, None
+            return exc
+        return outcomes[index]
+
+    def _flush_rows(self) -> None:
+        """Hand the rows gathered in this loop iteration to the writer, one item."""
+        rows, done = self._rows, self._rows_done
+        self._rows, self._rows_done = [], None
+        if done is None:
+            return
+        try:
+            written = self.log.record_many(rows)
+        except Exception as exc:  # never: the queue takes anything
+            done.set_result([exc] * len(rows))
+            return
+        loop = done.get_loop()
+
+        def landed(result: concurrent.futures.Future[list[BaseException | None]]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: no one waits
+                loop.call_soon_threadsafe(_settle, done, result)
+
+        written.add_done_callback(landed)
 
     async def feedback(self, body: FeedbackBody, key: ApiKey | None) -> bool:
         if body.label is None and body.rating is None:
@@ -551,6 +591,20 @@ class Server:
         self._keys_pool.shutdown(wait=True)
         if self.keys is not None:
             self.keys.close()
+
+
+def _settle(
+    done: asyncio.Future[list[BaseException | None]],
+    result: concurrent.futures.Future[list[BaseException | None]],
+) -> None:
+    """``done`` gets the outcome of the writer's ``result`` (on the loop's thread)."""
+    if done.done():
+        return
+    exc = result.exception()
+    if exc is not None:
+        done.set_exception(exc)
+    else:
+        done.set_result(result.result())
 
 
 def _checked(pred: Prediction) -> Prediction:

@@ -1,8 +1,9 @@
 """The request log: every served request, its answer and its feedback, in the run store.
 
 One writer thread owns the store's connection and commits in small batches; a request
-is answered once its row is committed (``record`` returns a future), so a row that
-cannot be written fails its request (503) instead of vanishing. Feedback goes through
+is answered once its row is committed (``record`` and ``record_many``, for the rows of
+one model batch, return a future), so a row that cannot be written fails its request
+(503) instead of vanishing. Feedback goes through
 the same queue, after the request it refers to. On shutdown the queue is drained.
 
 The store is the project's SQLite file or a PostgreSQL database (``postgresql://``),
@@ -191,6 +192,31 @@ class RequestLog:
         self._queue.put((row, done))
         return done
 
+    def record_many(self, rows: list[RequestRecord]) -> Future[list[BaseException | None]]:
+        """Queue ``rows`` as one item (one transaction, unless a row fails alone); the
+        future is done once every row is committed or failed: per row, None (committed)
+        or why not. One future for a whole model batch: the server is woken once for
+        it, not once per row."""
+        done: Future[list[BaseException | None]] = Future()
+        if not rows:
+            done.set_result([])
+            return done
+        futures: list[Future[None]] = [Future() for _ in rows]
+        left = [len(rows)]
+        lock = threading.Lock()
+
+        def one_done(_: Future[None]) -> None:
+            with lock:
+                left[0] -= 1
+                last = left[0] == 0
+            if last:
+                done.set_result([f.exception() for f in futures])
+
+        for future in futures:
+            future.add_done_callback(one_done)
+        self._queue.put(list(zip(rows, futures, strict=True)))
+        return done
+
     def feedback(self, item: Feedback) -> Future[bool]:
         """Store feedback; the future is False when no logged request has that id."""
         done: Future[bool] = Future()
@@ -295,7 +321,12 @@ class RequestLog:
                     except queue.Empty:
                         break
                 stop = any(item is None for item in items)
-                work = [item for item in items if item is not None]
+                work: list[object] = []
+                for item in items:
+                    if isinstance(item, list):  # the rows of record_many
+                        work.extend(item)
+                    elif item is not None:
+                        work.append(item)
                 if work:
                     self._write_batch(work, marks)
                 if stop:
