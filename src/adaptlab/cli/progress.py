@@ -52,9 +52,13 @@ class RichProgress(ProgressSink):
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=console,
+            # Rate over the last 5 minutes, not rich's default 30 s, so one pause (a
+            # fine-tune epoch's validation and checkpoint) does not swing the time left.
+            speed_estimate_period=300.0,
             transient=False,
             disable=self.plain,  # tasks are still counted; plain lines say them
         )
+        self._open: list[tuple[TaskID, str, _PlainLine | None]] = []  # innermost last
 
     def set_candidate(self, name: str) -> None:
         """Prefix every task from now on with this candidate's name (printed literally)."""
@@ -75,19 +79,35 @@ class RichProgress(ProgressSink):
         """A line of information above the bars (an estimate, a status), as written."""
         self.progress.console.print(Text(message))
 
+    def status(self, text: str) -> None:
+        """Show ``text`` after the innermost open task's description (a plain line now,
+        without a terminal: an epoch's end is worth a line in a log)."""
+        if not self._open:
+            return
+        task_id, head, line = self._open[-1]
+        self.progress.update(task_id, description=f"{head}, {escape(text)}")
+        if line is not None and line.done():
+            line.last = time.monotonic()
+            line.say(final=False)
+
     @contextmanager
     def task(self, description: str, total: int | None) -> Iterator[Advance]:
-        task_id = self.progress.add_task(f"{self.prefix}{escape(description)}", total=total)
+        head = f"{self.prefix}{escape(description)}"
+        task_id = self.progress.add_task(head, total=total)
         if not self.plain:
+            self._open.append((task_id, head, None))
             try:
                 yield lambda n: self.progress.advance(task_id, n)
             finally:
+                self._open.pop()
                 self.progress.update(task_id, completed=total) if total else None
             return
         line = _PlainLine(self, task_id, time.monotonic())
+        self._open.append((task_id, head, line))
         try:
             yield line.advance
         finally:
+            self._open.pop()
             line.say(final=True)
 
 

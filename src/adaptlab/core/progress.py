@@ -21,6 +21,10 @@ class ProgressSink:
     def task(self, description: str, total: int | None) -> Iterator[Advance]:
         yield lambda n: None
 
+    def status(self, text: str) -> None:
+        """Where the innermost open task stands beyond its count (``epoch 3/8, val acc
+        0.912``), shown beside its description until the next status; none by default."""
+
     def note(self, message: str) -> None:
         """Something the user should know that does not stop the work (a warning)."""
         print(f"warning: {message}", file=sys.stderr)

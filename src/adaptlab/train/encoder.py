@@ -8,6 +8,21 @@ Two methods, both measured by ``bench/finetune_methods.py``:
 * ``setfit`` — SetFit-style: contrastive pairs (same label -> cosine 1, different ->
   0) tune the encoder, then a logistic regression is fit on its embeddings.
 
+Speed (``bench/encoder_finetune.py`` measures it against sentence-transformers' own
+trainer on the same data, model and epochs):
+
+* the sequence length comes from the data: the 99th percentile of the tokenized train
+  lengths, capped by the encoder's ``max_seq_length`` (which prediction uses too), so
+  short inputs never pay for 128 or 256 positions; the inputs cut are counted in
+  ``info["truncated_inputs"]``;
+* batches group examples of similar length (transformers' ``get_length_grouped_indices``:
+  random mega-batches of up to 50 batches, sorted by length) and each is padded only
+  to its own longest input;
+* the step runs under the encoder's precision: bf16 autocast only where the hardware
+  computes bf16 natively (``precision: auto``, see ``backends/sentence_transformers.py``);
+* progress counts validation in the work (an ETA that does not jump at each epoch's
+  validation) and says the epoch and the validation accuracy.
+
 Every epoch writes ``last.pt`` (weights, optimiser, scheduler, every random state,
 curves), so a killed run resumes at the next epoch instead of starting again, and
 ends with exactly the predictions of an uninterrupted run (see ``checkpoint.py``).
@@ -48,9 +63,11 @@ class EncoderTrainResult:
 
     ``head`` is the softmax head (method ``head``), ``logreg`` the scikit-learn
     logistic regression (method ``setfit``); the other is None. ``info`` holds
-    ``best_epoch``, ``best_val_accuracy``, ``epochs_run``, ``stopped_early`` and
-    ``steps_per_epoch``, and ``resumed_from_epoch`` or ``checkpoint_discarded``
-    when a checkpoint was found.
+    ``best_epoch``, ``best_val_accuracy``, ``epochs_run``, ``stopped_early``,
+    ``steps_per_epoch``, ``max_seq_length`` (tokens per input in training),
+    ``truncated_inputs`` (train inputs longer than that, cut at the end),
+    ``longest_input`` (tokens) and ``precision`` (``bf16`` or ``fp32``), and
+    ``resumed_from_epoch`` or ``checkpoint_discarded`` when a checkpoint was found.
     """
 
     model: Any
@@ -76,9 +93,11 @@ def train_encoder(
 ) -> EncoderTrainResult:
     """Fine-tune a copy of ``backend``'s model on label ids ``0..n_labels-1``.
 
-    ``workdir`` holds the resume checkpoints (``last.pt``, ``best.pt``): a run
-    killed after an epoch continues from there when called again with the same
-    arguments. ``backend``'s own model is never changed.
+    ``x_train``/``y_train`` and ``x_val``/``y_val`` are parallel lists (texts, label
+    ids); an empty val split trains every epoch and keeps the last. ``workdir``
+    holds the resume checkpoints (``last.pt``, ``best.pt``): a run killed after an
+    epoch continues from there when called again with the same arguments.
+    ``backend``'s own model is never changed.
     """
     import numpy as np
     import torch
@@ -91,13 +110,65 @@ def train_encoder(
     np.random.seed(seed % 2**32)
     run = _Run(backend, options, seed, workdir, progress or ProgressSink())
     model = backend.clone_model()
+    cap = min(backend.options.max_seq_length, _position_limit(model))
+    lengths = token_lengths(model, x_train)
+    max_length = choose_max_length(lengths, cap)
+    run.lengths = {t: min(n, max_length) for t, n in zip(x_train, lengths, strict=True)}
+    run.info.update(
+        max_seq_length=max_length,
+        truncated_inputs=sum(n > max_length for n in lengths),
+        longest_input=max(lengths, default=0),
+        precision="bf16" if backend.use_bf16 else "fp32",
+    )
+    model.max_seq_length = max_length
     model.train()
-    if options.method == "head":
-        run.fit_head(model, x_train, y_train, x_val, y_val, n_labels, frozen_embed)
-    else:
-        run.fit_setfit(model, x_train, y_train, x_val, y_val)
+    try:
+        if options.method == "head":
+            run.fit_head(model, x_train, y_train, x_val, y_val, n_labels, frozen_embed)
+        else:
+            run.fit_setfit(model, x_train, y_train, x_val, y_val)
+    finally:
+        # Prediction applies the encoder's own limit; the saved model carries that one.
+        model.max_seq_length = backend.options.max_seq_length
     model.eval()
     return EncoderTrainResult(model, run.head, run.logreg, run.curves, run.info)
+
+
+#: Share of train inputs that fit the chosen sequence length whole (the rest are cut).
+LENGTH_QUANTILE = 0.99
+
+
+def token_lengths(model: Any, texts: Sequence[str]) -> list[int]:
+    """Tokens per text with the model's special tokens, before any truncation."""
+    if not texts:
+        return []
+    ids = model.tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
+    return [len(x) for x in ids]
+
+
+def choose_max_length(lengths: Sequence[int], cap: int, quantile: float = LENGTH_QUANTILE) -> int:
+    """The training sequence length: the ``quantile`` of ``lengths`` (tokens), at most ``cap``.
+
+    The longest 1 % of inputs are cut rather than making every long-input batch pay
+    for one outlier; with length-grouped batches only those batches would. An empty
+    list gives ``cap``. Raises ValueError for a cap below 2 (CLS and SEP alone).
+    """
+    if cap < 2:
+        raise ValueError(f"max_seq_length {cap} is below 2 tokens")
+    if not lengths:
+        return cap
+    ordered = sorted(lengths)
+    at = min(len(ordered) - 1, max(0, -(-int(quantile * 1000) * len(ordered) // 1000) - 1))
+    return max(2, min(cap, ordered[at]))
+
+
+def _position_limit(model: Any) -> int:
+    """The most positions the transformer under ``model`` has embeddings for."""
+    try:
+        config = model[0].auto_model.config
+        return int(getattr(config, "max_position_embeddings", 512))
+    except (AttributeError, IndexError, TypeError):
+        return 512
 
 
 def contrastive_pairs(y: list[int], iterations: int, seed: int) -> list[tuple[int, int, float]]:
@@ -143,6 +214,7 @@ class _Run:
         self.info: dict[str, object] = {}
         self.head: torch.nn.Linear | None = None
         self.logreg: Any = None
+        self.lengths: dict[str, int] = {}  # text -> tokens in training (after the cut)
 
     # ---------------------------------------------------------------- helpers
 
@@ -156,12 +228,26 @@ class _Run:
         out: torch.Tensor = model(features)["sentence_embedding"]
         return out
 
-    def _batches(self, n: int, generator: torch.Generator) -> list[list[int]]:
-        import torch
+    def _batches(self, lengths: Sequence[int], generator: torch.Generator) -> list[list[int]]:
+        """Batches of item indices, each of inputs of similar length (tokens)."""
+        from transformers.trainer_pt_utils import get_length_grouped_indices
 
-        order = torch.randperm(n, generator=generator).tolist()
         bs = self.opts.batch_size
-        return [order[i : i + bs] for i in range(0, n, bs)]
+        order: list[int] = get_length_grouped_indices(  # type: ignore[no-untyped-call]
+            list(lengths), bs, generator=generator
+        )
+        return [order[i : i + bs] for i in range(0, len(order), bs)]
+
+    @staticmethod
+    def _by_length(texts: Sequence[str]) -> list[int]:
+        """Indices of ``texts``, longest (in characters) first: forward passes over
+        neighbours in this order pad the least."""
+        return sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+
+    def _val_units(self, n_forward: int) -> int:
+        """Validation's work in training steps: a forward pass is about a third of a
+        step's forward, backward and update (backward costs about twice the forward)."""
+        return -(-n_forward // (3 * self.opts.batch_size)) if n_forward else 0
 
     # ---------------------------------------------------------------- methods
 
@@ -201,7 +287,9 @@ class _Run:
             loss: torch.Tensor = loss_fn(logits.float(), labels_t[batch])
             return loss
 
-        self._train_loop(model, [head], len(x_train), step_fn, val_fn, early_stopping=bool(x_val))
+        lengths = [self.lengths[t] for t in x_train]
+        val_units = self._val_units(len(x_val))
+        self._train_loop(model, [head], lengths, step_fn, val_fn, val_units, bool(x_val))
 
     def fit_setfit(
         self,
@@ -228,7 +316,10 @@ class _Run:
             self._fit_logreg(model, x_train, y_train)
             return self._evaluate_logreg(model, x_val, y_val)
 
-        self._train_loop(model, [], len(pairs), step_fn, val_fn, early_stopping=bool(x_val))
+        lengths = [max(self.lengths[a], self.lengths[b]) for a, b in zip(left, right, strict=True)]
+        # Validation re-embeds the train split to refit the logistic regression.
+        val_units = self._val_units(len(x_train) + len(x_val)) if x_val else 0
+        self._train_loop(model, [], lengths, step_fn, val_fn, val_units, bool(x_val))
         self._fit_logreg(model, x_train, y_train)
 
     # ---------------------------------------------------------------- loop
@@ -237,11 +328,15 @@ class _Run:
         self,
         model: Any,
         heads: list[torch.nn.Module],
-        n_items: int,
+        lengths: list[int],
         step_fn: Any,
         val_fn: Any,
+        val_units: int,
         early_stopping: bool = True,
     ) -> None:
+        """Train ``len(lengths)`` items (``lengths[i]``: tokens of item ``i``) for the
+        options' epochs, validating after each, until ``patience`` epochs bring no
+        better val accuracy. ``val_units``: one validation's work in training steps."""
         import torch
 
         opts = self.opts
@@ -249,6 +344,7 @@ class _Run:
             {"params": list(model.parameters()), "lr": opts.learning_rate},
             *({"params": list(h.parameters()), "lr": opts.head_learning_rate} for h in heads),
         ]
+        n_items = len(lengths)
         steps_per_epoch = -(-n_items // opts.batch_size)
         total = steps_per_epoch * opts.epochs
         warmup = int(total * opts.warmup_ratio)
@@ -259,7 +355,10 @@ class _Run:
             return max(0.0, (total - s) / max(1, total - warmup))
 
         def fresh() -> tuple[Any, Any, torch.Generator, dict[str, Any]]:
-            optimizer = torch.optim.AdamW(params, weight_decay=opts.weight_decay)
+            # The fused kernel (CPU and CUDA since torch 2.4, transformers' default optimizer)
+            # measured 3.4x faster per step than the per-tensor loop on this model's 22.7M
+            # weights (0.10 vs 0.34 s, 1 thread on the loaded 2 cores); same update rule.
+            optimizer = torch.optim.AdamW(params, weight_decay=opts.weight_decay, fused=True)
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
             generator = torch.Generator().manual_seed(self.seed)
             state: dict[str, Any] = {"epoch": 0, "best": -1.0, "best_epoch": 0, "bad_epochs": 0}
@@ -273,14 +372,19 @@ class _Run:
             optimizer, scheduler, generator, state = fresh()
 
         step = state["epoch"] * steps_per_epoch
-        with self.progress.task(f"fine-tuning ({opts.method})", total) as advance:
-            advance(step)
+        # The bar counts training steps and validation (in step equivalents), so its
+        # rate, and the time left, do not fall at each epoch's validation.
+        work = (steps_per_epoch + val_units) * opts.epochs
+        with self.progress.task(f"fine-tuning ({opts.method})", work) as advance:
+            advance((steps_per_epoch + val_units) * state["epoch"])
             while state["epoch"] < opts.epochs and state["bad_epochs"] < opts.patience:
                 epoch = state["epoch"]
+                best = state["best"] if early_stopping else -1.0
+                self.progress.status(self._status(epoch + 1, best))
                 model.train()
                 window: list[float] = []
                 every = max(1, steps_per_epoch // 4)  # four train-loss points per epoch
-                for i, batch in enumerate(self._batches(n_items, generator), start=1):
+                for i, batch in enumerate(self._batches(lengths, generator), start=1):
                     with self.backend.autocast():
                         loss = step_fn(batch)
                     optimizer.zero_grad(set_to_none=True)
@@ -299,6 +403,7 @@ class _Run:
                         window.clear()
                 model.eval()
                 val_loss, val_acc = val_fn()
+                advance(val_units)
                 state["epoch"] = epoch + 1
                 self.curves.append(CurvePoint(step, epoch + 1, "val", "loss", val_loss))
                 self.curves.append(CurvePoint(step, epoch + 1, "val", "accuracy", val_acc))
@@ -310,6 +415,8 @@ class _Run:
                 else:
                     state["bad_epochs"] += 1
                 self._save_last(model, heads, optimizer, scheduler, generator, state)
+                if early_stopping:
+                    self.progress.status(self._status(epoch + 1, state["best"], val_acc))
         if best_state is not None:
             model.load_state_dict(best_state["model"])
             for h, sd in zip(heads, best_state["heads"], strict=True):
@@ -321,6 +428,15 @@ class _Run:
             stopped_early=state["epoch"] < opts.epochs,
             steps_per_epoch=steps_per_epoch,
         )
+
+    def _status(self, epoch: int, best: float, val_acc: float | None = None) -> str:
+        """``epoch 3/8, val acc 0.912 (best 0.915)``: where training stands."""
+        text = f"epoch {epoch}/{self.opts.epochs}"
+        if val_acc is not None:
+            text += f", val acc {val_acc:.3f}"
+        if best >= 0 and best != val_acc:
+            text += f" (best {best:.3f})" if val_acc is not None else f", best val acc {best:.3f}"
+        return text
 
     # ---------------------------------------------------------------- checkpoints
 
@@ -342,7 +458,10 @@ class _Run:
     ) -> None:
         checkpoint.save(
             {
-                **self._snapshot(model, heads),
+                # Written as they stand: a deep copy first (as the kept best needs) cost
+                # about as much as the write itself.
+                "model": model.state_dict(),
+                "heads": [h.state_dict() for h in heads],
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "generator": generator.get_state(),
@@ -447,20 +566,27 @@ class _Run:
 
         if not texts:
             return 0.0, 0.0
+        order = self._by_length(texts)
+        ordered = [texts[i] for i in order]
         with torch.no_grad(), self.backend.autocast():
             logits = torch.cat(
                 [
-                    head(self._encode(model, texts[i : i + 64])).float()
+                    head(self._encode(model, ordered[i : i + 64])).float()
                     for i in range(0, len(texts), 64)
                 ]
             )
-        target = torch.tensor(y)
+        target = torch.tensor([y[i] for i in order])
         loss = float(torch.nn.functional.cross_entropy(logits, target))
         acc = float((logits.argmax(dim=1) == target).float().mean())
         return loss, acc
 
     def _embed_with(self, model: Any, texts: Sequence[str]) -> np.ndarray:
-        return self.backend.with_model(model).embed(texts)
+        # The backend applies the encoder's own length; training goes on at the chosen one.
+        length = model.max_seq_length
+        try:
+            return self.backend.with_model(model).embed(texts)
+        finally:
+            model.max_seq_length = length
 
     def _fit_logreg(self, model: Any, texts: list[str], y: list[int]) -> None:
         from sklearn.linear_model import LogisticRegression
