@@ -1,21 +1,32 @@
 """Training speed of adaptlab's local LoRA trainer against plain Trainer and trl's SFTTrainer.
 
-Same model (SmolLM2-135M-Instruct, the bundled GGUF converted once), same chats
-(support tickets: user = instruction + ticket, assistant = label), same
-hyperparameters (LoRA r=16/alpha=32/dropout 0.05 on all linear layers, lr 2e-4,
-8 examples per step, one epoch, seed 0). Each run is timed inside
-``Trainer.train`` (a final validation pass included, as adaptlab does one) and
-counts the non-padding tokens Trainer reports seen (``num_input_tokens_seen``).
-The validation loss of every run is computed afterwards by one function here
-(token-weighted cross-entropy over the answers' tokens), so the losses compare.
+Same model (SmolLM2-135M-Instruct, the bundled GGUF converted once), same chats,
+same hyperparameters (LoRA r=16/alpha=32/dropout 0.05 on all linear layers, lr 2e-4,
+8 examples per step, one epoch, seed 0), on two data sets:
 
-Runs: adaptlab with each batching mode (shared-prefix, its default, then
-padding-free and length-grouped) and precision; a plain ``Trainer`` + PEFT script with
-padded random batches in fp32 (transformers' defaults); ``SFTTrainer`` with
-padded, padding-free or packed batches, in bf16 and fp32 (the fastest is the
-reference).
+- ``short``: adaptlab's support-ticket example (user = instruction + ticket, assistant =
+  label): ~87 tokens a chat, 56 of them a prompt every chat shares;
+- ``long``: the shared German request-routing set (``shared/data/german_intents``,
+  MASSIVE de-DE, CC BY 4.0), rendered through adaptlab's own German ``classify-short``
+  template; each chat's input joins requests of one domain until it holds 180-240
+  tokens, so a chat is ~250-300 tokens and shares nothing beyond the system prompt
+  (the shape of a user's German support tickets).
 
-    python bench/train_speed.py [--examples 256] [--val 32] [--only adaptlab,trainer,sft]
+Each run is a child process (so its peak resident memory, ``ru_maxrss``, is its own),
+timed inside ``Trainer.train`` (a final validation pass included, as adaptlab does
+one) and counting the non-padding tokens Trainer reports seen
+(``num_input_tokens_seen``). The validation loss of every run is computed afterwards
+by one function here (token-weighted cross-entropy over the answers' tokens), so the
+losses compare.
+
+Runs per data set: adaptlab's default (``batching: auto``, fp32 on a CPU; ``--all``
+adds every batching mode and bf16); a plain ``Trainer`` + PEFT script with padded
+random batches in fp32 (transformers' defaults); ``SFTTrainer`` with padded,
+padding-free and packed batches (``--sft-precisions``: bf16, its fastest on a CPU with
+AMX, by default; the fastest is the reference).
+
+    python bench/train_speed.py [--datasets short,long] [--short-examples 128]
+        [--long-examples 48] [--only adaptlab,trainer,sft] [--all] [--json FILE]
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ import json
 import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,7 +57,7 @@ class Hyperparameters(TypedDict):
     epochs: float
 
 
-Batching = Literal["shared-prefix", "padding-free", "length-grouped"]
+Batching = Literal["auto", "shared-prefix", "padding-free", "length-grouped"]
 Precision = Literal["bf16", "fp32"]
 
 HP: Hyperparameters = {
@@ -59,10 +71,14 @@ HP: Hyperparameters = {
 TICKETS = (
     Path(__file__).resolve().parents[1] / "src/adaptlab/examples/support_tickets/tickets.jsonl"
 )
+GERMAN = Path(__file__).resolve().parents[2] / "shared/data/german_intents"
 NEVER = 10**6  # eval/save every NEVER steps: only the final-step evaluation happens
 
 
-def load_chats(n_train: int, n_val: int) -> tuple[list[Any], list[Any]]:
+def load_chats(dataset: str, n_train: int, n_val: int) -> tuple[list[Any], list[Any]]:
+    """``n_train`` and ``n_val`` chats of data set ``dataset`` ("short" or "long")."""
+    if dataset == "long":
+        return german_chats(n_train, n_val)
     rows = [json.loads(line) for line in TICKETS.read_text().splitlines() if line.strip()]
     random.Random(0).shuffle(rows)
     labels = sorted({r["label"] for r in rows})
@@ -77,6 +93,57 @@ def load_chats(n_train: int, n_val: int) -> tuple[list[Any], list[Any]]:
         ]
 
     return [chat(r) for r in rows[:n_train]], [chat(r) for r in rows[n_train : n_train + n_val]]
+
+
+def german_chats(n_train: int, n_val: int) -> tuple[list[Any], list[Any]]:
+    """Long German chats: requests of one MASSIVE domain joined to 180-240 tokens, rendered
+    by adaptlab's German ``classify-short`` template (system: the 18 domains), answered
+    with the domain. Train inputs come from train.csv, validation inputs from test.csv."""
+    import csv
+
+    from adaptlab.prompts import PromptTemplate
+
+    if not GERMAN.is_dir():
+        sys.exit(f"{GERMAN} not found: the long chats need shared/data beside the checkout")
+    template = PromptTemplate("classify-short", language="de")
+
+    def read(name: str) -> dict[str, list[str]]:
+        by: dict[str, list[str]] = {}
+        with (GERMAN / name).open(encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                by.setdefault(row["label"], []).append(row["text"])
+        return by
+
+    def make(by: dict[str, list[str]], n: int, rng: random.Random) -> list[Any]:
+        labels = sorted(by)
+        out = []
+        for _ in range(n):
+            label = rng.choice(labels)
+            pool = by[label][:]
+            rng.shuffle(pool)
+            target, parts = rng.randint(180, 240), list[str]()
+            while pool and len(TOK(". ".join(parts))["input_ids"]) < target:
+                parts.append(pool.pop())
+            variables = {
+                "input": ". ".join(parts) + ".",
+                "labels": {name: "" for name in labels},
+                "examples": [],
+                "context": "",
+                "output": "label",
+                "reasoning": False,
+                "schema_json": "",
+                "instruction": "",
+                "cite": False,
+            }
+            messages = template.render(variables).messages
+            out.append(
+                [{"role": m.role, "content": m.content} for m in messages]
+                + [{"role": "assistant", "content": label}]
+            )
+        return out
+
+    rng = random.Random(0)
+    return make(read("train.csv"), n_train, rng), make(read("test.csv"), n_val, rng)
 
 
 def lora_config() -> Any:
@@ -135,6 +202,13 @@ BASELINE_ARGS: dict[str, Any] = {
 }
 
 
+def peak_rss() -> int:
+    """This process's peak resident memory so far, bytes (each run is its own process)."""
+    from adaptlab.train.collate import peak_rss_bytes
+
+    return peak_rss_bytes()
+
+
 def measure(trainer: Any, model: Any) -> dict[str, Any]:
     """Train a baseline, timed inside ``Trainer.train``; its tokens/s, val loss and steps."""
     from transformers.trainer_callback import PrinterCallback
@@ -143,8 +217,10 @@ def measure(trainer: Any, model: Any) -> dict[str, Any]:
     start = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - start
+    peak = peak_rss()
     tokens = int(trainer.state.num_input_tokens_seen)
     return {
+        "peak_rss": peak,
         "tokens": tokens,
         "tokens_per_s": tokens / wall,
         "val_loss": val_loss(model, VAL_FEATS),
@@ -176,6 +252,7 @@ def run_adaptlab(
     out = Path(tempfile.mkdtemp(prefix="adaptlab-bench-"))
     try:
         r = train_causal_lm(base, train, val, out, opts, seed=0)
+        peak = peak_rss()
         model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), r.last_dir)
         loss = val_loss(model, VAL_FEATS)
     finally:
@@ -185,6 +262,8 @@ def run_adaptlab(
         "tokens_per_s": r.tokens_per_second,
         "val_loss": loss,
         "steps": r.last_step,
+        "peak_rss": peak,
+        "batching": r.extra.get("batching_reason", ""),
     }
 
 
@@ -224,7 +303,8 @@ def run_sft(base: Path, train: list[Any], val: list[Any], mode: str, bf16: bool)
     """trl's SFTTrainer on prompt/completion rows (loss on the completion only)."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, set_seed
-    from trl import SFTConfig, SFTTrainer
+    from trl.trainer.sft_config import SFTConfig
+    from trl.trainer.sft_trainer import SFTTrainer
 
     def rows(chats: list[Any]) -> Any:
         return Dataset.from_list([{"prompt": c[:-1], "completion": c[-1:]} for c in chats])
@@ -258,16 +338,141 @@ def run_sft(base: Path, train: list[Any], val: list[Any], mode: str, bf16: bool)
         shutil.rmtree(out, ignore_errors=True)
 
 
-def main() -> None:
+#: Every run the bench knows: name -> (kind, setting, precision).
+def all_runs(
+    native_bf16: bool, every: bool, sft_precisions: list[str]
+) -> dict[str, tuple[str, str, str]]:
+    precisions = ["bf16", "fp32"] if native_bf16 else ["fp32"]
+    from adaptlab.train import TrainOptions
+    from adaptlab.train.trainer import resolve_precision
+
+    runs: dict[str, tuple[str, str, str]] = {}
+    default = (TrainOptions().batching, resolve_precision("auto", "cpu"))
+    runs[f"adaptlab {default[0]} {default[1]} (default)"] = ("adaptlab", *default)
+    if every:
+        for batching in ("shared-prefix", "padding-free", "length-grouped"):
+            for precision in precisions:
+                runs[f"adaptlab {batching} {precision}"] = ("adaptlab", batching, precision)
+    runs["Trainer+PEFT padded fp32"] = ("trainer", "padded", "fp32")
+    for mode in ("padded", "padding-free", "packing"):
+        for precision in sft_precisions:
+            if precision == "fp32" or native_bf16:
+                runs[f"SFTTrainer {mode} {precision}"] = ("sft", mode, precision)
+    return runs
+
+
+def prepare(dataset: str, n_train: int, n_val: int) -> tuple[Path, list[Any], list[Any]]:
+    """Load the tokenizer, chats and encoded features of ``dataset`` into the globals."""
     global TOK, TRAIN_FEATS, VAL_FEATS, MAX_LENGTH
+    from adaptlab.backends.gguf import resolve_model
+    from adaptlab.backends.quiet import quiet_library_progress
+
+    quiet_library_progress()
+    import datasets
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    datasets.disable_progress_bars()
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    base = resolve_model("smollm2-135m-instruct")
+    TOK = AutoTokenizer.from_pretrained(base)
+    MAX_LENGTH = 512 if dataset == "long" else 256
+    train, val = load_chats(dataset, n_train, n_val)
+    from adaptlab.train.collate import encode_chats
+
+    TRAIN_FEATS = encode_chats(TOK, train, MAX_LENGTH).features
+    VAL_FEATS = encode_chats(TOK, val, MAX_LENGTH).features
+    return base, train, val
+
+
+def child(dataset: str, n_train: int, n_val: int, spec: tuple[str, str, str]) -> dict[str, Any]:
+    """One measured run, in this (child) process."""
+    base, train, val = prepare(dataset, n_train, n_val)
+    kind, setting, precision = spec
+    if kind == "adaptlab":
+        return run_adaptlab(base, train, val, setting, precision)  # type: ignore[arg-type]
+    if kind == "trainer":
+        return run_trainer_padded(base)
+    return run_sft(base, train, val, setting, precision == "bf16")
+
+
+def spawn(
+    dataset: str, n_train: int, n_val: int, spec: tuple[str, str, str], threads: int, timeout: float
+) -> dict[str, Any]:
+    """Run :func:`child` in a fresh process; its JSON result, or ``{"error": ...}``."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        json.dumps({"dataset": dataset, "n_train": n_train, "n_val": n_val, "spec": spec}),
+        "--threads",
+        str(threads),
+    ]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    lines = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
+    if done.returncode or not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"exit {done.returncode}: {tail}"}
+    result: dict[str, Any] = json.loads(lines[-1][len("RESULT ") :])
+    return result
+
+
+def report(dataset: str, runs: dict[str, dict[str, Any]], goal_trainer: float) -> bool:
+    """Print the ratios of adaptlab's default to the baselines; True if every goal is met."""
+    ok = {k: v for k, v in runs.items() if "error" not in v}
+    default_name = next((k for k in ok if k.endswith("(default)")), None)
+    if default_name is None:
+        print(f"[{dataset}] adaptlab's default failed; no ratios")
+        return False
+    default = ok[default_name]
+    met = bool(default["peak_rss"] <= 4e9)
+    print(
+        f"[{dataset}] {default_name}: peak RSS {default['peak_rss'] / 1e9:.2f} GB (goal <= 4 GB)"
+        f"; {default.get('batching', '')}"
+    )
+    ref = ok.get("Trainer+PEFT padded fp32")
+    if ref:
+        speedup = default["tokens_per_s"] / ref["tokens_per_s"]
+        loss = 100 * (default["val_loss"] / ref["val_loss"] - 1)
+        met = met and speedup >= goal_trainer and loss <= 2
+        print(
+            f"[{dataset}] default / Trainer+PEFT padded fp32: {speedup:.2f}x tokens/s "
+            f"(goal >= {goal_trainer}x); val loss {loss:+.1f}% (goal: at most +2%)"
+        )
+    sft = {k: v for k, v in ok.items() if k.startswith("SFTTrainer")}
+    if sft:
+        name, best = max(sft.items(), key=lambda kv: kv[1]["tokens_per_s"])
+        speedup = default["tokens_per_s"] / best["tokens_per_s"]
+        loss = 100 * (default["val_loss"] / best["val_loss"] - 1)
+        met = met and speedup >= 1.3 and loss <= 2
+        print(
+            f"[{dataset}] default / fastest SFTTrainer ({name}): {speedup:.2f}x tokens/s "
+            f"(goal >= 1.3x); val loss {loss:+.1f}% (goal: at most +2%)"
+        )
+    return met
+
+
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--examples", type=int, default=256, help="training chats (default 256)")
-    ap.add_argument("--val", type=int, default=32, help="validation chats (default 32)")
-    ap.add_argument("--max-length", type=int, default=256)
+    ap.add_argument("--datasets", default="short,long", help="comma-separated: short,long")
+    ap.add_argument("--short-examples", type=int, default=32, help="short training chats")
+    ap.add_argument("--long-examples", type=int, default=16, help="long training chats")
+    ap.add_argument("--val", type=int, default=16, help="validation chats per data set")
     ap.add_argument(
         "--only", default="adaptlab,trainer,sft", help="comma-separated: adaptlab,trainer,sft"
     )
+    ap.add_argument("--all", action="store_true", help="every adaptlab batching and precision")
+    ap.add_argument(
+        "--sft-precisions",
+        default="bf16",
+        help="SFTTrainer precisions to try (bf16,fp32); bf16 was its fastest here",
+    )
+    ap.add_argument("--timeout", type=float, default=900, help="seconds per run")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument(
         "--threads",
         type=int,
@@ -276,126 +481,70 @@ def main() -> None:
         "fewer threads than cores avoids OpenMP threads spinning against it",
     )
     args = ap.parse_args()
-    MAX_LENGTH = args.max_length
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    only = set(args.only.split(","))
-
-    from adaptlab.backends.gguf import resolve_model
-    from adaptlab.backends.quiet import quiet_library_progress
-    from adaptlab.backends.sentence_transformers import bf16_supported
-
-    quiet_library_progress()
-    import datasets
     import torch
-    from transformers import AutoTokenizer
 
-    datasets.disable_progress_bars()
-    from transformers.utils import logging as hf_logging
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.child:
+        job = json.loads(args.child)
+        result = child(job["dataset"], job["n_train"], job["n_val"], tuple(job["spec"]))
+        print("RESULT " + json.dumps(result), flush=True)
+        return
 
-    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
-    base = resolve_model("smollm2-135m-instruct")
-    TOK = AutoTokenizer.from_pretrained(base)
-    train, val = load_chats(args.examples, args.val)
-    from adaptlab.train.collate import encode_chats
+    from adaptlab.backends.sentence_transformers import bf16_supported
+    from adaptlab.train.collate import shared_prefix_length
 
-    TRAIN_FEATS = encode_chats(TOK, train, MAX_LENGTH).features
-    VAL_FEATS = encode_chats(TOK, val, MAX_LENGTH).features
-    lengths = [len(f["input_ids"]) for f in TRAIN_FEATS]
     native_bf16 = bf16_supported("cpu")
+    only = set(args.only.split(","))
+    specs = {
+        name: spec
+        for name, spec in all_runs(native_bf16, args.all, args.sft_precisions.split(",")).items()
+        if spec[0] in only
+    }
     print(
-        f"SmolLM2-135M-Instruct, {len(train)} train / {len(val)} val chats, "
-        f"{sum(lengths)} train tokens (length {min(lengths)}-{max(lengths)}), "
-        f"torch threads {torch.get_num_threads()}, native CPU bf16: {native_bf16}",
+        f"SmolLM2-135M-Instruct, torch threads {torch.get_num_threads()}, native CPU bf16: "
+        f"{native_bf16}; command: python bench/train_speed.py {' '.join(sys.argv[1:])}",
         flush=True,
     )
-
-    runs: dict[str, dict[str, Any]] = {}
-
-    def record(name: str, fn: Any, *a: Any) -> None:
-        gc.collect()
-        try:
-            runs[name] = fn(*a)
-        except Exception as exc:  # one baseline failing should not hide the others' figures
-            runs[name] = {"error": f"{type(exc).__name__}: {exc}"}
-        r = runs[name]
-        if "error" in r:
-            print(f"{name:34s} failed: {r['error']}", flush=True)
-        else:
-            print(
-                f"{name:34s} {r['tokens_per_s']:8.1f} tokens/s  val loss {r['val_loss']:.4f}  "
-                f"steps {r['steps']}  tokens {r['tokens']}",
-                flush=True,
-            )
-
-    precisions = ["bf16", "fp32"] if native_bf16 else ["fp32"]
-    if "adaptlab" in only:
-        for batching in ("shared-prefix", "padding-free", "length-grouped"):
-            for precision in precisions:
-                record(
-                    f"adaptlab {batching} {precision}",
-                    run_adaptlab,
-                    base,
-                    train,
-                    val,
-                    batching,
-                    precision,
+    everything: dict[str, dict[str, Any]] = {}
+    verdicts = {}
+    for dataset in args.datasets.split(","):
+        n_train = args.long_examples if dataset == "long" else args.short_examples
+        prepare(dataset, n_train, args.val)
+        lengths = [len(f["input_ids"]) for f in TRAIN_FEATS]
+        prefix = shared_prefix_length(
+            [f["input_ids"] for f in TRAIN_FEATS], [f["labels"] for f in TRAIN_FEATS]
+        )
+        print(
+            f"[{dataset}] {len(TRAIN_FEATS)} train / {len(VAL_FEATS)} val chats, "
+            f"{sum(lengths)} train tokens (length {min(lengths)}-{max(lengths)}, mean "
+            f"{sum(lengths) / len(lengths):.0f}; prompt prefix all share: {prefix} tokens)",
+            flush=True,
+        )
+        runs: dict[str, dict[str, Any]] = {}
+        for name, spec in specs.items():
+            gc.collect()
+            r = spawn(dataset, n_train, args.val, spec, args.threads, args.timeout)
+            runs[name] = r
+            if "error" in r:
+                print(f"[{dataset}] {name:38s} failed: {r['error']}", flush=True)
+            else:
+                print(
+                    f"[{dataset}] {name:38s} {r['tokens_per_s']:7.1f} tokens/s  val loss "
+                    f"{r['val_loss']:.4f}  peak RSS {r['peak_rss'] / 1e9:.2f} GB  steps "
+                    f"{r['steps']}  tokens {r['tokens']}",
+                    flush=True,
                 )
-    if "trainer" in only:
-        record("Trainer+PEFT padded fp32", run_trainer_padded, base)
-    if "sft" in only:
-        for mode in ("padded", "padding-free", "packing"):
-            for precision in precisions:
-                record(
-                    f"SFTTrainer {mode} {precision}",
-                    run_sft,
-                    base,
-                    train,
-                    val,
-                    mode,
-                    precision == "bf16",
-                )
-
-    ok = {k: v for k, v in runs.items() if "error" not in v}
-    ours = {k: v for k, v in ok.items() if k.startswith("adaptlab")}
-    from adaptlab.train import TrainOptions
-    from adaptlab.train.trainer import resolve_precision
-
-    default_name = f"adaptlab {TrainOptions().batching} {resolve_precision('auto', 'cpu')}"
-    default = ok.get(default_name)
-    sft = {k: v for k, v in ok.items() if k.startswith("SFTTrainer")}
-    print(f"command: python bench/train_speed.py {' '.join(sys.argv[1:])}")
-    if default and "Trainer+PEFT padded fp32" in ok:
-        ref = ok["Trainer+PEFT padded fp32"]
-        speedup = default["tokens_per_s"] / ref["tokens_per_s"]
-        print(
-            f"{default_name} (the default) / padded fp32 Trainer: {speedup:.2f}x "
-            f"(goal >= 2x); val loss {100 * (default['val_loss'] / ref['val_loss'] - 1):+.1f}%"
-        )
-    if default and sft:
-        name, best = max(sft.items(), key=lambda kv: kv[1]["tokens_per_s"])
-        print(
-            f"{default_name} (the default) / fastest SFTTrainer ({name}): "
-            f"{default['tokens_per_s'] / best['tokens_per_s']:.2f}x (goal >= 1.3x); "
-            f"val loss {100 * (default['val_loss'] / best['val_loss'] - 1):+.1f}%"
-        )
-    batching = TrainOptions().batching
-    bf, fp = ok.get(f"adaptlab {batching} bf16"), ok.get(f"adaptlab {batching} fp32")
-    if bf and fp:  # what precision 'auto' is chosen on
-        print(
-            f"adaptlab {batching} bf16 / fp32: {bf['tokens_per_s'] / fp['tokens_per_s']:.2f}x "
-            f"tokens/s; val loss {100 * (bf['val_loss'] / fp['val_loss'] - 1):+.1f}%"
-        )
-    if ours:
-        name, best = max(ours.items(), key=lambda kv: kv[1]["tokens_per_s"])
-        print(f"fastest adaptlab setting: {name} ({best['tokens_per_s']:.1f} tokens/s)")
+        verdicts[dataset] = report(dataset, runs, 2.0 if dataset == "short" else 1.5)
+        everything[dataset] = runs
+    print("goals met: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in verdicts.items()))
     if args.json:
         args.json.write_text(
-            json.dumps({"args": vars(args) | {"json": str(args.json)}, "runs": runs}, indent=1)
+            json.dumps(
+                {"args": vars(args) | {"json": str(args.json)}, "runs": everything}, indent=1
+            )
         )
-    sys.exit(0 if default else 1)
+    sys.exit(0 if verdicts and all(verdicts.values()) else 1)
 
 
 TOK: Any = None

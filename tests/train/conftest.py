@@ -135,6 +135,9 @@ class RecordingProgress:
     def note(self, message: str) -> None:
         pass
 
+    def info(self, message: str) -> None:
+        pass
+
 
 @pytest.fixture(scope="session")
 def trained(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Trained:

@@ -7,8 +7,11 @@ it) is trained; every other position gets the label -100, which the loss ignores
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from adaptlab.core.errors import DataError
@@ -213,6 +216,227 @@ def shared_prefix_length(ids: Sequence[Sequence[int]], labels: Sequence[Sequence
     return p
 
 
+#: What ``max_row_tokens: None`` budgets for the activations one pass keeps for the
+#: backward pass (bytes); with the ~1.3 GB the process holds besides (Python, torch,
+#: fp32 weights of a 135M model, tokenizer) that keeps a LoRA fine-tune of
+#: SmolLM2-135M under 4 GB resident (measured: ``bench/train_speed.py``).
+ACTIVATION_BUDGET = 2 * 1024**3
+
+
+def activation_bytes_per_token(config: dict[str, Any]) -> int:
+    """Bytes of fp32 activations a decoder keeps per token for the backward pass of a
+    LoRA fine-tune, estimated from a ``config.json`` dict.
+
+    Per layer and token: about 12 hidden-sized vectors (norms, q/k/v/o inputs and
+    outputs, rotary copies, residuals, LoRA inputs) and 7 intermediate-sized ones (gate,
+    up, activation, product and their LoRA paths), 4 bytes each. For SmolLM2-135M (30
+    layers, hidden 576, intermediate 1536) that is 2.1 MB; measured: 2.2 MB of resident
+    memory per token of a packed row (a 2,387-token row of LoRA on all linear layers,
+    ``lora_dropout`` 0, torch 2.13 on CPU). Missing keys fall back to SmolLM2-135M's sizes.
+    """
+    hidden = int(config.get("hidden_size") or config.get("n_embd") or 576)
+    inter = int(config.get("intermediate_size") or config.get("n_inner") or 4 * hidden)
+    layers = int(config.get("num_hidden_layers") or config.get("n_layer") or 30)
+    return 4 * layers * (12 * hidden + 7 * inter)
+
+
+def attention_pair_cost(config: dict[str, Any]) -> float:
+    """Cost of one query-key pair of attention relative to one token through the
+    linear layers (forward FLOPs): ``4 * hidden`` (scores ``QK^T`` and ``AV``, a
+    multiply-add each) over ``2 * (linear weights per layer)``. SmolLM2-135M: 3.3e-4,
+    so a 2,200-token row's 2,200**2 pairs cost as much as 1,600 tokens.
+    Kaplan et al., "Scaling Laws for Neural Language Models" (2020), table 1.
+    """
+    hidden = int(config.get("hidden_size") or config.get("n_embd") or 576)
+    inter = int(config.get("intermediate_size") or config.get("n_inner") or 4 * hidden)
+    heads = int(config.get("num_attention_heads") or config.get("n_head") or 9)
+    kv = int(config.get("num_key_value_heads") or heads)
+    head_dim = int(config.get("head_dim") or hidden // heads)
+    linear = hidden * head_dim * (2 * heads + 2 * kv) + 3 * hidden * inter
+    return 4 * hidden / (2 * linear)
+
+
+BATCHINGS = ("shared-prefix", "padding-free", "length-grouped", "padded")
+#: ``auto`` takes shared-prefix only when its estimated cost is at most this share of
+#: padding-free's (ticket chats: 0.47; ~295-token German chats: 0.99).
+SHARED_PREFIX_MARGIN = 0.8
+
+
+@dataclass(frozen=True)
+class BatchingPlan:
+    """How a fine-tune lays out its batches; chosen by :func:`plan_batching`.
+
+    ``mode``: the collator (:func:`make_collator`); ``examples_per_row``: examples per
+    forward/backward pass (one packed row, or the rows of one padded pass);
+    ``passes_per_batch``: passes whose gradients are summed into one batch of
+    ``batch_size`` examples (Trainer's gradient accumulation, which divides every pass's
+    summed token loss by the batch's trained tokens, so the loss is the batch's mean
+    per-token loss whatever the split); ``max_row_tokens``: the cap on tokens per pass,
+    ``row_tokens``: the most a pass of this data can hold (<= the cap unless one example
+    alone is longer); ``costs``: estimated compute per epoch of each mode, in tokens
+    through the linear layers (attention pairs converted by :func:`attention_pair_cost`);
+    ``reason``: one sentence on why.
+    """
+
+    mode: str
+    examples_per_row: int
+    passes_per_batch: int
+    max_row_tokens: int
+    row_tokens: int
+    costs: dict[str, float]
+    reason: str
+
+    def describe(self) -> str:
+        """One line for progress output and the training result."""
+        return (
+            f"batching {self.mode}: {self.reason}; {self.examples_per_row} examples per "
+            f"pass (rows of at most {self.row_tokens} tokens, cap {self.max_row_tokens}), "
+            f"{self.passes_per_batch} passes per batch"
+        )
+
+
+def _rows(lengths: Sequence[int], m: int) -> list[list[int]]:
+    return [list(lengths[i : i + m]) for i in range(0, len(lengths), m)]
+
+
+def batching_costs(
+    lengths: Sequence[int], prefix: int, m: int, pair_cost: float
+) -> dict[str, float]:
+    """Estimated compute of one epoch per mode, rows of ``m`` examples, in linear-token units.
+
+    - ``padding-free``: every token once; attention ``len_i * (len_i + 1) / 2`` pairs per
+      example (causal, no mask: :mod:`adaptlab.train.attention`);
+    - ``shared-prefix``: a row of ``P + sum(len_i - P)`` tokens; its 4-D mask makes the
+      kernel compute all ``L**2`` pairs of the row;
+    - ``length-grouped``: rows sorted by length, each padded to its longest; a padding
+      mask, so ``m * L_max**2`` pairs.
+    """
+    out = {"padding-free": 0.0, "shared-prefix": 0.0, "length-grouped": 0.0}
+    for row in _rows(lengths, m):
+        out["padding-free"] += sum(n + pair_cost * n * (n + 1) / 2 for n in row)
+        p = min(prefix, *row)
+        width = p + sum(n - p for n in row)
+        out["shared-prefix"] += width + pair_cost * width * width
+    for row in _rows(sorted(lengths), m):
+        top = max(row)
+        out["length-grouped"] += len(row) * (top + pair_cost * top * top)
+    return out
+
+
+def plan_batching(
+    features: Sequence[dict[str, list[int]]],
+    *,
+    batching: str,
+    batch_size: int,
+    max_row_tokens: int,
+    pair_cost: float,
+) -> BatchingPlan:
+    """Choose the batching of ``features`` (encoded chats) and the examples per pass.
+
+    ``batching`` "auto" takes ``shared-prefix`` where :func:`batching_costs` puts it at
+    most :data:`SHARED_PREFIX_MARGIN` of ``padding-free``'s cost, else ``padding-free``
+    (both give the padded loss; ``padding-free`` never computes more than
+    ``length-grouped`` or ``padded``); any other value is kept. Shared-prefix
+    wins where the prompt every example shares is a large part of each example (the
+    tokens it saves outweigh the square of the row's length), padding-free where
+    examples are long and share little.
+
+    Each pass holds ``m`` examples, the largest divisor of ``batch_size`` whose row
+    (``m`` of the longest examples) fits ``max_row_tokens``, so a pass's activations,
+    and with them peak memory, are bounded whatever the data; ``batch_size / m`` passes
+    make one batch. Raises ValueError for an unknown ``batching`` or no features.
+    """
+    if batching != "auto" and batching not in BATCHINGS:
+        raise ValueError(f"unknown batching {batching!r}; use auto or one of {BATCHINGS}")
+    if not features:
+        raise ValueError("no features to plan batches for")
+    lengths = [len(f["input_ids"]) for f in features]
+    sample = features[:256]
+    prefix = shared_prefix_length([f["input_ids"] for f in sample], [f["labels"] for f in sample])
+    longest = max(lengths)
+
+    def row_width(mode: str, m: int) -> int:
+        if mode == "shared-prefix":
+            return prefix + m * (longest - prefix)
+        return m * longest
+
+    def per_row(mode: str) -> int:
+        fits = [m for m in range(1, batch_size + 1) if batch_size % m == 0]
+        ok = [m for m in fits if row_width(mode, m) <= max_row_tokens]
+        return max(ok) if ok else 1
+
+    costs = {
+        mode: batching_costs(lengths, prefix, per_row(mode), pair_cost)[mode]
+        for mode in ("shared-prefix", "padding-free", "length-grouped")
+    }
+    mean = sum(lengths) / len(lengths)
+    if batching == "auto":
+        # Padding-free computes each example exactly as alone (LoRA dropout included);
+        # shared-prefix must be clearly cheaper to be worth its shared dropout mask and
+        # its dense mask (whose kernel the FLOP count flatters).
+        shared = costs["shared-prefix"] <= SHARED_PREFIX_MARGIN * costs["padding-free"]
+        mode = "shared-prefix" if shared else "padding-free"
+        reason = (
+            f"chosen by estimated compute for this data (examples {mean:.0f} tokens on "
+            f"average, {prefix} of them a prompt prefix all share): shared-prefix costs "
+            f"{costs['shared-prefix'] / costs['padding-free']:.2f}x padding-free "
+            f"(taken at <= {SHARED_PREFIX_MARGIN}x)"
+        )
+    else:
+        mode, reason = batching, "as configured"
+    m = per_row(mode)
+    return BatchingPlan(
+        mode=mode,
+        examples_per_row=m,
+        passes_per_batch=batch_size // m,
+        max_row_tokens=max_row_tokens,
+        row_tokens=row_width(mode, m),
+        costs={k: round(v) for k, v in costs.items()},
+        reason=reason,
+    )
+
+
+def plan_for_model(
+    model_dir: Path,
+    features: Sequence[dict[str, list[int]]],
+    *,
+    batching: str,
+    batch_size: int,
+    max_row_tokens: int | None,
+) -> BatchingPlan:
+    """:func:`plan_batching` with the model's sizes read from ``model_dir/config.json``:
+    the attention pair cost, and the row cap (``max_row_tokens``, or None for what fits
+    :data:`ACTIVATION_BUDGET`). An unreadable config falls back to SmolLM2-135M's sizes."""
+    try:
+        config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = {}
+    if not isinstance(config, dict):
+        config = {}
+    config = (
+        config.get("text_config", config) if isinstance(config.get("text_config"), dict) else config
+    )
+    cap = max_row_tokens or max(8, ACTIVATION_BUDGET // activation_bytes_per_token(config))
+    return plan_batching(
+        features,
+        batching=batching,
+        batch_size=batch_size,
+        max_row_tokens=cap,
+        pair_cost=attention_pair_cost(config),
+    )
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far (bytes; ``getrusage``'s ``ru_maxrss``,
+    which Linux gives in KiB and macOS in bytes); 0 where unavailable (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return 0
+    peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
 def make_collator(batching: str, tokenizer: Any) -> TrainCollator | SharedPrefixCollator:
     """The data collator for a batching mode.
 
@@ -220,10 +444,13 @@ def make_collator(batching: str, tokenizer: Any) -> TrainCollator | SharedPrefix
     prompt prefix computed once).
     ``padding-free``: transformers' ``DataCollatorWithFlattening`` joins a batch
     into one row of shape ``[1, total_tokens]`` with ``position_ids`` restarting
-    at 0 per example and no attention mask; transformers' mask builder
-    (``masking_utils.find_packed_sequence_indices``) turns those restarts into a
-    block-diagonal causal mask, so no example attends to another, provided no
-    cache is passed (see :class:`TrainCollator`). ``length-grouped``/``padded``: rows
+    at 0 per example, ``cu_seq_lens_q``/``cu_seq_lens_k`` (the examples' start offsets)
+    and no attention mask. Under :data:`adaptlab.train.attention.VARLEN_SDPA` (what the
+    trainer loads) each example attends causally to itself, without a mask; under plain
+    ``sdpa`` transformers' mask builder (``masking_utils.find_packed_sequence_indices``)
+    turns the restarts into a block-diagonal ``[L, L]`` mask, so no example attends to
+    another either way, provided no cache is passed (see :class:`TrainCollator`).
+    ``length-grouped``/``padded``: rows
     padded to the batch's longest, labels padded with -100.
     """
     from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
@@ -231,6 +458,8 @@ def make_collator(batching: str, tokenizer: Any) -> TrainCollator | SharedPrefix
     if batching == "shared-prefix":
         return SharedPrefixCollator()
     if batching == "padding-free":
-        flat = DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE)  # type: ignore[no-untyped-call]
+        flat = DataCollatorWithFlattening(  # type: ignore[no-untyped-call]
+            return_position_ids=True, separator_id=IGNORE, return_flash_attn_kwargs=True
+        )
         return TrainCollator(flat)
     return TrainCollator(DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE))

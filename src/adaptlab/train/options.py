@@ -47,14 +47,26 @@ class TrainOptions(BaseModel):
     max_length: int = Field(
         512, ge=8, description="Tokens per example; longer examples are cut at the end and counted."
     )
-    batching: Literal["shared-prefix", "padding-free", "length-grouped", "padded"] = Field(
-        "shared-prefix",
-        description="'shared-prefix' packs a batch into one row holding the prompt prefix its "
-        "examples share once (no padding; a template's system prompt and instruction are "
-        "computed once per batch; the fastest measured, bench/train_speed.py); "
-        "'padding-free' packs a batch into one row with position ids restarting per example; "
+    batching: Literal["auto", "shared-prefix", "padding-free", "length-grouped", "padded"] = Field(
+        "auto",
+        description="'auto' picks shared-prefix or padding-free by their estimated compute on "
+        "the data at hand (adaptlab.train.collate.plan_batching; the choice and why are in "
+        "the progress output and result.json); "
+        "'shared-prefix' packs a batch into one row holding the prompt prefix its "
+        "examples share once (fastest where that prefix is most of each example: short "
+        "chats from one template); "
+        "'padding-free' packs a batch into one row with position ids restarting per example, "
+        "each attending to itself only (fastest for long examples that share little); "
         "'length-grouped' pads batches of examples of similar length; 'padded' pads random "
-        "batches.",
+        "batches. All give the same loss.",
+    )
+    max_row_tokens: int | None = Field(
+        None,
+        ge=8,
+        description="Most tokens one forward/backward pass computes; a batch that would "
+        "exceed it runs as several passes with summed gradients (same loss), which bounds "
+        "peak memory. None: what fits a 2 GiB activation budget for the model's size "
+        "(about 1,000 tokens for SmolLM2-135M).",
     )
     eval_steps: int = Field(
         20, ge=1, description="Evaluate on the validation set every N optimizer steps."

@@ -25,8 +25,15 @@ from adaptlab.backends.sentence_transformers import bf16_supported
 from adaptlab.core.errors import ConfigError, DataError
 from adaptlab.core.progress import ProgressSink
 from adaptlab.core.types import CurvePoint
+from adaptlab.train.attention import register as register_varlen_attention
 from adaptlab.train.card import write_card
-from adaptlab.train.collate import encode_chats, make_collator
+from adaptlab.train.collate import (
+    BatchingPlan,
+    encode_chats,
+    make_collator,
+    peak_rss_bytes,
+    plan_for_model,
+)
 from adaptlab.train.options import TrainOptions
 
 Chat = list[dict[str, str]]
@@ -56,6 +63,11 @@ class TrainResult:
     computed on); ``tokens_per_second`` divides the tokens of this process's
     session by its wall time in ``Trainer.train`` (evaluations included).
     ``truncated`` counts training and validation examples cut at ``max_length``.
+    ``extra`` holds the batching used (``batching``; ``batching_reason``, the line the
+    progress output shows; ``batching_costs``, each mode's estimated compute per epoch;
+    ``examples_per_pass``; ``max_row_tokens``) and ``peak_rss_bytes``, this process's
+    peak resident memory at the end of training (``ru_maxrss``: since the process
+    started, so earlier work in the same process counts too).
     """
 
     best_dir: Path
@@ -258,8 +270,19 @@ def train_causal_lm(
             "and were left out); raise max_length to keep them"
         )
 
+    # The batching is chosen for this data by estimated compute, each pass capped so
+    # its activations (and so peak memory) stay bounded; the plan depends only on the
+    # data and options, so a resumed run gets the same one.
+    plan = plan_for_model(
+        base,
+        enc_train.features,
+        batching=options.batching,
+        batch_size=options.batch_size,
+        max_row_tokens=options.max_row_tokens,
+    )
+    progress.info(f"fine-tuning: {plan.describe()}")
     ckdir = out / "checkpoints"
-    args = _training_args(options, ckdir, seed=seed, device=device, precision=precision)
+    args = _training_args(options, ckdir, seed=seed, device=device, precision=precision, plan=plan)
     # Under `accelerate launch` every process runs this; the main one decides about
     # stale checkpoints before the others look.
     with args.main_process_first(desc="checkpoints", local=False):
@@ -271,7 +294,7 @@ def train_causal_lm(
         args=args,
         train_dataset=enc_train.features,
         eval_dataset=enc_val.features,
-        data_collator=make_collator(options.batching, tokenizer),
+        data_collator=make_collator(plan.mode, tokenizer),
         callbacks=_callbacks(options, progress),
     )
     _silence(trainer)
@@ -317,7 +340,20 @@ def train_causal_lm(
         dropped=dropped,
         max_steps=int(state.max_steps),
         run_key=key,
+        extra={
+            "batching": plan.mode,
+            "batching_reason": plan.describe(),
+            "batching_costs": plan.costs,
+            "examples_per_pass": plan.examples_per_row,
+            "max_row_tokens": plan.max_row_tokens,
+            "peak_rss_bytes": peak_rss_bytes(),
+        },
     )
+    if result.extra["peak_rss_bytes"]:
+        progress.info(
+            f"fine-tuning: peak resident memory {result.extra['peak_rss_bytes'] / 1e9:.2f} GB "
+            f"({plan.examples_per_row} examples per pass)"
+        )
     if trainer.is_world_process_zero():
         _save_outputs(
             trainer,
@@ -421,7 +457,11 @@ def _load_model(base: Path, options: TrainOptions, device: str) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
-    kw: dict[str, Any] = {"dtype": torch.float32, "attn_implementation": "sdpa"}
+    # sdpa, except that a padding-free row attends one example at a time without a mask.
+    kw: dict[str, Any] = {
+        "dtype": torch.float32,
+        "attn_implementation": register_varlen_attention(),
+    }
     if options.method == "qlora":
         from transformers import BitsAndBytesConfig
 
@@ -462,16 +502,27 @@ def _checkpointing(options: TrainOptions, device: str) -> bool:
 
 
 def _training_args(
-    options: TrainOptions, ckdir: Path, *, seed: int, device: str, precision: str
+    options: TrainOptions,
+    ckdir: Path,
+    *,
+    seed: int,
+    device: str,
+    precision: str,
+    plan: BatchingPlan,
 ) -> Any:
     from transformers import TrainingArguments
 
     return TrainingArguments(
         output_dir=str(ckdir),
         num_train_epochs=options.epochs,
-        per_device_train_batch_size=options.batch_size,
+        # A batch of batch_size runs as passes_per_batch passes of examples_per_row;
+        # Trainer divides each pass's summed token loss by the whole batch's trained
+        # tokens, so the loss and gradient are those of the batch in one pass.
+        # Evaluation keeps whole batches: it stores no activations, and Trainer averages
+        # its loss per batch, so the batch decides what the val loss means.
+        per_device_train_batch_size=plan.examples_per_row,
         per_device_eval_batch_size=options.batch_size,
-        gradient_accumulation_steps=options.gradient_accumulation_steps,
+        gradient_accumulation_steps=options.gradient_accumulation_steps * plan.passes_per_batch,
         learning_rate=options.lr,
         weight_decay=options.weight_decay,
         warmup_steps=options.warmup_ratio,  # a float in [0, 1) is a ratio of all steps
@@ -493,9 +544,7 @@ def _training_args(
         use_cpu=device == "cpu",
         activation_checkpointing=_checkpointing(options, device),
         activation_checkpointing_kwargs={"use_reentrant": False},
-        train_sampling_strategy="group_by_length"
-        if options.batching == "length-grouped"
-        else "random",
+        train_sampling_strategy="group_by_length" if plan.mode == "length-grouped" else "random",
         seed=seed,
         data_seed=seed,
         dataloader_num_workers=0,
@@ -618,7 +667,7 @@ def _save_outputs(
         "batch_size": options.batch_size,
         "gradient_accumulation_steps": options.gradient_accumulation_steps,
         "max_length": options.max_length,
-        "batching": options.batching,
+        "batching": result.extra.get("batching", options.batching),
         "warmup_ratio": options.warmup_ratio,
         "weight_decay": options.weight_decay,
         "precision": result.precision,
