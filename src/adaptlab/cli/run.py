@@ -169,6 +169,9 @@ def print_plan(project_dir: str | Path) -> None:
                 Text(f"{and_list(local)}: run on this machine, compute cost only"), (0, 0, 0, 2)
             )
         )
+    for p in plans:  # a tuned encoder candidate: its trials and cap
+        if p.model == "local encoder" and "tuning:" in p.note:
+            console.print(Padding(Text(f"{p.name}: {p.note.split('; ', 1)[-1]}"), (0, 0, 0, 2)))
     of_it = f" ({usd(training)} of it training)" if training else ""
     console.print(f"projected API cost of this run: {usd(total)}{of_it}")
     # The prompts' language, as the run will say it: the same templates are priced above.

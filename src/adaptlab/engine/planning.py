@@ -40,7 +40,9 @@ from adaptlab.llm.tokens import estimate_tokens, openai_token_count
 from adaptlab.strategies import get_strategy
 from adaptlab.strategies.llm_finetune.strategy import LLMFinetune
 from adaptlab.strategies.openai_finetune.strategy import OpenAIFinetune
+from adaptlab.strategies.prompt_search import PromptSearch
 from adaptlab.strategies.prompting import PromptStrategy
+from adaptlab.strategies.tuning import tuning_plan
 from adaptlab.train.collate import IGNORE, encode_chats
 
 if TYPE_CHECKING:
@@ -270,6 +272,12 @@ def plan_project(project: Project) -> list[CandidatePlan]:
         if reason:
             plan.note = f"would be skipped: {reason}"
         plans.append(plan)
+    by_name = {cand.name: cand for cand in cfg.candidates}
+    for plan in plans:  # a tuned candidate: its trials and cap (strategies/tuning.py)
+        cand = by_name[plan.name]
+        line = tuning_plan(get_strategy(cand.strategy).Options.model_validate(cand.params))
+        if line:
+            plan.note = f"{plan.note}; {line}" if plan.note else line
     return plans
 
 
@@ -296,6 +304,8 @@ def _plan_generative(
     backend = load_llm(llm_cfg, require_key=False)
     strategy = fitted_prompt_strategy(project, cand, split)
     requests: list[ChatRequest] = strategy.requests(texts)
+    if isinstance(strategy, PromptSearch):  # the search at its worst, then the test answers
+        requests = strategy.planned_requests(split, backend)
     n_cons = cfg.evaluation.consistency_samples
     if n_cons >= 2:
         subset = texts[: cfg.evaluation.consistency_inputs]
@@ -320,7 +330,7 @@ def _plan_generative(
     caps = capabilities_for(llm_cfg)
     context = None
     if caps.context_window is not None:
-        main = requests[: len(texts)]
+        main = strategy.requests(texts)
         output = caps.output_room(strategy.opts.answer_tokens(strategy.ctx.task))
         context = ContextCheck(
             candidate=cand.name,

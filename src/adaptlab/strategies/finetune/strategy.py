@@ -19,6 +19,7 @@ from adaptlab.core.errors import AdaptlabError
 from adaptlab.core.types import Prediction
 from adaptlab.strategies.base import Strategy
 from adaptlab.strategies.finetune.config import FinetuneOptions
+from adaptlab.strategies.finetune.tune import fit_tuned
 from adaptlab.strategies.state import (
     StateError,
     check,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
     from adaptlab.backends.sentence_transformers import SentenceTransformerBackend
     from adaptlab.data import Example
+    from adaptlab.train.encoder import EncoderTrainResult
 
 
 class Finetune(Strategy):
@@ -57,6 +59,9 @@ class Finetune(Strategy):
         assert hasattr(backend, "clone_model"), "finetune needs a trainable encoder backend"
         self._backend: SentenceTransformerBackend = backend  # type: ignore[assignment]
         names = self.label_names
+        if self.opts.tune is not None:  # a search on val; see strategies/finetune/tune.py
+            fit_tuned(self, train, val)
+            return
 
         def frozen_embed(texts: list[str]) -> np.ndarray:
             return self.ctx.embed(texts, description="embedding train split")
@@ -76,19 +81,26 @@ class Finetune(Strategy):
         )
         self.curves = result.curves
         self.info.update(result.info)
+        self.adopt(result)
+        if self.opts.save_model:
+            self._save(result.model)
+
+    def adopt(self, result: EncoderTrainResult) -> None:
+        """Predict with ``result``'s encoder and classifier from now on."""
         if result.head is not None:
             self._head_module = result.head
         else:
             self._logreg = result.logreg
-        model = result.model
-        self._tuned = self._backend.with_model(model)
-        if self.opts.save_model:
-            self._save(model)
+        self._tuned = self._backend.with_model(result.model)
 
     def _save(self, model: Any) -> None:
+        self.save_model(model, self.ctx.workdir / "model")
+        self.info["checkpoint"] = str(self.ctx.workdir / "model")
+
+    def save_model(self, model: Any, out: Path) -> None:
+        """Write the encoder, its classifier and the labels into a fresh folder ``out``."""
         import numpy as np
 
-        out = self.ctx.workdir / "model"
         remove(out)  # a stale model folder may hold links; write into a fresh one
         model.save(str(out))
         if self.opts.method == "head":
@@ -101,7 +113,6 @@ class Finetune(Strategy):
         else:  # the SetFit classifier, for export (skops: no pickle)
             save_sklearn(out, "adaptlab_logreg.skops", self._logreg)
         (out / "adaptlab_labels.json").write_text(json.dumps(self.label_names))
-        self.info["checkpoint"] = str(Path(out))
 
     # ---------------------------------------------------------------- export
 

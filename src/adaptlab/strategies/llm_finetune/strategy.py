@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -30,6 +30,7 @@ from adaptlab.strategies.base import StrategyContext, StrategyOptions
 from adaptlab.strategies.llm_finetune.config import LLMFinetuneOptions
 from adaptlab.strategies.prompting.config import PromptOptions
 from adaptlab.strategies.prompting.strategy import PromptStrategy
+from adaptlab.strategies.tuning import Outcome, TrialStore, successive_halving
 from adaptlab.train.options import TrainOptions
 from adaptlab.train.trainer import train_causal_lm
 
@@ -98,17 +99,25 @@ class LLMFinetune(PromptStrategy):
             json.dumps([records, val_records], ensure_ascii=False).encode()
         ).hexdigest()[:16]
         backend: Any = self.runner.backend
-        result = train_causal_lm(
-            resolve_model(config.name, progress=self.ctx.progress),
-            records,
-            val_records,
-            self.ctx.workdir / "train",
-            self.train_options(),
-            seed=self.ctx.seed,
-            device=getattr(backend, "device", "cpu"),
-            progress=self.ctx.progress,
-            data_fingerprint=fingerprint,
-        )
+        base = resolve_model(config.name, progress=self.ctx.progress)
+
+        def train_with(options: TrainOptions, out: Path) -> TrainResult:
+            return train_causal_lm(
+                base,
+                records,
+                val_records,
+                out,
+                options,
+                seed=self.ctx.seed,
+                device=getattr(backend, "device", "cpu"),
+                progress=self.ctx.progress,
+                data_fingerprint=fingerprint,
+            )
+
+        if self.ft.tune is None:
+            result = train_with(self.train_options(), self.ctx.workdir / "train")
+        else:
+            result = self._tune(train_with, val, len(records), fingerprint)
         self.training = result
         self.curves = list(result.curves)
         best = self._variant(result.best_dir)
@@ -119,6 +128,75 @@ class LLMFinetune(PromptStrategy):
         if self.ft.evaluate == "best-and-last" and result.last_step != result.best_step:
             self._last = self._variant(result.last_dir)
         self.info["training"] = training_info(result, fingerprint, len(records), len(val_records))
+
+    # ------------------------------------------------------------ tuning
+
+    def tuned_options(self, params: dict[str, Any]) -> TrainOptions:
+        """The training options of one setting of the search (``learning_rate``,
+        ``epochs``, ``lora_r``); ``lora_alpha`` scales with the rank so alpha/r stays."""
+        own = self.train_options()
+        update: dict[str, Any] = {
+            "learning_rate": params["learning_rate"],
+            "epochs": params["epochs"],
+        }
+        if "lora_r" in params:
+            update["lora_r"] = params["lora_r"]
+            update["lora_alpha"] = max(1, round(own.lora_alpha * params["lora_r"] / own.lora_r))
+        return TrainOptions.model_validate({**own.model_dump(), **update})
+
+    def _tune(
+        self,
+        train_with: Callable[[TrainOptions, Path], TrainResult],
+        val: Sequence[Example],
+        n_train: int,
+        fingerprint: str,
+    ) -> TrainResult:
+        """Successive halving over ``tune:`` (:mod:`adaptlab.strategies.tuning`); every
+        trial trains into its own folder and answers the validation split; returns the
+        training of the setting with the best validation accuracy."""
+        tune = self.ft.tune
+        assert tune is not None
+        if self.ctx.task != "classification":
+            raise ConfigError(
+                f"tune: chooses by validation accuracy, which a '{self.ctx.task}' task has not",
+                fix="remove tune: from this candidate (tuning covers classification for now)",
+            )
+        default, space = self.ft.tuning_space()
+        texts = [ex.text for ex in val]
+
+        def evaluate(params: dict[str, Any], fraction: float, folder: Path) -> Outcome:
+            options = self.tuned_options({**params, "epochs": params["epochs"] * fraction})
+            result = train_with(options, folder / "train")
+            preds = self._answers(self._variant(result.best_dir), texts)
+            right = [1.0 if p.label == ex.label else 0.0 for p, ex in zip(preds, val, strict=True)]
+            return Outcome(
+                right,
+                extra={"best_step": result.best_step, "best_val_loss": result.best_val_loss},
+            )
+
+        search = successive_halving(
+            default,
+            space,
+            evaluate,
+            TrialStore(self.ctx.workdir / "tuning", fingerprint),
+            max_minutes=tune.max_minutes,
+            eta=tune.eta,
+            units=lambda p, f: p["epochs"] * f * n_train,
+            n_val=len(val),
+            note=self.ctx.progress.note,
+        )
+        self.info["tuning"] = search.record
+        return train_with(self.tuned_options(search.tuned), search.tuned_folder / "train")
+
+    def _answers(self, runner: LLMRunner, texts: Sequence[str]) -> list[Prediction]:
+        """``texts`` answered by ``runner`` as :meth:`predict` would, leaving this candidate's
+        model and info as they were (the info's prompt example is a test input's)."""
+        llm, info = self.ctx.llm, dict(self.info)
+        self.ctx.llm = runner
+        try:
+            return PromptStrategy.predict(self, texts)
+        finally:
+            self.ctx.llm, self.info = llm, info
 
     def _variant(self, folder: Path) -> LLMRunner:
         if self.ctx.llm_variant is None:

@@ -10,6 +10,7 @@ from adaptlab.core.types import Prediction
 from adaptlab.strategies.base import Strategy
 from adaptlab.strategies.rag.config import RagOptions
 from adaptlab.strategies.state import check, load_arrays, save_arrays
+from adaptlab.strategies.tuning import Outcome, TrialStore, successive_halving
 
 if TYPE_CHECKING:
     from adaptlab.data import Example
@@ -35,6 +36,43 @@ class Rag(Strategy):
         self._labels = np.array([names.index(ex.label) for ex in indexed])
         self._n_train = len(train)  # the validation examples, if indexed, come after
         self.info["indexed"] = len(indexed)
+        self._setting: dict[str, Any] = {"top_k": opts.top_k, "weighting": opts.weighting}
+        if opts.tune is not None:
+            self._tune(val, opts)
+
+    def _tune(self, val: Sequence[Example], opts: RagOptions) -> None:
+        """Choose top_k and weighting on val (:mod:`adaptlab.strategies.tuning`, a grid):
+        each validation input votes among the train examples, as in :meth:`predict_val`."""
+        import hashlib
+        import json
+
+        assert opts.tune is not None
+        texts = [ex.text for ex in val]
+        sims = self.ctx.encoder.embed(texts) @ self._index[: self._n_train].T if texts else None
+
+        def evaluate(params: dict[str, Any], fraction: float, folder: Path) -> Outcome:
+            assert sims is not None
+            preds = self._vote_sims(sims, params["top_k"], params["weighting"])
+            return Outcome(
+                [1.0 if p.label == ex.label else 0.0 for p, ex in zip(preds, val, strict=True)]
+            )
+
+        data = json.dumps([[ex.text, ex.label] for ex in val] + [self._labels.tolist()])
+        default, space = opts.tuning_space()
+        search = successive_halving(
+            default,
+            space,
+            evaluate,
+            TrialStore(self.ctx.workdir / "tuning", hashlib.sha256(data.encode()).hexdigest()),
+            max_minutes=opts.tune.max_minutes,
+            eta=opts.tune.eta,
+            units=lambda p, f: 1.0,
+            n_val=len(val),
+            note=self.ctx.progress.note,
+            halving=False,
+        )
+        self.info["tuning"] = search.record
+        self._setting = dict(search.tuned)
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         return self._vote(texts, self._index.shape[0])
@@ -44,17 +82,19 @@ class Rag(Strategy):
         return self._vote(texts, self._n_train)
 
     def _vote(self, texts: Sequence[str], n_indexed: int) -> list[Prediction]:
+        sims = self.ctx.encoder.embed(texts) @ self._index[:n_indexed].T
+        return self._vote_sims(sims, self._setting["top_k"], self._setting["weighting"])
+
+    def _vote_sims(self, sims: Any, top_k: int, weighting: str) -> list[Prediction]:
+        """Predictions from a (texts x indexed) cosine-similarity matrix."""
         import numpy as np
 
-        opts = self.options
-        assert isinstance(opts, RagOptions)
-        sims = self.ctx.encoder.embed(texts) @ self._index[:n_indexed].T
-        k = min(opts.top_k, sims.shape[1])
+        k = min(top_k, sims.shape[1])
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         names = self.label_names
         out = []
         for row, idx in enumerate(top):
-            weights = sims[row, idx] if opts.weighting == "similarity" else np.ones(k)
+            weights = sims[row, idx] if weighting == "similarity" else np.ones(k)
             votes = np.bincount(
                 self._labels[idx], weights=np.clip(weights, 0, None) + 1e-9, minlength=len(names)
             )
@@ -64,7 +104,7 @@ class Rag(Strategy):
 
     def save_state(self, folder: Path) -> dict[str, Any]:
         name = save_arrays(folder, "knn_index.npz", vectors=self._index, labels=self._labels)
-        return {"arrays": name, "n_train": self._n_train}
+        return {"arrays": name, "n_train": self._n_train, "setting": self._setting}
 
     def load_state(self, folder: Path, state: dict[str, Any]) -> None:
         arrays = load_arrays(
@@ -82,3 +122,15 @@ class Rag(Strategy):
         self._index, self._labels = vectors, labels
         self._n_train = int(state["n_train"])
         check(0 < self._n_train <= len(vectors), folder, "n_train")
+        opts = self.options
+        assert isinstance(opts, RagOptions)
+        setting = state.get("setting", {"top_k": opts.top_k, "weighting": opts.weighting})
+        check(
+            isinstance(setting, dict)
+            and isinstance(setting.get("top_k"), int)
+            and setting["top_k"] >= 1
+            and setting.get("weighting") in ("similarity", "uniform"),
+            folder,
+            "setting",
+        )
+        self._setting = {"top_k": setting["top_k"], "weighting": setting["weighting"]}
