@@ -70,6 +70,15 @@ def test_names_break_only_between_words_and_numbers_are_whole(width: int) -> Non
                 assert part.split()[-1] in shown, f"{part!r} cut at {width} columns:\n{text}"
 
 
+@pytest.mark.parametrize("header", ["candidate", "kandidatenname"])
+def test_the_name_header_is_never_broken_inside_a_word(header: str) -> None:
+    # Names of short pieces leave the header the longest word of the column.
+    rows = [(name, _values(i)) for i, name in enumerate(["a-b-c", "lora-\nuntuned", "x"])]
+    out = io.StringIO()
+    Console(file=out, width=80).print(fitted_table("results", header, COLUMNS, rows))
+    assert header in out.getvalue().replace("\n", " ").split(), out.getvalue()
+
+
 def test_wrap_name_breaks_after_separators_only() -> None:
     assert wrap_name("smollm2-135m-instruct", 14) == "smollm2-135m-\ninstruct"
     assert wrap_name("smollm2-135m-instruct", 30) == "smollm2-135m-instruct"

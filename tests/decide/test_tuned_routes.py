@@ -137,6 +137,15 @@ def test_the_verdict_compares_routes_by_their_tuned_candidates(tuned_project: Pa
     json.dumps(results_document(s), allow_nan=False)  # strict JSON
 
 
+def test_a_tuned_candidate_alone_with_its_default_is_no_recommendation(tmp_path: Path) -> None:
+    spec = {k: v for k, v in TUNED.items() if k != "tfidf"}
+    s = summarize_project(Project.load(write_project(tmp_path / "one-route", spec)))
+    assert s.verdict.kind == "only-candidate" and s.verdict.winner == "tuned"
+    first = s.recommendation.reasons[0]
+    assert first.startswith("tuned is the only route left to compare")
+    assert "plain is its untuned setting" in first and "run all candidates" not in first
+
+
 def test_without_tuned_candidates_nothing_is_set_aside(tmp_path: Path) -> None:
     root = write_project(tmp_path / "plain", {k: v._replace(info=None) for k, v in TUNED.items()})
     s = summarize_project(Project.load(root))

@@ -206,9 +206,10 @@ class FittedTable:
             for i, (header, _) in enumerate(columns)
         ]
 
-        # The name column is at least as wide as the longest piece of a name (names break
-        # after "-", "_", "/", "." or a space, never inside a word), and 6.
-        name_min = max([6] + [_piece_width(name) for name, _ in rows])
+        # The name column is at least as wide as the longest piece of a name or of its
+        # header (names break after "-", "_", "/", "." or a space, never inside a word),
+        # and 6.
+        name_min = max([6, _piece_width(self.name_header)] + [_piece_width(n) for n, _ in rows])
 
         def fits(keep: list[int]) -> bool:
             return sum(widths[j] + 3 for j in keep) + name_min + 2 <= width  # as name_room
@@ -312,7 +313,7 @@ def results_table(summary: ProjectSummary, width: int | None = None) -> Any:
             for t, on in (
                 ("★ winner", c.name == v.winner),
                 ("tuned", c.tuning is not None),
-                (f"untuned, see {v.untuned.get(c.name)}", c.name in v.untuned),
+                ("untuned", c.name in v.untuned),
                 ("cached", c.reused),
             )
             if on

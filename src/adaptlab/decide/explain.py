@@ -170,7 +170,14 @@ def reasons(v: Verdict, summary: RunSummary) -> list[str]:
     where = _where(v.selected_on)
     resamples = cfg.evaluation.bootstrap_resamples
     pick = summary.candidate(v.winner)
-    if v.kind == "only-candidate":
+    if v.kind == "only-candidate" and v.untuned:
+        out = [
+            f"{best.name} is the only route left to compare ({fmt(best.quality)}): "
+            f"{and_list(sorted(v.untuned))} {'is its' if len(v.untuned) == 1 else 'are its'} "
+            "untuned setting, tried as its default; no other route was compared, so this "
+            "is no recommendation between routes (add candidates of other routes).",
+        ]
+    elif v.kind == "only-candidate":
         out = [
             f"{best.name} is the only candidate left to compare ({fmt(best.quality)}); "
             "nothing was compared, so this is no recommendation (run all candidates).",
