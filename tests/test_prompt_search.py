@@ -266,24 +266,24 @@ def test_schedule_and_paired_test() -> None:
 
 
 def test_budget_refuses_past_each_cap() -> None:
-    budget = Budget(max_calls=2, max_usd=None, deadline=None, price=None)
+    budget = Budget(max_calls=2, max_usd=None, deadline=None)
     budget.admit(2, 0.0)
     with pytest.raises(BudgetSpent, match="max_calls"):
         budget.admit(1, 0.0)
-    money = Budget(max_calls=None, max_usd=1.0, deadline=None, price=None)
+    money = Budget(max_calls=None, max_usd=1.0, deadline=None)
     money.admit(1, 0.9)
-    money.settle(0.9, None)  # a failed attempt is not billed
+    money.settle(0.9, None, None)  # a failed attempt is not billed
     money.admit(1, 0.9)
     with pytest.raises(BudgetSpent, match="max_usd"):
         money.admit(1, 0.2)
-    late = Budget(max_calls=None, max_usd=None, deadline=0.0, price=None)
+    late = Budget(max_calls=None, max_usd=None, deadline=0.0)
     with pytest.raises(BudgetSpent, match="max_minutes"):
         late.admit(1, 0.0)
     assert (budget.calls, money.calls, late.calls, late.stopped_by) == (2, 2, 0, "max_minutes")
     # A reservation becomes the reported usage of the answer.
-    priced = Budget(None, 1.0, None, price=None)
+    priced = Budget(None, 1.0, None)
     priced.admit(1, 0.5)
-    priced.settle(0.5, ChatResponse("x", Usage(10, 1), latency_ms=0.0))
+    priced.settle(0.5, ChatResponse("x", Usage(10, 1), latency_ms=0.0), None)
     assert priced.usd == 0.0
 
 

@@ -42,6 +42,8 @@ from adaptlab.strategies.llm_finetune.strategy import LLMFinetune
 from adaptlab.strategies.openai_finetune.strategy import OpenAIFinetune
 from adaptlab.strategies.prompt_search import PromptSearch
 from adaptlab.strategies.prompting import PromptStrategy
+from adaptlab.strategies.prompting.config import ContextTunedOptions
+from adaptlab.strategies.prompting.tune import tuning_requests
 from adaptlab.strategies.tuning import tuning_plan
 from adaptlab.train.collate import IGNORE, encode_chats
 
@@ -275,7 +277,8 @@ def plan_project(project: Project) -> list[CandidatePlan]:
     by_name = {cand.name: cand for cand in cfg.candidates}
     for plan in plans:  # a tuned candidate: its trials and cap (strategies/tuning.py)
         cand = by_name[plan.name]
-        line = tuning_plan(get_strategy(cand.strategy).Options.model_validate(cand.params))
+        options = get_strategy(cand.strategy).Options.model_validate(cand.params)
+        line = tuning_plan(options, cfg)
         if line:
             plan.note = f"{plan.note}; {line}" if plan.note else line
     return plans
@@ -306,6 +309,15 @@ def _plan_generative(
     requests: list[ChatRequest] = strategy.requests(texts)
     if isinstance(strategy, PromptSearch):  # the search at its worst, then the test answers
         requests = strategy.planned_requests(split, backend)
+    searched = 0
+    if isinstance(strategy.opts, ContextTunedOptions) and strategy.opts.tune is not None:
+        # The search at its worst, on val only; the run's validation answers are the
+        # default's (or the chosen setting's, from the cache): not sent again.
+        ids = backend.identity()
+        search = tuning_requests(strategy, split)
+        keys = {r.cache_key(ids) for r in search}
+        searched = len(search)
+        requests = search + [r for r in requests if r.cache_key(ids) not in keys]
     n_cons = cfg.evaluation.consistency_samples
     if n_cons >= 2:
         subset = texts[: cfg.evaluation.consistency_inputs]
@@ -344,7 +356,7 @@ def _plan_generative(
                 output,
             ),
         )
-    return CandidatePlan(
+    plan = CandidatePlan(
         name=cand.name,
         model=f"{llm_cfg.backend}:{llm_cfg.name}",
         requests=len(requests),
@@ -363,6 +375,10 @@ def _plan_generative(
         context=context,
         training=training,
     )
+    if searched:
+        line = f"the search answers validation inputs with at most {searched} calls"
+        plan.note = f"{plan.note}; {line}" if plan.note else line
+    return plan
 
 
 def training_plan(

@@ -38,6 +38,7 @@ from adaptlab.engine import cv
 from adaptlab.engine.batching import prefetch
 from adaptlab.engine.embeddings import SharedEmbeddings
 from adaptlab.engine.project import Project
+from adaptlab.evaluation.answer_scores import answer_scores
 from adaptlab.evaluation.machine import LoadMeter
 from adaptlab.llm.cache import ResponseCache
 from adaptlab.rag.project import ProjectRetrieval, docs_fingerprint
@@ -69,6 +70,12 @@ class RunEvents:
     # cross-validation of a candidate starts: its name, folds, estimated wall seconds (the
     # estimate is also printed through the progress sink; a bar advances per fold)
     on_cv: Callable[[str, int, float], None] = lambda name, folds, seconds: None
+    # before anything is computed: the candidates about to be computed (not stored) and
+    # the run's models and split; returns the ones not to run this time, with why
+    # (``adaptlab run`` estimates their time here and asks about the long ones)
+    before_compute: Callable[[Sequence[CandidateConfig], Models, Split], Mapping[str, str]] = (
+        lambda candidates, models, split: {}
+    )
 
 
 @dataclass
@@ -197,6 +204,10 @@ def _llm_backend(name: str) -> tuple[str, frozenset[str]] | None:
     return name, cls.constrained
 
 
+def _named_llm(models: Models, progress: ProgressSink, name: str) -> LLMRunner:
+    return models.llm(name, progress)
+
+
 def make_context(
     project: Project,
     cand: CandidateConfig,
@@ -231,12 +242,14 @@ def make_context(
             if cand.llm is not None and with_llm
             else None
         ),
+        llm_named=functools.partial(_named_llm, models, progress) if with_llm else None,
         llm_backend=_llm_backend(cfg.llms[cand.llm].backend) if cand.llm is not None else None,
         task=cfg.task,
         root=project.root,
         task_options={"schema": cfg.schema_, "instruction": cfg.instruction},
         language=_prompt_language(project, cls),
         retrieve=models.retrieval(progress) if cfg.rag is not None else None,
+        score=functools.partial(answer_scores, cfg),
     )
     strategy = cls(options, ctx)
     if cls.generative:  # the report says which language its prompt is in, and why
@@ -491,6 +504,8 @@ class Models:
         self._runners: dict[str, LLMRunner] = {}
         self._cache: ResponseCache | None = None
         self._retrieval: Any = None
+        #: Where a model's load says what it changed (the run's progress note).
+        self.note: Callable[[str], None] = lambda message: None
 
     def retrieval(self, progress: ProgressSink) -> Any:
         """The project's retrieval (index refreshed on first use), shared by candidates."""
@@ -502,6 +517,14 @@ class Models:
         if self._encoder is None:
             quiet_library_progress()
             self._encoder = _load_backend(self.project)
+            asked = getattr(self._encoder, "capped_from", None)
+            if asked is not None:
+                limit = self._encoder.options.max_seq_length  # type: ignore[attr-defined]
+                self.note(
+                    f"model.max_seq_length is {asked}, but the encoder has positions for "
+                    f"{limit} tokens only: inputs are cut at {limit}; fix: set "
+                    f"model.max_seq_length to at most {limit} in adaptlab.yaml"
+                )
         return self._encoder
 
     def llm(self, name: str, progress: ProgressSink) -> LLMRunner:
@@ -594,10 +617,16 @@ def run_project(
         for name, reason in unavailable.items():
             events.on_unavailable(name, reason)
         models = Models(project)
+        models.note = progress.note
         with RunStore(project.store) as store, contextlib.closing(models):
             # SQLite: we hold the lock, so any run still 'running' is dead; PostgreSQL: only
             # runs whose process is gone are marked (see RunStore.mark_interrupted).
             store.mark_interrupted()
+            todo = [c for c in candidates if force or not store.has_result(keys[c.name])]
+            for name, reason in events.before_compute(todo, models, split).items():
+                unavailable[name] = reason
+                events.on_unavailable(name, reason)
+            candidates = [c for c in candidates if c.name not in unavailable]
             store.start_run(
                 run_id,
                 project=cfg.name,

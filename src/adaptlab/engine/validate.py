@@ -46,7 +46,7 @@ def check_registered(config: ProjectConfig, file: Path, root: yaml.Node | None) 
                 fix="use one of the strategies listed by 'adaptlab strategies'",
             ) from None
         try:
-            strategy.Options.model_validate(cand.params)
+            options = strategy.Options.model_validate(cand.params)
         except ValidationError as exc:
             raise format_validation_error(
                 exc,
@@ -55,6 +55,19 @@ def check_registered(config: ProjectConfig, file: Path, root: yaml.Node | None) 
                 model=strategy.Options,
                 prefix=("candidates", i, "params"),
             ) from None
+        # Options that depend on other sections (a tune: of retrieval on rag:, a proposer
+        # under llms:) say how they do not fit: (key path under params, problem, fix).
+        problem = strategy.check_project(options, config, cand)
+        if problem is not None:
+            loc, message, fix = problem
+            path = ("candidates", i, "params", *loc)
+            key = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in path)
+            raise ConfigError(
+                f"candidate '{cand.name}', {key.replace('.[', '[')}: {message}",
+                file=file,
+                line=node_line(root, path),
+                fix=fix,
+            )
         _check_candidate_model(config, i, strategy, file, root)
     _check_llms(config, file, root)
     _check_encoder(config, file, root)

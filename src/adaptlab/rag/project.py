@@ -231,15 +231,50 @@ class ProjectRetrieval:
             self._retriever = open_retriever(self.project)
         return self._retriever
 
-    def __call__(self, texts: Sequence[str], k: int) -> tuple[list[list[Hit]], list[float]]:
+    @property
+    def config(self) -> ProjectConfig:
+        """The project's config (its ``rag:`` says how :meth:`__call__` searches)."""
+        return self.project.config
+
+    def __call__(
+        self,
+        texts: Sequence[str],
+        k: int,
+        *,
+        weight: float | None = None,
+        rerank: bool | None = None,
+    ) -> tuple[list[list[Hit]], list[float]]:
+        """The top ``k`` chunks of each text, and each search's ms, as ``rag:`` says.
+
+        ``weight`` replaces ``rag.hybrid_weight`` and ``rerank=False`` searches without
+        ``rag.reranker`` for this call only (a search over retrieval settings); None
+        keeps the project's. Raises :class:`ConfigError` for ``rerank=True`` when
+        ``rag:`` names no reranker, and for a weight outside [0, 1].
+        """
         cfg = rag_config(self.project)
-        hits, ms = [], []
-        for text in texts:  # one at a time: each answer's latency holds its own retrieval
-            start = time.perf_counter()
-            hits.append(
-                self.retriever.search(
-                    text, k, mode=cfg.mode, weight=cfg.hybrid_weight, depth=cfg.depth
-                )
+        if rerank and cfg.reranker is None:
+            raise ConfigError(
+                "reranking was asked for, and rag: names no reranker",
+                file=self.project.root / "adaptlab.yaml",
+                fix="set rag.reranker to a cross-encoder, or do not ask for reranking",
             )
-            ms.append((time.perf_counter() - start) * 1000)
+        if weight is not None and not 0.0 <= weight <= 1.0:
+            raise ConfigError(
+                f"hybrid weight {weight} is outside [0, 1]",
+                file=self.project.root / "adaptlab.yaml",
+                fix="give a dense share between 0 and 1",
+            )
+        w = cfg.hybrid_weight if weight is None else weight
+        retriever = self.retriever
+        reranker = retriever.reranker
+        if rerank is False:
+            retriever.reranker = None  # this call only; searches run one at a time
+        hits, ms = [], []
+        try:
+            for text in texts:  # one at a time: each answer's latency holds its own retrieval
+                start = time.perf_counter()
+                hits.append(retriever.search(text, k, mode=cfg.mode, weight=w, depth=cfg.depth))
+                ms.append((time.perf_counter() - start) * 1000)
+        finally:
+            retriever.reranker = reranker
         return hits, ms

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -23,7 +23,28 @@ if TYPE_CHECKING:
 
     from adaptlab.backends.base import EncoderBackend
     from adaptlab.backends.runner import LLMRunner
+    from adaptlab.config import CandidateConfig, ProjectConfig
     from adaptlab.data import Example
+
+
+class Retrieve(Protocol):
+    """``retrieve(texts, k)`` → (hits per text, best first; ms per text, query embedding
+    included) over the project's document index, as its ``rag:`` section says.
+
+    The keyword-only overrides change one call only (a search over retrieval settings):
+    ``weight`` replaces ``rag.hybrid_weight`` (the dense share in [0, 1], mode hybrid),
+    ``rerank`` turns ``rag.reranker`` off (False) or asks for it (True); None keeps
+    the project's.
+    """
+
+    def __call__(
+        self,
+        texts: Sequence[str],
+        k: int,
+        *,
+        weight: float | None = None,
+        rerank: bool | None = None,
+    ) -> tuple[list[list[Any]], list[float]]: ...
 
 
 class StrategyOptions(BaseModel):
@@ -58,14 +79,23 @@ class StrategyContext:
     #: ``llm_variant(name="ft:gpt-4o-mini:…")`` (a provider's fine-tuned model). The
     #: runner shares the project's response cache; each variant loads once per run.
     llm_variant: Callable[..., LLMRunner] | None = None
+    #: The runner of another entry under ``llms:``, by its name (a prompt search's
+    #: proposer); it shares the project's response cache. None where nothing is sent.
+    llm_named: Callable[[str], LLMRunner] | None = None
     #: The candidate's generative backend as the config names it, ``(name, constrained
     #: answers it gives)`` (:attr:`~adaptlab.backends.base.GenerativeBackend.constrained`),
     #: known without loading it: a dry run builds its requests, and their cache keys,
     #: in the answer mode the real run uses.
     llm_backend: tuple[str, frozenset[str]] | None = None
-    #: RAG: ``retrieve(texts, k)`` → (hits per text, best first; ms per text, query
-    #: embedding included), over the project's document index; None without ``rag:``.
-    retrieve: Callable[[Sequence[str], int], tuple[list[list[Any]], list[float]]] | None = None
+    #: RAG: ``retrieve(texts, k)`` over the project's document index (:class:`Retrieve`);
+    #: None without ``rag:``.
+    retrieve: Retrieve | None = None
+    #: ``score(predictions, examples)`` → (the metric's name, one score per example in
+    #: [0, 1]) on the project's metric, for a search that compares settings on the
+    #: validation split; None: label accuracy.
+    score: Callable[[Sequence[Prediction], Sequence[Example]], tuple[str, list[float]]] | None = (
+        None
+    )
 
     @property
     def encoder(self) -> EncoderBackend:
@@ -139,6 +169,21 @@ class Strategy(ABC):
     def needs_encoder(cls, options: StrategyOptions) -> bool:
         """Whether this candidate needs the encoder (the classifier strategies do)."""
         return True
+
+    @classmethod
+    def check_project(
+        cls, options: StrategyOptions, config: ProjectConfig, candidate: CandidateConfig
+    ) -> tuple[tuple[str | int, ...], str, str] | None:
+        """What in ``options`` does not fit the rest of the project (a ``tune:`` of
+        retrieval without ``rag:``, a proposer not under ``llms:``), or None. A problem
+        is ``(key path under the candidate's params, message, fix)``; the project loader
+        raises it with the file and line. The default asks the options themselves
+        (``options.check_project(config)``, where they define it)."""
+        check = getattr(options, "check_project", None)
+        problem: tuple[tuple[str | int, ...], str, str] | None = (
+            check(config) if check is not None else None
+        )
+        return problem
 
     @classmethod
     def key_extra(

@@ -70,6 +70,8 @@ def _not_bool(value: Any) -> Any:
 PositiveFloat = Annotated[float, BeforeValidator(_not_bool), Field(gt=0)]
 #: A searched whole number >= 1 (a rank, k); 8.0 and true are refused.
 PositiveInt = Annotated[StrictInt, Field(gt=0)]
+#: A searched share in [0, 1] (a weight); true is refused.
+UnitFloat = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, le=1)]
 
 
 class TuneOptions(BaseModel):
@@ -247,6 +249,7 @@ def successive_halving(
     note: Callable[[str], None] = lambda _m: None,
     clock: Callable[[], float] = time.monotonic,
     halving: bool = True,
+    answered: Callable[[float], int] | None = None,
 ) -> Search:
     """Search ``space`` around ``default``; return the record of the contract and the winner.
 
@@ -262,7 +265,10 @@ def successive_halving(
     ``val_per_example`` (``n_val`` numbers, in the validation split's order);
     ``left_out`` lists ``{"params", "rung", "forecast_seconds"}`` of trials the cap
     kept from starting. ``halving=False`` tries every setting with the full resource
-    (a grid; for a candidate whose trials cost no training).
+    (a grid; for a candidate whose trials cost no training). ``answered(fraction)``:
+    where the resource is validation inputs (a prompted candidate's paid answers), how
+    many of them a trial of ``fraction`` answers and scores (its ``val_per_example``
+    holds that many); None: every trial scores all ``n_val``.
     """
     if n_val == 0:
         raise ConfigError(
@@ -315,14 +321,15 @@ def successive_halving(
                 return None
             t0 = clock()
             outcome = evaluate(dict(params), fraction, folder)
-            if len(outcome.per_example) != n_val:
+            n_scored = n_val if answered is None else answered(fraction)
+            if len(outcome.per_example) != n_scored:
                 raise RuntimeError(
-                    f"a trial scored {len(outcome.per_example)} validation examples, not {n_val}"
+                    f"a trial scored {len(outcome.per_example)} validation examples, not {n_scored}"
                 )
             stored = {
                 "params": params,
                 "fraction": fraction,
-                "n_val": n_val,
+                "n_val": n_scored,
                 "val_score": outcome.score,
                 "val_per_example": outcome.per_example,
                 "seconds": clock() - t0,
@@ -437,11 +444,13 @@ def plan_line(n_settings: int, eta: int, max_minutes: float, *, halving: bool = 
     )
 
 
-def tuning_plan(options: BaseModel) -> str | None:
+def tuning_plan(options: BaseModel, project: Any = None) -> str | None:
     """The dry run's line for a candidate's options, None when it has no ``tune:``.
 
     Options that take ``tune:`` give ``tuning_space() -> (default, space)``; a class
-    attribute ``tune_halving = False`` marks a grid (trials that train nothing).
+    attribute ``tune_halving = False`` marks a grid (trials that train nothing), and
+    ``tune_reads_project = True`` options whose default setting is partly the project's
+    (``tuning_space(project)``, ``project`` the loaded ``ProjectConfig``).
     """
     tune = getattr(options, "tune", None)
     if not isinstance(tune, TuneOptions):
@@ -449,7 +458,8 @@ def tuning_plan(options: BaseModel) -> str | None:
     space_of = getattr(options, "tuning_space", None)
     if space_of is None:
         return None
-    default, space = space_of()
+    reads = bool(getattr(options, "tune_reads_project", False))
+    default, space = space_of(project) if reads else space_of()
     n = len(grid(space, default)) - 1
     halving = bool(getattr(options, "tune_halving", True))
     return plan_line(n, tune.eta, tune.max_minutes, halving=halving)

@@ -12,6 +12,8 @@ the model's tokenizer where there is one (else estimated, with a 50 % margin), p
 ``max_tokens`` of output) fits what is left; once answered, the reservation becomes
 the usage the provider reported. A failed attempt (429, 5xx, a dropped connection)
 is counted as a call but costs nothing, as providers bill answers, not refusals.
+Several runners may share one budget (the candidate's model and the proposer that
+writes instructions for it), each wrapped with its own price.
 """
 
 from __future__ import annotations
@@ -48,26 +50,27 @@ class Budget:
     """Caps (None: no cap) and what was spent; ``deadline`` is a ``time.monotonic()``.
 
     ``calls`` counts attempts sent (retries included); ``usd`` the reported cost of the
-    answers plus the worst case of the attempts in flight.
+    answers plus the worst case of the attempts in flight. Prices are per model, so
+    each method that prices takes the model's (None: no price, costs nothing).
     """
 
     max_calls: int | None
     max_usd: float | None
     deadline: float | None
-    price: Price | None
     calls: int = 0
     usd: float = 0.0
     stopped_by: str | None = None
     seconds_per_call: list[float] = field(default_factory=list)
 
-    def worst_usd(self, backend: object, request: ChatRequest) -> float:
+    @staticmethod
+    def worst_usd(backend: object, request: ChatRequest, price: Price | None) -> float:
         """The most ``request`` can cost: its prompt plus ``max_tokens`` of output."""
-        if self.price is None:
+        if price is None:
             return 0.0
         count = getattr(backend, "count_tokens", None)
         tokens, exact = count(request) if count is not None else (0, False)
         prompt = tokens if exact else int(tokens * ESTIMATE_MARGIN) + 1
-        return (prompt * self.price.input + request.params.max_tokens * self.price.output) / 1e6
+        return (prompt * price.input + request.params.max_tokens * price.output) / 1e6
 
     def expected_seconds(self) -> float:
         """Median seconds one call took so far (0 before the first)."""
@@ -93,16 +96,17 @@ class Budget:
         self.calls += n
         self.usd += usd
 
-    def settle(self, held: float, response: ChatResponse | None) -> None:
+    def settle(self, held: float, response: ChatResponse | None, price: Price | None) -> None:
         """Replace a reservation by the answer's reported cost (nothing for a failure)."""
         self.usd -= held
-        if response is not None and self.price is not None:
-            self.usd += cost_usd(response.usage, self.price)
+        if response is not None and price is not None:
+            self.usd += cost_usd(response.usage, price)
 
 
 @contextlib.contextmanager
-def capped(runner: LLMRunner, budget: Budget) -> Iterator[None]:
-    """Route every attempt ``runner`` makes through ``budget`` while the block runs.
+def capped(runner: LLMRunner, budget: Budget, price: Price | None) -> Iterator[None]:
+    """Route every attempt ``runner`` makes through ``budget`` while the block runs;
+    ``price`` is the runner's model's (None: it bills nothing).
 
     The runner owns retries, concurrency and the cache and calls its backend's
     ``execute`` (remote, once per attempt) or ``generate_batch`` (local); those two are
@@ -112,16 +116,16 @@ def capped(runner: LLMRunner, budget: Budget) -> Iterator[None]:
     execute, generate_batch = backend.execute, backend.generate_batch
 
     async def capped_execute(request: ChatRequest) -> ChatResponse:
-        held = budget.worst_usd(backend, request)
+        held = budget.worst_usd(backend, request, price)
         budget.admit(1, held)
         t0 = time.monotonic()
         try:
             response = await execute(request)
         except BaseException:
-            budget.settle(held, None)
+            budget.settle(held, None, price)
             raise
         budget.seconds_per_call.append(time.monotonic() - t0)
-        budget.settle(held, response)
+        budget.settle(held, response, price)
         return response
 
     def capped_generate(requests: Sequence[ChatRequest]) -> list[ChatResponse]:

@@ -53,6 +53,27 @@ class SearchSpace(BaseModel):
         description="Sampling temperatures tried for free-text answers (a constrained "
         "answer does not sample, so it is tried at the candidate's own temperature).",
     )
+    rewrites: int = Field(
+        default=0,
+        ge=0,
+        le=32,
+        description="System instructions an LLM (the proposer) writes, each tried as one "
+        "more setting: half from a summary of the task (label names and descriptions, a "
+        "few train examples), the rest after the first round as rewrites of the best "
+        "prompt from its validation failures (GEPA-style). Each is one paid call.",
+    )
+    proposer: str | None = Field(
+        default=None,
+        description="Entry under 'llms:' that writes the rewrites; by default the "
+        "candidate's own llm where it is an API model (a local model is not asked to "
+        "write prompts unless named here).",
+    )
+    proposer_max_tokens: int = Field(
+        default=400,
+        ge=32,
+        le=4096,
+        description="Output tokens of one proposer call (the printed maximum counts them).",
+    )
 
     @field_validator("templates", "shots", "selectors", "answers", "temperatures")
     @classmethod
@@ -78,6 +99,15 @@ class SearchSpace(BaseModel):
         if bad:
             raise ValueError(f"temperatures must be 0 to 2, not {bad}")
         return v
+
+    @model_validator(mode="after")
+    def _proposer(self) -> SearchSpace:
+        if self.proposer is not None and self.rewrites == 0:
+            raise ValueError(
+                f"proposer '{self.proposer}' is set but rewrites is 0: set rewrites (e.g. 4) "
+                "or remove proposer"
+            )
+        return self
 
     @field_validator("instructions")
     @classmethod

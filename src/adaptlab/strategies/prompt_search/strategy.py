@@ -16,16 +16,24 @@ shortlist is answered on the whole validation split, and its best replaces the
 default only where an exact McNemar test on those paired answers gives p < ``alpha``.
 Otherwise the default stays, and ``info["prompt_search"]["decision"]`` says why.
 
+With ``space.rewrites: N``, a proposer LLM writes N more system instructions, each
+one more setting (:mod:`.propose`): the first from a summary of the task before the
+first round, the rest after it as rewrites of the best prompt from its validation
+failures (GEPA-style); those join the second round on its whole minibatch.
+
 Budget-true: before anything is sent, the maximum calls, tokens and USD of the search
-are printed (:meth:`PromptSearch.bound`); ``max_calls``, ``max_usd`` and ``max_minutes``
-are enforced on every attempt the runner makes (:mod:`.budget`). The chosen prompt is
-then answered like any prompted candidate (:class:`PromptStrategy.predict`), so its
-tokens per request enter its cost. The search is recorded in ``info["tuning"]``.
+(the proposer's N calls at ``proposer_max_tokens`` included) are printed
+(:meth:`PromptSearch.bound`); ``max_calls``, ``max_usd`` and ``max_minutes`` are enforced
+on every attempt the runner makes (:mod:`.budget`). The chosen prompt is then answered
+like any prompted candidate (:class:`PromptStrategy.predict`), so its tokens per
+request enter its cost. The search is recorded in ``info["tuning"]``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import difflib
 import itertools
 import math
 import random
@@ -35,19 +43,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from adaptlab.backends import BACKENDS, GenerativeBackend
 from adaptlab.backends.runner import LLMRunError
 from adaptlab.core.errors import AdaptlabError, ConfigError
 from adaptlab.core.format import usd as fmt_usd
 from adaptlab.llm.prices import price_for
 from adaptlab.prompts import is_builtin
 from adaptlab.strategies.base import StrategyContext, StrategyOptions
+from adaptlab.strategies.prompt_search import propose
 from adaptlab.strategies.prompt_search.budget import Budget, BudgetSpent, capped
 from adaptlab.strategies.prompt_search.config import PromptSearchOptions
+from adaptlab.strategies.prompt_search.propose import Proposal
 from adaptlab.strategies.prompting import PromptStrategy, constrained
 from adaptlab.strategies.prompting.config import PromptOptions
 
 if TYPE_CHECKING:
-    from adaptlab.backends.base import GenerativeBackend
+    from adaptlab.backends.runner import LLMRunner
+    from adaptlab.config import CandidateConfig, ProjectConfig
     from adaptlab.data import Example, Split
     from adaptlab.llm.prices import Price
     from adaptlab.llm.types import ChatRequest
@@ -98,7 +110,9 @@ class Trial:
     options: PromptOptions
     strategy: PromptStrategy
     correct: dict[int, float] = field(default_factory=dict)  # val index -> 1.0 / 0.0
+    got: dict[int, str] = field(default_factory=dict)  # val index -> the answer, as read
     fitted: bool = False
+    proposal: Proposal | None = None  # the proposer call that wrote its instruction
 
     def score(self, idx: Sequence[int]) -> float:
         return sum(self.correct[i] for i in idx) / max(len(idx), 1)
@@ -116,6 +130,35 @@ class Bound:
     output_tokens: int
     usd: float | None
     requests: list[ChatRequest]
+
+
+@dataclass
+class RewritePlan:
+    """The proposer calls of a search (nothing sent yet): the summary requests, exact;
+    how many reflections follow the first round, each bounded by ``reflect_request``'s
+    prompt tokens plus ``reflect_slack``; the proposer's backend (to count tokens) and
+    price."""
+
+    summary: list[ChatRequest]
+    reflect: int
+    reflect_request: ChatRequest
+    reflect_slack: int
+    backend: GenerativeBackend
+    price: Price | None
+
+    @property
+    def calls(self) -> int:
+        return len(self.summary) + self.reflect
+
+
+def _usd(tok_in: int, tok_out: int, price: Price | None) -> float:
+    return 0.0 if price is None else (tok_in * price.input + tok_out * price.output) / 1e6
+
+
+def _is_remote(backend: str) -> bool:
+    """Whether an ``llms:`` backend answers through an API (not a local model)."""
+    cls = BACKENDS.get(backend)
+    return not (isinstance(cls, type) and issubclass(cls, GenerativeBackend) and cls.local)
 
 
 class PromptSearch(PromptStrategy):
@@ -136,6 +179,8 @@ class PromptSearch(PromptStrategy):
         )
         self.opts = self.base
         self._chosen: dict[str, Any] | None = None
+        self._proposals: list[Proposal] = []
+        self._calibrate_choice: str | None = None  # "auto" as the default decided it
 
     @classmethod
     def needs_encoder(cls, options: StrategyOptions) -> bool:
@@ -275,6 +320,7 @@ class PromptSearch(PromptStrategy):
         val: Sequence[Example],
         backend: GenerativeBackend,
         price: Price | None,
+        rewrites: RewritePlan | None = None,
     ) -> Bound:
         """The most the search sends, for these trials on ``val`` (nothing is sent).
 
@@ -282,16 +328,22 @@ class PromptSearch(PromptStrategy):
         (plus the content-free inputs of calibration, for a local scored model); in
         round r, at most n_r other settings answer the round's new inputs, and the
         bound takes the n_r costliest (by prompt tokens, by output tokens and by USD,
-        each its own maximum).
+        each its own maximum). A rewrite (``rewrites``) is one proposer call and one
+        setting whose prompt is, per input, at most the costliest setting's plus the
+        longest instruction kept (:data:`~.propose.INSTRUCTION_BYTES`; a token covers a
+        byte at least); a reflection joins round 1 on its whole minibatch, which the
+        schedule of ``len(trials) + rewrites`` settings pays for in rounds 0 and 1.
         """
+        n_rw = rewrites.calls if rewrites is not None else 0
         order = self.val_order(len(val))
         rounds = successive_halving(
-            len(trials), len(val), self.search.min_examples, self.search.eta, self.search.shortlist
+            len(trials) + n_rw,
+            len(val),
+            self.search.min_examples,
+            self.search.eta,
+            self.search.shortlist,
         )
         texts = [ex.text for ex in val]
-
-        def usd(tok_in: int, tok_out: int) -> float:
-            return 0.0 if price is None else (tok_in * price.input + tok_out * price.output) / 1e6
 
         per_trial = []  # (requests in val order, prompt tokens, output tokens)
         for trial in trials:
@@ -305,22 +357,43 @@ class PromptSearch(PromptStrategy):
             )
         default_reqs, d_in, d_out = per_trial[0]
         requests = list(default_reqs)
-        calls, tok_in, tok_out, money = len(val), sum(d_in), sum(d_out), usd(sum(d_in), sum(d_out))
+        calls, tok_in, tok_out = len(val), sum(d_in), sum(d_out)
+        money = _usd(sum(d_in), sum(d_out), price)
+        cal: list[tuple[list[ChatRequest], int, int]] = []  # each calibrating trial's
         for trial in trials:
             if not self._calibrates(trial, backend.local):
                 continue
             extra = trial.strategy.requests(list(constrained.CONTENT_FREE), contexts=None)
+            cf = [backend.count_tokens(r)[0] for r in extra]
+            cal.append((extra, sum(cf), sum(r.params.max_tokens for r in extra)))
+        if cal and n_rw:  # a proposed setting may calibrate as the costliest one does
+            cal += [max(cal, key=lambda c: (len(c[0]), c[1] + c[2]))] * n_rw
+        for extra, c_in, c_out in cal:
             requests += extra
             calls += len(extra)
-            cf = [backend.count_tokens(r)[0] for r in extra]
-            tok_in += sum(cf)
-            tok_out += sum(r.params.max_tokens for r in extra)
-            money += usd(sum(cf), sum(r.params.max_tokens for r in extra))
+            tok_in, tok_out, money = (
+                tok_in + c_in,
+                tok_out + c_out,
+                money + _usd(c_in, c_out, price),
+            )
+        if rewrites is not None and n_rw:
+            every = range(len(val))
+            worst_in = [max(t[1][i] for t in per_trial) + propose.INSTRUCTION_BYTES for i in every]
+            worst_out = [max(t[2][i] for t in per_trial) for i in every]
+            top = max(range(len(per_trial)), key=lambda j: sum(per_trial[j][1]))
+            per_trial += [(per_trial[top][0], worst_in, worst_out)] * n_rw
+            p_back, p_price, most = rewrites.backend, rewrites.price, rewrites.summary
+            for r in most:
+                p_in = p_back.count_tokens(r)[0]
+                out = r.params.max_tokens
+                calls, tok_in, tok_out = calls + 1, tok_in + p_in, tok_out + out
+                money += _usd(p_in, out, p_price)
+            requests += most
         done = 0
-        for n, m in rounds:
+        for r_i, (n, m) in enumerate(rounds):
             new = order[done:m]
             done = m
-            k = min(n, len(trials) - 1)
+            k = min(n, len(per_trial) - 1)
             costs = [
                 (sum(t_in[i] for i in new), sum(t_out[i] for i in new), j)
                 for j, (_reqs, t_in, t_out) in enumerate(per_trial[1:], start=1)
@@ -328,10 +401,20 @@ class PromptSearch(PromptStrategy):
             calls += k * len(new)
             tok_in += sum(sorted((c[0] for c in costs), reverse=True)[:k])
             tok_out += sum(sorted((c[1] for c in costs), reverse=True)[:k])
-            money += sum(sorted((usd(c[0], c[1]) for c in costs), reverse=True)[:k])
-            for _a, _b, j in sorted(costs, key=lambda c: usd(c[0], c[1]) + c[0], reverse=True)[:k]:
+            money += sum(sorted((_usd(c[0], c[1], price) for c in costs), reverse=True)[:k])
+            ranked = sorted(costs, key=lambda c: _usd(c[0], c[1], price) + c[0], reverse=True)
+            for _a, _b, j in ranked[:k]:
                 requests += [per_trial[j][0][i] for i in new]
-        return Bound(calls, tok_in, tok_out, money if price is not None else None, requests)
+            if r_i == 0 and rewrites is not None and rewrites.reflect:
+                one = rewrites.reflect_request
+                p_in = rewrites.backend.count_tokens(one)[0] + rewrites.reflect_slack
+                out = one.params.max_tokens
+                calls += rewrites.reflect
+                tok_in, tok_out = tok_in + rewrites.reflect * p_in, tok_out + rewrites.reflect * out
+                money += rewrites.reflect * _usd(p_in, out, rewrites.price)
+                requests += [one] * rewrites.reflect
+        priced = price is not None or (rewrites is not None and rewrites.price is not None)
+        return Bound(calls, tok_in, tok_out, money if priced else None, requests)
 
     def _calibrates(self, trial: Trial, local: bool) -> bool:
         """Whether ``trial`` asks for the content-free inputs of contextual calibration
@@ -357,12 +440,15 @@ class PromptSearch(PromptStrategy):
             return self.requests([ex.text for ex in split.test])
         trials = self.trials(split.train)
         price = price_for(backend.config)
-        bound = self.bound(trials, split.val, backend, price)
-        budget = Budget(self.search.max_calls, self.search.max_usd, None, price)
+        # The proposer's calls are counted on the candidate's model (its own llm by
+        # default; a dry run loads no other).
+        plan = self.rewrite_plan(trials, split.train, len(split.val), backend, price)
+        bound = self.bound(trials, split.val, backend, price, plan)
+        budget = Budget(self.search.max_calls, self.search.max_usd, None)
         search: list[ChatRequest] = []
         for r in bound.requests:
             try:
-                budget.admit(1, budget.worst_usd(backend, r))
+                budget.admit(1, budget.worst_usd(backend, r, price))
             except BudgetSpent:  # the caps end the search here
                 break
             search.append(r)
@@ -370,6 +456,188 @@ class PromptSearch(PromptStrategy):
         answers = [t.strategy.requests(texts) for t in trials]
         longest = max(answers, key=lambda reqs: sum(backend.count_tokens(r)[0] for r in reqs))
         return search + longest
+
+    # ------------------------------------------------------------ the rewrites
+
+    @classmethod
+    def check_project(
+        cls, options: StrategyOptions, config: ProjectConfig, candidate: CandidateConfig
+    ) -> tuple[tuple[str | int, ...], str, str] | None:
+        """The proposer of ``space.rewrites`` is an entry under ``llms:``; without one
+        named, the candidate's own llm must be an API model (a local one is not asked to
+        write prompts unless named)."""
+        assert isinstance(options, PromptSearchOptions)
+        problem = super().check_project(options, config, candidate)
+        space = options.space
+        if problem is not None or not space.rewrites:
+            return problem
+        remote = {name: _is_remote(llm.backend) for name, llm in config.llms.items()}
+        own = candidate.llm
+        listed = f" ({', '.join(remote)})" if remote else ""
+        name = space.proposer
+        if name is None:
+            if own is not None and remote.get(own, False):
+                return None
+            return (
+                ("space", "rewrites"),
+                f"{space.rewrites} rewrites need a proposer, and the candidate's llm "
+                f"'{own}' is a local model, not asked to write prompts unless named",
+                f"set space.proposer to an entry under 'llms:'{listed}, or remove rewrites",
+            )
+        if name not in remote:
+            close = difflib.get_close_matches(name, list(remote), n=1)
+            return (
+                ("space", "proposer"),
+                f"proposer '{name}' is not under 'llms:'",
+                (f"did you mean '{close[0]}'? " if close else "")
+                + f"name an entry under 'llms:'{listed}, or define '{name}' there",
+            )
+        return None
+
+    def rewrite_split(self, n_trials: int, n_val: int) -> tuple[int, int]:
+        """How many rewrites come from the task summary, and how many by reflection after
+        the first round: at most half reflect, and at most as many as leave the first
+        round one survivor beside them (so the schedule stays that of ``n_trials +
+        rewrites`` settings, which the printed maximum counts)."""
+        n = self.search.space.rewrites
+        s = self.search
+        rounds = successive_halving(n_trials + n, n_val, s.min_examples, s.eta, s.shortlist)
+        if len(rounds) < 2:
+            return n, 0
+        reflect = min(n // 2, rounds[1][0] - 1)
+        return n - reflect, reflect
+
+    def proposer(self) -> tuple[LLMRunner, str]:
+        """The runner that writes the rewrites, and its name for the record."""
+        name = self.search.space.proposer
+        if name is None:
+            if self.runner.backend.local:
+                raise ConfigError(
+                    "space.rewrites needs a proposer, and the candidate's llm is a local model",
+                    fix="set space.proposer to an API model under 'llms:', or remove rewrites",
+                )
+            return self.runner, "own"
+        if self.ctx.llm_named is None:
+            raise AdaptlabError(
+                f"prompt-search was set up without its proposer '{name}'",
+                fix="run it through adaptlab run (or make_context with with_llm=True)",
+            )
+        return self.ctx.llm_named(name), name
+
+    def instruction(self, trial: Trial) -> str:
+        """The system instruction ``trial`` sends: its own, else its template's."""
+        if trial.params["system"] is not None:
+            return str(trial.params["system"])
+        strategy = trial.strategy
+        return strategy.template.render(strategy.variables("", [])).parts["system"]
+
+    def rewrite_plan(
+        self,
+        trials: Sequence[Trial],
+        train: Sequence[Example],
+        n_val: int,
+        backend: GenerativeBackend,
+        price: Price | None,
+    ) -> RewritePlan | None:
+        """The proposer's calls, for the bound and the search (None: no rewrites)."""
+        space = self.search.space
+        if not space.rewrites:
+            return None
+        n_summary, n_reflect = self.rewrite_split(len(trials), n_val)
+        examples = propose.summary_examples(train, self.label_names, self.ctx.seed)
+        summary = propose.summary_requests(
+            self.ctx.labels,
+            examples,
+            self.instruction(trials[0]),
+            self.ctx.language,
+            n_summary,
+            seed=self.ctx.seed,
+            max_tokens=space.proposer_max_tokens,
+        )
+        labels, language = self.ctx.labels, self.ctx.language
+        return RewritePlan(
+            summary=summary,
+            reflect=n_reflect,
+            reflect_request=propose.reflect_bound(
+                labels, language, max_tokens=space.proposer_max_tokens
+            ),
+            reflect_slack=propose.reflect_slack(labels),
+            backend=backend,
+            price=price,
+        )
+
+    def _propose(
+        self, runner: LLMRunner, requests: Sequence[ChatRequest], phase: str
+    ) -> list[Proposal]:
+        """Ask the proposer; the proposals with an instruction that is new (the others are
+        recorded with why they were skipped). A cap that stops it skips the rest."""
+        proposals = [Proposal(phase, r) for r in requests]
+        self._proposals += proposals
+        if not proposals:
+            return []
+        try:
+            answers = runner.run_sync(requests, description=f"proposer: {phase} instructions")
+        except LLMRunError as exc:
+            if exc.kind != "budget":
+                raise
+            for p in proposals:
+                p.skipped = f"not sent: {exc.issue.message}"
+            return []
+        seen = {t.strip() for t in self.space()["system"] if t}
+        seen |= {p.instruction for p in self._proposals if p.instruction and p not in proposals}
+        kept = []
+        for p, answer in zip(proposals, answers, strict=True):
+            p.reply = answer.text
+            p.instruction, p.skipped = propose.read_instruction(answer)
+            if p.instruction is not None and p.instruction in seen:
+                p.instruction, p.skipped = None, "the same as an instruction already tried"
+            if p.instruction is not None:
+                seen.add(p.instruction)
+                kept.append(p)
+        return kept
+
+    def _proposed_trials(
+        self, proposals: Sequence[Proposal], params: dict[str, Any], train: Sequence[Example]
+    ) -> list[Trial]:
+        """One trial per proposal: ``params`` with the proposed system instruction."""
+        out = []
+        for p in proposals:
+            trial = self._trial({**params, "system": p.instruction})
+            if self._calibrate_choice is not None:
+                trial.options = trial.options.model_copy(
+                    update={"calibrate": self._calibrate_choice}
+                )
+                trial.strategy.opts = trial.options
+            trial.strategy.select_shots(train)
+            trial.proposal = p
+            out.append(trial)
+        return out
+
+    def _reflect(
+        self,
+        runner: LLMRunner,
+        best: Trial,
+        plan: RewritePlan,
+        val: Sequence[Example],
+        idx: Sequence[int],
+        train: Sequence[Example],
+    ) -> list[Trial]:
+        """Rewrites of ``best``'s instruction from its failures on the minibatch ``idx``."""
+        failures = [(val[i].text, val[i].label, best.got[i]) for i in idx if not best.correct[i]]
+        if not failures:
+            self.info["prompt_search_reflect"] = "no reflection: the best setting made no error"
+            return []
+        space = self.search.space
+        requests = propose.reflect_requests(
+            self.ctx.labels,
+            self.instruction(best),
+            failures,
+            self.ctx.language,
+            plan.reflect,
+            seed=self.ctx.seed,
+            max_tokens=space.proposer_max_tokens,
+        )
+        return self._proposed_trials(self._propose(runner, requests, "reflect"), best.params, train)
 
     # ------------------------------------------------------------ the search
 
@@ -386,11 +654,20 @@ class PromptSearch(PromptStrategy):
         price = price_for(runner.config)
         grid = self.settings()[1]
         trials = self.trials(train)
-        bound = self.bound(trials, val, runner.backend, price)
+        self._proposals = []
+        writer, writer_name = self.proposer() if self.search.space.rewrites else (runner, "")
+        writer_price = price_for(writer.config)
+        plan = self.rewrite_plan(trials, train, len(val), writer.backend, writer_price)
+        n_rw = plan.calls if plan is not None else 0
+        bound = self.bound(trials, val, runner.backend, price, plan)
         rounds = successive_halving(
-            len(trials), len(val), self.search.min_examples, self.search.eta, self.search.shortlist
+            len(trials) + n_rw,
+            len(val),
+            self.search.min_examples,
+            self.search.eta,
+            self.search.shortlist,
         )
-        self._announce(bound, rounds, grid, len(val), price)
+        self._announce(bound, rounds, grid, len(val), price, (writer_name, n_rw) if n_rw else None)
         self._check_minimum(trials[0], val, price)
 
         cap_calls, cap_usd, cap_min = (
@@ -398,12 +675,15 @@ class PromptSearch(PromptStrategy):
             self.search.max_usd,
             self.search.max_minutes,
         )
-        budget = Budget(cap_calls, cap_usd, None if cap_min is None else t0 + 60 * cap_min, price)
+        budget = Budget(cap_calls, cap_usd, None if cap_min is None else t0 + 60 * cap_min)
         records: list[dict[str, Any]] = []
         order = self.val_order(len(val))
         full = list(range(len(val)))
         default = trials[0]
-        with capped(runner, budget):
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(capped(runner, budget, price))
+            if writer.backend is not runner.backend:  # the proposer pays from the same caps
+                stack.enter_context(capped(writer, budget, writer_price))
             try:
                 self._evaluate(default, train, val, full, 0, budget, records)
             except LLMRunError as exc:
@@ -421,6 +701,7 @@ class PromptSearch(PromptStrategy):
                 # comparison is between prompts, not between calibrations.
                 found = default.strategy.info.get("calibration")
                 choice = found.get("chosen", "none") if isinstance(found, dict) else "none"
+                self._calibrate_choice = choice
                 for trial in trials[1:]:
                     trial.options = trial.options.model_copy(update={"calibrate": choice})
                     trial.strategy.opts = trial.options
@@ -432,6 +713,9 @@ class PromptSearch(PromptStrategy):
                     f"prompt search: {per:.2f} s per answer on this machine; the rest of the "
                     f"search takes at most about {rest:.1f} min{capped_at}"
                 )
+            if plan is not None:
+                kept = self._propose(writer, plan.summary, "summary")
+                trials += self._proposed_trials(kept, default.params, train)
             survivors = list(trials)
             try:
                 for r, (_n, m) in enumerate(rounds):
@@ -440,13 +724,24 @@ class PromptSearch(PromptStrategy):
                         self._evaluate(trial, train, val, idx, r, budget, records)
                     if m == len(val):
                         break
-                    keep = max(self.search.shortlist, math.ceil(len(survivors) / self.search.eta))
-                    survivors = sorted(survivors, key=lambda t: -t.score(idx))[:keep]
+                    # The schedule's sizes, not the survivors': a reflection takes a place.
+                    keep = rounds[r + 1][0]
+                    reflect = plan.reflect if plan is not None and r == 0 else 0
+                    survivors = sorted(survivors, key=lambda t: -t.score(idx))[
+                        : max(1, keep - reflect)
+                    ]
+                    if reflect and plan is not None:
+                        new = self._reflect(writer, survivors[0], plan, val, idx, train)
+                        trials += new
+                        survivors += new
             except LLMRunError as exc:
                 if exc.kind != "budget":
                     raise
             # A cap may have stopped a round: only settings answered on all of val compete.
             finals = [t for t in trials if len(t.correct) == len(val)]
+        for t in trials:
+            if t.proposal is not None and t.correct:
+                t.proposal.val_score = t.score(list(t.correct))
         self._choose(default, finals, full, val, budget, records, t0, bound)
 
     def _evaluate(
@@ -469,6 +764,7 @@ class PromptSearch(PromptStrategy):
             preds = trial.strategy.predict([val[i].text for i in todo])
             for i, p in zip(todo, preds, strict=True):
                 trial.correct[i] = float(p.label == val[i].label)
+                trial.got[i] = p.label if p.label is not None else f"(unreadable) {p.raw or ''}"
         records.append(
             {
                 "params": dict(trial.params),
@@ -511,10 +807,12 @@ class PromptSearch(PromptStrategy):
             )
         self._adopt(chosen)
         minutes = (time.monotonic() - t0) / 60
+        space = self.space()
+        space["system"] += [q.instruction for q in self._proposals if q.instruction is not None]
         self.info["tuning"] = {
             "method": "successive halving",
             "metric": "accuracy",
-            "space": self.space(),
+            "space": space,
             "default": {
                 "params": dict(default.params),
                 "val_score": default.score(full),
@@ -544,7 +842,14 @@ class PromptSearch(PromptStrategy):
                 "p_value": p,
                 "alpha": alpha,
                 "why": why,
+                # The system instruction answering from now on, as sent; and whether
+                # the proposer wrote it ("summary" / "reflect") or not (None).
+                "instruction": self.instruction(chosen),
+                "written_by": chosen.proposal.phase if chosen.proposal is not None else None,
             },
+            # Each proposer call: its prompt, its answer, the instruction read (or why it
+            # was skipped) and that instruction's validation accuracy where it was tried.
+            "proposals": [q.record() for q in self._proposals],
             # As decided ("contextual" or "none"; "auto" resolved), for restore_fit.
             "calibrate": "contextual" if chosen.strategy._calibrated else "none",
             "planned": {
@@ -587,13 +892,20 @@ class PromptSearch(PromptStrategy):
         grid: int,
         n_val: int,
         price: Price | None,
+        proposer: tuple[str, int] | None = None,
     ) -> None:
         s = self.search
         sizes = " -> ".join(str(m) for _n, m in rounds)
-        if price is None:
+        if bound.usd is None:
             money = "no API bill (self-hosted)" if self.runner.backend.local else "USD unknown"
         else:
-            money = f"at most {fmt_usd(bound.usd or 0.0)} ({price.source})"
+            source = price.source if price is not None else "the proposer's price"
+            money = f"at most {fmt_usd(bound.usd)} ({source})"
+        writes = ""
+        if proposer is not None:
+            name, n = proposer
+            who = "the candidate's own llm" if name == "own" else f"llm '{name}'"
+            writes = f" ({n} of them rewrites, {n} proposer calls to {who})"
         caps = ", ".join(
             f"{name} {'none' if v is None else f'{v:g}'}"
             for name, v in (
@@ -609,7 +921,7 @@ class PromptSearch(PromptStrategy):
             else ""
         )
         self.ctx.progress.info(
-            f"prompt search: {rounds[0][0]} settings (of {grid}), successive halving on "
+            f"prompt search: {rounds[0][0]} settings (of {grid}){writes}, successive halving on "
             f"validation inputs {sizes} (the unoptimised prompt on all {n_val}); at most "
             f"{calls:,} calls, {bound.input_tokens:,} prompt + {bound.output_tokens:,} output "
             f"tokens, {money}; caps: {caps}. Retries count as calls; cached answers are free"
@@ -634,7 +946,7 @@ class PromptSearch(PromptStrategy):
                 fix=f"raise max_calls to at least {len(todo)} (more leaves room to search), "
                 "or make the validation split smaller (data.val_size)",
             )
-        worst = sum(Budget(None, None, None, price).worst_usd(runner.backend, r) for r in todo)
+        worst = sum(Budget.worst_usd(runner.backend, r, price) for r in todo)
         if self.search.max_usd is not None and worst > self.search.max_usd:
             raise ConfigError(
                 f"max_usd: {self.search.max_usd:g} cannot pay for the unoptimised prompt on the "

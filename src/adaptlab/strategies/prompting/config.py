@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictBool,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from adaptlab.strategies.base import StrategyOptions
+from adaptlab.strategies.tuning import TuneOptions, UnitFloat, check_values
+
+if TYPE_CHECKING:
+    from adaptlab.config import ProjectConfig
 
 #: Options of constrained answers, left out of a dump unless set (see PromptOptions._dump).
 ANSWER_OPTIONS = ("answer", "calibrate", "length_norm")
@@ -120,7 +133,9 @@ class PromptOptions(StrategyOptions):
         # The answer options enter a dump (and so a result key) only when set: a
         # fine-tune's key stays what it was before they existed. A prompted candidate's
         # key holds them through PromptStrategy.key_extra, where the mode changed.
-        out: dict[str, object] = handler(self)
+        return self._drop_unset(handler(self))
+
+    def _drop_unset(self, out: dict[str, object]) -> dict[str, object]:
         for name in ANSWER_OPTIONS:
             if name in out and name not in self.model_fields_set:
                 del out[name]
@@ -134,14 +149,126 @@ class PromptOptions(StrategyOptions):
         return 16 if task == "classification" and self.output == "text" else 256
 
 
-class ZeroShotPromptOptions(PromptOptions):
+#: A passage count ``tune.context_k`` may try (``context_k``'s own bounds).
+ContextK = Annotated[StrictInt, Field(gt=0, le=50)]
+
+
+class ContextTune(TuneOptions):
+    """``tune:`` of a prompted candidate with ``context_k``: how its passages are retrieved,
+    chosen by successive halving on the validation split. Every setting answers nested,
+    growing prefixes of the shuffled validation inputs (the answers are paid calls, and a
+    prefix answered before comes back from the response cache); the candidate's own
+    setting answers all of it. A list left out keeps the candidate's (or ``rag:``'s)
+    value, and with no list set ``context_k`` is searched at half and twice its value.
+    """
+
+    context_k: list[ContextK] | None = Field(
+        default=None, description="Passages per prompt to try (1 to 50)."
+    )
+    hybrid_weight: list[UnitFloat] | None = Field(
+        default=None,
+        description="Dense shares of the hybrid score to try, each in [0, 1] (rag.mode "
+        "'hybrid' only); the default is rag.hybrid_weight.",
+    )
+    reranker: list[StrictBool] | None = Field(
+        default=None,
+        description="Reranking on (true) and/or off (false) to try; needs rag.reranker, "
+        "which is the default.",
+    )
+
+    @field_validator("context_k", "hybrid_weight", "reranker")
+    @classmethod
+    def _values(cls, value: list[object] | None, info: ValidationInfo) -> list[object] | None:
+        check_values(str(info.field_name), value)
+        return value
+
+
+class ContextTunedOptions(PromptOptions):
+    """The prompting strategies' options with ``tune:`` of retrieval (``context_k`` > 0)."""
+
+    tune: ContextTune | None = Field(
+        default=None,
+        description="RAG: choose context_k (and rag's hybrid_weight and reranker on/off) "
+        "on the validation split within max_minutes; the test split is answered with the "
+        "best. Needs context_k > 0.",
+    )
+
+    #: The default setting's hybrid_weight and reranker are the project's ``rag:``.
+    tune_reads_project: ClassVar[bool] = True
+
+    @model_validator(mode="after")
+    def _tune_needs_context(self) -> ContextTunedOptions:
+        if self.tune is not None and not self.context_k:
+            raise ValueError(
+                "tune: searches how passages are retrieved, and context_k is 0 (no "
+                "retrieval); set context_k (e.g. 3) with a rag: section, or remove tune:"
+            )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        # Replaces PromptOptions._dump (pydantic keeps one serializer of a name): tune
+        # enters a dump, and so a result key, only when set.
+        out = self._drop_unset(handler(self))
+        if out.get("tune", 0) is None:
+            del out["tune"]
+        return out
+
+    def tuning_space(
+        self, project: ProjectConfig | None = None
+    ) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+        """(the default setting, the values ``tune:`` searches). The default holds
+        ``context_k`` and, where ``tune:`` lists them, ``hybrid_weight`` and ``reranker``
+        at ``project``'s ``rag:`` values (None without a project: the dry run's count)."""
+        assert self.tune is not None
+        rag = project.rag if project is not None else None
+        space: dict[str, list[Any]] = dict(self.tune.space())
+        default: dict[str, Any] = {"context_k": self.context_k}
+        if "hybrid_weight" in space:
+            default["hybrid_weight"] = rag.hybrid_weight if rag is not None else None
+        if "reranker" in space:
+            default["reranker"] = rag is not None and rag.reranker is not None
+        if not space:
+            k = self.context_k
+            space["context_k"] = sorted({max(1, k // 2), min(50, 2 * k)} - {k}) or [k + 1]
+        return default, space
+
+    def check_project(self, project: ProjectConfig) -> tuple[tuple[str, ...], str, str] | None:
+        """``(key under the candidate's params, problem, fix)`` where ``tune:`` asks for
+        what the project's ``rag:`` cannot do; None when it fits."""
+        if self.tune is None:
+            return None
+        rag = project.rag
+        if rag is None:
+            return (
+                ("tune",),
+                "tune: searches retrieval, and the project has no rag: section",
+                "add rag: {docs: docs} to adaptlab.yaml, or remove tune:",
+            )
+        if self.tune.hybrid_weight is not None and rag.mode != "hybrid":
+            return (
+                ("tune", "hybrid_weight"),
+                f"tune.hybrid_weight weighs the hybrid score, and rag.mode is '{rag.mode}'",
+                "set rag.mode: hybrid, or remove hybrid_weight from tune:",
+            )
+        if self.tune.reranker is not None and rag.reranker is None:
+            return (
+                ("tune", "reranker"),
+                "tune.reranker turns reranking on and off, and rag: names no reranker",
+                "set rag.reranker to a cross-encoder (a folder or hub name), or remove "
+                "reranker from tune:",
+            )
+        return None
+
+
+class ZeroShotPromptOptions(ContextTunedOptions):
     shots: int = Field(default=0, ge=0, le=0, description="Zero-shot: no examples.")
 
 
-class FewShotPromptOptions(PromptOptions):
+class FewShotPromptOptions(ContextTunedOptions):
     shots: int = Field(default=8, ge=1, le=64, description="Examples shown in the prompt.")
 
 
-class CoTPromptOptions(PromptOptions):
+class CoTPromptOptions(ContextTunedOptions):
     reasoning: bool = Field(default=True, description="Chain-of-thought (always on here).")
     shots: int = Field(default=0, ge=0, le=64, description="Examples shown in the prompt.")

@@ -38,14 +38,16 @@ from adaptlab.prompts import PromptTemplate
 from adaptlab.rag.context import format_context, make_passages, passages_json, strip_citations
 from adaptlab.strategies.base import Strategy, StrategyContext, StrategyOptions
 from adaptlab.strategies.prompting import constrained
+from adaptlab.strategies.prompting import tune as retrieval_tune
 from adaptlab.strategies.prompting.config import (
     ANSWER_OPTIONS,
+    ContextTunedOptions,
     CoTPromptOptions,
     FewShotPromptOptions,
     PromptOptions,
     ZeroShotPromptOptions,
 )
-from adaptlab.strategies.state import load_arrays, save_arrays
+from adaptlab.strategies.state import check, load_arrays, save_arrays
 
 if TYPE_CHECKING:
     import numpy as np
@@ -86,7 +88,7 @@ class PromptStrategy(Strategy):
     """Prompt the candidate's ``llm`` with a template; every option in one place."""
 
     name: ClassVar[str] = "prompt"
-    Options: ClassVar[type[StrategyOptions]] = PromptOptions
+    Options: ClassVar[type[StrategyOptions]] = ContextTunedOptions
     generative: ClassVar[bool] = True
     tasks: ClassVar[tuple[str, ...]] = ("classification", "extraction", "generation")
 
@@ -102,6 +104,9 @@ class PromptStrategy(Strategy):
         self._fixed: list[Example] = []
         self._pool_vectors: np.ndarray | None = None
         self._retrieval_ms: list[float] = []
+        # The retrieval setting ``tune:`` chose (context_k, and hybrid_weight and
+        # reranker where searched); empty: the candidate's context_k and rag:'s.
+        self.retrieval_setting: dict[str, Any] = {}
         # Contextual calibration of scored answers: each label's log content-free
         # probability (subtracted), once decided; None: not calibrated.
         self._offsets: list[float] | None = None
@@ -141,6 +146,8 @@ class PromptStrategy(Strategy):
         self.select_shots(train)
         if self.ctx.llm is not None and self.scored:
             self.choose_calibration(val)
+        if isinstance(self.opts, ContextTunedOptions) and self.opts.tune is not None:
+            retrieval_tune.tune_retrieval(self, val)
 
     # ------------------------------------------------------------ constrained answers
 
@@ -350,7 +357,17 @@ class PromptStrategy(Strategy):
                 fix="add a 'rag:' section to adaptlab.yaml (rag: {docs: docs}) pointing at a "
                 "folder of .md, .txt, .html or .pdf files, or set context_k: 0",
             )
-        hits, ms = self.ctx.retrieve(list(texts), self.opts.context_k)
+        setting = self.retrieval_setting
+        k = int(setting.get("context_k", self.opts.context_k))
+        if "hybrid_weight" in setting or "reranker" in setting:
+            hits, ms = self.ctx.retrieve(
+                list(texts),
+                k,
+                weight=setting.get("hybrid_weight"),
+                rerank=setting.get("reranker"),
+            )
+        else:
+            hits, ms = self.ctx.retrieve(list(texts), k)
         self._retrieval_ms = ms
         return [make_passages(h) for h in hits]
 
@@ -528,6 +545,8 @@ class PromptStrategy(Strategy):
             return [{"id": ex.id, "text": ex.text, "label": ex.label} for ex in examples]
 
         state: dict[str, Any] = {"fixed": rows(self._fixed)}
+        if self.retrieval_setting:
+            state["retrieval"] = dict(self.retrieval_setting)
         if self._offsets is not None:
             state["calibration_offsets"] = list(self._offsets)
         if self._pool_vectors is not None:
@@ -544,6 +563,9 @@ class PromptStrategy(Strategy):
             return out
 
         self._fixed = examples(state.get("fixed") or [])
+        retrieval = state.get("retrieval") or {}
+        check(_retrieval_setting(retrieval), folder, "retrieval setting")
+        self.retrieval_setting = dict(retrieval)
         offsets = state.get("calibration_offsets")
         if isinstance(offsets, list) and len(offsets) == len(self.label_names):
             self._offsets, self._calibrated = [float(x) for x in offsets], True
@@ -564,6 +586,19 @@ class PromptStrategy(Strategy):
         responses = self.runner.run_sync(requests, description="consistency samples")
         preds = [self._prediction(r) for r in responses]
         return [preds[s * len(texts) : (s + 1) * len(texts)] for s in range(n)]
+
+
+def _retrieval_setting(value: Any) -> bool:
+    """Whether an exported state's retrieval setting is one ``tune:`` can choose."""
+    if not isinstance(value, dict) or not set(value) <= {"context_k", "hybrid_weight", "reranker"}:
+        return False
+    k, w, rerank = value.get("context_k", 1), value.get("hybrid_weight"), value.get("reranker")
+    return (
+        type(k) is int
+        and 1 <= k <= 50
+        and (w is None or (type(w) in (int, float) and 0 <= w <= 1))
+        and (rerank is None or type(rerank) is bool)
+    )
 
 
 def with_context(
