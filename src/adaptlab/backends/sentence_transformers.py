@@ -120,6 +120,16 @@ def load_sentence_transformer(name: str, device: str) -> Any:
     return _LOADED[key]
 
 
+def position_limit(model: Any) -> int:
+    """The most tokens an input can have in ``model`` (a SentenceTransformer): the
+    position embeddings of the transformer under it (512 when it does not say)."""
+    try:
+        config = model[0].auto_model.config
+        return int(getattr(config, "max_position_embeddings", 512))
+    except (AttributeError, IndexError, TypeError, KeyError):
+        return 512
+
+
 class SentenceTransformerBackend(EncoderBackend):
     name: ClassVar[str] = "sentence-transformers"
     can_train: ClassVar[bool] = True
@@ -133,6 +143,13 @@ class SentenceTransformerBackend(EncoderBackend):
         self.model = (
             model if model is not None else load_sentence_transformer(options.name, self.device)
         )
+        limit = position_limit(self.model)
+        #: The asked-for max_seq_length when it was more than the model's positions
+        #: (then capped to them: longer inputs would crash the forward pass); else None.
+        self.capped_from: int | None = None
+        if options.max_seq_length > limit:
+            self.capped_from = options.max_seq_length
+            self.options = options = options.model_copy(update={"max_seq_length": limit})
         self.model.max_seq_length = options.max_seq_length
         self.use_bf16 = options.precision == "bf16" or (
             options.precision == "auto" and bf16_supported(self.device)

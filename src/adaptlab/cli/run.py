@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import functools
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import click
+from rich.padding import Padding
 from rich.text import Text
 
 from adaptlab.cli.common import console, print_summary, project_option, set_interrupt_hint
 
 if TYPE_CHECKING:
+    from adaptlab.cli.progress import RichProgress
+    from adaptlab.config import CandidateConfig
+    from adaptlab.data import Split
     from adaptlab.engine.project import Project
+    from adaptlab.engine.runner import Models
     from adaptlab.engine.summary import ProjectSummary
 
 
@@ -21,11 +29,14 @@ def run_and_summarize(
     force: bool = False,
     leave_out: dict[str, str] | None = None,
     batch: bool = False,
+    long_runs: Literal["ask", "yes", "no"] = "ask",
 ) -> tuple[Project, ProjectSummary]:
     """Run the project with rich progress and print the results.
 
     ``leave_out``: candidate names not to run this time, with the reason shown;
-    ``batch``: evaluate through the providers' batch APIs (``evaluation.batch: true``).
+    ``batch``: evaluate through the providers' batch APIs (``evaluation.batch: true``);
+    ``long_runs``: what happens to a candidate estimated past ``evaluation.max_minutes``
+    ("ask" in a terminal, else skip; "yes" runs it; "no" skips it).
     """
     from adaptlab.cli.progress import RichProgress
     from adaptlab.core.format import number
@@ -67,6 +78,9 @@ def run_and_summarize(
                 )
             ),
         )
+        events.before_compute = functools.partial(
+            estimate_and_ask, project, progress, say, str(project_dir), long_runs
+        )
         outcome = run_project(
             project,
             only=only or None,
@@ -75,12 +89,78 @@ def run_and_summarize(
             events=events,
             leave_out=leave_out,
         )
+    if not outcome.computed and not outcome.reused:
+        from adaptlab.core.errors import AdaptlabError
+
+        raise AdaptlabError(
+            "no candidate ran this time: each one was skipped, for the reason shown above",
+            fix=f"run one with 'adaptlab run -p {project_dir} -c NAME --yes', or change what "
+            "the reason names",
+            code="nothing-ran",
+        )
     summary = summarize_project(project, outcome.run_id)
     print_summary(summary)
     from adaptlab.store.db import display
 
     console.print(f"run {outcome.run_id} stored in {display(project.store)}", markup=False)
     return project, summary
+
+
+def estimate_and_ask(
+    project: Project,
+    progress: RichProgress,
+    say: Callable[[Text], None],
+    project_dir: str,
+    long_runs: Literal["ask", "yes", "no"],
+    candidates: Sequence[CandidateConfig],
+    models: Models,
+    split: Split,
+) -> dict[str, str]:
+    """Say each candidate's estimated time before the run starts; ask about (or skip) the
+    ones past ``evaluation.max_minutes``. Returns the candidates skipped, with why."""
+    from adaptlab.core.format import duration
+    from adaptlab.engine.estimate import estimate_times
+
+    if not candidates:
+        return {}
+    say(Text("estimating each candidate's time on this machine (a few real steps)…", "dim"))
+    estimates = estimate_times(project, candidates, models, split, progress, count_loads=False)
+    for est in estimates:
+        say(Text(f"  time: {est.line()}", "dim"))
+    known = [e.seconds for e in estimates if e.seconds is not None]
+    if len(known) > 1:
+        say(Text(f"  time: about {duration(sum(known))} in all", "dim"))
+    limit = project.config.evaluation.max_minutes
+    if limit is None or long_runs == "yes":
+        return {}
+    skipped = {}
+    interactive = long_runs == "ask" and can_ask()
+    for est in estimates:
+        if est.seconds is None or est.seconds <= 60 * limit:
+            continue
+        over = (
+            f"estimated at about {duration(est.seconds)} on this machine, over "
+            f"evaluation.max_minutes ({limit:g} min)"
+        )
+        if interactive:
+            progress.progress.stop()
+            try:
+                go = click.confirm(f"{est.candidate} is {over}. Run it now?", default=True)
+            finally:
+                progress.progress.start()
+            if go:
+                continue
+        how = f"adaptlab run -p {project_dir} -c {est.candidate} --yes"
+        why = "" if interactive or long_runs == "no" else " (no terminal to ask in)"
+        skipped[est.candidate] = (
+            f"{over}{why}; run it with '{how}', or raise evaluation.max_minutes in adaptlab.yaml"
+        )
+    return skipped
+
+
+def can_ask() -> bool:
+    """Whether a person can answer a question: stdin and the console are terminals."""
+    return sys.stdin.isatty() and console.is_terminal
 
 
 @click.command()
@@ -99,7 +179,27 @@ def run_and_summarize(
     "APIs: half the price, answered within 24 h; a rerun re-attaches to a batch in flight "
     "(evaluation.batch: true in adaptlab.yaml does the same).",
 )
-def run(project_dir: str, only: tuple[str, ...], force: bool, dry_run: bool, batch: bool) -> None:
+@click.option(
+    "--yes",
+    "-y",
+    is_flag=True,
+    help="Run candidates estimated past evaluation.max_minutes without asking.",
+)
+@click.option(
+    "--no-input",
+    is_flag=True,
+    help="Ask nothing: skip candidates estimated past evaluation.max_minutes (saying how to "
+    "run them).",
+)
+def run(
+    project_dir: str,
+    only: tuple[str, ...],
+    force: bool,
+    dry_run: bool,
+    batch: bool,
+    yes: bool,
+    no_input: bool,
+) -> None:
     """Run every candidate on the same holdout and store each prediction.
 
     Candidates whose options, model, labels and data are unchanged since a stored
@@ -109,14 +209,16 @@ def run(project_dir: str, only: tuple[str, ...], force: bool, dry_run: bool, bat
     if dry_run:
         print_plan(project_dir)
         return
-    run_and_summarize(project_dir, only, force, batch=batch)
+    if yes and no_input:
+        raise click.UsageError("--yes runs long candidates and --no-input skips them; give one")
+    long_runs: Literal["ask", "yes", "no"] = "yes" if yes else "no" if no_input else "ask"
+    run_and_summarize(project_dir, only, force, batch=batch, long_runs=long_runs)
 
 
 def print_plan(project_dir: str | Path) -> None:
     """``run --dry-run``: each remote candidate's requests, tokens and cost, what training
     would cost, and the projected API cost of the run; nothing is sent."""
     from rich import box
-    from rich.padding import Padding
     from rich.table import Table
 
     from adaptlab.core.format import and_list, dollars, usd
@@ -174,7 +276,48 @@ def print_plan(project_dir: str | Path) -> None:
             console.print(Padding(Text(f"{p.name}: {p.note.split('; ', 1)[-1]}"), (0, 0, 0, 2)))
     of_it = f" ({usd(training)} of it training)" if training else ""
     console.print(f"projected API cost of this run: {usd(total)}{of_it}")
+    print_time_estimates(project, [p.name for p in plans if "would be skipped" not in p.note])
     # The prompts' language, as the run will say it: the same templates are priced above.
     for kind, line in project.language_notes():
         warn = ("warning: ", "yellow") if kind == "warning" else ""
         console.print(Text.assemble(warn, line), soft_wrap=True)
+
+
+def print_time_estimates(project: Project, names: Sequence[str]) -> None:
+    """The dry run's wall-time estimates, from a probe run here (a few training steps and
+    answers of each local candidate; nothing is sent to a paid API and nothing is stored).
+    Candidates whose result is stored, unchanged, are reused by a run and cost nothing."""
+    from contextlib import closing
+
+    from adaptlab.cli.progress import RichProgress
+    from adaptlab.core.format import duration
+    from adaptlab.engine.estimate import estimate_times
+    from adaptlab.engine.runner import Models, result_key
+    from adaptlab.store import RunStore
+
+    split = project.split()
+    cands = [c for c in project.config.candidates if c.name in names]
+    stored: set[str] = set()
+    if project.has_store:
+        with RunStore(project.store) as store:
+            stored = {c.name for c in cands if store.has_result(result_key(project, c, split))}
+    todo = [c for c in cands if c.name not in stored]
+    limit = project.config.evaluation.max_minutes
+    console.print(
+        "time on this machine (measured now: a few real training steps and answers of "
+        "each candidate):"
+    )
+    with closing(Models(project)) as models, RichProgress(console) as progress:
+        estimates = estimate_times(project, todo, models, split, progress)
+    for est in estimates:
+        over = limit is not None and est.seconds is not None and est.seconds > 60 * limit
+        style = "yellow" if over else ""
+        tail = f" — over evaluation.max_minutes ({limit:g} min): run asks first" if over else ""
+        console.print(Padding(Text(est.line() + tail, style), (0, 0, 0, 2)))
+    for name in sorted(stored):
+        console.print(
+            Padding(Text(f"{name}: stored and unchanged, reused (no time)"), (0, 0, 0, 2))
+        )
+    known = [e.seconds for e in estimates if e.seconds is not None]
+    if known:
+        console.print(f"estimated time of this run: about {duration(sum(known))}")

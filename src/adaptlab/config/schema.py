@@ -331,6 +331,15 @@ class EvaluationConfig(_Strict):
         "60 s admits the TF-IDF baseline on a few thousand examples on 2 cores (10-30 s "
         "quiet, up to 77 s measured under load), and leaves out fine-tunes.",
     )
+    max_minutes: float | None = Field(
+        default=30.0,
+        gt=0,
+        description="Before it starts, a candidate whose estimated wall time on this machine "
+        "(measured by a probe: a few training steps, a few answers; adaptlab run --dry-run "
+        "shows every estimate) passes this many minutes is asked about in a terminal, and "
+        "skipped without one or with --no-input (the message says how to run it); run "
+        "--yes runs it anyway. null: never ask.",
+    )
     consistency_samples: int = Field(
         default=0,
         ge=0,

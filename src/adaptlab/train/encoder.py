@@ -36,11 +36,13 @@ from __future__ import annotations
 import copy
 import os
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from adaptlab.backends.sentence_transformers import position_limit
 from adaptlab.core.progress import ProgressSink
 from adaptlab.core.types import CurvePoint
 from adaptlab.train import checkpoint
@@ -110,7 +112,7 @@ def train_encoder(
     np.random.seed(seed % 2**32)
     run = _Run(backend, options, seed, workdir, progress or ProgressSink())
     model = backend.clone_model()
-    cap = min(backend.options.max_seq_length, _position_limit(model))
+    cap = min(backend.options.max_seq_length, position_limit(model))
     lengths = token_lengths(model, x_train)
     max_length = choose_max_length(lengths, cap)
     run.lengths = {t: min(n, max_length) for t, n in zip(x_train, lengths, strict=True)}
@@ -132,6 +134,113 @@ def train_encoder(
         model.max_seq_length = backend.options.max_seq_length
     model.eval()
     return EncoderTrainResult(model, run.head, run.logreg, run.curves, run.info)
+
+
+@dataclass
+class EncoderStepProbe:
+    """A few real steps of :func:`train_encoder`, timed, and the epoch they sample.
+
+    ``seconds``: wall seconds of each timed step; ``padded_tokens``: the tokens each
+    of those batches computed (its size x its longest input, after the cut);
+    ``epoch_padded_tokens``: the same summed over one epoch's batches;
+    ``steps_per_epoch``; ``val_units``: one validation's work in steps (as the
+    trainer's own progress counts it); ``load_seconds``: copying the model.
+    """
+
+    seconds: list[float]
+    padded_tokens: list[int]
+    epoch_padded_tokens: int
+    steps_per_epoch: int
+    val_units: int
+    load_seconds: float
+
+    @property
+    def epoch_seconds(self) -> float:
+        """One epoch's training steps, scaled from the timed steps by padded tokens."""
+        return sum(self.seconds) / max(1, sum(self.padded_tokens)) * self.epoch_padded_tokens
+
+    @property
+    def validation_seconds(self) -> float:
+        """One validation pass (after each epoch)."""
+        return self.val_units * sum(self.seconds) / max(1, len(self.seconds))
+
+
+def probe_encoder_steps(
+    backend: SentenceTransformerBackend,
+    options: EncoderTrainOptions,
+    x_train: list[str],
+    y_train: list[int],
+    x_val: list[str],
+    *,
+    n_labels: int,
+    seed: int,
+    steps: int = 3,
+) -> EncoderStepProbe:
+    """Time ``steps`` training steps of :func:`train_encoder` on this machine.
+
+    A copy of the model, the same sequence length (from the data), length-grouped
+    batches, precision, loss and fused AdamW as a fit; the steps are batches at the
+    25th, 50th and 75th percentile of one epoch's padded tokens (after a warm-up
+    step on the smallest), each run twice and the faster kept, so an epoch scales by
+    padded tokens. Nothing is written;
+    ``backend``'s model is not changed. Raises ValueError on an empty train split.
+    """
+    import tempfile
+
+    import torch
+
+    if not x_train:
+        raise ValueError("the probe needs training texts")
+    t0 = time.perf_counter()
+    model = backend.clone_model()
+    load = time.perf_counter() - t0
+    cap = min(backend.options.max_seq_length, position_limit(model))
+    lengths = token_lengths(model, x_train)
+    max_length = choose_max_length(lengths, cap)
+    model.max_seq_length = max_length
+    model.train()
+    with tempfile.TemporaryDirectory(prefix="adaptlab-probe-") as tmp:
+        run = _Run(backend, options, seed, Path(tmp), ProgressSink())
+        run.lengths = {t: min(n, max_length) for t, n in zip(x_train, lengths, strict=True)}
+        heads: list[torch.nn.Module] = []
+        if options.method == "head":
+            dim = (
+                getattr(model, "get_embedding_dimension", None)
+                or model.get_sentence_embedding_dimension
+            )
+            dim = dim()
+            heads = [torch.nn.Linear(dim, n_labels)]
+            step_fn, item_lengths = run._head_step(model, heads[0], x_train, y_train)
+            val_units = run._val_units(len(x_val))
+        else:
+            step_fn, item_lengths = run._pair_step(model, x_train, y_train)
+            val_units = run._val_units(len(x_train) + len(x_val)) if x_val else 0
+        batches = run._batches(item_lengths, torch.Generator().manual_seed(seed))
+        padded = [len(b) * max(item_lengths[i] for i in b) for b in batches]
+        order = sorted(range(len(batches)), key=padded.__getitem__)
+        picks = sorted({order[round(q * (len(order) - 1))] for q in (0.25, 0.5, 0.75)})
+        params = [p for m in (model, *heads) for p in m.parameters()]
+        optimizer = torch.optim.AdamW(params, lr=options.learning_rate, fused=True)
+        run._step(model, step_fn, batches[order[0]], optimizer)  # warm-up, not timed
+        seconds = []
+        for i in picks[:steps]:
+            # Each batch twice, the faster kept: a shape's first step also builds its
+            # kernels (bf16 on a CPU: oneDNN primitives), which a run pays once per
+            # shape, not per step.
+            times = []
+            for _ in range(2):
+                t0 = time.perf_counter()
+                run._step(model, step_fn, batches[i], optimizer)
+                times.append(time.perf_counter() - t0)
+            seconds.append(min(times))
+    return EncoderStepProbe(
+        seconds=seconds,
+        padded_tokens=[padded[i] for i in picks[:steps]],
+        epoch_padded_tokens=sum(padded),
+        steps_per_epoch=len(batches),
+        val_units=val_units,
+        load_seconds=load,
+    )
 
 
 #: Share of train inputs that fit the chosen sequence length whole (the rest are cut).
@@ -160,15 +269,6 @@ def choose_max_length(lengths: Sequence[int], cap: int, quantile: float = LENGTH
     ordered = sorted(lengths)
     at = min(len(ordered) - 1, max(0, -(-int(quantile * 1000) * len(ordered) // 1000) - 1))
     return max(2, min(cap, ordered[at]))
-
-
-def _position_limit(model: Any) -> int:
-    """The most positions the transformer under ``model`` has embeddings for."""
-    try:
-        config = model[0].auto_model.config
-        return int(getattr(config, "max_position_embeddings", 512))
-    except (AttributeError, IndexError, TypeError):
-        return 512
 
 
 def contrastive_pairs(y: list[int], iterations: int, seed: int) -> list[tuple[int, int, float]]:
@@ -279,6 +379,17 @@ class _Run:
         def val_fn() -> tuple[float, float]:
             return self._evaluate_head(model, head, x_val, y_val)
 
+        step_fn, lengths = self._head_step(model, head, x_train, y_train)
+        val_units = self._val_units(len(x_val))
+        self._train_loop(model, [head], lengths, step_fn, val_fn, val_units, bool(x_val))
+
+    def _head_step(
+        self, model: Any, head: torch.nn.Module, x_train: list[str], y_train: list[int]
+    ) -> tuple[Callable[[list[int]], torch.Tensor], list[int]]:
+        """Method ``head``: the loss of a batch of train indices (cross-entropy of the
+        head over the encoder's embeddings), and each item's tokens."""
+        import torch
+
         loss_fn = torch.nn.CrossEntropyLoss()
         labels_t = torch.tensor(y_train)
 
@@ -287,9 +398,7 @@ class _Run:
             loss: torch.Tensor = loss_fn(logits.float(), labels_t[batch])
             return loss
 
-        lengths = [self.lengths[t] for t in x_train]
-        val_units = self._val_units(len(x_val))
-        self._train_loop(model, [head], lengths, step_fn, val_fn, val_units, bool(x_val))
+        return step_fn, [self.lengths[t] for t in x_train]
 
     def fit_setfit(
         self,
@@ -299,6 +408,21 @@ class _Run:
         x_val: list[str],
         y_val: list[int],
     ) -> None:
+        def val_fn() -> tuple[float, float]:
+            self._fit_logreg(model, x_train, y_train)
+            return self._evaluate_logreg(model, x_val, y_val)
+
+        step_fn, lengths = self._pair_step(model, x_train, y_train)
+        # Validation re-embeds the train split to refit the logistic regression.
+        val_units = self._val_units(len(x_train) + len(x_val)) if x_val else 0
+        self._train_loop(model, [], lengths, step_fn, val_fn, val_units, bool(x_val))
+        self._fit_logreg(model, x_train, y_train)
+
+    def _pair_step(
+        self, model: Any, x_train: list[str], y_train: list[int]
+    ) -> tuple[Callable[[list[int]], torch.Tensor], list[int]]:
+        """Method ``setfit``: the loss of a batch of contrastive pairs (cosine vs 1 or 0,
+        mean squared error), and each pair's tokens (its longer text's)."""
         import torch
 
         pairs = contrastive_pairs(y_train, self.opts.pair_iterations, self.seed)
@@ -312,15 +436,8 @@ class _Run:
             cos = torch.nn.functional.cosine_similarity(u.float(), v.float())
             return torch.nn.functional.mse_loss(cos, target[batch])
 
-        def val_fn() -> tuple[float, float]:
-            self._fit_logreg(model, x_train, y_train)
-            return self._evaluate_logreg(model, x_val, y_val)
-
         lengths = [max(self.lengths[a], self.lengths[b]) for a, b in zip(left, right, strict=True)]
-        # Validation re-embeds the train split to refit the logistic regression.
-        val_units = self._val_units(len(x_train) + len(x_val)) if x_val else 0
-        self._train_loop(model, [], lengths, step_fn, val_fn, val_units, bool(x_val))
-        self._fit_logreg(model, x_train, y_train)
+        return step_fn, lengths
 
     # ---------------------------------------------------------------- loop
 
@@ -385,12 +502,7 @@ class _Run:
                 window: list[float] = []
                 every = max(1, steps_per_epoch // 4)  # four train-loss points per epoch
                 for i, batch in enumerate(self._batches(lengths, generator), start=1):
-                    with self.backend.autocast():
-                        loss = step_fn(batch)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                    optimizer.step()
+                    loss = self._step(model, step_fn, batch, optimizer)
                     scheduler.step()
                     step += 1
                     window.append(float(loss.detach()))
@@ -428,6 +540,19 @@ class _Run:
             stopped_early=state["epoch"] < opts.epochs,
             steps_per_epoch=steps_per_epoch,
         )
+
+    def _step(self, model: Any, step_fn: Any, batch: list[int], optimizer: Any) -> Any:
+        """One optimizer step on ``batch``: forward (under the encoder's precision),
+        backward, gradient clipping at norm 1, update; returns the loss."""
+        import torch
+
+        with self.backend.autocast():
+            loss = step_fn(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        return loss
 
     def _status(self, epoch: int, best: float, val_acc: float | None = None) -> str:
         """``epoch 3/8, val acc 0.912 (best 0.915)``: where training stands."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ from adaptlab.train.attention import register as register_varlen_attention
 from adaptlab.train.card import write_card
 from adaptlab.train.collate import (
     BatchingPlan,
+    Encoded,
     encode_chats,
     make_collator,
     peak_rss_bytes,
@@ -244,23 +246,10 @@ def train_causal_lm(
     check_method(options.method, device)
     precision = resolve_precision(options.precision, device)
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs nothing from the hub
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    quiet_library_progress()
-    from transformers import AutoTokenizer, set_seed
+    tokenizer, enc_train, enc_val = _encode(base, train, val, options, need_val=True)
+    from transformers import set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    enc_train = encode_chats(tokenizer, train, options.max_length)
-    enc_val = encode_chats(tokenizer, val, options.max_length)
-    if not enc_train.features or not enc_val.features:
-        raise DataError(
-            f"every {'training' if not enc_train.features else 'validation'} example is "
-            f"longer than max_length={options.max_length} tokens before its answer",
-            fix="raise max_length in the fine-tuning options",
-        )
     truncated = enc_train.truncated + enc_val.truncated
     dropped = enc_train.dropped + enc_val.dropped
     if truncated:
@@ -366,6 +355,129 @@ def train_causal_lm(
         )
     trainer.accelerator.wait_for_everyone()
     return result
+
+
+def _encode(
+    base: Path, train: Sequence[Chat], val: Sequence[Chat], options: TrainOptions, *, need_val: bool
+) -> tuple[Any, Encoded, Encoded]:
+    """The base model's tokenizer (a pad token set) and the chats encoded as training
+    does; raises DataError when every training (or, with ``need_val``, validation)
+    example is cut to nothing by ``max_length``."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs nothing from the hub
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    quiet_library_progress()
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    enc_train = encode_chats(tokenizer, train, options.max_length)
+    enc_val = encode_chats(tokenizer, val, options.max_length)
+    if not enc_train.features or (need_val and not enc_val.features):
+        raise DataError(
+            f"every {'training' if not enc_train.features else 'validation'} example is "
+            f"longer than max_length={options.max_length} tokens before its answer",
+            fix="raise max_length in the fine-tuning options",
+        )
+    return tokenizer, enc_train, enc_val
+
+
+@dataclass
+class StepProbe:
+    """A few real training steps, timed: what a time estimate of a fit scales up.
+
+    ``seconds``: wall seconds of each timed optimizer step (the first, warm-up step is
+    not timed); ``tokens``: the non-padding tokens each of them trained on, in the
+    same order; ``load_seconds``: reading the model (and, locally, wrapping it for
+    LoRA) before the first step; ``tokens_per_epoch``: non-padding tokens of one pass
+    over the training chats (after ``max_length``); ``val_tokens``: the same for the
+    validation chats; ``steps_per_epoch``: optimizer steps of one pass.
+    """
+
+    seconds: list[float]
+    tokens: list[int]
+    load_seconds: float
+    tokens_per_epoch: int
+    val_tokens: int
+    steps_per_epoch: int
+
+    @property
+    def seconds_per_token(self) -> float:
+        """Wall seconds per trained token over the timed steps."""
+        return sum(self.seconds) / max(1, sum(self.tokens))
+
+
+def probe_causal_lm(
+    base: Path,
+    train: Sequence[Chat],
+    val: Sequence[Chat],
+    options: TrainOptions,
+    *,
+    seed: int,
+    device: str = "cpu",
+    steps: int = 3,
+) -> StepProbe:
+    """Time ``steps`` optimizer steps of :func:`train_causal_lm` on this machine.
+
+    The same tokenizer, encoding, batching plan, model (LoRA wrapped), precision and
+    Trainer as a real fit, with ``max_steps = steps + 1`` and no evaluation or
+    checkpoint; the first step warms up (thread pools, kernels) and is not timed.
+    Nothing is written but a temporary folder, removed at the end. Raises what
+    :func:`train_causal_lm` raises on a bad model folder or chats.
+    """
+    import tempfile
+
+    if not (Path(base) / "config.json").is_file():
+        raise ConfigError(
+            f"{base} is not a model folder (no config.json)",
+            fix="point the fine-tune at a local Hugging Face model folder",
+        )
+    check_method(options.method, device)
+    precision = resolve_precision(options.precision, device)
+    tokenizer, enc_train, enc_val = _encode(base, train, val, options, need_val=False)
+    from transformers import TrainerCallback, set_seed
+
+    plan = plan_for_model(
+        base,
+        enc_train.features,
+        batching=options.batching,
+        batch_size=options.batch_size,
+        max_row_tokens=options.max_row_tokens,
+    )
+    marks: list[tuple[float, int]] = []
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            marks.append((time.perf_counter(), int(state.num_input_tokens_seen)))
+
+    with tempfile.TemporaryDirectory(prefix="adaptlab-probe-") as tmp:
+        args = _training_args(
+            options, Path(tmp), seed=seed, device=device, precision=precision, plan=plan
+        )
+        args.max_steps = steps + 1
+        args.eval_strategy = args.save_strategy = "no"
+        set_seed(seed)
+        t0 = time.perf_counter()
+        model = _load_model(base, options, device)
+        load = time.perf_counter() - t0
+        trainer = _trainer_class()(
+            model=model,
+            args=args,
+            train_dataset=enc_train.features,
+            data_collator=make_collator(plan.mode, tokenizer),
+            callbacks=[Clock()],
+        )
+        _silence(trainer)
+        trainer.train()
+    per_step = options.batch_size * options.gradient_accumulation_steps
+    return StepProbe(
+        seconds=[b[0] - a[0] for a, b in itertools.pairwise(marks)],
+        tokens=[b[1] - a[1] for a, b in itertools.pairwise(marks)],
+        load_seconds=load,
+        tokens_per_epoch=enc_train.tokens,
+        val_tokens=enc_val.tokens,
+        steps_per_epoch=-(-len(enc_train.features) // per_step),
+    )
 
 
 def _trainer_class() -> Any:
