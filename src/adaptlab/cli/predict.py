@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING
 import click
 
 from adaptlab.cli.common import err_console, project_option
+from adaptlab.cli.precision import precision_option
 
 if TYPE_CHECKING:
     from adaptlab.core.files import Output
@@ -102,6 +103,7 @@ def stream_inputs(
     show_default=True,
     help="Text encoding of INPUTS (a UTF-8 byte-order mark is skipped).",
 )
+@precision_option
 @click.argument("inputs", default="-", type=click.Path(dir_okay=False, allow_dash=True))
 def predict(
     project_dir: str,
@@ -110,6 +112,7 @@ def predict(
     output: str | None,
     batch_size: int,
     encoding: str,
+    precision: str,
     inputs: str,
 ) -> None:
     """Answer every input in INPUTS (a file, or - for standard input) as JSON Lines.
@@ -139,7 +142,7 @@ def predict(
 
     with RichProgress(err_console) as progress:
         if model_dir is not None:
-            model = load_model(model_dir, progress=progress)
+            model = load_model(model_dir, progress=progress, precision=precision)
         else:
             from adaptlab.cli.common import require_runs
             from adaptlab.engine.project import Project
@@ -153,7 +156,7 @@ def predict(
                 note = best_note(project)
                 if note is not None:
                     err_console.print(note, markup=False, soft_wrap=True)
-            model = open_candidate(project, candidate, progress=progress)
+            model = open_candidate(project, candidate, progress=progress, precision=precision)
     from contextlib import ExitStack
 
     from adaptlab.core.files import open_for_writing, printable_name

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from adaptlab.cli.common import err_console, project_option
+from adaptlab.cli.precision import precision_option
 from adaptlab.cli.store_target import store_option
+
+if TYPE_CHECKING:
+    from adaptlab.engine.artifact import ServedModel
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -131,6 +136,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
     "store, and for a PostgreSQL store to accept a connection; then 503 (a request is "
     "only answered once it is logged).",
 )
+@precision_option
 @store_option
 def serve(
     project_dir: str,
@@ -153,6 +159,7 @@ def serve(
     body_timeout_s: float,
     max_connections: int,
     store_timeout_s: float,
+    precision: str,
     store: str | None,
 ) -> None:
     """Serve candidates: OpenAI-compatible POST /v1/chat/completions (streaming too) and
@@ -187,7 +194,7 @@ def serve(
     from adaptlab.cli.common import require_runs
     from adaptlab.cli.progress import RichProgress
     from adaptlab.core.errors import AdaptlabError
-    from adaptlab.engine.artifact import ServedModel, load_model, open_candidate
+    from adaptlab.engine.artifact import load_model, open_candidate
     from adaptlab.engine.project import Project
     from adaptlab.serve.app import ServeConfig, create_app
     from adaptlab.serve.keys import list_keys
@@ -231,7 +238,7 @@ def serve(
     with RichProgress(err_console) as progress:
         for name in wanted:
             if name in folders:
-                model = load_model(folders[name], name=name, progress=progress)
+                model = load_model(folders[name], name=name, progress=progress, precision=precision)
             elif name in remote and name not in in_project:
                 model = remote_model(name, *remote[name])
             else:
@@ -242,11 +249,12 @@ def serve(
                     note = best_note(project)
                     if note is not None:
                         err_console.print(note, markup=False, soft_wrap=True)
-                model = open_candidate(project, name, progress=progress)
+                model = open_candidate(project, name, progress=progress, precision=precision)
             if name in remote and model.manifest.strategy != "remote":
                 attach_remote(model, *remote[name])
             loaded[model.name] = model
             aliases[name] = model.name  # 'best' is served under the winner's name
+    _print_precision(loaded, precision)
     table = {r.name: Route(r.name, tuple((aliases[c], w) for c, w in r.weights)) for r in parsed}
     if DEFAULT_ROUTE not in table:
         first = aliases[wanted[0]]
@@ -333,6 +341,28 @@ def serve(
         ),
         backlog=min(2048, max_connections),
     )
+
+
+def _print_precision(loaded: dict[str, ServedModel], asked: str) -> None:
+    """One line per encoder candidate: the arithmetic its batches run in, as loaded."""
+    from adaptlab.backends.sentence_transformers import SMALL_BATCH, bf16_supported
+
+    for model in loaded.values():
+        # A remote model (served behind a route) has no strategy context, nor an encoder.
+        ctx = getattr(model.strategy, "ctx", None)
+        backend = getattr(ctx, "backend", None)
+        if backend is None:
+            continue
+        described = backend.describe()
+        used = described.get("precision", "fp32")
+        note = ""
+        if used == "bf16":
+            note = f"; batches of up to {SMALL_BATCH} inputs run fp32"
+            if not bf16_supported(str(described.get("device", "cpu"))):
+                note += "; no native bf16 here: emulated, slower than fp32"
+        err_console.print(
+            f"{model.name}: encoder precision {used} (--precision {asked}{note})", markup=False
+        )
 
 
 def _check_name(name: str, option: str) -> None:
