@@ -21,19 +21,11 @@ from adaptlab.strategies.tuning import (
     successive_halving,
 )
 from tests.conftest import small_project
+from tests.train import test_llm_finetune_strategy
 
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing`:FutureWarning")
 
-PARAMS = {
-    "epochs": 2,
-    "batch_size": 4,
-    "learning_rate": 2e-2,
-    "eval_steps": 2,
-    "early_stopping_patience": None,
-    "precision": "fp32",
-    "lora_r": 4,
-    "evaluate": "best",
-}
+PARAMS = {**test_llm_finetune_strategy.PARAMS, "epochs": 2, "evaluate": "best"}
 TUNE = {"max_minutes": 30, "learning_rate": [2e-3], "lora_r": [2, 8]}
 
 

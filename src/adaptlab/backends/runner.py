@@ -19,11 +19,12 @@ Local backends (``hf``) take the same path but in batches, in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -164,6 +165,17 @@ class LLMRunner:
         # Where a long Retry-After is announced (the terminal by default).
         self.notice: Callable[[str], None] = _stderr_notice
         self._announced_until = 0.0  # one notice per pause, not one per worker told
+
+    @contextlib.contextmanager
+    def uncached(self) -> Iterator[None]:
+        """Answer past the response cache (nothing read or written) with counts kept apart:
+        what a timing needs, since a cached answer takes no time. Restores both after."""
+        cache, stats = self.cache, self.stats
+        self.cache, self.stats = None, RunnerStats()
+        try:
+            yield
+        finally:
+            self.cache, self.stats = cache, stats
 
     def run_sync(
         self, requests: Sequence[ChatRequest], *, description: str = "generating"

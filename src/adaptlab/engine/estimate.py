@@ -45,7 +45,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adaptlab.backends.gguf import resolve_model
-from adaptlab.backends.runner import RunnerStats
 from adaptlab.core.format import duration
 from adaptlab.core.progress import ProgressSink
 from adaptlab.engine import cv
@@ -340,17 +339,14 @@ class _Estimator:
         strategy.select_shots(self.split.train)
         batch = max(1, runner.config.batch_size)
         sample = self._sample[:batch]
-        cache, stats = runner.cache, runner.stats
-        runner.cache, runner.stats = None, RunnerStats()
-        try:
+        with runner.uncached():
             t0 = time.perf_counter()
             PromptStrategy.predict(strategy, sample[:1])  # alone; warms the model up
             alone = time.perf_counter() - t0
             t0 = time.perf_counter()
             PromptStrategy.predict(strategy, sample)
             per_answer = (time.perf_counter() - t0) / max(1, len(sample))
-        finally:
-            runner.cache, runner.stats = cache, stats
+        cache = runner.cache
         n_val, n_test = len(self.split.val), len(self.split.test)
         answers = n_test + n_val
         if self.ev.consistency_samples >= 2:

@@ -449,12 +449,8 @@ def _local_latencies(
 ) -> list[float | None]:
     """Milliseconds for the first ``n`` test inputs, each sent alone past the response
     cache (a cached answer takes no time); the runner's counts are left as they were."""
-    cache, stats = runner.cache, runner.stats
-    runner.cache, runner.stats = None, RunnerStats()
-    try:
+    with runner.uncached():
         return _latencies(strategy, texts, n, progress)
-    finally:
-        runner.cache, runner.stats = cache, stats
 
 
 def _rows(
