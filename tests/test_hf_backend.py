@@ -95,6 +95,9 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def llm(path: Path, **kw: Any) -> GenerativeBackend:
+    """fp32 unless asked: the tests compare answers alone and in a batch, and in bf16
+    (``precision: auto`` on a CPU with AMX) a batch's padding changes the rounding."""
+    kw.setdefault("precision", "fp32")
     return load_llm(LLMConfig(backend="hf", name=str(path), **kw))
 
 
