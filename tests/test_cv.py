@@ -390,7 +390,7 @@ def test_encoder_candidates_look_train_val_vectors_up_once(
 
 def test_the_vector_table_looks_known_texts_up_and_embeds_others_once() -> None:
     encoder = HashEncoder(HashOptions())
-    table = cv.VectorTable.of(encoder, ["a b", "c d", "e"], ProgressSink())
+    table = cv.VectorTable.of(encoder, [["a b", "c d"], ["e"], []], ProgressSink())
     assert HashEncoder.embedded == 3
     got = table.embed(["e", "a b", "new words", "e"])
     assert np.array_equal(got[0], table.vectors["e"]) and np.array_equal(got[3], got[0])

@@ -1,10 +1,12 @@
 """Evaluation without repeated work: candidates answering with the same frozen encoder
-share each list's vectors, timing passes run on a sample, and a run stores the split of
-its time by stage.
+share each list's vectors, the encoder's timing passes and latencies are measured once
+per run and charged to each candidate, timing passes run on a sample, and a run stores
+the split of its time by stage.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ import pytest
 
 from adaptlab import Project, run_project
 from adaptlab.backends.base import EncoderBackend
-from adaptlab.engine.embeddings import SharedEmbeddings
+from adaptlab.engine.embeddings import MeteredEncoder, SharedEmbeddings
 from adaptlab.store import RunStore
 from tests.conftest import small_project
 
@@ -50,6 +52,32 @@ def test_each_list_is_embedded_once_and_returned_as_a_copy() -> None:
     assert b[0, 0] != 99.0
     np.testing.assert_array_equal(b, encoder.embed(["one", "two"]))
     shared.embed(["two", "one"])  # another list (order matters): computed, not reused
+    assert encoder.texts == 6
+
+
+class Slow(Counting):
+    """20 ms a batch."""
+
+    def embed_batch(self, texts: object) -> np.ndarray:
+        time.sleep(0.02)
+        return super().embed_batch(texts)
+
+
+def test_a_timing_pass_charges_what_the_encoder_cost_when_it_was_measured() -> None:
+    encoder, ledger = Slow(), dict[object, object]()
+    first = MeteredEncoder(encoder, ledger, "timing 0")
+    a = first.embed(["one", "two"])
+    assert encoder.texts == 2 and first.take() == (0.0, 0.0)  # computed: the caller times it
+    a[0, 0] = 99.0  # a caller normalising in place changes nothing recorded
+    second = MeteredEncoder(encoder, ledger, "timing 0")
+    b = second.embed(["one", "two"])
+    assert encoder.texts == 2 and second.replayed == 1
+    np.testing.assert_array_equal(b, encoder.embed(["one", "two"]))
+    wall, cpu = second.take()
+    assert wall >= 0.02 and cpu >= 0.0 and second.charged_wall_s == wall
+    assert second.take() == (0.0, 0.0)  # taken once
+    # Another pass is measured afresh: the spread between passes stays the encoder's.
+    MeteredEncoder(encoder, ledger, "timing 1").embed(["one", "two"])
     assert encoder.texts == 6
 
 
@@ -100,3 +128,7 @@ def test_a_run_stores_the_split_of_its_time(two_classifiers: Path) -> None:
         assert all(v >= 0 for v in seconds.values())
         # The small test split is under the sample size: every input is timed.
         assert info["timing_sample"] > 0
+    # zero-shot ran first and measured the encoder; few-shot was charged its seconds.
+    first, second = infos
+    assert "encoder_seconds_charged" not in first
+    assert second["encoder_seconds_charged"] > 0

@@ -161,11 +161,12 @@ def estimate_seconds(
 class VectorTable(EncoderBackend):
     """The run's encoder, with the vectors of known texts looked up, not computed.
 
-    ``vectors`` maps a text to its row from one :meth:`EncoderBackend.embed` call over
-    train+val in split order, so a text's vector is the same in every fold and for every
-    candidate, whatever asked first. Other texts (label prompts) go to the encoder as
-    the list they come in, memoised per list as :meth:`StrategyContext.embed` does: the
-    same prompts asked in every fold are embedded once.
+    ``vectors`` maps a text to its row from the :meth:`EncoderBackend.embed` calls over
+    the train and the validation list (each in split order, :meth:`of`), so a text's
+    vector is the same in every fold and for every candidate, whatever asked first.
+    Other texts (label prompts) go to the encoder as the list they come in, memoised per
+    list as :meth:`StrategyContext.embed` does: the same prompts asked in every fold are
+    embedded once.
     """
 
     name = "vector-table"
@@ -178,11 +179,25 @@ class VectorTable(EncoderBackend):
         self.batch_size = encoder.batch_size
 
     @classmethod
-    def of(cls, encoder: EncoderBackend, texts: Sequence[str], progress: ProgressSink) -> Any:
-        """Embed ``texts`` once (a progress bar) and look them up from then on."""
-        with progress.task("embedding train+val for cross-validation", len(texts)) as advance:
-            rows = encoder.embed(list(texts), on_batch=advance)
-        return cls(encoder, dict(zip(texts, rows, strict=True)))
+    def of(
+        cls, encoder: EncoderBackend, lists: Sequence[Sequence[str]], progress: ProgressSink
+    ) -> Any:
+        """Embed each of ``lists`` once (one progress bar) and look them up from then on.
+
+        ``lists`` are the train and the validation texts, each in split order: passed
+        through the run's memo of embeddings (a
+        :class:`~adaptlab.engine.embeddings.SharedEmbeddings`), the validation list is
+        the one the candidates already answered and the train list the one a kNN index
+        embeds, so neither is computed twice in a run.
+        """
+        total = sum(len(texts) for texts in lists)
+        vectors: dict[str, np.ndarray] = {}
+        with progress.task("embedding train+val for cross-validation", total) as advance:
+            for texts in lists:
+                if texts:
+                    rows = encoder.embed(list(texts), on_batch=advance)
+                    vectors.update(zip(texts, rows, strict=True))
+        return cls(encoder, vectors)
 
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
         return self.embed(texts)

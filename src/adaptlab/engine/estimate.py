@@ -248,10 +248,14 @@ class _Estimator:
             "load": load,
             "fit": self._once("train", n_train * per_text),
             "answers": self._once("test+val", (n_test + n_val) * per_text),
-            "measurement": self._measurement(per_text, alone),
+            # The frozen encoder's timing passes and latencies are measured once per run
+            # and charged to the others (engine/embeddings.py MeteredEncoder).
+            "measurement": self._once("frozen timing", self._measurement(per_text, alone)),
         }
         if cv.applies(cls, self.project.config.task, self.ev) and self.split.val:
-            parts["cross-validation"] = self._once("cv", (n_train + n_val) * per_text)
+            # The folds look up the train and val lists' vectors: the val list is
+            # already answered, the train list embedded once per run (a kNN's too).
+            parts["cross-validation"] = self._once("train", n_train * per_text)
         return _done(cand.name, parts, f"{len(self._sample)} texts embedded")
 
     def _encoder_finetune(self, cand: CandidateConfig) -> TimeEstimate:

@@ -114,7 +114,8 @@ class StrategyContext:
 
         For fitting only: prediction calls the backend itself (the runner's answering
         passes share each list's vectors across candidates, its timing passes and
-        latencies call the encoder, see :mod:`adaptlab.engine.embeddings`).
+        latencies measure each list once per run and charge it to every candidate that
+        asks, see :mod:`adaptlab.engine.embeddings`).
         """
         import numpy as np
 

@@ -4,6 +4,16 @@ Every verdict should be measured against the cheapest thing that could work; thi
 candidate runs by default for classification (``evaluation.baseline``). Word 1-2-grams
 and character 2-5-grams (``char_wb``), sublinear tf, and scikit-learn's
 LogisticRegression with C chosen on the validation split.
+
+The solver is Newton-CG, not scikit-learn's default L-BFGS: the same convex objective
+(multinomial log-loss with an L2 penalty), solved in 6-8 Newton steps where L-BFGS took
+16-45 iterations over the ~24,000 n-gram features of 1,440 German requests — 3.3 s
+against 10.6 s for the three values of C, the same validation accuracy at each, and
+class probabilities closer to the optimum. The features are float32, which
+scikit-learn's solver keeps: 2.4-2.6x faster again than float64 (0.9-1.5 s against
+2.4-3.6 s for the three fits), the same validation accuracy at each C (measured on
+../shared/data/german_intents, 1,440 train and 556 held-out requests). A run
+cross-validates this baseline, so its fit is paid six times.
 """
 
 from __future__ import annotations
@@ -22,16 +32,24 @@ if TYPE_CHECKING:
 
 
 def _features(opts: TfidfOptions) -> Any:
+    import numpy as np
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import FeatureUnion
 
     words = TfidfVectorizer(
-        ngram_range=(1, opts.ngram_max), max_features=opts.max_features, sublinear_tf=True
+        ngram_range=(1, opts.ngram_max),
+        max_features=opts.max_features,
+        sublinear_tf=True,
+        dtype=np.float32,
     )
     if not opts.char_ngrams:
         return words
     chars = TfidfVectorizer(
-        analyzer="char_wb", ngram_range=(2, 5), max_features=opts.max_features, sublinear_tf=True
+        analyzer="char_wb",
+        ngram_range=(2, 5),
+        max_features=opts.max_features,
+        sublinear_tf=True,
+        dtype=np.float32,
     )
     return FeatureUnion([("words", words), ("chars", chars)])
 
@@ -41,6 +59,7 @@ class TfidfLogReg(Strategy):
     trains_weights: ClassVar[bool] = True
     route: ClassVar[str] = "classical"
     cv_refit: ClassVar[bool] = True  # seconds; C is chosen again on each fold's val
+    revision: ClassVar[int] = 1  # 1: Newton-CG on float32 (0: L-BFGS on float64)
     reads: ClassVar[frozenset[str]] = frozenset({"label_names"})  # no encoder, no descriptions
     Options = TfidfOptions
 
@@ -65,7 +84,9 @@ class TfidfLogReg(Strategy):
         best: tuple[float, Any, float] | None = None
         scores: dict[str, float] = {}
         for c in opts.c_grid:
-            model = LogisticRegression(C=c, max_iter=opts.max_iter, random_state=self.ctx.seed)
+            model = LogisticRegression(
+                C=c, solver="newton-cg", max_iter=opts.max_iter, random_state=self.ctx.seed
+            )
             model.fit(x, y)
             if xv is None:
                 best = best or (0.0, model, c)
