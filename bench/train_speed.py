@@ -340,7 +340,10 @@ def run_sft(base: Path, train: list[Any], val: list[Any], mode: str, bf16: bool)
 
 #: Every run the bench knows: name -> (kind, setting, precision).
 def all_runs(
-    native_bf16: bool, every: bool, sft_precisions: list[str]
+    native_bf16: bool,
+    every: bool,
+    sft_precisions: list[str],
+    adaptlab_precisions: list[str] = (),  # type: ignore[assignment]
 ) -> dict[str, tuple[str, str, str]]:
     precisions = ["bf16", "fp32"] if native_bf16 else ["fp32"]
     from adaptlab.train import TrainOptions
@@ -349,6 +352,9 @@ def all_runs(
     runs: dict[str, tuple[str, str, str]] = {}
     default = (TrainOptions().batching, resolve_precision("auto", "cpu"))
     runs[f"adaptlab {default[0]} {default[1]} (default)"] = ("adaptlab", *default)
+    for precision in adaptlab_precisions:
+        if precision != default[1] and (precision == "fp32" or native_bf16):
+            runs[f"adaptlab {default[0]} {precision}"] = ("adaptlab", default[0], precision)
     if every:
         for batching in ("shared-prefix", "padding-free", "length-grouped"):
             for precision in precisions:
@@ -470,6 +476,11 @@ def main() -> None:
         default="bf16",
         help="SFTTrainer precisions to try (bf16,fp32); bf16 was its fastest here",
     )
+    ap.add_argument(
+        "--adaptlab-precisions",
+        default="",
+        help="adaptlab's default batching at these precisions too (bf16,fp32)",
+    )
     ap.add_argument("--timeout", type=float, default=900, help="seconds per run")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -498,7 +509,12 @@ def main() -> None:
     only = set(args.only.split(","))
     specs = {
         name: spec
-        for name, spec in all_runs(native_bf16, args.all, args.sft_precisions.split(",")).items()
+        for name, spec in all_runs(
+            native_bf16,
+            args.all,
+            args.sft_precisions.split(","),
+            [p for p in args.adaptlab_precisions.split(",") if p],
+        ).items()
         if spec[0] in only
     }
     print(

@@ -87,8 +87,9 @@ class TrainOptions(BaseModel):
     precision: Literal["auto", "bf16", "fp32"] = Field(
         "auto",
         description="'auto': bf16 mixed precision on a GPU that computes bf16 natively, else "
-        "fp32 (on CPU bf16 was measured 1.13–1.16x faster but 1.5-5.6% worse in val loss at equal "
-        "steps, bench/train_speed.py); 'bf16' on a CPU needs AMX/avx512_bf16.",
+        "fp32 (on a CPU with AMX bf16 measured 1.08x faster but 10% worse in val loss at equal "
+        "steps on ~87-token chats, 1.25x faster at +0.3% on ~300-token chats, "
+        "bench/train_speed.py); 'bf16' on a CPU needs AMX/avx512_bf16.",
     )
     gradient_checkpointing: bool | None = Field(
         None,

@@ -113,11 +113,12 @@ def resolve_precision(precision: str, device: str) -> str:
     """'bf16' or 'fp32' for ``precision`` ('auto', 'bf16' or 'fp32') on ``device``.
 
     'auto' is bf16 mixed precision on a GPU that computes bf16 natively and fp32
-    everywhere else. On a CPU, even one with AMX, bf16 autocast was measured not to
-    pay: LoRA on SmolLM2-135M, 256 support-ticket chats, 32 steps, 2 cores
-    (``bench/train_speed.py``): 1.13–1.16x the tokens/s of fp32 (shared-prefix batches),
-    but a validation loss 1.5-5.6% higher after the same steps in each of the three
-    batching modes. ``precision: bf16`` still uses it on such a CPU.
+    everywhere else. On a CPU with AMX, bf16 autocast was measured to pay only on long
+    inputs: LoRA on SmolLM2-135M, 2 cores (``bench/train_speed.py``,
+    ``--adaptlab-precisions bf16``): 128 support-ticket chats of ~87 tokens, 16 steps,
+    1.08x the tokens/s of fp32 but a validation loss 10% higher (1.156 vs 1.051; earlier
+    runs: 1.13-1.16x, 1.5-5.6% higher); 32 German chats of ~300 tokens, 1.25x at +0.3%.
+    ``precision: bf16`` uses it on such a CPU.
 
     Raises:
         ConfigError: ``precision: bf16`` on a device without native bf16.
