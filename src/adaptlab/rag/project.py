@@ -81,14 +81,28 @@ def index_folder(project: ProjectFolder) -> Path:
 
 
 def load_embedder(config: ProjectConfig) -> Embedder:
-    """The embedder ``rag:`` names (loaded once per process)."""
+    """The embedder ``rag:`` names (loaded once per process).
+
+    Kept per process under what decides its vectors: the encoder's options, or the
+    ``llms:`` entry's whole config (model, ``base_url``, the key's variable name; never
+    the key), so two projects whose entries share a name but not an endpoint never
+    share an embedder.
+    """
     cfg = config.rag
     assert cfg is not None
-    key = json.dumps([cfg.embeddings_llm, cfg.encoder.model_dump(mode="json")], sort_keys=True)
+    llm = config.llms.get(cfg.embeddings_llm) if cfg.embeddings_llm is not None else None
+    key = json.dumps(
+        [
+            cfg.embeddings_llm,
+            llm.model_dump(mode="json") if llm is not None else None,
+            cfg.encoder.model_dump(mode="json"),
+        ],
+        sort_keys=True,
+        default=str,
+    )
     if key in _EMBEDDERS:
         return _EMBEDDERS[key]  # type: ignore[no-any-return]
     if cfg.embeddings_llm is not None:
-        llm = config.llms.get(cfg.embeddings_llm)
         if llm is None or llm.backend != "openai":
             raise ConfigError(
                 f"rag.embeddings_llm names '{cfg.embeddings_llm}', which is not an 'openai' "
