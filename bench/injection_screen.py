@@ -57,6 +57,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stats import wilson  # bench/stats.py: a script's folder is on sys.path
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -130,16 +132,6 @@ def load_passages(shared: Path = SHARED, limit: int | None = None) -> dict[str, 
         "support-qa": chunk_texts([(p.name, p.read_bytes()) for p in support]),
         "german-qa": chunk_texts([(p.name, p.read_bytes()) for p in german]),
     }
-
-
-def wilson(k: int, n: int) -> tuple[float, float]:
-    """The Wilson 95% interval of k successes in n (scipy's binomtest)."""
-    if n == 0:
-        return (0.0, 1.0)
-    from scipy.stats import binomtest  # type: ignore[import-untyped]  # via scikit-learn
-
-    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return (float(ci.low), float(ci.high))
 
 
 @dataclass

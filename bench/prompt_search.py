@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import random
 import re
 import subprocess
@@ -25,6 +24,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+from stats import wilson  # bench/stats.py: a script's folder is on sys.path
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "german_intents"
 LABELS = {
@@ -47,16 +48,6 @@ LABELS = {
     "transport": "Verkehr, Züge, Taxi, Tickets",
     "weather": "Wetter",
 }
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of k successes in n (Wilson 1927)."""
-    if n == 0:
-        return (0.0, 0.0)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
 
 
 def fmt(k: int, n: int) -> str:

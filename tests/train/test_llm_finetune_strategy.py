@@ -53,7 +53,8 @@ def test_a_finetuned_candidate_trains_answers_and_reports_overfitting(
     training = c.info["training"]
     # Three epochs of ceil(train/4) steps, evaluated every 2 steps.
     steps = 3 * -(-len(split.train) // 4)
-    assert training["last_step"] == steps and 1 <= training["best_step"] <= steps
+    assert training["last_step"] == training["max_steps"] == steps
+    assert 1 <= training["best_step"] <= steps
     assert training["examples"] == {"train": len(split.train), "val": len(split.val)}
     val_points = [p for p in c.curves if p[2] == "val" and p[3] == "loss"]
     assert len(val_points) == steps // 2 + (steps % 2)

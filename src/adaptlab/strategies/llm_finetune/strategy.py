@@ -238,6 +238,7 @@ def training_info(
         "precision": result.precision,
         "best_step": result.best_step,
         "last_step": result.last_step,
+        "max_steps": result.max_steps,  # the steps planned (epochs x batches)
         "best_val_loss": result.best_val_loss,
         "last_val_loss": result.last_val_loss,
         "train_loss_at_best": train_loss,
