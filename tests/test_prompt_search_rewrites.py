@@ -186,6 +186,23 @@ def test_a_rerun_sends_nothing_and_a_named_proposer_is_used(
         (project / "adaptlab.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         run_project(Project.load(project), force=True)
     assert again.calls == [] and tuning(project)["tuning"]["budget"]["calls"] == 0
+    # The proposer's model is part of the stored result's key; another entry is not.
+    from adaptlab.engine.runner import result_key
+
+    def key_with(entry: str, model: str) -> str:
+        cfg = yaml.safe_load((project / "adaptlab.yaml").read_text())
+        cfg["llms"][entry]["name"] = model
+        (project / "adaptlab.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        loaded = Project.load(project)
+        cand = next(c for c in loaded.config.candidates if c.strategy == "prompt-search")
+        return result_key(loaded, cand, loaded.split())
+
+    before = key_with("writer", "gpt-4o")
+    assert key_with("writer", "gpt-4.1") != before
+    cfg = yaml.safe_load((project / "adaptlab.yaml").read_text())
+    cfg["llms"]["unused"] = {"backend": "openai", "name": "gpt-4o-mini"}
+    (project / "adaptlab.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    assert key_with("unused", "o3") == key_with("unused", "gpt-4o-mini")
 
 
 def test_max_calls_holds_with_the_proposer(run_rewrites: Any) -> None:

@@ -92,13 +92,25 @@ class RunOutcome:
 KEY_VERSION = 3
 
 
+def _llm_identity(llm: Any) -> dict[str, Any]:
+    """What of an ``llms:`` entry decides its answers: limits and retries change how
+    answers are fetched, not what they are."""
+    out: dict[str, Any] = llm.model_dump(
+        mode="json", include={"backend", "name", "base_url", "adapter", "precision", "stream"}
+    )
+    if llm.answers is not None:  # a fake model's script is what it answers
+        out["answers"] = llm.answers
+    return out
+
+
 def result_key(project: Project, cand: CandidateConfig, split: Split) -> str:
     """A hash of exactly what changes this candidate's answers.
 
     Always its strategy and options, the split and the seed; of the project, only what
     the strategy declares in :attr:`Strategy.reads` (label names in order, or names and
     descriptions; the encoder when it uses one), the task, and for a generative
-    candidate its model and prompt template. So a label description edited for
+    candidate its model (and any other entry of ``llms:`` it uses, a proposer) and
+    prompt template. So a label description edited for
     zero-shot keeps the fine-tune's stored result.
 
     Measurement settings are not answers. ``latency_samples`` enters no key: a stored
@@ -132,14 +144,10 @@ def result_key(project: Project, cand: CandidateConfig, split: Split) -> str:
     if cls.generative and ev.consistency_samples >= 2:
         payload["consistency"] = [ev.consistency_samples, ev.consistency_inputs]
     if cand.llm is not None:
-        llm = cfg.llms[cand.llm]
-        # Limits and retries change how answers are fetched, not what they are.
-        payload["llm"] = llm.model_dump(
-            mode="json",
-            include={"backend", "name", "base_url", "adapter", "precision", "stream"},
-        )
-        if llm.answers is not None:  # a fake model's script is what it answers
-            payload["llm"]["answers"] = llm.answers
+        payload["llm"] = _llm_identity(cfg.llms[cand.llm])
+    others = [name for name in cls.other_llms(options) if name in cfg.llms]
+    if others:  # a prompt-search's proposer
+        payload["other_llms"] = {name: _llm_identity(cfg.llms[name]) for name in others}
     extra = cls.key_extra(options, project.root, cfg.task, _prompt_language(project, cls))
     if extra:
         payload["prompt"] = extra

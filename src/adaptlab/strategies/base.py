@@ -187,6 +187,12 @@ class Strategy(ABC):
         return problem
 
     @classmethod
+    def other_llms(cls, options: StrategyOptions) -> tuple[str, ...]:
+        """Entries under ``llms:`` this candidate's answers depend on besides its own
+        ``llm`` (a prompt-search's proposer): their models enter the result key."""
+        return ()
+
+    @classmethod
     def key_extra(
         cls, options: StrategyOptions, root: Path, task: str, language: str = "en"
     ) -> dict[str, object]:

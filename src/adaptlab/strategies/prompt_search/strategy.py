@@ -494,6 +494,14 @@ class PromptSearch(PromptStrategy):
             )
         return None
 
+    @classmethod
+    def other_llms(cls, options: StrategyOptions) -> tuple[str, ...]:
+        """The proposer that writes the rewrites, when one is named: its model decides
+        which instructions are tried."""
+        assert isinstance(options, PromptSearchOptions)
+        space = options.space
+        return (space.proposer,) if space.rewrites and space.proposer is not None else ()
+
     def rewrite_split(self, n_trials: int, n_val: int) -> tuple[int, int]:
         """How many rewrites come from the task summary, and how many by reflection after
         the first round: at most half reflect, and at most as many as leave the first
