@@ -178,7 +178,21 @@ def test_a_rerun_sends_nothing_and_a_named_proposer_is_used(
     assert tuning(project)["tuning"]["budget"]["calls"] == len(search_calls(server, split))
     # A dry run counts the proposer's calls too (cached ones included, as the run sent them).
     (plan,) = plan_project(Project.load(project))
-    assert plan.requests >= len(server.calls)
+    # ... each model's at its own price: the proposer's calls at gpt-4o's, not the
+    # candidate's gpt-4o-mini's.
+    assert plan.proposer is not None and plan.proposer.model == "openai:gpt-4o"
+    assert plan.requests + plan.proposer.requests >= len(server.calls)
+    assert plan.proposer.requests >= len(writer.proposer)
+    from adaptlab.llm.prices import lookup_price
+
+    gpt4o = lookup_price("gpt-4o")
+    assert gpt4o is not None and plan.proposer.input_usd_per_1m == gpt4o.input
+    assert plan.input_usd_per_1m != gpt4o.input
+    assert plan.cost_usd == pytest.approx(plan.own_cost_usd + plan.proposer.cost_usd)
+    from tests.conftest import run_cli
+
+    printed = run_cli("run", "-p", str(project), "--dry-run").output
+    assert "search proposer" in printed and "gpt-4o " in printed, printed
     with FakeLLMServer(writer) as again:
         cfg = yaml.safe_load((project / "adaptlab.yaml").read_text())
         for entry in cfg["llms"].values():  # the same identities: the same cache keys

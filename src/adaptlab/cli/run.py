@@ -236,7 +236,7 @@ def print_plan(project_dir: str | Path) -> None:
         table.add_column(col, justify="right", no_wrap=True)
     total = training = 0.0
     for p in remote:
-        cost = p.cost_usd
+        cost = p.own_cost_usd
         total += cost or 0.0
         table.add_row(
             Text(p.name),
@@ -247,6 +247,18 @@ def print_plan(project_dir: str | Path) -> None:
             ("≤" if p.output_is_bound else "") + f"{p.output_tokens:,}",
             "?" if cost is None else dollars(cost),
         )
+        if p.proposer is not None:  # a prompt-search's proposer, at its own price
+            q = p.proposer
+            total += q.cost_usd or 0.0
+            table.add_row(
+                Text(f"{p.name} proposer"),
+                Text(q.model.split(":", 1)[-1]),
+                str(q.requests),
+                str(q.cached),
+                f"{q.input_tokens:,}" + ("" if q.tokens_exact else "~"),
+                f"≤{q.output_tokens:,}",
+                "?" if q.cost_usd is None else dollars(q.cost_usd),
+            )
     if remote:
         console.print(table)
     for p in remote:

@@ -373,7 +373,8 @@ class _Estimator:
         note = ""
         saved = 0.0
         if isinstance(strategy, PromptSearch):
-            calls = len(strategy.planned_requests(self.split, runner.backend)) - n_test
+            # The candidate's own answers; a proposer's calls are another model's.
+            calls = len(strategy.planned_requests(self.split, runner.backend).own) - n_test
             search = calls * per_answer
             cap = strategy.search.max_minutes
             if cap is not None:

@@ -71,6 +71,43 @@ class CandidatePlan:
     note: str = ""
     context: ContextCheck | None = None  # test inputs too long for the model, if known
     training: TrainingPlan | None = None  # a fine-tuned candidate: what fitting trains on
+    proposer: ProposerPlan | None = None  # a prompt-search's proposer, another model
+
+    @property
+    def own_cost_usd(self) -> float | None:
+        """USD of the candidate's own model's requests (None: no price known)."""
+        if self.input_usd_per_1m is None or self.output_usd_per_1m is None:
+            return None
+        return (
+            self.input_tokens * self.input_usd_per_1m + self.output_tokens * self.output_usd_per_1m
+        ) / 1e6
+
+    @property
+    def cost_usd(self) -> float | None:
+        """USD of every request the candidate sends, its proposer's included (None: a
+        price is not known)."""
+        own = self.own_cost_usd
+        if self.proposer is None or own is None:
+            return own
+        other = self.proposer.cost_usd
+        return None if other is None else own + other
+
+
+@dataclass
+class ProposerPlan:
+    """A prompt-search's calls to its proposer, when that is another ``llms:`` entry:
+    priced at the proposer's own price. ``output_tokens`` is a bound (``max_tokens`` of
+    each call); ``tokens_exact``: counted with the proposer's tokenizer."""
+
+    name: str
+    model: str  # "openai:gpt-4o"
+    requests: int
+    cached: int
+    input_tokens: int
+    output_tokens: int
+    tokens_exact: bool
+    input_usd_per_1m: float | None
+    output_usd_per_1m: float | None
 
     @property
     def cost_usd(self) -> float | None:
@@ -307,8 +344,28 @@ def _plan_generative(
     backend = load_llm(llm_cfg, require_key=False)
     strategy = fitted_prompt_strategy(project, cand, split)
     requests: list[ChatRequest] = strategy.requests(texts)
+    proposer: ProposerPlan | None = None
+    slack = 0
+    asks: set[int] = set()  # the own model's proposer calls: answers up to max_tokens
     if isinstance(strategy, PromptSearch):  # the search at its worst, then the test answers
-        requests = strategy.planned_requests(split, backend)
+        named = strategy.search.space.proposer if strategy.search.space.rewrites else None
+        other = cfg.llms[named] if named is not None and named != cand.llm else None
+        # Another API model is loaded to count its tokens (no call); a local one is not
+        # loaded for a dry run: its calls are counted with the candidate's tokenizer.
+        p_backend = load_llm(other, require_key=False) if other is not None else backend
+        if p_backend.local and other is not None:
+            p_backend = backend
+        planned = strategy.planned_requests(
+            split, backend, (p_backend, price_for(other)) if other is not None else None
+        )
+        requests, slack = planned.own, planned.proposer_slack_tokens
+        if other is not None:
+            assert named is not None
+            proposer = _proposer_plan(project, named, other, p_backend, planned.proposer, slack)
+            slack = 0
+        else:
+            asks = {id(r) for r in planned.proposer}
+            requests = requests + planned.proposer
     searched = 0
     if isinstance(strategy.opts, ContextTunedOptions) and strategy.opts.tune is not None:
         # The search at its worst, on val only; the run's validation answers are the
@@ -361,8 +418,8 @@ def _plan_generative(
         model=f"{llm_cfg.backend}:{llm_cfg.name}",
         requests=len(requests),
         cached=len(cached),
-        input_tokens=sum(n for n, _ in counts),
-        output_tokens=per_answer * len(todo),
+        input_tokens=sum(n for n, _ in counts) + slack,
+        output_tokens=sum(r.params.max_tokens if id(r) in asks else per_answer for r in todo),
         output_is_bound=bound,
         tokens_exact=all(exact for _, exact in counts),
         input_usd_per_1m=price.input if price else None,
@@ -374,11 +431,45 @@ def _plan_generative(
         else "no price known: set llms.<name>.prices",
         context=context,
         training=training,
+        proposer=proposer,
     )
     if searched:
         line = f"the search answers validation inputs with at most {searched} calls"
         plan.note = f"{plan.note}; {line}" if plan.note else line
     return plan
+
+
+def _proposer_plan(
+    project: Project,
+    name: str,
+    llm_cfg: LLMConfig,
+    backend: GenerativeBackend,
+    requests: list[ChatRequest],
+    slack: int,
+) -> ProposerPlan:
+    """The proposer's calls of a prompt-search at the proposer's own price: answers in
+    the response cache under its identity cost nothing; ``slack`` is what reflections
+    may quote beyond their bound request (counted as input)."""
+    identity = backend.identity()
+    cached: set[int] = set()
+    if project.llm_cache_path.exists():
+        cache = ResponseCache(project.llm_cache_path)
+        cached = {i for i, r in enumerate(requests) if cache.get(r.cache_key(identity))}
+        cache.close()
+    todo = [r for i, r in enumerate(requests) if i not in cached]
+    counts = [backend.count_tokens(r) for r in todo]
+    price = price_for(llm_cfg)
+    return ProposerPlan(
+        name=name,
+        model=f"{llm_cfg.backend}:{llm_cfg.name}",
+        requests=len(requests),
+        cached=len(cached),
+        input_tokens=sum(n for n, _ in counts) + (slack if todo else 0),
+        output_tokens=sum(r.params.max_tokens for r in todo),
+        tokens_exact=all(exact for _, exact in counts),
+        input_usd_per_1m=price.input if price else None,
+        output_usd_per_1m=price.output if price else None,
+    )
 
 
 def training_plan(

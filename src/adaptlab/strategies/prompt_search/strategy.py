@@ -133,6 +133,19 @@ class Bound:
 
 
 @dataclass
+class PlannedRequests:
+    """What a dry run counts for a prompt-search: ``own``, the candidate's model's
+    requests (the search at its worst within the caps, then the test answers);
+    ``proposer``, the proposer's calls among them (a summary request each, and the
+    bound request of each reflection); ``proposer_slack_tokens``, what the reflections'
+    prompts may hold beyond their bound request (the failures they quote)."""
+
+    own: list[ChatRequest]
+    proposer: list[ChatRequest]
+    proposer_slack_tokens: int
+
+
+@dataclass
 class RewritePlan:
     """The proposer calls of a search (nothing sent yet): the summary requests, exact;
     how many reflections follow the first round, each bounded by ``reflect_request``'s
@@ -433,29 +446,45 @@ class PromptSearch(PromptStrategy):
         random.Random(self.ctx.seed + 1).shuffle(order)
         return order
 
-    def planned_requests(self, split: Split, backend: GenerativeBackend) -> list[ChatRequest]:
+    def planned_requests(
+        self,
+        split: Split,
+        backend: GenerativeBackend,
+        proposer: tuple[GenerativeBackend, Price | None] | None = None,
+    ) -> PlannedRequests:
         """A dry run's requests: the search's worst case within its caps, then the test
-        split answered by the setting with the longest prompts (nothing is sent)."""
+        split answered by the setting with the longest prompts (nothing is sent).
+
+        ``proposer``: a named proposer's backend (to count its tokens) and price, when it
+        is another entry than the candidate's own llm; without it the proposer's calls
+        are the candidate's model's. The caps admit each call at its own model's price,
+        as the search does.
+        """
         if not split.val:
-            return self.requests([ex.text for ex in split.test])
+            return PlannedRequests(self.requests([ex.text for ex in split.test]), [], 0)
         trials = self.trials(split.train)
         price = price_for(backend.config)
-        # The proposer's calls are counted on the candidate's model (its own llm by
-        # default; a dry run loads no other).
-        plan = self.rewrite_plan(trials, split.train, len(split.val), backend, price)
+        p_backend, p_price = proposer if proposer is not None else (backend, price)
+        plan = self.rewrite_plan(trials, split.train, len(split.val), p_backend, p_price)
         bound = self.bound(trials, split.val, backend, price, plan)
+        asks = {id(r) for r in plan.summary} | {id(plan.reflect_request)} if plan else set()
         budget = Budget(self.search.max_calls, self.search.max_usd, None)
         search: list[ChatRequest] = []
+        asked: list[ChatRequest] = []
         for r in bound.requests:
+            mine = id(r) in asks
+            who, cost = (p_backend, p_price) if mine else (backend, price)
             try:
-                budget.admit(1, budget.worst_usd(backend, r, price))
+                budget.admit(1, budget.worst_usd(who, r, cost))
             except BudgetSpent:  # the caps end the search here
                 break
-            search.append(r)
+            (asked if mine else search).append(r)
         texts = [ex.text for ex in split.test]
         answers = [t.strategy.requests(texts) for t in trials]
         longest = max(answers, key=lambda reqs: sum(backend.count_tokens(r)[0] for r in reqs))
-        return search + longest
+        reflections = sum(1 for r in asked if plan is not None and r is plan.reflect_request)
+        slack = reflections * plan.reflect_slack if plan is not None else 0
+        return PlannedRequests(search + longest, asked, slack)
 
     # ------------------------------------------------------------ the rewrites
 
