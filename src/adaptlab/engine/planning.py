@@ -76,11 +76,7 @@ class CandidatePlan:
     @property
     def own_cost_usd(self) -> float | None:
         """USD of the candidate's own model's requests (None: no price known)."""
-        if self.input_usd_per_1m is None or self.output_usd_per_1m is None:
-            return None
-        return (
-            self.input_tokens * self.input_usd_per_1m + self.output_tokens * self.output_usd_per_1m
-        ) / 1e6
+        return _tokens_usd(self)
 
     @property
     def cost_usd(self) -> float | None:
@@ -111,11 +107,16 @@ class ProposerPlan:
 
     @property
     def cost_usd(self) -> float | None:
-        if self.input_usd_per_1m is None or self.output_usd_per_1m is None:
-            return None
-        return (
-            self.input_tokens * self.input_usd_per_1m + self.output_tokens * self.output_usd_per_1m
-        ) / 1e6
+        return _tokens_usd(self)
+
+
+def _tokens_usd(plan: CandidatePlan | ProposerPlan) -> float | None:
+    """A plan's tokens at its prices per million (None: a price is not known)."""
+    if plan.input_usd_per_1m is None or plan.output_usd_per_1m is None:
+        return None
+    return (
+        plan.input_tokens * plan.input_usd_per_1m + plan.output_tokens * plan.output_usd_per_1m
+    ) / 1e6
 
 
 @dataclass
