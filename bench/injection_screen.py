@@ -57,7 +57,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stats import wilson  # bench/stats.py: a script's folder is on sys.path
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/stats.py, imported too
+from stats import wilson
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import yaml
 
-from stats import wilson  # bench/stats.py: a script's folder is on sys.path
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/stats.py, imported too
+from stats import wilson
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "german_intents"
 LABELS = {

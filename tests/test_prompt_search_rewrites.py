@@ -188,7 +188,8 @@ def test_a_rerun_sends_nothing_and_a_named_proposer_is_used(
     gpt4o = lookup_price("gpt-4o")
     assert gpt4o is not None and plan.proposer.input_usd_per_1m == gpt4o.input
     assert plan.input_usd_per_1m != gpt4o.input
-    assert plan.cost_usd == pytest.approx(plan.own_cost_usd + plan.proposer.cost_usd)
+    own, asked = plan.own_cost_usd, plan.proposer.cost_usd
+    assert own is not None and asked is not None and plan.cost_usd == pytest.approx(own + asked)
     from tests.conftest import run_cli
 
     printed = run_cli("run", "-p", str(project), "--dry-run").output

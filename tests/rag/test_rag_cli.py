@@ -177,8 +177,53 @@ def test_openai_compatible_embeddings_are_paid_for_once(tmp_path: Path) -> None:
         refresh_index(project)  # nothing changed: nothing is sent again
         assert len(server.embedded) == 4
         hits = open_retriever(project).search("gift card validity years", 1, mode="dense")
-    assert hits[0].chunk.doc_id == "gift-cards"
-    assert len(server.embedded) == 5  # the query
+        assert hits[0].chunk.doc_id == "gift-cards"
+        assert len(server.embedded) == 5  # the query
+        # Asked again, in this process or a new one (nothing held in memory), the query's
+        # vector comes from .adaptlab/embedding_cache.db: not paid for twice.
+        again = open_retriever(project).search("gift card validity years", 1, mode="dense")
+        import adaptlab.rag.project as rag_project
+
+        rag_project._EMBEDDERS.clear()
+        rag_project._CACHED.clear()
+        fresh = open_retriever(project)
+        new = fresh.search_many(
+            ["gift card validity years", "how do refunds work"], 1, mode="dense"
+        )
+        assert [h.row for h in again] == [h.row for h in hits] == [h.row for h in new[0]]
+        assert server.embedded[5:] == ["how do refunds work"]
+        # A re-index after a cache was deleted asks the endpoint again (nothing stale).
+        rag_project._CACHED.clear()
+        (project_dir / ".adaptlab" / "embedding_cache.db").unlink()
+        open_retriever(project).search("gift card validity years", 1, mode="dense")
+        assert server.embedded[-1] == "gift card validity years"
+
+
+def test_a_damaged_embedding_cache_names_the_file_and_the_fix(tmp_path: Path) -> None:
+    from adaptlab.core.errors import AdaptlabError
+    from adaptlab.rag.project import refresh_index
+
+    with FakeLLMServer() as server:
+        project_dir = make_project(
+            tmp_path / "p",
+            {"embeddings_llm": "embed", "mode": "dense"},
+            llms={
+                "chat": {"backend": "openai", "name": "gpt-4o-mini"},
+                "embed": {
+                    "backend": "openai",
+                    "name": "text-embedding-3-small",
+                    "base_url": server.base_url,
+                },
+            },
+        )
+        cache = project_dir / ".adaptlab" / "embedding_cache.db"
+        cache.parent.mkdir(exist_ok=True)
+        cache.write_bytes(b"not a database, " * 64)
+        with pytest.raises(AdaptlabError) as err:
+            refresh_index(Project.load(project_dir))
+        assert server.embedded == []  # nothing was sent that could not be kept
+    text = str(err.value) + str(err.value.fix or "")
+    assert "embedding_cache.db" in text and "rm " in text, text
 
 
 def test_a_cross_encoder_reranks_the_fused_top(tmp_path: Path) -> None:

@@ -22,6 +22,8 @@ from adaptlab.core.errors import AdaptlabError, ConfigError, MissingDependencyEr
 from adaptlab.llm.keys import find_key
 from adaptlab.rag.documents import iter_files
 from adaptlab.rag.embedders import EncoderEmbedder, OpenAIEmbedder
+from adaptlab.rag.embedding_cache import FILE_NAME as EMBEDDING_CACHE
+from adaptlab.rag.embedding_cache import CachedEmbedder
 from adaptlab.rag.index import IndexSettings, RagIndex, build_index
 from adaptlab.rag.pgvector import PgVectorStore, local_server
 from adaptlab.rag.search import Retriever
@@ -155,6 +157,24 @@ def docs_fingerprint(project: ProjectFolder) -> str:
     return digest.hexdigest()[:16]
 
 
+_CACHED: dict[tuple[int, Path], CachedEmbedder] = {}
+
+
+def project_embedder(project: ProjectFolder) -> Embedder:
+    """The project's embedder (:func:`load_embedder`); a paid embeddings endpoint keeps
+    its vectors in the project's ``.adaptlab/embedding_cache.db``
+    (:class:`~adaptlab.rag.embedding_cache.CachedEmbedder`), so no text — a chunk or a
+    query — is paid for twice."""
+    embedder = load_embedder(project.config)
+    if not isinstance(embedder, OpenAIEmbedder):
+        return embedder
+    path = Path(project.root) / ".adaptlab" / EMBEDDING_CACHE
+    key = (id(embedder), path)
+    if key not in _CACHED:
+        _CACHED[key] = CachedEmbedder(embedder, path)
+    return _CACHED[key]
+
+
 def refresh_index(project: ProjectFolder, progress: ProgressSink | None = None) -> IndexReport:
     """Re-index the project's documents (only changed files are embedded again)."""
 
@@ -162,7 +182,7 @@ def refresh_index(project: ProjectFolder, progress: ProgressSink | None = None) 
     return build_index(
         docs_folder(project),
         index_folder(project),
-        load_embedder(project.config),
+        project_embedder(project),
         index_settings(cfg),
         progress=progress,
     )
@@ -188,7 +208,7 @@ def open_retriever(project: ProjectFolder) -> Retriever:
         reranker = load_reranker(cfg.reranker)
     return Retriever(
         index,
-        load_embedder(project.config),
+        project_embedder(project),
         store=open_store(project, index),
         reranker=reranker,
         rerank_depth=cfg.rerank_depth,
