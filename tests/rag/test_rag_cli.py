@@ -155,22 +155,27 @@ def test_eval_refuses_queries_missing_from_the_queries_file(tmp_path: Path) -> N
     assert "3 judged queries have no text" in str(scored.exception or scored.output)
 
 
+def embedding_project(folder: Path, server: FakeLLMServer) -> Path:
+    """A dense-retrieval project embedding through the fake OpenAI-compatible server."""
+    return make_project(
+        folder,
+        {"embeddings_llm": "embed", "mode": "dense"},
+        llms={
+            "chat": {"backend": "openai", "name": "gpt-4o-mini"},
+            "embed": {
+                "backend": "openai",
+                "name": "text-embedding-3-small",
+                "base_url": server.base_url,
+            },
+        },
+    )
+
+
 def test_openai_compatible_embeddings_are_paid_for_once(tmp_path: Path) -> None:
     from adaptlab.rag.project import open_retriever, refresh_index
 
     with FakeLLMServer() as server:
-        project_dir = make_project(
-            tmp_path / "p",
-            {"embeddings_llm": "embed", "mode": "dense"},
-            llms={
-                "chat": {"backend": "openai", "name": "gpt-4o-mini"},
-                "embed": {
-                    "backend": "openai",
-                    "name": "text-embedding-3-small",
-                    "base_url": server.base_url,
-                },
-            },
-        )
+        project_dir = embedding_project(tmp_path / "p", server)
         project = Project.load(project_dir)
         report = refresh_index(project)
         assert report.embedded == 4 and len(server.embedded) == 4
@@ -204,18 +209,7 @@ def test_a_damaged_embedding_cache_names_the_file_and_the_fix(tmp_path: Path) ->
     from adaptlab.rag.project import refresh_index
 
     with FakeLLMServer() as server:
-        project_dir = make_project(
-            tmp_path / "p",
-            {"embeddings_llm": "embed", "mode": "dense"},
-            llms={
-                "chat": {"backend": "openai", "name": "gpt-4o-mini"},
-                "embed": {
-                    "backend": "openai",
-                    "name": "text-embedding-3-small",
-                    "base_url": server.base_url,
-                },
-            },
-        )
+        project_dir = embedding_project(tmp_path / "p", server)
         cache = project_dir / ".adaptlab" / "embedding_cache.db"
         cache.parent.mkdir(exist_ok=True)
         cache.write_bytes(b"not a database, " * 64)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from adaptlab.llm.types import ChatRequest, ChatResponse, Usage
-from adaptlab.store.files import connect, enable_wal
+from adaptlab.store.files import open_wal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -41,13 +41,11 @@ class ResponseCache:
             f"delete it (rm {self.path}) and run again: answers it held are requested again, "
             "and paid for again"
         )
-        self.conn = connect(
-            self.path, damaged_fix=fix, isolation_level=None, check_same_thread=False
+        self.conn = open_wal(
+            self.path, _SCHEMA, damaged_fix=fix, isolation_level=None, check_same_thread=False
         )
         try:
-            enable_wal(self.conn)
             self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.executescript(_SCHEMA)
             self.conn.execute("SELECT key FROM responses LIMIT 1").fetchone()
         except BaseException:
             self.conn.close()

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adaptlab.store.files import connect, enable_wal
+from adaptlab.store.files import open_wal
 
 if TYPE_CHECKING:
     import numpy as np
@@ -75,13 +75,9 @@ class CachedEmbedder:
             f"delete it (rm {path}) and run again: the vectors it held are requested "
             "again, and paid for again"
         )
-        self.conn = connect(path, damaged_fix=fix, isolation_level=None, check_same_thread=False)
-        try:
-            enable_wal(self.conn)
-            self.conn.executescript(_SCHEMA)
-        except BaseException:
-            self.conn.close()
-            raise
+        self.conn = open_wal(
+            path, _SCHEMA, damaged_fix=fix, isolation_level=None, check_same_thread=False
+        )
 
     def _key(self, text: str) -> str:
         return hashlib.sha256(f"{self._prefix}\x00{text}".encode()).hexdigest()

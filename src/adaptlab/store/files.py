@@ -221,6 +221,20 @@ def connect(path: Path, *, damaged_fix: str, **kw: Any) -> GuardedConnection:
     return conn
 
 
+def open_wal(path: Path, schema: str, *, damaged_fix: str, **kw: Any) -> GuardedConnection:
+    """:func:`connect` to ``path``, in WAL mode, with ``schema`` (``CREATE ... IF NOT
+    EXISTS`` statements) applied; the connection is closed again if any of it fails.
+    Raises :class:`StoreError` naming the file (with ``damaged_fix`` for a damaged one)."""
+    conn = connect(path, damaged_fix=damaged_fix, **kw)
+    try:
+        enable_wal(conn)
+        conn.executescript(schema)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def enable_wal(conn: sqlite3.Connection) -> None:
     """Put a connection's file in WAL mode, waiting out another process opening it too.
 

@@ -48,7 +48,7 @@ from adaptlab.core.progress import ProgressSink
 from adaptlab.llm.batch import as_batch_answer
 from adaptlab.llm.keys import redact
 from adaptlab.llm.types import ChatRequest, ChatResponse, Usage
-from adaptlab.store.files import connect, enable_wal
+from adaptlab.store.files import open_wal
 
 if TYPE_CHECKING:
     from adaptlab.backends.base import GenerativeBackend
@@ -309,13 +309,7 @@ class BatchStore:
             f"delete it (rm {self.path}) and run again: a batch still in flight at the "
             "provider is then not re-attached to (OpenAI's is found by its metadata)"
         )
-        self.conn = connect(self.path, damaged_fix=fix, isolation_level=None)
-        try:
-            enable_wal(self.conn)
-            self.conn.executescript(_SCHEMA)
-        except BaseException:
-            self.conn.close()
-            raise
+        self.conn = open_wal(self.path, _SCHEMA, damaged_fix=fix, isolation_level=None)
 
     def get(self, key: str) -> dict[str, Any] | None:
         cur = self.conn.execute("SELECT * FROM batches WHERE key = ?", (key,))
