@@ -85,7 +85,25 @@ DATA_CASES = [
         "d.csv",
         b"body,label\nfine text,billing\nother text,refund\n",
         2,
-        "missing input field 'text'",
+        # said once, with the column to name: not the same issue on every line
+        "no record has the input field 'text' (the records' fields: body, label) fix: name "
+        "the field that holds the input: for a new project 'adaptlab init DIR --data d.csv "
+        "--input-field body'",
+    ),
+    (
+        "jsonl-labels-under-another-name",
+        "d.jsonl",
+        b'{"text": "a", "category": "billing", "id": 1}\n{"text": "b", "category": "refund"}\n',
+        1,
+        "no record has the label field 'label' (the records' fields: category, id, text) fix: "
+        "name the field that holds the label (one of: category, id)",
+    ),
+    (
+        "jsonl-one-record-without-label",
+        "d.jsonl",
+        b'{"text": "a", "label": "billing"}\n{"text": "b"}\n',
+        2,
+        "missing label field 'label'",
     ),
     (
         "csv-unclosed-quote",

@@ -675,5 +675,39 @@ def load_examples(
         if text_value is not None and label_value is not None:
             examples.append(Example(text_value, label_value, str(path), lineno, sources))
     if issues:
+        roles = (("input", input_field), ("label", label_field))
+        absent = _absent_field(records, roles, path)
+        if absent is not None:
+            raise absent
         raise DataError(f"{len(issues)} unusable record(s) in {path}", issues=issues)
     return examples
+
+
+def _absent_field(
+    records: list[tuple[int, Any]], roles: tuple[tuple[str, str], ...], path: Path
+) -> DataError | None:
+    """One error for a field that no record has (the file names its column otherwise),
+    instead of the same missing-field issue on every line; None when some record has
+    each field. Its fix names the column to use where one column is left to choose."""
+    objects = [r for _, r in records if isinstance(r, dict)]
+    if not objects or len(objects) < len(records):
+        return None
+    present = sorted({k for r in objects for k in r})
+    for role, name in roles:
+        if any(name in r for r in objects):
+            continue
+        others = {n for rl, n in roles if rl != role}
+        left = [k for k in present if k not in others]
+        shown = ", ".join(present[:12]) + (", …" if len(present) > 12 else "")
+        pick = left[0] if len(left) == 1 else "NAME"
+        choose = "" if len(left) == 1 else f" (one of: {', '.join(left[:12])})"
+        return DataError(
+            f"no record has the {role} field '{name}' (the records' fields: {shown})",
+            file=path,
+            line=records[0][0],
+            fix=f"name the field that holds the {role}{choose}: for a new project "
+            f"'adaptlab init DIR --data {path.name} --{role}-field {pick}', in a project "
+            f"'data.{role}_field: {pick}' in adaptlab.yaml",
+            code="missing-field",
+        )
+    return None
