@@ -139,7 +139,7 @@ def estimate_and_ask(
         if est.seconds is None or est.seconds <= 60 * limit:
             continue
         over = (
-            f"estimated at about {duration(est.seconds)} on this machine, over "
+            f"estimated at {est.said()} on this machine, over "
             f"evaluation.max_minutes ({limit:g} min)"
         )
         if interactive:

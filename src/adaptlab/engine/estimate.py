@@ -104,13 +104,24 @@ class TimeEstimate:
     note: str = ""
     probe_seconds: float = 0.0
 
+    def said(self) -> str:
+        """The point estimate as a person reads it: "about 4 min", or "under 1 s" where
+        the whole range is (a probe does not measure finer than that)."""
+        if self.seconds is None:
+            return "unknown"
+        return "under 1 s" if self.high < 1 else f"about {duration(self.seconds)}"
+
     def line(self) -> str:
         """``finetune: about 4 min (3 min–6 min; fit 3 min, answers 40 s), from …``."""
         if self.seconds is None:
             return f"{self.candidate}: no time estimate, {self.note}"
+        if self.high < 1:  # not measured finer than the probe's own second or so
+            text = f"{self.candidate}: {self.said()}"
+            text += f", from {self.basis}" if self.basis else ""
+            return text + (f"; {self.note}" if self.note else "")
         parts = ", ".join(f"{k} {duration(v)}" for k, v in self.parts.items() if v >= 0.5)
         text = (
-            f"{self.candidate}: about {duration(self.seconds)} "
+            f"{self.candidate}: {self.said()} "
             f"({duration(self.low)}–{duration(self.high)}" + (f"; {parts}" if parts else "") + ")"
         )
         if self.basis:
@@ -256,7 +267,10 @@ class _Estimator:
             # The folds look up the train and val lists' vectors: the val list is
             # already answered, the train list embedded once per run (a kNN's too).
             parts["cross-validation"] = self._once("train", n_train * per_text)
-        return _done(cand.name, parts, f"{len(self._sample)} texts embedded")
+        done = _done(cand.name, parts, f"{len(self._sample)} texts embedded")
+        if not any(parts.values()):
+            done.note = "its encoder work is counted with an earlier candidate's"
+        return done
 
     def _encoder_finetune(self, cand: CandidateConfig) -> TimeEstimate:
         per_text, alone, load = self.encoder_rate()
