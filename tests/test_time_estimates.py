@@ -75,7 +75,9 @@ def test_each_local_candidate_gets_a_measured_estimate_and_a_remote_one_says_why
         est = estimates[name]
         assert est.seconds is not None, (name, est.note)
         assert est.seconds == pytest.approx(sum(est.parts.values()))
-        assert est.low <= est.seconds <= est.high == pytest.approx(HIGH * est.seconds)
+        assert est.low <= est.seconds <= est.high
+        if name != "finetune":
+            assert est.high == pytest.approx(HIGH * est.seconds)
         assert all(v > 0 for v in est.parts.values())
         assert "timed" in est.basis or "embedded" in est.basis
         # a tiny project's estimate may be under a second, said so, not as "0.3 s"
@@ -87,8 +89,11 @@ def test_each_local_candidate_gets_a_measured_estimate_and_a_remote_one_says_why
     assert {"fit", "answers"} <= set(estimates["lora"].parts)
     # Early stopping (patience 1 of 3 epochs) can end the fine-tune after 2: the range
     # reaches below the point estimate's LOW share.
+    # Which epoch it ends at is not known before: the point expects the geometric mean of
+    # 2 and 3 epochs, and the range reaches up to all 3 (above the point's HIGH share).
     finetune = estimates["finetune"].seconds
     assert finetune is not None and estimates["finetune"].low < LOW * finetune
+    assert estimates["finetune"].high > HIGH * finetune
     remote = estimates["remote"]
     assert remote.seconds is None and "paid call" in remote.note
     assert "no time estimate" in remote.line()
