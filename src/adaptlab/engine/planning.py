@@ -349,7 +349,7 @@ def _plan_generative(
     slack = 0
     asks: set[int] = set()  # the own model's proposer calls: answers up to max_tokens
     if isinstance(strategy, PromptSearch):  # the search at its worst, then the test answers
-        named = strategy.search.space.proposer if strategy.search.space.rewrites else None
+        named = next(iter(type(strategy).other_llms(strategy.options)), None)
         other = cfg.llms[named] if named is not None and named != cand.llm else None
         # Another API model is loaded to count its tokens (no call); a local one is not
         # loaded for a dry run: its calls are counted with the candidate's tokenizer.
@@ -381,14 +381,9 @@ def _plan_generative(
         subset = texts[: cfg.evaluation.consistency_inputs]
         for s in range(1, n_cons):  # sample 0 is the main prediction
             requests += strategy.requests(subset, sample=s)
-    identity = backend.identity()
-    cached: set[int] = set()
     # A fine-tuned candidate is answered by a model that does not exist yet: the base
     # model's cached answers (another candidate's, same prompt) are not its answers.
-    if project.llm_cache_path.exists() and not strategy.trains_weights:
-        cache = ResponseCache(project.llm_cache_path)
-        cached = {i for i, r in enumerate(requests) if cache.get(r.cache_key(identity))}
-        cache.close()
+    cached = set() if strategy.trains_weights else _cached(project, backend, requests)
     todo = [r for i, r in enumerate(requests) if i not in cached]
     counts = [backend.count_tokens(r) for r in todo]
     per_answer, bound = _answer_tokens(strategy, backend)
@@ -440,6 +435,19 @@ def _plan_generative(
     return plan
 
 
+def _cached(project: Project, backend: GenerativeBackend, requests: list[ChatRequest]) -> set[int]:
+    """Positions in ``requests`` whose answer from ``backend`` is in the project's
+    response cache (asked again, they cost nothing)."""
+    if not project.llm_cache_path.exists():
+        return set()
+    identity = backend.identity()
+    cache = ResponseCache(project.llm_cache_path)
+    try:
+        return {i for i, r in enumerate(requests) if cache.get(r.cache_key(identity))}
+    finally:
+        cache.close()
+
+
 def _proposer_plan(
     project: Project,
     name: str,
@@ -451,12 +459,7 @@ def _proposer_plan(
     """The proposer's calls of a prompt-search at the proposer's own price: answers in
     the response cache under its identity cost nothing; ``slack`` is what reflections
     may quote beyond their bound request (counted as input)."""
-    identity = backend.identity()
-    cached: set[int] = set()
-    if project.llm_cache_path.exists():
-        cache = ResponseCache(project.llm_cache_path)
-        cached = {i for i, r in enumerate(requests) if cache.get(r.cache_key(identity))}
-        cache.close()
+    cached = _cached(project, backend, requests)
     todo = [r for i, r in enumerate(requests) if i not in cached]
     counts = [backend.count_tokens(r) for r in todo]
     price = price_for(llm_cfg)

@@ -91,17 +91,19 @@ class CachedEmbedder:
         """Vectors of ``texts`` in order (n x d, L2-normalised float32)."""
         import numpy as np
 
-        keys = [self._key(t) for t in texts]
+        key_of = {t: self._key(t) for t in texts}
+        keys = [key_of[t] for t in texts]
         found = self._read(set(keys))
         if on_batch is not None and found:
             on_batch(sum(1 for k in keys if k in found))
-        todo = list(dict.fromkeys(t for t, k in zip(texts, keys, strict=True) if k not in found))
+        todo = [t for t, k in key_of.items() if k not in found]  # distinct, in order
         for start in range(0, len(todo), BATCH):
             batch = todo[start : start + BATCH]
             vectors = self.inner.embed(batch)
             self.sent += len(batch)
-            self._write(batch, vectors)
-            found.update(zip((self._key(t) for t in batch), vectors, strict=True))
+            batch_keys = [key_of[t] for t in batch]
+            self._write(batch_keys, vectors)
+            found.update(zip(batch_keys, vectors, strict=True))
             if on_batch is not None:
                 sent = set(batch)
                 on_batch(sum(1 for t in texts if t in sent))
@@ -126,12 +128,11 @@ class CachedEmbedder:
                     out[key] = vector
         return out
 
-    def _write(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+    def _write(self, keys: Sequence[str], vectors: np.ndarray) -> None:
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        model = json.dumps(self.identity, sort_keys=True)
         rows = [
-            (self._key(t), now, model, int(v.shape[0]), v.astype("float32").tobytes())
-            for t, v in zip(texts, vectors, strict=True)
+            (key, now, self._prefix, int(v.shape[0]), v.astype("float32").tobytes())
+            for key, v in zip(keys, vectors, strict=True)
         ]
         with self.conn:
             self.conn.execute("BEGIN")

@@ -157,7 +157,7 @@ def docs_fingerprint(project: ProjectFolder) -> str:
     return digest.hexdigest()[:16]
 
 
-_CACHED: dict[tuple[int, Path], CachedEmbedder] = {}
+_CACHED: dict[tuple[OpenAIEmbedder, Path], CachedEmbedder] = {}
 
 
 def project_embedder(project: ProjectFolder) -> Embedder:
@@ -169,7 +169,7 @@ def project_embedder(project: ProjectFolder) -> Embedder:
     if not isinstance(embedder, OpenAIEmbedder):
         return embedder
     path = Path(project.root) / ".adaptlab" / EMBEDDING_CACHE
-    key = (id(embedder), path)
+    key = (embedder, path)
     if key not in _CACHED:
         _CACHED[key] = CachedEmbedder(embedder, path)
     return _CACHED[key]

@@ -32,10 +32,10 @@ class Rag(Strategy):
 
         opts = self.options
         assert isinstance(opts, RagOptions)
-        indexed = [*train, *val] if opts.include_val else list(train)
         # Train and val as the two lists a run embeds anyway (the cross-validation table
         # looks them up too), so a run computes each once.
         parts = [train, val] if opts.include_val and val else [train]
+        indexed = [ex for part in parts for ex in part]
         self._index = np.concatenate(
             [self.ctx.embed([ex.text for ex in part], description="indexing") for part in parts]
         )
